@@ -1,0 +1,4 @@
+"""mauto: marketing automation as code."""
+from __future__ import annotations
+
+__version__ = "0.1.0"

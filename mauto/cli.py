@@ -1,0 +1,176 @@
+"""The `mauto` command line: options in, one call, rich out."""
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import traceback
+from datetime import datetime, timezone
+from enum import Enum
+from pathlib import Path
+from typing import Callable, List, Optional
+
+import typer
+from rich.console import Console
+from rich.text import Text
+
+from mauto import __version__
+from mauto.errors import ExitCode, MautoError, UsageError
+
+app = typer.Typer(
+    name="mauto",
+    help="Marketing automation as code: workflows in git, linted, simulated, deployed.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+def _out() -> Console:
+    return Console(soft_wrap=True, highlight=False)
+
+
+def _err() -> Console:
+    return Console(stderr=True, soft_wrap=True, highlight=False)
+
+
+def _log_path() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "mauto" / "mauto.log"
+
+
+def handle_errors(command: Callable) -> Callable:
+    """The one place errors become messages and exit codes (pre-commit's error_handler, as a decorator)."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except (typer.Exit, typer.Abort):
+            raise
+        except MautoError as error:
+            _err().print(Text(str(error), style="red"))
+            raise typer.Exit(int(error.exit_code)) from None
+        except KeyboardInterrupt:
+            _err().print("interrupted")
+            raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+        except Exception as error:  # a bug in mauto: one line for the user, the traceback for the report
+            log = _log_path()
+            try:
+                log.parent.mkdir(parents=True, exist_ok=True)
+                with log.open("a", encoding="utf-8") as handle:
+                    handle.write(f"--- {datetime.now(timezone.utc).isoformat()} mauto {__version__} "
+                                 f"{' '.join(sys.argv)}\n{traceback.format_exc()}\n")
+                where = f"; the traceback is in {log}"
+            except OSError:
+                where = ""
+            _err().print(Text(f"internal error: {type(error).__name__}: {error}{where}. "
+                              "Please report it.", style="red"))
+            raise typer.Exit(int(ExitCode.INTERNAL)) from None
+
+    return wrapper
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"mauto {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    project: Optional[Path] = typer.Option(None, "--project", "-p", help="mauto.yaml, or the folder holding it "
+                                           "(default: the nearest one from the current folder up)."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    ctx.obj = {"project": project}
+
+
+def _project(ctx: typer.Context):
+    from mauto.config import find_project, load_project
+
+    return load_project(find_project(explicit=ctx.obj.get("project") if ctx.obj else None))
+
+
+def _parse_now(value: Optional[str]) -> datetime:
+    if value is None:
+        return datetime.now(timezone.utc)
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(f"--now {value}: not an ISO 8601 time such as 2026-11-23T09:00:00+01:00") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+class LintFormat(str, Enum):
+    text = "text"
+    json = "json"
+    github = "github"
+
+
+class SchemaName(str, Enum):
+    workflow = "workflow"
+    project = "project"
+
+
+@app.command()
+@handle_errors
+def lint(
+    ctx: typer.Context,
+    paths: Optional[List[Path]] = typer.Argument(None, help="Files or folders to report on (default: the whole project)."),
+    output_format: LintFormat = typer.Option(LintFormat.text, "--format", "-f", help="text, json or github."),
+    strict: bool = typer.Option(False, "--strict", help="Fail on warnings too."),
+    base: Optional[str] = typer.Option(None, "--base", metavar="GIT_REF",
+                                       help="Also flag workflows changed since this ref without a version bump."),
+    explain: Optional[str] = typer.Option(None, "--explain", metavar="RULE", help="Show a rule's documentation."),
+    now: Optional[str] = typer.Option(None, "--now", metavar="TIME", help="Check dates against this time."),
+) -> None:
+    """Check workflows, templates and mauto.yaml; findings as path:line:col: RULE message."""
+    from mauto.lint import formatters
+    from mauto.lint.rules import RULES
+    from mauto.lint.runner import lint as run_lint
+
+    if explain is not None:
+        rule = RULES.get(explain)
+        if rule is None:
+            raise UsageError(f"no rule `{explain}`; rules: {', '.join(RULES)}")
+        print(f"{rule.ID} ({rule.LEVEL})\n\n{rule.__doc__.strip()}")
+        return
+    result = run_lint(_project(ctx), _parse_now(now), paths or None, base)
+    out = _out()
+    if output_format is LintFormat.json:
+        print(formatters.as_json(result))
+    elif output_format is LintFormat.github:
+        for line in formatters.github_lines(result):
+            print(line)
+        print(formatters.summary(result))
+    else:
+        for problem in result.problems:
+            line = Text()
+            line.append(f"{problem.path}:{problem.line}:{problem.col}:", style="bold")
+            line.append(" ")
+            line.append(problem.rule, style="red" if problem.severity == "error" else "yellow")
+            line.append(" " + problem.message)
+            out.print(line)
+        out.print(Text(formatters.summary(result), style="red" if result.failed() else "green"))
+    if result.failed(strict):
+        raise typer.Exit(int(ExitCode.FINDINGS))
+
+
+@app.command()
+@handle_errors
+def schema(name: SchemaName = typer.Argument(..., help="workflow or project.")) -> None:
+    """Print a JSON Schema (for editors and other tools)."""
+    from mauto.workflow.schema import schema_text
+
+    sys.stdout.write(schema_text(name.value))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

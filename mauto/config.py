@@ -1,0 +1,123 @@
+"""Find and read `mauto.yaml`, the project file."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from mauto.errors import ProjectNotFound
+from mauto.workflow.expressions import Expression
+from mauto.workflow.loader import Document, load
+
+PROJECT_FILE = "mauto.yaml"
+
+BUILTIN_FIELDS = {
+    "id": "string", "email": "string", "phone": "string", "timezone": "string", "locale": "string",
+    "score": "integer", "tags": "list", "lists": "list", "email_consent": "boolean", "sms_consent": "boolean",
+    "created_at": "datetime",
+}
+
+_MESSAGE_EVENT = {"workflow": "string", "step": "string", "template": "string"}
+BUILTIN_EVENTS: dict[str, dict[str, Any]] = {
+    "contact_created": {"fields": "object"},
+    "contact_updated": {"changed": "list", "previous": "object"},
+    "email_sent": _MESSAGE_EVENT, "email_delivered": _MESSAGE_EVENT, "email_opened": _MESSAGE_EVENT,
+    "email_clicked": {**_MESSAGE_EVENT, "url": "string"},
+    "email_bounced": {**_MESSAGE_EVENT, "kind": {"enum": ["hard", "soft"]}},
+    "email_complained": _MESSAGE_EVENT,
+    "sms_sent": _MESSAGE_EVENT, "sms_delivered": _MESSAGE_EVENT, "sms_failed": _MESSAGE_EVENT,
+    "unsubscribed": {"channel": {"enum": ["email", "sms"]}},
+}
+EVENT_ATTRIBUTES = ("name", "at", "id", "contact")
+
+
+def find_project(start: Path | None = None, explicit: Path | None = None) -> Path:
+    """The `mauto.yaml` to use: `explicit` (a file or its folder), else the nearest one upwards from `start`."""
+    if explicit is not None:
+        candidate = explicit / PROJECT_FILE if explicit.is_dir() else explicit
+        if not candidate.is_file():
+            raise ProjectNotFound(f"no project file at {candidate}")
+        return candidate
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        candidate = folder / PROJECT_FILE
+        if candidate.is_file():
+            return candidate
+    raise ProjectNotFound(f"no {PROJECT_FILE} in {here} or any parent folder; run mauto inside a project "
+                          "or pass --project PATH")
+
+
+@dataclass
+class Project:
+    """A loaded `mauto.yaml`. Accessors are lenient: lint reports schema problems, others rely on a valid file."""
+
+    path: Path
+    document: Document
+    display_root: Path = field(default_factory=Path.cwd)
+
+    @property
+    def root(self) -> Path:
+        return self.path.parent
+
+    @property
+    def data(self) -> dict:
+        return self.document.data if isinstance(self.document.data, dict) else {}
+
+    @property
+    def workflows_dir(self) -> Path:
+        return self.root / "workflows"
+
+    @property
+    def templates_dir(self) -> Path:
+        return self.root / "templates"
+
+    @property
+    def timezone(self) -> str:
+        zone = self.data.get("timezone")
+        return zone if isinstance(zone, str) else "UTC"
+
+    @cached_property
+    def contact_fields(self) -> dict[str, Any]:
+        """Every contact field, built-in and declared, with its type."""
+        declared = self.data.get("contact_fields")
+        fields = dict(BUILTIN_FIELDS)
+        if isinstance(declared, dict):
+            fields.update(declared)
+        return fields
+
+    @cached_property
+    def segments(self) -> dict[str, Expression]:
+        segments = self.data.get("segments")
+        if not isinstance(segments, dict):
+            return {}
+        return {name: Expression(source, self.document.path, self.document.pos(("segments", name)))
+                for name, source in segments.items() if isinstance(source, str)}
+
+    @cached_property
+    def events(self) -> dict[str, dict[str, Any]] | None:
+        """The event catalogue with the built-in events, or None when mauto.yaml has none."""
+        catalogue = self.data.get("events")
+        if not isinstance(catalogue, dict):
+            return None
+        events: dict[str, dict[str, Any]] = dict(BUILTIN_EVENTS)
+        for name, properties in catalogue.items():
+            events[name] = properties if isinstance(properties, dict) else {}
+        return events
+
+    def display(self, path: Path) -> str:
+        """A path as the user should see it: relative to where they stand when possible."""
+        try:
+            return str(path.resolve().relative_to(self.display_root.resolve()))
+        except ValueError:
+            return str(path)
+
+
+def load_project(path: Path, display_root: Path | None = None) -> Project:
+    """Read `mauto.yaml` (YAML errors raise; schema problems are left to `mauto lint`)."""
+    root = display_root or Path.cwd()
+    try:
+        shown = str(path.resolve().relative_to(root.resolve()))
+    except ValueError:
+        shown = str(path)
+    return Project(path, load(path, shown), root)

@@ -1,0 +1,50 @@
+"""Errors that reach the user, and the exit codes mauto returns."""
+from __future__ import annotations
+
+import enum
+from pathlib import Path
+
+
+class ExitCode(enum.IntEnum):
+    OK = 0
+    FINDINGS = 1  # lint errors, failed tests
+    USAGE = 2  # bad options, missing files, no project
+    INTERNAL = 3  # a bug in mauto: traceback written to the log file
+    INTERRUPTED = 130
+
+
+class MautoError(Exception):
+    """An error the user can fix, at a place in one of their files."""
+
+    exit_code = ExitCode.USAGE
+
+    def __init__(self, message: str, path: str | Path | None = None, line: int | None = None,
+                 col: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.path = str(path) if path is not None else None
+        self.line = line
+        self.col = col
+
+    def __str__(self) -> str:
+        where = ""
+        if self.path:
+            where = self.path
+            if self.line:
+                where += f":{self.line}"
+                if self.col:
+                    where += f":{self.col}"
+            where += ": "
+        return where + self.message
+
+
+class ProjectNotFound(MautoError):
+    """No mauto.yaml in the current directory or any parent."""
+
+
+class YamlError(MautoError):
+    """A file that is not the YAML mauto accepts."""
+
+
+class UsageError(MautoError):
+    """A bad command-line argument."""

@@ -1,0 +1,1 @@
+"""`mauto lint`: every mistake mauto can catch before review, at file:line:col."""

@@ -1,0 +1,297 @@
+"""Message templates: a sandboxed Jinja2 environment over `templates/`, front matter, analysis, rendering.
+
+`email: cart/reminder-1` is `templates/cart/reminder-1.email.html` (YAML front
+matter, then the HTML body) with an optional `cart/reminder-1.email.txt`;
+`sms: cart/last-call` is `templates/cart/last-call.sms.txt`. The loader hands
+Jinja2 the body with the front matter turned into a comment of as many lines,
+so Jinja2's line numbers are the file's own, in every error and in every
+template that extends another.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from jinja2 import FileSystemLoader, TemplateError, TemplateNotFound, TemplateSyntaxError, meta, nodes, select_autoescape
+
+from mauto.errors import MautoError, YamlError
+from mauto.workflow.expressions import mask_strings, sandbox
+from mauto.workflow.loader import Document, Pos, parse
+
+EXTENSIONS = {"email": ".email.html", "sms": ".sms.txt"}
+TEXT_PART = ".email.txt"
+FRONT_MATTER_KEYS = ("subject", "preheader", "from", "reply_to")
+
+
+class TemplateProblem(MautoError):
+    """A template that cannot be used, at its own file, line and column."""
+
+
+def split_front_matter(text: str) -> tuple[str | None, int, str]:
+    """(front matter or None, the line the body starts on, the body)."""
+    if not text.startswith("---"):
+        return None, 1, text
+    lines = text.split("\n")
+    if lines[0].rstrip() != "---":
+        return None, 1, text
+    for index in range(1, len(lines)):
+        if lines[index].rstrip() == "---":
+            return "\n".join(lines[1:index]), index + 2, "\n".join(lines[index + 1:])
+    return "\n".join(lines[1:]), len(lines) + 1, ""
+
+
+class ProjectLoader(FileSystemLoader):
+    """FileSystemLoader that hides front matter behind a Jinja2 comment of the same height."""
+
+    def get_source(self, environment, template):  # type: ignore[override]
+        source, filename, uptodate = super().get_source(environment, template)
+        front, body_line, body = split_front_matter(source)
+        if front is not None:
+            source = "{#" + "\n" * (body_line - 1) + "#}" + body
+        return source, filename, uptodate
+
+
+def environment(templates_dir: Path):
+    """The sandboxed environment messages are rendered in (HTML autoescaped)."""
+    return sandbox(ProjectLoader(str(templates_dir)),
+                   autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False))
+
+
+@dataclass
+class TemplateInfo:
+    """What one template file uses, found by walking its AST once."""
+
+    name: str  # the loader name: cart/reminder-1.email.html
+    display_path: str
+    names: dict[str, Pos] = field(default_factory=dict)  # undeclared names: first place used
+    contact_fields: dict[str, Pos] = field(default_factory=dict)
+    event_properties: dict[str, Pos] = field(default_factory=dict)
+    vars: dict[str, Pos] = field(default_factory=dict)
+    filters: dict[str, Pos] = field(default_factory=dict)
+    tests: dict[str, Pos] = field(default_factory=dict)
+    references: list[str] = field(default_factory=list)  # extends / include / import
+    literal_text: str = ""
+    error: TemplateProblem | None = None
+    front: Document | None = None
+
+
+class TemplateSet:
+    """The project's templates, each parsed and analysed at most once."""
+
+    def __init__(self, templates_dir: Path, display_root: Path | None = None) -> None:
+        self.dir = templates_dir
+        self.display_root = display_root or templates_dir.parent
+        self.env = environment(templates_dir)
+        self._info: dict[str, TemplateInfo] = {}
+
+    def display(self, name: str) -> str:
+        path = self.dir / name
+        try:
+            return str(path.relative_to(self.display_root))
+        except ValueError:
+            return str(path)
+
+    def file_name(self, channel: str, template: str) -> str:
+        return template + EXTENSIONS[channel]
+
+    def exists(self, name: str) -> bool:
+        return (self.dir / name).is_file()
+
+    def available(self, channel: str) -> list[str]:
+        """Template names (without extension) of a channel, for suggestions."""
+        suffix = EXTENSIONS[channel]
+        if not self.dir.is_dir():
+            return []
+        return sorted(str(p.relative_to(self.dir))[: -len(suffix)] for p in self.dir.rglob("*" + suffix))
+
+    def info(self, name: str) -> TemplateInfo:
+        cached = self._info.get(name)
+        if cached is None:
+            cached = self._info[name] = self._analyse(name)
+        return cached
+
+    def _analyse(self, name: str) -> TemplateInfo:
+        shown = self.display(name)
+        info = TemplateInfo(name, shown)
+        try:
+            raw = (self.dir / name).read_bytes()
+        except OSError as error:
+            info.error = TemplateProblem(f"cannot read template: {error.strerror}", shown)
+            return info
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as error:
+            line = raw.count(b"\n", 0, error.start) + 1
+            info.error = TemplateProblem("template is not UTF-8", shown, line, 1)
+            return info
+        front, body_line, body = split_front_matter(text)
+        if name.endswith(EXTENSIONS["email"]):
+            if front is None:
+                info.error = TemplateProblem("email template has no front matter; start it with `---`, "
+                                             "a `subject:` line and `---`", shown, 1, 1)
+                return info
+            problem = self._front_matter(info, front)
+            if problem:
+                info.error = problem
+                return info
+            for key in ("subject", "preheader"):
+                value = info.front.data.get(key)
+                if isinstance(value, str):
+                    self._walk(info, value, info.front.pos((key,)), text_lines=None)
+                    if info.error:
+                        return info
+        source = "{#" + "\n" * (body_line - 1) + "#}" + body if front is not None else text
+        self._walk(info, source, Pos(1, 1), text_lines=text.split("\n"))
+        return info
+
+    def _front_matter(self, info: TemplateInfo, front: str) -> TemplateProblem | None:
+        try:
+            document = parse(front, info.display_path)
+        except YamlError as error:
+            return TemplateProblem(f"front matter: {error.message}", info.display_path,
+                                   (error.line or 1) + 1, error.col or 1)
+        # front matter starts on line 2 of the file
+        document.values = {path: Pos(p.line + 1, p.col, p.style) for path, p in document.values.items()}
+        document.keys = {path: Pos(p.line + 1, p.col, p.style) for path, p in document.keys.items()}
+        info.front = document
+        data = document.data
+        if not isinstance(data, dict):
+            return TemplateProblem("front matter must be a mapping with `subject:`", info.display_path, 2, 1)
+        for key, value in data.items():
+            if key not in FRONT_MATTER_KEYS:
+                pos = document.key_pos((key,))
+                return TemplateProblem(f"unknown front matter key `{key}`; allowed: {', '.join(FRONT_MATTER_KEYS)}",
+                                       info.display_path, pos.line, pos.col)
+            if not isinstance(value, str) or not value.strip():
+                pos = document.pos((key,))
+                return TemplateProblem(f"front matter `{key}` must be a non-empty string", info.display_path,
+                                       pos.line, pos.col)
+        if "subject" not in data:
+            return TemplateProblem("front matter has no `subject:`; every email needs one", info.display_path, 2, 1)
+        return None
+
+    def _walk(self, info: TemplateInfo, source: str, origin: Pos, text_lines: list[str] | None) -> None:
+        """Parse `source` and record what it uses. `origin` is where it starts in the file."""
+        try:
+            tree = self.env.parse(source)
+        except TemplateSyntaxError as error:
+            line = origin.line + (error.lineno or 1) - 1
+            info.error = TemplateProblem(f"template syntax error: {error.message}", info.display_path, line,
+                                         origin.col if line == origin.line else 1)
+            return
+        lines = text_lines if text_lines is not None else None
+
+        def place(node: nodes.Node, needle: str) -> Pos:
+            line = origin.line + (getattr(node, "lineno", 1) or 1) - 1
+            col = origin.col if line == origin.line else 1
+            if lines is not None and 0 < line <= len(lines):
+                found = mask_strings(lines[line - 1]).find(needle)
+                if found >= 0:
+                    col = found + 1
+            elif lines is None:
+                found = mask_strings(source.split("\n")[0]).find(needle)
+                if found >= 0:
+                    col = origin.col + found + (1 if origin.style in ("'", '"') else 0)
+            return Pos(line, col)
+
+        undeclared = meta.find_undeclared_variables(tree)
+        for name in tree.find_all(nodes.Name):
+            if name.ctx == "load" and name.name in undeclared and name.name not in info.names:
+                info.names[name.name] = place(name, name.name)
+        for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+            target = node.node
+            if not (isinstance(target, nodes.Name) and target.name in ("contact", "event", "vars")):
+                continue
+            if isinstance(node, nodes.Getattr):
+                attribute = node.attr
+            elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+                attribute = node.arg.value
+            else:
+                continue
+            bucket = {"contact": info.contact_fields, "event": info.event_properties, "vars": info.vars}[target.name]
+            bucket.setdefault(attribute, place(node, attribute))
+        for node in tree.find_all(nodes.Filter):
+            info.filters.setdefault(node.name, place(node, node.name))
+        for node in tree.find_all(nodes.Test):
+            info.tests.setdefault(node.name, place(node, node.name))
+        for reference in meta.find_referenced_templates(tree):
+            if reference is not None and reference not in info.references:
+                info.references.append(reference)
+        if lines is not None:
+            info.literal_text += "".join(data.data for data in tree.find_all(nodes.TemplateData))
+
+    def analyse_string(self, source: str, display_path: str, origin: Pos) -> TemplateInfo:
+        """Analyse a template string written in a workflow (a `vars` value, a task title...)."""
+        info = TemplateInfo("<string>", display_path)
+        self._walk(info, source, origin, text_lines=None)
+        return info
+
+    def lineage(self, name: str) -> list[TemplateInfo]:
+        """The template and every template it extends or includes, each once."""
+        seen: dict[str, TemplateInfo] = {}
+        pending = [name]
+        while pending:
+            current = pending.pop()
+            if current in seen or not self.exists(current):
+                continue
+            seen[current] = self.info(current)
+            pending.extend(seen[current].references)
+        return list(seen.values())
+
+    # --- rendering ----------------------------------------------------------
+
+    def render(self, name: str, context: dict[str, Any]) -> str:
+        """Render a template file's body with `context`; errors name the template's own line."""
+        try:
+            return self.env.get_template(name).render(context)
+        except TemplateNotFound as error:
+            raise TemplateProblem(f"template `{error.name}` not found", self.display(name)) from None
+        except TemplateSyntaxError as error:
+            raise TemplateProblem(f"template syntax error: {error.message}", self.display(error.name or name),
+                                  error.lineno) from None
+        except TemplateError as error:
+            raise TemplateProblem(f"cannot render: {error}", self.display(name), _error_line(error)) from None
+
+    def render_string(self, source: str, context: dict[str, Any], where: str = "<string>") -> str:
+        try:
+            return self.env.from_string(source).render(context)
+        except TemplateError as error:
+            raise TemplateProblem(f"cannot render `{source}`: {error}", where) from None
+
+
+def _error_line(error: Exception) -> int | None:
+    traceback = error.__traceback__
+    line = None
+    while traceback is not None:
+        if traceback.tb_frame.f_code.co_filename.endswith((".html", ".txt")):
+            line = traceback.tb_lineno
+        traceback = traceback.tb_next
+    return line
+
+
+# --- SMS length ---------------------------------------------------------------
+
+_GSM7_BASIC = set(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+_GSM7_EXTENDED = set("^{}\\[~]|€\f")
+
+
+def sms_segments(text: str) -> tuple[int, int, str]:
+    """(segments, length in the encoding's units, encoding name) for an SMS text."""
+    if all(char in _GSM7_BASIC or char in _GSM7_EXTENDED for char in text):
+        length = sum(2 if char in _GSM7_EXTENDED else 1 for char in text)
+        return (1 if length <= 160 else math.ceil(length / 153)), length, "GSM-7"
+    length = len(text.encode("utf-16-le")) // 2
+    return (1 if length <= 70 else math.ceil(length / 67)), length, "UCS-2"
+
+
+
+
+def uses_unsubscribe(infos: list[TemplateInfo]) -> bool:
+    return any("unsubscribe_url" in info.names for info in infos)

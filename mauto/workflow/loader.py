@@ -1,0 +1,269 @@
+"""YAML with source positions.
+
+PyYAML's C composer builds the node tree (it carries every mark); we turn the
+nodes into plain JSON-like data ourselves so that we can keep the line and
+column of every key and value, read scalars the YAML 1.2 way, and refuse what
+PyYAML's constructor would let through silently: duplicate keys, non-string
+keys, merge keys, custom tags, recursive aliases and alias bombs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import yaml
+from yaml.constructor import ConstructorError
+
+from mauto.errors import YamlError
+
+try:  # the C composer is several times faster; fall back where libyaml is missing
+    _Loader: type = yaml.CSafeLoader
+except AttributeError:  # pragma: no cover - depends on how PyYAML was built
+    _Loader = yaml.SafeLoader
+
+MAX_ALIAS_EXPANSION = 10_000
+
+JsonPath = tuple  # of str (mapping keys) and int (list indexes)
+
+
+class Pos(NamedTuple):
+    """A place in a source file; line and column start at 1."""
+
+    line: int
+    col: int
+    style: str | None = None  # scalar style: None (plain), '"', "'", '|', '>'
+
+
+@dataclass
+class Document:
+    """A YAML document as plain data, with the position of every key and value."""
+
+    path: str
+    text: str
+    data: Any
+    values: dict[JsonPath, Pos] = field(default_factory=dict)
+    keys: dict[JsonPath, Pos] = field(default_factory=dict)
+
+    def pos(self, path: JsonPath) -> Pos:
+        """Position of the value at `path`, or of its nearest ancestor that has one."""
+        path = tuple(path)
+        while path not in self.values and path:
+            path = path[:-1]
+        return self.values.get(path, Pos(1, 1))
+
+    def key_pos(self, path: JsonPath) -> Pos:
+        """Position of the key that holds `path` (the value's own position for list items)."""
+        path = tuple(path)
+        found = self.keys.get(path)
+        return found if found is not None else self.pos(path)
+
+
+_STR = "tag:yaml.org,2002:str"
+_INT = "tag:yaml.org,2002:int"
+_FLOAT = "tag:yaml.org,2002:float"
+_BOOL = "tag:yaml.org,2002:bool"
+_NULL = "tag:yaml.org,2002:null"
+_MERGE = "tag:yaml.org,2002:merge"
+_PASSTHROUGH = {"tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:value", "tag:yaml.org,2002:binary", _STR}
+_SEQ = "tag:yaml.org,2002:seq"
+_MAP = "tag:yaml.org,2002:map"
+
+
+def _pos(node: yaml.Node) -> Pos:
+    mark = node.start_mark
+    style = getattr(node, "style", None) or None
+    return Pos(mark.line + 1, mark.column + 1, style)
+
+
+def _scalar(node: yaml.ScalarNode) -> Any:
+    """Read a scalar as YAML 1.2's core schema would."""
+    tag, value = node.tag, node.value
+    if tag in _PASSTHROUGH:
+        return value
+    if tag == _NULL:
+        return None
+    if tag == _BOOL:
+        lowered = value.lower()
+        if lowered == "true":
+            return True
+        if lowered == "false":
+            return False
+        return value  # yes/no/on/off are strings in YAML 1.2
+    if tag == _INT:
+        return _int(value)
+    if tag == _FLOAT:
+        return _float(value)
+    raise YamlError(f"unknown tag `{tag}`; mauto files use plain YAML without tags", line=node.start_mark.line + 1,
+                    col=node.start_mark.column + 1)
+
+
+def _int(value: str) -> int | str:
+    if ":" in value:
+        return value  # YAML 1.1 base-60 (1:30); a string in YAML 1.2
+    digits = value.replace("_", "")
+    sign = -1 if digits.startswith("-") else 1
+    digits = digits.lstrip("+-")
+    for prefix, base in (("0b", 2), ("0x", 16), ("0o", 8)):
+        if digits.startswith(prefix):
+            return sign * int(digits[2:], base)
+    return sign * int(digits, 10)
+
+
+def _float(value: str) -> float | str:
+    if ":" in value:
+        return value
+    lowered = value.lower().replace("_", "")
+    if lowered.endswith(".inf"):
+        return float("-inf") if lowered.startswith("-") else float("inf")
+    if lowered == ".nan":
+        return float("nan")
+    return float(lowered)
+
+
+class _Converter:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.values: dict[JsonPath, Pos] = {}
+        self.keys: dict[JsonPath, Pos] = {}
+        self.seen: set[int] = set()
+        self.active: set[int] = set()
+        self.expanded = 0
+
+    def error(self, message: str, node: yaml.Node) -> YamlError:
+        return YamlError(message, self.path, node.start_mark.line + 1, node.start_mark.column + 1)
+
+    def convert(self, node: yaml.Node, path: JsonPath, in_alias: bool) -> Any:
+        if path not in self.values:
+            self.values[path] = _pos(node)
+        if isinstance(node, yaml.ScalarNode):
+            if in_alias:
+                self._count(node)
+            try:
+                return _scalar(node)
+            except YamlError as error:
+                error.path = self.path
+                raise
+        key = id(node)
+        if key in self.active:
+            raise self.error("this anchor contains an alias to itself; recursive YAML is not allowed", node)
+        if key in self.seen:
+            in_alias = True
+        if in_alias:
+            self._count(node)
+        self.seen.add(key)
+        self.active.add(key)
+        try:
+            if isinstance(node, yaml.SequenceNode):
+                if node.tag != _SEQ:
+                    raise self.error(f"unknown tag `{node.tag}`; mauto files use plain YAML without tags", node)
+                return [self.convert(child, path + (index,), in_alias) for index, child in enumerate(node.value)]
+            if node.tag != _MAP:
+                raise self.error(f"unknown tag `{node.tag}`; mauto files use plain YAML without tags", node)
+            return self._mapping(node, path, in_alias)
+        finally:
+            self.active.discard(key)
+
+    def _count(self, node: yaml.Node) -> None:
+        self.expanded += 1
+        if self.expanded > MAX_ALIAS_EXPANSION:
+            raise self.error(f"aliases here expand to more than {MAX_ALIAS_EXPANSION:,} values; "
+                             "this looks like an alias bomb", node)
+
+    def _mapping(self, node: yaml.MappingNode, path: JsonPath, in_alias: bool) -> dict:
+        result: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == _MERGE:
+                raise self.error("merge keys (`<<`) are not supported; write the keys out", key_node)
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise self.error("a key must be a plain string, not a list or mapping", key_node)
+            key = _scalar(key_node)
+            if not isinstance(key, str):
+                raise self.error(f"key `{key_node.value}` is read as {_type_word(key)}; "
+                                 f"keys must be strings (quote it: \"{key_node.value}\")", key_node)
+            if key in result:
+                first = self.keys[path + (key,)]
+                raise self.error(f"duplicate key `{key}` (first defined at line {first.line}); "
+                                 "YAML would silently keep only the last one", key_node)
+            child = path + (key,)
+            self.keys[child] = _pos(key_node)
+            result[key] = self.convert(value_node, child, in_alias)
+        return result
+
+
+def _type_word(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    return type(value).__name__
+
+
+def decode(raw: bytes, path: str) -> str:
+    """Bytes to text: UTF-8 (with or without BOM) or a YamlError at the first bad byte."""
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = raw.count(b"\n", 0, error.start) + 1
+        col = error.start - (raw.rfind(b"\n", 0, error.start) + 1) + 1
+        raise YamlError(f"not UTF-8: byte 0x{raw[error.start]:02x} cannot be decoded; save the file as UTF-8",
+                        path, line, col) from None
+
+
+def _line_col(text: str, offset: int) -> tuple[int, int]:
+    line = text.count("\n", 0, offset) + 1
+    col = offset - (text.rfind("\n", 0, offset) + 1) + 1
+    return line, col
+
+
+def parse(text: str, path: str) -> Document:
+    """Parse one YAML document held in `text`; raise YamlError with its position."""
+    try:
+        node = yaml.compose(text, Loader=_Loader)
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        problem = error.problem or error.context or "invalid YAML"
+        if error.context and error.problem and "expected a single document" in error.context:
+            problem = "more than one YAML document (`---`); a mauto file holds one"
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        raise YamlError(f"invalid YAML: {problem}", path, line, col) from None
+    except yaml.YAMLError as error:  # ReaderError: a character YAML forbids
+        position = getattr(error, "position", 0) or 0
+        line, col = _line_col(text, min(position, len(text)))
+        reason = getattr(error, "reason", None) or str(error).splitlines()[0]
+        character = getattr(error, "character", None)
+        if isinstance(character, int):
+            character = chr(character)
+        if isinstance(character, str) and character:
+            reason = f"character #x{ord(character):04X} is not allowed in YAML ({reason})"
+        raise YamlError(f"invalid YAML: {reason}", path, line, col) from None
+    except RecursionError:
+        raise YamlError("invalid YAML: nested too deeply", path, 1, 1) from None
+    if node is None:
+        return Document(path, text, None)
+    converter = _Converter(path)
+    try:
+        data = converter.convert(node, (), False)
+    except RecursionError:
+        raise YamlError("nested too deeply to be a mauto file", path, 1, 1) from None
+    except (ValueError, ConstructorError) as error:  # a malformed number the resolver let through
+        raise YamlError(f"invalid YAML: {error}", path, 1, 1) from None
+    return Document(path, text, data, converter.values, converter.keys)
+
+
+def load(path: str | Path, display_path: str | None = None) -> Document:
+    """Read and parse a YAML file; errors name `display_path` (default: `path`)."""
+    shown = display_path or str(path)
+    try:
+        raw = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise YamlError("file not found", shown) from None
+    except IsADirectoryError:
+        raise YamlError("is a directory, not a file", shown) from None
+    except OSError as error:
+        raise YamlError(f"cannot read: {error.strerror}", shown) from None
+    return parse(decode(raw, shown), shown)

@@ -1,0 +1,327 @@
+"""JSON Schema validation, with errors said in plain words at their line and column.
+
+jsonschema finds the errors; this module turns each into one sentence that
+names the thing ("unknown key `delay` in step 3; did you mean `wait`?") and
+places it with the document's position map: an unknown key on that key's own
+line, a bad value on the value.
+"""
+from __future__ import annotations
+
+import difflib
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from typing import Any, Iterator
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError, relevance
+
+from mauto.workflow.durations import DurationError, parse_duration
+from mauto.workflow.loader import Document, JsonPath, Pos
+
+SCHEMA_NAMES = ("workflow", "project")
+
+
+def schema_text(name: str) -> str:
+    """The JSON text of `workflow` or `project` schema, as shipped in the package."""
+    return resources.files("mauto.data").joinpath(f"{name}.schema.json").read_text(encoding="utf-8")
+
+
+@lru_cache(maxsize=None)
+def schema(name: str) -> dict:
+    return json.loads(schema_text(name))
+
+
+@lru_cache(maxsize=None)
+def validator(name: str) -> Draft202012Validator:
+    return Draft202012Validator(schema(name))
+
+
+@dataclass(frozen=True)
+class SchemaProblem:
+    """One schema error, placed and worded. `rule` is the lint rule id that reports it."""
+
+    rule: str
+    pos: Pos
+    message: str
+    path: JsonPath
+
+
+def validate(document: Document, name: str) -> list[SchemaProblem]:
+    """Validate `document` against the named schema; [] when it is valid."""
+    problems: dict[tuple, SchemaProblem] = {}
+    errors = sorted(validator(name).iter_errors(document.data), key=relevance)
+    for error in errors:
+        for problem in _explain(error, document, name):
+            problems.setdefault((problem.pos.line, problem.pos.col, problem.message), problem)
+    return _without_echoes(list(problems.values()))
+
+
+def _without_echoes(problems: list[SchemaProblem]) -> list[SchemaProblem]:
+    """Drop the errors that only repeat another one in other words.
+
+    An unknown key also fails the step's "one action" and "keys of this kind"
+    checks; two actions in one step also fail each action's key list. The user
+    needs one sentence per mistake.
+    """
+    unknown = {p.path for p in problems if p.message.startswith("unknown key")}
+    two_actions = {p.path[:-1] for p in problems if " actions, " in p.message or " trigger kinds, " in p.message}
+    kept = []
+    for problem in problems:
+        if problem.message.startswith(("no action", "no trigger")) and any(
+                key[:-1] == problem.path for key in unknown):
+            continue
+        if " does not go with " in problem.message and (
+                problem.path in unknown or problem.path[:-1] in two_actions):
+            continue
+        kept.append(problem)
+    return sorted(kept, key=lambda p: (p.pos.line, p.pos.col, p.message))
+
+
+# --- wording ----------------------------------------------------------------
+
+def describe(path: JsonPath, data: Any, name: str = "workflow") -> tuple[str, str]:
+    """Where `path` is, in words: (the step holding it or "", the field path inside it).
+
+    ("steps", 2, "then", 0, "wait_for", "timeout") is ("step 3.then.1", "wait_for.timeout");
+    ("settings", "quiet_hours") is ("", "settings.quiet_hours").
+    """
+    step_label = ""
+    field_start = 0
+    for index, key in enumerate(path):
+        if isinstance(key, int) and index > 0 and path[index - 1] in _STEP_LISTS:
+            between = [str(k) for k in path[field_start:index - 1]] if step_label else []
+            container = path[index - 1]
+            if not step_label:
+                step_label = str(key + 1)
+            else:
+                extra = [part for part in between if part not in _STEP_LISTS]
+                step_label += "".join("." + part for part in extra)
+                step_label += ("." + container if container != "steps" else "") + f".{key + 1}"
+            field_start = index + 1
+    label = ""
+    if step_label:
+        label = f"step {step_label}"
+        step_id = _step_id_at(data, path)
+        if step_id:
+            label += f" (`{step_id}`)"
+    field = ".".join(str(k) for k in path[field_start:])
+    return label, field
+
+
+def subject(path: JsonPath, data: Any) -> str:
+    """A value's name for a message: "`wait_for.timeout` in step 3", or "`version`"."""
+    label, field = describe(path, data)
+    if not field:
+        return label or "the file"
+    return f"`{field}` in {label}" if label else f"`{field}`"
+
+
+def container(path: JsonPath, data: Any, name: str = "workflow") -> str:
+    """A mapping's name for a message: "step 3", "`trigger`", "the workflow"."""
+    label, field = describe(path, data)
+    if label and not field:
+        return label
+    if field:
+        return f"`{field}` in {label}" if label else f"`{field}`"
+    return "the workflow" if name == "workflow" else "mauto.yaml"
+
+
+def _a(word: str) -> str:
+    return ("an " if word[:1] in "aeio" else "a ") + word
+
+
+_STEP_LISTS = ("steps", "then", "else", "on_event", "on_timeout")
+
+
+def _step_id_at(data: Any, path: JsonPath) -> str | None:
+    """The id of the innermost step on `path`, if it has one."""
+    node = data
+    found = None
+    for index, key in enumerate(path):
+        if isinstance(node, dict):
+            node = node.get(key)
+        elif isinstance(node, list) and isinstance(key, int) and key < len(node):
+            node = node[key]
+        else:
+            return found
+        if isinstance(key, int) and index > 0 and path[index - 1] in _STEP_LISTS and isinstance(node, dict):
+            step_id = node.get("id")
+            found = step_id if isinstance(step_id, str) else None
+    return found
+
+
+def _type_words(json_type: Any) -> str:
+    words = {"string": "a string", "integer": "an integer", "number": "a number", "boolean": "true or false",
+             "object": "a mapping", "array": "a list", "null": "empty"}
+    if isinstance(json_type, list):
+        named = [words.get(t, t) for t in json_type]
+        return " or ".join(named)
+    return words.get(json_type, str(json_type))
+
+
+def _value_words(value: Any) -> str:
+    if value is None:
+        return "empty"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return f"the number {value}"
+    if isinstance(value, str):
+        return f"the string `{value}`" if len(value) <= 40 else "a string"
+    if isinstance(value, list):
+        return "a list"
+    return "a mapping"
+
+
+def _suggest(word: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return f"; did you mean `{close[0]}`?" if close else ""
+
+
+def _field(path: JsonPath) -> str:
+    """The last mapping key on the path, for messages about a value."""
+    for key in reversed(path):
+        if isinstance(key, str):
+            return key
+    return "value"
+
+
+def _explain(error: ValidationError, document: Document, name: str) -> Iterator[SchemaProblem]:
+    path = tuple(error.absolute_path)
+    where = container(path, document.data, name)
+    what = subject(path, document.data)
+    kind = error.validator
+    schema_ = error.schema if isinstance(error.schema, dict) else {}
+    instance = error.instance
+
+    def at_value(message: str, rule: str = "schema") -> SchemaProblem:
+        return SchemaProblem(rule, document.pos(path), message, path)
+
+    def at_key(message: str, rule: str = "schema", key_path: JsonPath = path) -> SchemaProblem:
+        return SchemaProblem(rule, document.key_pos(key_path), message, key_path)
+
+    if kind == "additionalProperties" and isinstance(instance, dict):
+        allowed = list(schema_.get("properties", {}))
+        for key in instance:
+            if key not in allowed:
+                inside = f" in {where}" if path else ""
+                yield at_key(f"unknown key `{key}`{inside}{_suggest(key, allowed)}", key_path=path + (key,),
+                             rule="schema")
+        return
+    if kind == "oneOf" and all(set(branch) == {"required"} for branch in error.validator_value):
+        keys = [branch["required"][0] for branch in error.validator_value]
+        present = [key for key in keys if isinstance(instance, dict) and key in instance]
+        thing = "trigger" if path == ("trigger",) else "step"
+        if not present:
+            if thing == "trigger":
+                yield at_key(f"no trigger kind in `trigger`; add one of: {', '.join(keys)}")
+            else:
+                yield at_key(f"no action in {where}; a step needs one of: {', '.join(keys)}")
+        else:
+            named = ", ".join(f"`{k}`" for k in present[:-1]) + f" and `{present[-1]}`"
+            count = {2: "two", 3: "three"}.get(len(present), str(len(present)))
+            yield at_key(f"{where} has {count} {'actions' if thing == 'step' else 'trigger kinds'}, {named}; "
+                         f"{'a step does one thing: make them separate steps' if thing == 'step' else 'keep one'}",
+                         key_path=path + (present[1],))
+        return
+    if kind == "enum" and "propertyNames" in error.relative_schema_path and isinstance(instance, str):
+        parent = _parent(document.data, path)
+        action = next((k for k in error.validator_value if isinstance(parent, dict) and k in parent
+                       and k not in ("id", "name", "where")), None)
+        allowed = ", ".join(error.validator_value)
+        if action is not None:
+            yield at_key(f"`{instance}` does not go with `{action}` in {where}; "
+                         f"{_a(action)} {'step' if _is_step(path) else 'trigger'} takes: {allowed}",
+                         key_path=path + (instance,))
+        else:
+            yield at_key(f"unknown key `{instance}` in {where}", key_path=path + (instance,))
+        return
+    if kind == "pattern" and "propertyNames" in error.relative_schema_path and isinstance(instance, str):
+        yield at_key(f"`{instance}` is not a valid name in {where}: it must match {error.validator_value}",
+                     key_path=path + (instance,))
+        return
+    if kind == "required":
+        missing = [key for key in error.validator_value if not (isinstance(instance, dict) and key in instance)]
+        for key in missing:
+            yield at_key(f"{where} is missing `{key}`")
+        return
+    if kind == "type":
+        yield at_value(f"{what} must be {_type_words(error.validator_value)}, not {_value_words(instance)}")
+        return
+    if kind == "enum":
+        choices = [str(choice) for choice in error.validator_value]
+        suggestion = _suggest(str(instance), choices) if isinstance(instance, str) else ""
+        yield at_value(f"{what} must be one of {', '.join(choices)}, "
+                       f"not {_value_words(instance)}{suggestion}")
+        return
+    if kind == "const":
+        yield at_value(f"{what} can only be {json.dumps(error.validator_value)} or a mapping")
+        return
+    if kind == "pattern":
+        yield _pattern(error, path, what, at_value)
+        return
+    if kind == "minLength":
+        yield at_value(f"{what} must not be empty")
+        return
+    if kind in ("minItems", "minProperties"):
+        yield at_value(f"{what} needs at least {error.validator_value} "
+                       f"{'item' if kind == 'minItems' else 'entry'}{'s' if error.validator_value != 1 else ''}")
+        return
+    if kind == "uniqueItems":
+        seen: set = set()
+        duplicate = next((item for item in instance if json.dumps(item, sort_keys=True) in seen
+                          or seen.add(json.dumps(item, sort_keys=True))), None)
+        yield at_value(f"{what} lists `{duplicate}` more than once")
+        return
+    if kind in ("minimum", "maximum"):
+        bound = "at least" if kind == "minimum" else "at most"
+        yield at_value(f"{what} must be {bound} {error.validator_value}, not {instance}")
+        return
+    if kind == "not" and _field(path) == "score":
+        yield at_value(f"`score: 0` in {container(path[:-1], document.data)} does nothing; "
+                       "remove the step or give it points")
+        return
+    if kind == "additionalProperties":  # additionalProperties on a non-object: a type error follows
+        return
+    yield at_value(f"{what}: {error.message}")
+
+
+def _pattern(error: ValidationError, path: JsonPath, what: str, at_value) -> SchemaProblem:
+    title = error.schema.get("title") if isinstance(error.schema, dict) else None
+    value = error.instance
+    if title == "duration":
+        try:
+            parse_duration(value, signed=error.validator_value.startswith("^-"))
+            message = f"`{value}` is not a duration"
+        except DurationError as duration_error:
+            message = str(duration_error)
+        return at_value(f"{what}: {message}", "duration")
+    if title == "time-of-day":
+        return at_value(f"{what}: `{value}` is not a time of day; write 24-hour HH:MM, e.g. 09:00", "time-of-day")
+    if title in ("step-id", "workflow-id"):
+        suggestion = "-".join(filter(None, "".join(c if c.isalnum() else "-" for c in value.lower()).split("-")))
+        hint = f", e.g. `{suggestion}`" if suggestion and suggestion != value else ""
+        return at_value(f"{what}: `{value}` must be lowercase letters, digits and dashes{hint}")
+    if title == "template-name":
+        return at_value(f"{what}: `{value}` is not a template name; write its path under templates/ "
+                        "without the extension, e.g. cart/reminder-1")
+    if title == "event-name":
+        return at_value(f"{what}: `{value}` is not an event name; use letters, digits, `_`, `.`, `:` or `-`, "
+                        "e.g. order_placed")
+    return at_value(f"{what}: `{value}` does not match the pattern {error.validator_value}")
+
+
+def _parent(data: Any, path: JsonPath) -> Any:
+    node = data
+    for key in path:
+        try:
+            node = node[key]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return node
+
+
+def _is_step(path: JsonPath) -> bool:
+    return len(path) >= 2 and isinstance(path[-1], int) and path[-2] in _STEP_LISTS

@@ -1,0 +1,406 @@
+"""Writes mauto/data/*.schema.json and schema/*.schema.json from one Python source.
+
+The schemas are data, but writing 2020-12 JSON by hand for fourteen step kinds
+repeats itself; this script is the single place they are defined. Run it after
+changing the language: `python tools/gen_schema.py`. A test checks the files
+are up to date.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+SLUG = "^[a-z0-9][a-z0-9-]*$"
+_DURATION_BODY = r"(?:(?:\d+[wdhms])+|P(?=.*\d)(?:\d+W|(?:\d+D)?(?:T(?=\d)(?:\d+H)?(?:\d+M)?(?:\d+S)?)?))"
+DURATION = "^" + _DURATION_BODY + "$"
+SIGNED_DURATION = "^-?" + _DURATION_BODY + "$"
+TIME_OF_DAY = r"^(?:[01]\d|2[0-3]):[0-5]\d$"
+ENV_NAME = "^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+def obj(properties: dict, required: list[str] | None = None, description: str | None = None, **extra) -> dict:
+    schema: dict = {"type": "object"}
+    if description:
+        schema["description"] = description
+    schema["properties"] = properties
+    if required:
+        schema["required"] = required
+    schema["additionalProperties"] = False
+    schema.update(extra)
+    return schema
+
+
+def ref(name: str, description: str | None = None) -> dict:
+    schema: dict = {"$ref": f"#/$defs/{name}"}
+    if description:
+        schema["description"] = description
+    return schema
+
+
+def string(description: str, **extra) -> dict:
+    return {"type": "string", "description": description, **extra}
+
+
+def union(description: str, branches: list[tuple[str, dict]]) -> dict:
+    """A value of several JSON types, dispatched on its type with if/then.
+
+    oneOf would report every branch's failure; dispatching on the type makes the
+    error come from the one branch the user meant.
+    """
+    schema: dict = {"description": description, "type": [t for t, _ in branches]}
+    conditions = []
+    for json_type, branch in branches:
+        conditions.append({"if": {"type": json_type}, "then": branch})
+    schema["allOf"] = conditions
+    return schema
+
+
+COMMON_DEFS = {
+    "duration": string(
+        "A duration: a number and a unit (s, m, h, d, w), e.g. 30m, 1h, 3d, 2w, 1h30m; or ISO 8601 (P3D, PT1H).",
+        title="duration", pattern=DURATION),
+    "signedDuration": string(
+        "A duration that may be negative: -7d is seven days before.",
+        title="duration", pattern=SIGNED_DURATION),
+    "timeOfDay": string("A time of day, 24-hour HH:MM, e.g. 09:00.", title="time-of-day", pattern=TIME_OF_DAY),
+    "day": {"description": "A day of the week.", "enum": DAYS},
+    "days": {"type": "array", "description": "Days of the week.", "items": {"$ref": "#/$defs/day"},
+             "minItems": 1, "uniqueItems": True},
+    "expression": string(
+        "A Jinja2 expression without {{ }}, e.g. \"contact.score >= 50\". Names: contact, event, vars, now, "
+        "has_event(), event_count(), days_since(), in_list(), duration().",
+        title="expression", minLength=1),
+    "eventName": string("An event name, e.g. order_placed.", title="event-name",
+                        pattern="^[A-Za-z_][A-Za-z0-9_.:-]*$"),
+    "timezone": string("An IANA time zone name, e.g. Europe/Paris.", title="timezone", minLength=1),
+    "quietHours": obj({
+        "start": ref("timeOfDay", "Quiet hours begin at this time (in the contact's zone)."),
+        "end": ref("timeOfDay", "Quiet hours end at this time; may be earlier than start (across midnight)."),
+    }, ["start", "end"], "Sends due inside this window are moved to its end."),
+    "channelCap": obj({
+        "max": {"type": "integer", "minimum": 1, "description": "At most this many messages..."},
+        "per": ref("duration", "...in any window of this length."),
+    }, ["max", "per"], "A frequency cap for one channel."),
+    "frequencyCap": obj({
+        "email": ref("channelCap", "Cap on marketing emails per contact."),
+        "sms": ref("channelCap", "Cap on marketing SMS per contact."),
+    }, None, "Marketing messages beyond the cap are postponed until the window allows them."),
+}
+
+# --- workflow -------------------------------------------------------------
+
+STEP_LIST = {"type": "array", "description": "Steps, run top to bottom.", "items": {"$ref": "#/$defs/step"}}
+
+STEP_COMMON = {
+    "id": string("Step id, unique in the file; stats, wait_for and in_flight: migrate refer to it.",
+                 title="step-id", pattern=SLUG),
+    "name": string("A name for people."),
+}
+
+ACTIONS: dict[str, tuple[dict, dict]] = {
+    # action key: (schema of the action's value, companion keys allowed beside it)
+    "wait": (union("Sleep for a duration (2d) or until a moment ({until: \"09:00\", days: [mon]}).", [
+        ("string", ref("duration")),
+        ("object", obj({
+            "until": string("A time of day (09:00, the next one to come) or an absolute date or date-time "
+                            "(2026-12-24, 2026-12-24T09:00:00+01:00).", title="wait-until", minLength=1),
+            "days": ref("days", "Only on these days of the week."),
+        }, ["until"])),
+    ]), {}),
+    "wait_for": (obj({
+        "event": ref("eventName", "The event to wait for."),
+        "where": ref("expression", "Only events for which this is true count; `event` is the awaited event."),
+        "timeout": ref("duration", "Give up after this long and run on_timeout."),
+    }, ["event", "timeout"], "Wait for an event, at most `timeout`."), {
+        "on_event": {**STEP_LIST, "description": "Steps run when the event arrives in time."},
+        "on_timeout": {**STEP_LIST, "description": "Steps run when the timeout passes first."},
+    }),
+    "email": (string("Email template name: cart/reminder-1 is templates/cart/reminder-1.email.html.",
+                     title="template-name", pattern="^[A-Za-z0-9_][A-Za-z0-9_./-]*$"), {
+        "vars": {"type": "object", "description": "Extra values for the template, as `vars.NAME`; strings are templates."},
+    }),
+    "sms": (string("SMS template name: cart/last-call is templates/cart/last-call.sms.txt.",
+                   title="template-name", pattern="^[A-Za-z0-9_][A-Za-z0-9_./-]*$"), {
+        "vars": {"type": "object", "description": "Extra values for the template, as `vars.NAME`; strings are templates."},
+    }),
+    "if": (ref("expression", "Condition; `then` runs when true, `else` otherwise."), {
+        "then": {**STEP_LIST, "description": "Steps run when the condition is true."},
+        "else": {**STEP_LIST, "description": "Steps run when the condition is false."},
+    }),
+    "split": (obj({
+        "id": string("Split id: the variant a contact gets is a stable hash of (workflow, split id, contact).",
+                     title="step-id", pattern=SLUG),
+        "variants": {
+            "type": "object", "description": "Variants by name, each with a weight; weights add up to 100.",
+            "minProperties": 2,
+            "propertyNames": {"pattern": "^[A-Za-z0-9_-]+$"},
+            "additionalProperties": obj({
+                "weight": {"type": "integer", "minimum": 0, "maximum": 100, "description": "Percent of contacts."},
+                "steps": {**STEP_LIST, "description": "Steps for this variant; empty for a holdout."},
+            }, ["weight"], "One variant."),
+        },
+    }, ["variants"], "A/B/n test or holdout; a contact always gets the same variant."), {}),
+    "update": (obj({
+        "set": {"type": "object", "description": "Fields to set; string values are templates.",
+                "minProperties": 1},
+        "unset": {"type": "array", "items": {"type": "string"}, "minItems": 1, "description": "Fields to clear."},
+        "add_tags": {"type": "array", "items": {"type": "string"}, "minItems": 1, "description": "Tags to add."},
+        "remove_tags": {"type": "array", "items": {"type": "string"}, "minItems": 1, "description": "Tags to remove."},
+    }, None, "Change the contact.", minProperties=1), {}),
+    "score": ({"type": "integer", "not": {"const": 0}, "description": "Points added to the lead score (negative to remove)."}, {}),
+    "lists": (obj({
+        "add": {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1, "description": "Lists to add the contact to."},
+        "remove": {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1, "description": "Lists to remove the contact from."},
+    }, None, "Move the contact between lists.", minProperties=1), {}),
+    "task": (obj({
+        "title": string("What to do; a template.", minLength=1),
+        "assignee": string("Who does it (an email or a team); a template."),
+        "due": ref("duration", "Due this long after the task is created."),
+        "notes": string("More detail for the assignee; a template."),
+    }, ["title"], "Create a task for a person."), {}),
+    "webhook": (obj({
+        "url": string("URL to call; a template.", minLength=1),
+        "method": {"enum": ["GET", "POST", "PUT", "PATCH", "DELETE"], "description": "HTTP method (default POST)."},
+        "headers": {"type": "object", "additionalProperties": {"type": "string"},
+                    "description": "Request headers; values are templates. Secrets come from env: {{ env.NAME }} is not allowed, use the project's webhook secrets."},
+        "body": {"description": "JSON body; strings inside are templates."},
+        "as": string("Keep the JSON response in vars under this name.", pattern="^[A-Za-z_][A-Za-z0-9_]*$"),
+        "timeout": ref("duration", "Give up on one attempt after this long (default 10s)."),
+        "retries": {"type": "integer", "minimum": 0, "maximum": 20, "description": "Retries on temporary failures (default 3)."},
+    }, ["url"], "Call another system."), {}),
+    "assign_coupon": (obj({
+        "pool": string("Coupon pool name (loaded with `mauto coupons load`).", minLength=1),
+        "as": string("Keep the code in vars under this name.", pattern="^[A-Za-z_][A-Za-z0-9_]*$"),
+    }, ["pool", "as"], "Take an unused code from a pool."), {}),
+    "start": (string("Id of the workflow to enroll the contact in.", title="workflow-id", pattern=SLUG), {}),
+    "exit": (string("Why the enrollment ends (shown in stats).", minLength=1), {}),
+}
+
+ACTION_NAMES = list(ACTIONS)
+
+
+def step_schema() -> dict:
+    properties: dict = dict(STEP_COMMON)
+    for action, (value_schema, companions) in ACTIONS.items():
+        properties[action] = value_schema
+        properties.update(companions)
+    dispatch = []
+    for action, (_, companions) in ACTIONS.items():
+        allowed = {**STEP_COMMON, action: True, **{k: True for k in companions}}
+        then: dict = {"propertyNames": {"enum": list(allowed)}}
+        if action == "if":
+            then["required"] = ["then"]
+        dispatch.append({"if": {"required": [action]}, "then": then})
+    return {
+        "type": "object",
+        "description": "A step: exactly one action key (" + ", ".join(ACTION_NAMES) + ") plus optional id and name.",
+        "properties": properties,
+        "additionalProperties": False,
+        "oneOf": [{"required": [action]} for action in ACTION_NAMES],
+        "allOf": dispatch,
+    }
+
+
+TRIGGER_KINDS = {
+    "event": (ref("eventName", "Enter when this event arrives for the contact."), {
+        "where": ref("expression", "Only events for which this is true; `event` is the incoming event."),
+    }),
+    "segment": (string("Enter when the contact starts matching: an expression on the contact, or the name of a "
+                       "segment in mauto.yaml.", title="segment", minLength=1), {}),
+    "date": (obj({
+        "field": string("A contact field of type date or datetime, e.g. birthday.", minLength=1),
+        "every": {"enum": ["year", "month", "once"], "description": "How often it comes round (default year)."},
+        "at": ref("timeOfDay", "Time of day to enter, in the contact's zone (default 09:00)."),
+        "offset": ref("signedDuration", "Enter this long after (or, negative, before) the date."),
+    }, ["field"], "Enter when a date field comes round."), {}),
+    "schedule": (obj({
+        "cron": string("A five-field cron line: minute hour day-of-month month day-of-week, e.g. \"0 9 * * MON\".",
+                       title="cron", minLength=1),
+        "timezone": ref("timezone", "Zone of the cron line (default the project's)."),
+    }, ["cron"], "Enter the whole audience on every run of the cron line."), {}),
+    "inactivity": (obj({
+        "event": ref("eventName", "The event whose absence counts."),
+        "for": ref("duration", "Enter when the last such event is this old."),
+        "where": ref("expression", "Only these events count."),
+    }, ["event", "for"], "Enter when the contact has been inactive for a while."), {}),
+}
+
+
+def trigger_schema() -> dict:
+    properties: dict = {}
+    dispatch = []
+    for kind, (value_schema, companions) in TRIGGER_KINDS.items():
+        properties[kind] = value_schema
+        properties.update(companions)
+        dispatch.append({"if": {"required": [kind]},
+                         "then": {"propertyNames": {"enum": [kind, *companions]}}})
+    return {
+        "type": "object",
+        "description": "How contacts enter: exactly one of " + ", ".join(TRIGGER_KINDS) + ".",
+        "properties": properties,
+        "additionalProperties": False,
+        "oneOf": [{"required": [kind]} for kind in TRIGGER_KINDS],
+        "allOf": dispatch,
+    }
+
+
+def workflow_schema() -> dict:
+    defs = dict(COMMON_DEFS)
+    defs["step"] = step_schema()
+    defs["trigger"] = trigger_schema()
+    defs["exitEvent"] = union("An event that ends the enrollment: a name, or {event, where}.", [
+        ("string", ref("eventName")),
+        ("object", obj({"event": ref("eventName"), "where": ref("expression")}, ["event"])),
+    ])
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://mauto.dev/schema/workflow.schema.json",
+        "title": "mauto workflow",
+        "description": "A mauto workflow: a trigger, conditions and steps. See docs/workflow-language.md.",
+        "type": "object",
+        "properties": {
+            "id": string("Stable identifier: lowercase letters, digits and dashes.", title="workflow-id", pattern=SLUG),
+            "version": {"type": "integer", "minimum": 1,
+                        "description": "Bump on every change; the same id+version never deploys with different content."},
+            "name": string("Name shown to people.", minLength=1),
+            "description": string("What the workflow is for."),
+            "owner": string("Who to ask about it."),
+            "tags": {"type": "array", "items": {"type": "string"}, "uniqueItems": True, "description": "Labels for people."},
+            "category": {"enum": ["marketing", "transactional"],
+                         "description": "marketing (default) needs consent and respects quiet hours; transactional does not."},
+            "trigger": ref("trigger"),
+            "audience": ref("expression", "Entry condition on the contact, checked once at entry."),
+            "reentry": union("May a contact enter again after leaving: never (default), always, or {after: 30d}.", [
+                ("string", {"enum": ["never", "always"]}),
+                ("object", obj({"after": ref("duration", "Only this long after the previous entry.")}, ["after"])),
+            ]),
+            "exit_on": {"type": "array", "items": ref("exitEvent"), "minItems": 1,
+                        "description": "Events that end an enrollment at once, whatever it is waiting on."},
+            "goal": obj({
+                "event": ref("eventName", "The conversion event."),
+                "where": ref("expression", "Only events for which this is true count."),
+                "within": ref("duration", "Counts only this long after entry (default: while enrolled)."),
+                "exit": {"type": "boolean", "description": "End the enrollment on conversion (default true)."},
+            }, ["event"], "An event that counts as a conversion."),
+            "settings": obj({
+                "timezone": {"description": "`contact` (the contact's own zone, else the project's) or an IANA zone.",
+                             "type": "string", "title": "timezone", "minLength": 1},
+                "quiet_hours": union("Quiet hours for this workflow, or false for none.", [
+                    ("boolean", {"const": False}), ("object", ref("quietHours"))]),
+                "send_days": ref("days", "Sends only on these days; others move to the next allowed day."),
+                "frequency_cap": union("Frequency cap for this workflow, or false to ignore the project's.", [
+                    ("boolean", {"const": False}), ("object", ref("frequencyCap"))]),
+            }, None, "Overrides of the project's limits."),
+            "in_flight": {"enum": ["finish", "migrate", "stop"],
+                          "description": "What a new version does to contacts inside: finish (default) on their version, "
+                                         "migrate to the step with the same id, or stop."},
+            "steps": {**STEP_LIST, "minItems": 1},
+        },
+        "required": ["id", "version", "name", "trigger", "steps"],
+        "additionalProperties": False,
+        "$defs": defs,
+    }
+
+
+# --- project ----------------------------------------------------------------
+
+FIELD_TYPES = ["string", "integer", "number", "boolean", "date", "datetime", "list"]
+
+
+def project_schema() -> dict:
+    defs = dict(COMMON_DEFS)
+    defs["fieldType"] = union("A field type: string, integer, number, boolean, date, datetime, list, or {enum: [...]}.", [
+        ("string", {"enum": FIELD_TYPES}),
+        ("object", obj({"enum": {"type": "array", "minItems": 1, "uniqueItems": True,
+                                 "description": "The allowed values."}}, ["enum"])),
+    ])
+    property_types = FIELD_TYPES + ["object"]
+    defs["propertyType"] = union("A property type: " + ", ".join(property_types) + ", or {enum: [...]}.", [
+        ("string", {"enum": property_types}),
+        ("object", obj({"enum": {"type": "array", "minItems": 1, "uniqueItems": True}}, ["enum"])),
+    ])
+    env = lambda what: string(f"Name of the environment variable holding the {what}.", pattern=ENV_NAME)  # noqa: E731
+    email_channel = obj({
+        "transport": {"enum": ["smtp", "console", "file"], "description": "smtp, console (print) or file (write .eml)."},
+        "host": string("SMTP host."),
+        "port": {"type": "integer", "minimum": 1, "maximum": 65535, "description": "SMTP port."},
+        "starttls": {"type": "boolean", "description": "Upgrade the connection with STARTTLS."},
+        "tls": {"type": "boolean", "description": "Connect with implicit TLS (port 465)."},
+        "timeout": ref("duration", "Socket timeout (default 30s)."),
+        "username_env": env("SMTP user name"),
+        "password_env": env("SMTP password"),
+        "path": string("Directory for the file transport."),
+    }, ["transport"], "How email is sent.")
+    sms_channel = obj({
+        "transport": {"enum": ["http", "console", "file"], "description": "http (a provider), console or file."},
+        "url": string("Provider endpoint for the http transport."),
+        "token_env": env("provider's API token"),
+        "timeout": ref("duration", "Request timeout (default 10s)."),
+        "path": string("Directory for the file transport."),
+    }, ["transport"], "How SMS are sent.")
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://mauto.dev/schema/project.schema.json",
+        "title": "mauto project (mauto.yaml)",
+        "description": "Project settings shared by every workflow. Secrets are never written here: name the environment variables that hold them.",
+        "type": "object",
+        "properties": {
+            "store": string("SQLite file of the contact store, relative to mauto.yaml.", minLength=1),
+            "timezone": ref("timezone", "Default zone for contacts without one."),
+            "sender": obj({
+                "email": string("From address, e.g. \"Shop <news@shop.example>\".", minLength=1),
+                "reply_to": string("Reply-To address."),
+                "sms": string("SMS sender id or number.", minLength=1),
+            }, None, "Default senders."),
+            "unsubscribe_url": string("Unsubscribe link; a template with {{ token }}.", minLength=1),
+            "unsubscribe_secret_env": env("secret that signs unsubscribe tokens"),
+            "channels": obj({"email": email_channel, "sms": sms_channel}, None, "Delivery channels."),
+            "limits": obj({
+                "quiet_hours": ref("quietHours"),
+                "send_days": ref("days", "Days on which marketing messages go out."),
+                "frequency_cap": ref("frequencyCap"),
+            }, None, "Limits on marketing messages, in each contact's zone."),
+            "contact_fields": {"type": "object", "description": "Custom contact fields and their types.",
+                               "propertyNames": {"pattern": "^[a-z_][a-z0-9_]*$"},
+                               "additionalProperties": ref("fieldType")},
+            "segments": {"type": "object", "description": "Named segments: an expression on the contact.",
+                         "propertyNames": {"pattern": SLUG.replace("-]", "_-]")},
+                         "additionalProperties": ref("expression")},
+            "events": {"type": "object",
+                       "description": "Event catalogue: name to {property: type}. When present, lint checks every event name and property.",
+                       "propertyNames": {"pattern": "^[A-Za-z_][A-Za-z0-9_.:-]*$"},
+                       "additionalProperties": {"type": ["object", "null"], "additionalProperties": ref("propertyType")}},
+        },
+        "additionalProperties": False,
+        "$defs": defs,
+    }
+
+
+def render(schema: dict) -> str:
+    return json.dumps(schema, indent=2, ensure_ascii=False) + "\n"
+
+
+def main(check: bool = False) -> int:
+    outputs = {"workflow.schema.json": render(workflow_schema()), "project.schema.json": render(project_schema())}
+    stale = []
+    for name, text in outputs.items():
+        for folder in (ROOT / "mauto" / "data", ROOT / "schema"):
+            path = folder / name
+            if check:
+                if not path.exists() or path.read_text(encoding="utf-8") != text:
+                    stale.append(str(path.relative_to(ROOT)))
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(text, encoding="utf-8")
+    if stale:
+        print("out of date: " + ", ".join(stale) + " (run python tools/gen_schema.py)")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(check="--check" in sys.argv))
