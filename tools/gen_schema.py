@@ -183,26 +183,38 @@ ACTIONS: dict[str, tuple[dict, dict]] = {
 ACTION_NAMES = list(ACTIONS)
 
 
-def step_schema() -> dict:
-    properties: dict = dict(STEP_COMMON)
-    for action, (value_schema, companions) in ACTIONS.items():
-        properties[action] = value_schema
+def _dispatch(kinds: dict[str, tuple[dict, dict]], common: dict, description: str) -> dict:
+    """One object holding exactly one of `kinds`' keys, plus that kind's companion keys.
+
+    `dependentSchemas` applies a kind's key list only when its key is present,
+    so validating a step costs one check per key it has, not one per kind;
+    the `not` clause says at least one key is a kind's key.
+    """
+    properties: dict = dict(common)
+    companions_all: list[str] = []
+    dependent: dict = {}
+    for kind, (value_schema, companions) in kinds.items():
+        properties[kind] = value_schema
         properties.update(companions)
-    dispatch = []
-    for action, (_, companions) in ACTIONS.items():
-        allowed = {**STEP_COMMON, action: True, **{k: True for k in companions}}
-        then: dict = {"propertyNames": {"enum": list(allowed)}}
-        if action == "if":
-            then["required"] = ["then"]
-        dispatch.append({"if": {"required": [action]}, "then": then})
+        companions_all += [key for key in companions if key not in companions_all]
+        allowed = [*common, kind, *companions]
+        rule: dict = {"propertyNames": {"enum": allowed}}
+        if kind == "if":
+            rule["required"] = ["then"]
+        dependent[kind] = rule
     return {
         "type": "object",
-        "description": "A step: exactly one action key (" + ", ".join(ACTION_NAMES) + ") plus optional id and name.",
+        "description": description,
         "properties": properties,
         "additionalProperties": False,
-        "oneOf": [{"required": [action]} for action in ACTION_NAMES],
-        "allOf": dispatch,
+        "not": {"propertyNames": {"enum": [*common, *companions_all]}},
+        "dependentSchemas": dependent,
     }
+
+
+def step_schema() -> dict:
+    return _dispatch(ACTIONS, STEP_COMMON, "A step: exactly one action key (" + ", ".join(ACTION_NAMES)
+                     + ") plus optional id and name.")
 
 
 TRIGGER_KINDS = {
@@ -231,21 +243,7 @@ TRIGGER_KINDS = {
 
 
 def trigger_schema() -> dict:
-    properties: dict = {}
-    dispatch = []
-    for kind, (value_schema, companions) in TRIGGER_KINDS.items():
-        properties[kind] = value_schema
-        properties.update(companions)
-        dispatch.append({"if": {"required": [kind]},
-                         "then": {"propertyNames": {"enum": [kind, *companions]}}})
-    return {
-        "type": "object",
-        "description": "How contacts enter: exactly one of " + ", ".join(TRIGGER_KINDS) + ".",
-        "properties": properties,
-        "additionalProperties": False,
-        "oneOf": [{"required": [kind]} for kind in TRIGGER_KINDS],
-        "allOf": dispatch,
-    }
+    return _dispatch(TRIGGER_KINDS, {}, "How contacts enter: exactly one of " + ", ".join(TRIGGER_KINDS) + ".")
 
 
 def workflow_schema() -> dict:
