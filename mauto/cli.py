@@ -55,7 +55,9 @@ def handle_errors(command: Callable) -> Callable:
         except KeyboardInterrupt:
             _err().print("interrupted")
             raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
-        except Exception as error:  # a bug in mauto: one line for the user, the traceback for the report
+        except (SystemExit, GeneratorExit):
+            raise
+        except BaseException as error:  # a bug in mauto (or a library panic): one line, the traceback to the log
             log = _log_path()
             try:
                 log.parent.mkdir(parents=True, exist_ok=True)
@@ -65,7 +67,8 @@ def handle_errors(command: Callable) -> Callable:
                 where = f"; the traceback is in {log}"
             except OSError:
                 where = ""
-            _err().print(Text(f"internal error: {type(error).__name__}: {error}{where}. "
+            first_line = (str(error).splitlines() or [""])[0]
+            _err().print(Text(f"internal error: {type(error).__name__}: {first_line}{where}. "
                               "Please report it.", style="red"))
             raise typer.Exit(int(ExitCode.INTERNAL)) from None
 
@@ -88,10 +91,10 @@ def root(
     ctx.obj = {"project": project}
 
 
-def _project(ctx: typer.Context):
+def _project(ctx: typer.Context, lenient: bool = False):
     from mauto.config import find_project, load_project
 
-    return load_project(find_project(explicit=ctx.obj.get("project") if ctx.obj else None))
+    return load_project(find_project(explicit=ctx.obj.get("project") if ctx.obj else None), lenient=lenient)
 
 
 def _parse_now(value: Optional[str]) -> datetime:
@@ -138,7 +141,7 @@ def lint(
             raise UsageError(f"no rule `{explain}`; rules: {', '.join(RULES)}")
         print(f"{rule.ID} ({rule.LEVEL})\n\n{rule.__doc__.strip()}")
         return
-    result = run_lint(_project(ctx), _parse_now(now), paths or None, base)
+    result = run_lint(_project(ctx, lenient=True), _parse_now(now), paths or None, base)
     out = _out()
     if output_format is LintFormat.json:
         print(formatters.as_json(result))

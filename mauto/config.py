@@ -1,12 +1,13 @@
 """Find and read `mauto.yaml`, the project file."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from mauto.errors import ProjectNotFound
+from mauto.errors import ProjectNotFound, YamlError
 from mauto.workflow.expressions import Expression
 from mauto.workflow.loader import Document, load
 
@@ -55,6 +56,7 @@ class Project:
     path: Path
     document: Document
     display_root: Path = field(default_factory=Path.cwd)
+    load_error: YamlError | None = None  # set only by a lenient load: the file is not YAML mauto reads
 
     @property
     def root(self) -> Path:
@@ -105,19 +107,30 @@ class Project:
             events[name] = properties if isinstance(properties, dict) else {}
         return events
 
+    @cached_property
+    def _display_root(self) -> str:
+        return os.path.realpath(self.display_root)
+
     def display(self, path: Path) -> str:
         """A path as the user should see it: relative to where they stand when possible."""
-        try:
-            return str(path.resolve().relative_to(self.display_root.resolve()))
-        except ValueError:
-            return str(path)
+        absolute = os.path.realpath(path)
+        root = self._display_root
+        if absolute == root or absolute.startswith(root.rstrip(os.sep) + os.sep):
+            return os.path.relpath(absolute, root)
+        return str(path)
 
 
-def load_project(path: Path, display_root: Path | None = None) -> Project:
-    """Read `mauto.yaml` (YAML errors raise; schema problems are left to `mauto lint`)."""
+def load_project(path: Path, display_root: Path | None = None, lenient: bool = False) -> Project:
+    """Read `mauto.yaml`. YAML errors raise, or with `lenient` (for lint) are kept in `load_error`;
+    schema problems are left to `mauto lint`."""
     root = display_root or Path.cwd()
     try:
         shown = str(path.resolve().relative_to(root.resolve()))
     except ValueError:
         shown = str(path)
-    return Project(path, load(path, shown), root)
+    try:
+        return Project(path, load(path, shown), root)
+    except YamlError as error:
+        if not lenient:
+            raise
+        return Project(path, Document(shown, "", None), root, load_error=error)

@@ -74,9 +74,27 @@ class TemplateInfo:
     filters: dict[str, Pos] = field(default_factory=dict)
     tests: dict[str, Pos] = field(default_factory=dict)
     references: list[str] = field(default_factory=list)  # extends / include / import
-    literal_text: str = ""
+    literal_text: str = ""  # the text every rendering contains: the shortest `if` branch, no loop body
     error: TemplateProblem | None = None
     front: Document | None = None
+
+
+class _AnyName(dict):
+    """A filters/tests table that has every name, so analysis never stops at an unknown one.
+
+    Jinja2's meta.find_undeclared_variables runs the code generator, which
+    raises on the first unknown filter; the lint reports unknown filters itself
+    and wants every other finding of the template too.
+    """
+
+    def __contains__(self, name: object) -> bool:
+        return True
+
+    def get(self, name, default=None):  # type: ignore[override]
+        return super().get(name) or (lambda *args, **kwargs: None)
+
+    def __getitem__(self, name):
+        return self.get(name)
 
 
 class TemplateSet:
@@ -86,10 +104,14 @@ class TemplateSet:
         self.dir = templates_dir
         self.display_root = display_root or templates_dir.parent
         self.env = environment(templates_dir)
+        self._analysis_env = self.env.overlay()
+        self._analysis_env.filters = _AnyName(self.env.filters)
+        self._analysis_env.tests = _AnyName(self.env.tests)
         self._info: dict[str, TemplateInfo] = {}
+        self._strings: dict[tuple[str, str | None], TemplateInfo] = {}
 
     def display(self, name: str) -> str:
-        path = self.dir / name
+        path = Path(name) if Path(name).is_absolute() else self.dir / name
         try:
             return str(path.relative_to(self.display_root))
         except ValueError:
@@ -98,8 +120,15 @@ class TemplateSet:
     def file_name(self, channel: str, template: str) -> str:
         return template + EXTENSIONS[channel]
 
+    @cached_property
+    def files(self) -> frozenset[str]:
+        """Every file under templates/, as loader names (read once: lint asks about each send many times)."""
+        if not self.dir.is_dir():
+            return frozenset()
+        return frozenset(path.relative_to(self.dir).as_posix() for path in self.dir.rglob("*") if path.is_file())
+
     def exists(self, name: str) -> bool:
-        return (self.dir / name).is_file()
+        return name in self.files
 
     def available(self, channel: str) -> list[str]:
         """Template names (without extension) of a channel, for suggestions."""
@@ -149,14 +178,11 @@ class TemplateSet:
         return info
 
     def _front_matter(self, info: TemplateInfo, front: str) -> TemplateProblem | None:
-        try:
-            document = parse(front, info.display_path)
+        try:  # a leading newline stands for the opening `---`, so lines are the file's own
+            document = parse("\n" + front, info.display_path)
         except YamlError as error:
-            return TemplateProblem(f"front matter: {error.message}", info.display_path,
-                                   (error.line or 1) + 1, error.col or 1)
-        # front matter starts on line 2 of the file
-        document.values = {path: Pos(p.line + 1, p.col, p.style) for path, p in document.values.items()}
-        document.keys = {path: Pos(p.line + 1, p.col, p.style) for path, p in document.keys.items()}
+            return TemplateProblem(f"front matter: {error.message}", info.display_path, error.line or 2,
+                                   error.col or 1)
         info.front = document
         data = document.data
         if not isinstance(data, dict):
@@ -177,11 +203,16 @@ class TemplateSet:
     def _walk(self, info: TemplateInfo, source: str, origin: Pos, text_lines: list[str] | None) -> None:
         """Parse `source` and record what it uses. `origin` is where it starts in the file."""
         try:
-            tree = self.env.parse(source)
+            tree = self._analysis_env.parse(source)
+            undeclared = meta.find_undeclared_variables(tree)
         except TemplateSyntaxError as error:
             line = origin.line + (error.lineno or 1) - 1
             info.error = TemplateProblem(f"template syntax error: {error.message}", info.display_path, line,
                                          origin.col if line == origin.line else 1)
+            return
+        except RecursionError:
+            info.error = TemplateProblem("template is nested too deeply to read", info.display_path,
+                                         origin.line, origin.col)
             return
         lines = text_lines if text_lines is not None else None
 
@@ -189,7 +220,7 @@ class TemplateSet:
             line = origin.line + (getattr(node, "lineno", 1) or 1) - 1
             col = origin.col if line == origin.line else 1
             if lines is not None and 0 < line <= len(lines):
-                found = mask_strings(lines[line - 1]).find(needle)
+                found = lines[line - 1].find(needle)  # HTML quotes attributes: no masking here
                 if found >= 0:
                     col = found + 1
             elif lines is None:
@@ -198,7 +229,6 @@ class TemplateSet:
                     col = origin.col + found + (1 if origin.style in ("'", '"') else 0)
             return Pos(line, col)
 
-        undeclared = meta.find_undeclared_variables(tree)
         for name in tree.find_all(nodes.Name):
             if name.ctx == "load" and name.name in undeclared and name.name not in info.names:
                 info.names[name.name] = place(name, name.name)
@@ -222,13 +252,21 @@ class TemplateSet:
             if reference is not None and reference not in info.references:
                 info.references.append(reference)
         if lines is not None:
-            info.literal_text += "".join(data.data for data in tree.find_all(nodes.TemplateData))
+            info.literal_text += _guaranteed_text(tree.body)
 
     def analyse_string(self, source: str, display_path: str, origin: Pos) -> TemplateInfo:
-        """Analyse a template string written in a workflow (a `vars` value, a task title...)."""
-        info = TemplateInfo("<string>", display_path)
-        self._walk(info, source, origin, text_lines=None)
-        return info
+        """Analyse a template string written in a workflow (a `vars` value, a task title...).
+
+        Analysed once per distinct (source, quoting), at line 1 column 1, then moved to `origin`.
+        """
+        if "{" not in source:
+            return TemplateInfo("<string>", display_path)  # no Jinja2 syntax: plain text, nothing to check
+        key = (source, origin.style)
+        base = self._strings.get(key)
+        if base is None:
+            base = self._strings[key] = TemplateInfo("<string>", "")
+            self._walk(base, source, Pos(1, 1, origin.style), text_lines=None)
+        return _moved(base, display_path, origin)
 
     def lineage(self, name: str) -> list[TemplateInfo]:
         """The template and every template it extends or includes, each once."""
@@ -254,7 +292,9 @@ class TemplateSet:
             raise TemplateProblem(f"template syntax error: {error.message}", self.display(error.name or name),
                                   error.lineno) from None
         except TemplateError as error:
-            raise TemplateProblem(f"cannot render: {error}", self.display(name), _error_line(error)) from None
+            failed_in, line = _error_place(error)
+            shown = self.display(failed_in) if failed_in else self.display(name)
+            raise TemplateProblem(f"cannot render: {error}", shown, line) from None
 
     def render_string(self, source: str, context: dict[str, Any], where: str = "<string>") -> str:
         try:
@@ -263,14 +303,52 @@ class TemplateSet:
             raise TemplateProblem(f"cannot render `{source}`: {error}", where) from None
 
 
-def _error_line(error: Exception) -> int | None:
+def _moved(base: TemplateInfo, display_path: str, origin: Pos) -> TemplateInfo:
+    """A copy of an analysis made at 1:1, with every position moved to start at `origin`."""
+    def move(pos: Pos) -> Pos:
+        if pos.line == 1:
+            return Pos(origin.line, pos.col + origin.col - 1)
+        return Pos(pos.line + origin.line - 1, pos.col)
+
+    def moved(table: dict[str, Pos]) -> dict[str, Pos]:
+        return {name: move(pos) for name, pos in table.items()}
+
+    error = None
+    if base.error is not None:
+        line = base.error.line or 1
+        col = base.error.col or 1
+        place = move(Pos(line, col))
+        error = TemplateProblem(base.error.message, display_path, place.line, place.col)
+    return TemplateInfo(base.name, display_path, moved(base.names), moved(base.contact_fields),
+                        moved(base.event_properties), moved(base.vars), moved(base.filters), moved(base.tests),
+                        list(base.references), base.literal_text, error)
+
+
+def _guaranteed_text(body: list[nodes.Node]) -> str:
+    """The literal text every rendering of `body` contains: the shortest branch of each `if`, no loop body."""
+    parts = []
+    for node in body:
+        if isinstance(node, nodes.Output):
+            parts.extend(child.data for child in node.nodes if isinstance(child, nodes.TemplateData))
+        elif isinstance(node, nodes.If):
+            branches = [node.body, *(branch.body for branch in node.elif_), node.else_]
+            parts.append(min((_guaranteed_text(branch) for branch in branches), key=len))
+        elif isinstance(node, (nodes.Block, nodes.Scope, nodes.With, nodes.ScopedEvalContextModifier)):
+            parts.append(_guaranteed_text(node.body))
+        # a for loop may run zero times; macros, call and filter blocks are not counted
+    return "".join(parts)
+
+
+def _error_place(error: Exception) -> tuple[str | None, int | None]:
+    """(template file, line) of the innermost template frame an error passed through."""
     traceback = error.__traceback__
-    line = None
+    place: tuple[str | None, int | None] = (None, None)
     while traceback is not None:
-        if traceback.tb_frame.f_code.co_filename.endswith((".html", ".txt")):
-            line = traceback.tb_lineno
+        filename = traceback.tb_frame.f_code.co_filename
+        if filename.endswith((".html", ".txt")):
+            place = (filename, traceback.tb_lineno)
         traceback = traceback.tb_next
-    return line
+    return place
 
 
 # --- SMS length ---------------------------------------------------------------

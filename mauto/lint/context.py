@@ -46,8 +46,12 @@ class ExpressionSite:
     event_in_scope: bool = True
 
 
-def load_source(path: Path, display: str, kind: str, document: Document | None = None) -> SourceFile:
+def load_source(path: Path, display: str, kind: str, document: Document | None = None,
+                load_error: YamlError | None = None, fast: bool = False) -> SourceFile:
     source = SourceFile(path, display, kind)
+    if load_error is not None:
+        source.yaml_error = load_error
+        return source
     try:
         source.document = document or load(path, display)
     except YamlError as error:
@@ -56,7 +60,7 @@ def load_source(path: Path, display: str, kind: str, document: Document | None =
     if source.document.data is None:
         source.yaml_error = YamlError("the file is empty", display, 1, 1)
         return source
-    source.schema_problems = validate(source.document, kind)
+    source.schema_problems = validate(source.document, kind, fast)
     if kind == "workflow" and not source.schema_problems:
         source.workflow = build(source.document)
     return source
@@ -167,10 +171,17 @@ class LintContext:
                 yield ExpressionSite(site.file, Expression(use.name, site.file.display, Pos(pos.line, pos.col)),
                                      site.json_path, use.detail, True)
 
-    def all_expression_sites(self) -> Iterator[ExpressionSite]:
+    @cached_property
+    def _all_expression_sites(self) -> list[ExpressionSite]:
+        sites = []
         for site in self.expression_sites():
-            yield site
-            yield from self.nested_sites(site)
+            sites.append(site)
+            sites.extend(self.nested_sites(site))
+        return sites
+
+    def all_expression_sites(self) -> Iterator[ExpressionSite]:
+        """Every expression site, with the `where=` strings nested in them, built once."""
+        return iter(self._all_expression_sites)
 
     def sends(self) -> Iterator[tuple[SourceFile, Workflow, Step, str]]:
         """Every email and SMS step, with its template's file name (`cart/reminder-1.email.html`)."""
@@ -181,11 +192,11 @@ class LintContext:
 
     def template_files(self) -> list[str]:
         """Every template file under templates/, as loader names."""
-        root = self.project.templates_dir
-        if not root.is_dir():
-            return []
-        return sorted(str(path.relative_to(root)) for path in root.rglob("*")
-                      if path.is_file() and path.suffix in (".html", ".txt"))
+        return self._template_files
+
+    @cached_property
+    def _template_files(self) -> list[str]:
+        return sorted(name for name in self.templates.files if name.endswith((".html", ".txt")))
 
     @cached_property
     def template_string_infos(self) -> list[tuple[SourceFile, Workflow, Step, JsonPath, Any]]:
@@ -196,6 +207,17 @@ class LintContext:
                 info = self.templates.analyse_string(source, file.display, file.document.pos(path))
                 found.append((file, workflow, step, path, info))
         return found
+
+    def template_string_infos_of(self, workflow: Workflow) -> list[tuple[SourceFile, Workflow, Step, JsonPath, Any]]:
+        """The analysed template strings of one workflow."""
+        return self._template_strings_by_workflow.get(id(workflow), [])
+
+    @cached_property
+    def _template_strings_by_workflow(self) -> dict[int, list]:
+        grouped: dict[int, list] = {}
+        for entry in self.template_string_infos:
+            grouped.setdefault(id(entry[1]), []).append(entry)
+        return grouped
 
     def vars_before(self, workflow: Workflow) -> dict[JsonPath, set[str]]:
         """For each step, the `vars` names set by the steps before it (document order) and by itself."""

@@ -1,6 +1,7 @@
 """Run every lint rule over a project and collect the findings."""
 from __future__ import annotations
 
+import gc
 import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -12,6 +13,7 @@ from mauto.lint.base import check_ref
 from mauto.lint.context import LintContext, load_source
 from mauto.lint.problem import ERROR, WARNING, Problem
 from mauto.lint.rules import RULES
+from mauto.workflow.schema import FAST_CHECK_THRESHOLD
 
 WORKFLOW_SUFFIXES = (".yaml", ".yml")
 _IGNORE = re.compile(r"mauto:\s*ignore(?:\[([^\]]*)\])?")
@@ -47,6 +49,17 @@ def workflow_files(folder: Path) -> list[Path]:
 
 def lint(project: Project, now: datetime, paths: list[Path] | None = None, base: str | None = None) -> LintResult:
     """Lint the whole project, or only report on `paths` (files or folders) while reading the rest for context."""
+    # Lint builds many small objects and frees few: the cyclic collector only rescans them.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _lint(project, now, paths, base)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _lint(project: Project, now: datetime, paths: list[Path] | None, base: str | None) -> LintResult:
     if base is not None:
         check_ref(project.root, base)
     files = {path.resolve(): path for path in workflow_files(project.workflows_dir)}
@@ -62,8 +75,10 @@ def lint(project: Project, now: datetime, paths: list[Path] | None = None, base:
                 selected.add(item.resolve())
                 if item.suffix in WORKFLOW_SUFFIXES and item.resolve() != project.path.resolve():
                     files.setdefault(item.resolve(), item)
-    project_source = load_source(project.path, project.document.path, "project", project.document)
-    sources = [load_source(path, project.display(path), "workflow") for _, path in sorted(files.items())]
+    project_source = load_source(project.path, project.document.path, "project", project.document,
+                                 project.load_error)
+    fast = len(files) >= FAST_CHECK_THRESHOLD
+    sources = [load_source(path, project.display(path), "workflow", fast=fast) for _, path in sorted(files.items())]
     ctx = LintContext(project, project_source, sources, now, base)
 
     problems: set[Problem] = set()
@@ -78,7 +93,8 @@ def lint(project: Project, now: datetime, paths: list[Path] | None = None, base:
             if file.path.resolve() in selected:
                 shown.update(info.display_path for info in ctx.templates.lineage(name))
         problems = {problem for problem in problems if problem.path in shown}
-    kept = sorted(problem for problem in problems if not _ignored(problem, project))
+    lines: dict[str, list[str]] = {}
+    kept = sorted(problem for problem in problems if not _ignored(problem, project, lines))
     template_count = len(ctx.template_files())
     return LintResult(kept, workflows=len(sources), templates=template_count)
 
@@ -89,12 +105,9 @@ def _without_schema_echoes(problems: set[Problem]) -> set[Problem]:
     return {p for p in problems if p.rule != "schema" or (p.path, p.line, p.col) not in specific}
 
 
-_line_cache: dict[str, list[str]] = {}
-
-
-def _ignored(problem: Problem, project: Project) -> bool:
+def _ignored(problem: Problem, project: Project, cache: dict[str, list[str]]) -> bool:
     """`# mauto: ignore[rule-id]` (or `{# mauto: ignore[rule-id] #}`) on the line silences that rule there."""
-    lines = _line_cache.get(problem.path)
+    lines = cache.get(problem.path)
     if lines is None:
         path = Path(problem.path)
         if not path.is_absolute():
@@ -103,7 +116,7 @@ def _ignored(problem: Problem, project: Project) -> bool:
             lines = path.read_text(encoding="utf-8").split("\n")
         except (OSError, UnicodeDecodeError):
             lines = []
-        _line_cache[problem.path] = lines
+        cache[problem.path] = lines
     if not 0 < problem.line <= len(lines):
         return False
     match = _IGNORE.search(lines[problem.line - 1])

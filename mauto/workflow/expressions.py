@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date, datetime
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any, Callable
 from zoneinfo import ZoneInfo
 
@@ -105,11 +105,11 @@ class Expression:
     @cached_property
     def tree(self) -> nodes.Expr:
         """The parsed expression; raises ExpressionError."""
-        return parse(self.source)
+        return _parsed(self.source)[0]
 
     @cached_property
     def uses(self) -> list[Use]:
-        return analyse(self.tree, self.source)
+        return _parsed(self.source)[1]
 
     @cached_property
     def evaluator(self) -> Callable[..., Any]:
@@ -120,6 +120,16 @@ class Expression:
 
     def evaluate(self, **names: Any) -> Any:
         return self.evaluator(**names)
+
+
+@lru_cache(maxsize=8192)
+def _parsed(source: str) -> tuple[nodes.Expr, list[Use]]:
+    """Parse and analyse once per distinct source: offsets are relative to the source, so sites share them.
+
+    An ExpressionError is not cached; it is raised again for each site.
+    """
+    tree = parse(source)
+    return tree, analyse(tree, source)
 
 
 def parse(source: str) -> nodes.Expr:
@@ -198,7 +208,9 @@ def analyse(tree: nodes.Node, source: str) -> list[Use]:
             continue
         attributed.add(id(target))
         pattern = rf"\b{target.name}\s*(?:\.\s*{re.escape(attribute)}\b|\[\s*['\"]{re.escape(attribute)}['\"])"
-        uses.append(Use(target.name, attribute, _find(source, pattern)))
+        match = re.search(pattern, raw if isinstance(node, nodes.Getitem) else source)
+        offset = match.start() + match.group(0).rfind(attribute) if match else -1
+        uses.append(Use(target.name, attribute, offset))
     for name in _nodes(tree, nodes.Name):
         if name.ctx == "load" and id(name) not in called:
             uses.append(Use("name", name.name, _find(source, rf"(?<![\w.]){re.escape(name.name)}\b")))

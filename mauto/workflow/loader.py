@@ -23,6 +23,7 @@ except AttributeError:  # pragma: no cover - depends on how PyYAML was built
     _Loader = yaml.SafeLoader
 
 MAX_ALIAS_EXPANSION = 10_000
+MAX_DEPTH = 64  # a workflow nests a few levels; deeper is a mistake or an attack on the validators
 
 JsonPath = tuple  # of str (mapping keys) and int (list indexes)
 
@@ -134,6 +135,8 @@ class _Converter:
         return YamlError(message, self.path, node.start_mark.line + 1, node.start_mark.column + 1)
 
     def convert(self, node: yaml.Node, path: JsonPath, in_alias: bool) -> Any:
+        if len(path) > MAX_DEPTH:
+            raise self.error(f"nested more than {MAX_DEPTH} levels deep; a mauto file never needs that", node)
         if path not in self.values:
             self.values[path] = _pos(node)
         if isinstance(node, yaml.ScalarNode):
@@ -164,6 +167,58 @@ class _Converter:
         finally:
             self.active.discard(key)
 
+    def plain(self, node: yaml.Node, path: JsonPath) -> Any:
+        """`convert` for a document without anchors (no `&` in the text, so no aliases): no alias bookkeeping."""
+        mark = node.start_mark
+        if type(node) is yaml.ScalarNode:
+            self.values[path] = Pos(mark.line + 1, mark.column + 1, node.style or None)
+            if node.tag == _STR:
+                return node.value
+            try:
+                return _scalar(node)
+            except YamlError as error:
+                error.path = self.path
+                raise
+        self.values[path] = Pos(mark.line + 1, mark.column + 1)
+        if len(path) > MAX_DEPTH:
+            raise self.error(f"nested more than {MAX_DEPTH} levels deep; a mauto file never needs that", node)
+        if type(node) is yaml.SequenceNode:
+            if node.tag != _SEQ:
+                raise self.error(f"unknown tag `{node.tag}`; mauto files use plain YAML without tags", node)
+            return [self.plain(child, path + (index,)) for index, child in enumerate(node.value)]
+        if node.tag != _MAP:
+            raise self.error(f"unknown tag `{node.tag}`; mauto files use plain YAML without tags", node)
+        result: dict[str, Any] = {}
+        keys = self.keys
+        for key_node, value_node in node.value:
+            if type(key_node) is yaml.ScalarNode and key_node.tag == _STR:
+                key = key_node.value
+            else:
+                key = self._key(key_node)
+            child = path + (key,)
+            if key in result:
+                raise self._duplicate(key, child, key_node)
+            key_mark = key_node.start_mark
+            keys[child] = Pos(key_mark.line + 1, key_mark.column + 1, key_node.style or None)
+            result[key] = self.plain(value_node, child)
+        return result
+
+    def _key(self, key_node: yaml.Node) -> str:
+        if key_node.tag == _MERGE:
+            raise self.error("merge keys (`<<`) are not supported; write the keys out", key_node)
+        if not isinstance(key_node, yaml.ScalarNode):
+            raise self.error("a key must be a plain string, not a list or mapping", key_node)
+        key = _scalar(key_node)
+        if not isinstance(key, str):
+            raise self.error(f"key `{key_node.value}` is read as {_type_word(key)}; "
+                             f"keys must be strings (quote it: \"{key_node.value}\")", key_node)
+        return key
+
+    def _duplicate(self, key: str, child: JsonPath, key_node: yaml.Node) -> YamlError:
+        first = self.keys[child]
+        return self.error(f"duplicate key `{key}` (first defined at line {first.line}); "
+                          "YAML would silently keep only the last one", key_node)
+
     def _count(self, node: yaml.Node) -> None:
         self.expanded += 1
         if self.expanded > MAX_ALIAS_EXPANSION:
@@ -173,19 +228,10 @@ class _Converter:
     def _mapping(self, node: yaml.MappingNode, path: JsonPath, in_alias: bool) -> dict:
         result: dict[str, Any] = {}
         for key_node, value_node in node.value:
-            if key_node.tag == _MERGE:
-                raise self.error("merge keys (`<<`) are not supported; write the keys out", key_node)
-            if not isinstance(key_node, yaml.ScalarNode):
-                raise self.error("a key must be a plain string, not a list or mapping", key_node)
-            key = _scalar(key_node)
-            if not isinstance(key, str):
-                raise self.error(f"key `{key_node.value}` is read as {_type_word(key)}; "
-                                 f"keys must be strings (quote it: \"{key_node.value}\")", key_node)
-            if key in result:
-                first = self.keys[path + (key,)]
-                raise self.error(f"duplicate key `{key}` (first defined at line {first.line}); "
-                                 "YAML would silently keep only the last one", key_node)
+            key = self._key(key_node)
             child = path + (key,)
+            if key in result:
+                raise self._duplicate(key, child, key_node)
             self.keys[child] = _pos(key_node)
             result[key] = self.convert(value_node, child, in_alias)
         return result
@@ -205,12 +251,14 @@ def _type_word(value: Any) -> str:
 
 def decode(raw: bytes, path: str) -> str:
     """Bytes to text: UTF-8 (with or without BOM) or a YamlError at the first bad byte."""
+    body = raw[3:] if raw.startswith(b"\xef\xbb\xbf") else raw
     try:
-        return raw.decode("utf-8-sig")
+        return body.decode("utf-8")
     except UnicodeDecodeError as error:
-        line = raw.count(b"\n", 0, error.start) + 1
-        col = error.start - (raw.rfind(b"\n", 0, error.start) + 1) + 1
-        raise YamlError(f"not UTF-8: byte 0x{raw[error.start]:02x} cannot be decoded; save the file as UTF-8",
+        line = body.count(b"\n", 0, error.start) + 1
+        line_start = body.rfind(b"\n", 0, error.start) + 1
+        col = len(body[line_start:error.start].decode("utf-8", errors="replace")) + 1
+        raise YamlError(f"not UTF-8: byte 0x{body[error.start]:02x} cannot be decoded; save the file as UTF-8",
                         path, line, col) from None
 
 
@@ -233,6 +281,8 @@ def parse(text: str, path: str) -> Document:
         raise YamlError(f"invalid YAML: {problem}", path, line, col) from None
     except yaml.YAMLError as error:  # ReaderError: a character YAML forbids
         position = getattr(error, "position", 0) or 0
+        if _Loader is not yaml.SafeLoader:  # libyaml counts bytes of the UTF-8 text, not characters
+            position = len(text.encode("utf-8")[:position].decode("utf-8", errors="ignore"))
         line, col = _line_col(text, min(position, len(text)))
         reason = getattr(error, "reason", None) or str(error).splitlines()[0]
         character = getattr(error, "character", None)
@@ -247,7 +297,7 @@ def parse(text: str, path: str) -> Document:
         return Document(path, text, None)
     converter = _Converter(path)
     try:
-        data = converter.convert(node, (), False)
+        data = converter.convert(node, (), False) if "&" in text else converter.plain(node, ())
     except RecursionError:
         raise YamlError("nested too deeply to be a mauto file", path, 1, 1) from None
     except (ValueError, ConstructorError) as error:  # a malformed number the resolver let through

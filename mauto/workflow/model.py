@@ -92,6 +92,7 @@ class Workflow:
     description: str | None = None
     tags: list[str] = field(default_factory=list)
     owner: str | None = None
+    all_steps: list[Step] = field(default_factory=list)  # every step, nested ones too, in document order
 
     @property
     def path(self) -> str:
@@ -102,8 +103,7 @@ class Workflow:
         return self.category == "marketing"
 
     def iter_steps(self) -> Iterator[Step]:
-        for step in self.steps:
-            yield from step.iter_steps()
+        return iter(self.all_steps)
 
     @property
     def content_hash(self) -> str:
@@ -165,7 +165,7 @@ def build(document: Document) -> Workflow:
             exit_on.append((item["event"], _expression(condition, document, ("exit_on", index, "where"))
                             if condition is not None else None))
     audience = data.get("audience")
-    return Workflow(
+    workflow = Workflow(
         id=data["id"], version=data["version"], name=data["name"],
         category=data.get("category", "marketing"), trigger=trigger,
         steps=_build_steps(data["steps"], document, ("steps",)), document=document,
@@ -174,3 +174,5 @@ def build(document: Document) -> Workflow:
         in_flight=data.get("in_flight", "finish"), description=data.get("description"),
         tags=data.get("tags", []), owner=data.get("owner"),
     )
+    workflow.all_steps = [nested for step in workflow.steps for nested in step.iter_steps()]
+    return workflow

@@ -34,6 +34,8 @@ def _message(field, fields):
 
 
 def check(ctx):
+    if ctx.project_file.yaml_error is not None:
+        return  # the declared fields are unknown: yaml-syntax reports the project file
     fields = ctx.project.contact_fields
     for site in ctx.all_expression_sites():
         try:
@@ -81,7 +83,8 @@ def check(ctx):
 def _type_name(declared):
     if isinstance(declared, dict):
         return "an enum"
-    return f"a `{declared}`"
+    article = "an" if str(declared)[:1] in "aeiou" else "a"
+    return f"{article} `{declared}`"
 
 
 def _type_mismatch(declared, value):
@@ -105,4 +108,4 @@ def _type_mismatch(declared, value):
     check = checks.get(declared)
     if value is None or check is None or check(value):
         return None
-    return f"is a `{declared}`, not `{value}`"
+    return f"is {_type_name(declared)}, not `{value}`"

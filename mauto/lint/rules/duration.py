@@ -27,9 +27,13 @@ from __future__ import annotations
 
 from mauto.workflow.durations import DurationError, parse_duration
 from mauto.workflow.expressions import ExpressionError
+from mauto.workflow.schema import subject
 
 ID = "duration"
 LEVEL = "error"
+
+# Every key of either schema with one of these names holds a duration.
+DURATION_KEYS = frozenset({"wait", "timeout", "after", "within", "for", "offset", "due", "per"})
 
 
 def check(ctx):
@@ -37,6 +41,10 @@ def check(ctx):
         for problem in file.schema_problems:
             if problem.rule == ID:
                 yield ctx.problem(file, problem.pos, problem.message)
+            else:
+                message = _bare_number(file, problem)
+                if message:  # the runner drops the schema's own "must be a string" at the same place
+                    yield ctx.problem(file, problem.pos, message)
     for site in ctx.all_expression_sites():
         try:
             uses = site.expression.uses
@@ -49,3 +57,23 @@ def check(ctx):
                 parse_duration(use.name)
             except DurationError as error:
                 yield ctx.problem(site.file, ctx.expression_pos(site, use.offset), str(error))
+
+
+def _bare_number(file, problem):
+    """`wait: 3`: the schema only sees a number where a string goes; say it is a duration without a unit."""
+    path = problem.path
+    if not path or path[-1] not in DURATION_KEYS or file.document is None:
+        return None
+    value = file.document.data
+    for key in path:
+        try:
+            value = value[key]
+        except (KeyError, IndexError, TypeError):
+            return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        parse_duration(str(value), signed=path[-1] == "offset")
+    except DurationError as error:
+        return f"{subject(path, file.document.data)}: {error}"
+    return None

@@ -47,11 +47,11 @@ def check(ctx):
                 if use.name == "event":
                     message = "`event` is not in scope here: no event has arrived (use contact fields or has_event())"
                 else:
-                    message = (f"unknown name `{use.name}`{_hint(use.name, names + list(FUNCTIONS))}; names in scope: "
-                               f"{', '.join(names)}")
+                    message = (f"unknown name `{use.name}`{_hint(use.name, names + list(FUNCTIONS))} "
+                               f"(names in scope: {', '.join(names)})")
             elif use.kind == "call" and use.name not in FUNCTIONS:
-                message = (f"unknown function `{use.name}()`{_hint(use.name, list(FUNCTIONS))}; functions: "
-                           f"{', '.join(f + '()' for f in FUNCTIONS)}")
+                message = (f"unknown function `{use.name}()`{_hint(use.name, list(FUNCTIONS))} "
+                           f"(functions: {', '.join(f + '()' for f in FUNCTIONS)})")
             elif use.kind == "argument":
                 allowed = FUNCTIONS[use.detail]
                 if use.name.endswith(" positional"):

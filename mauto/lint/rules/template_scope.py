@@ -1,7 +1,9 @@
 """Templates use only the names in scope: `contact`, `event`, `vars`, `now`, `unsubscribe_url` and mauto's functions.
 
 Templates render with `StrictUndefined`: an unknown name would fail at send
-time, for a real contact. Unknown filters and tests are reported too.
+time, for a real contact. Unknown filters and tests are reported too, and a
+template that uses `event` but is sent by a workflow with no event trigger
+(segment, date, schedule, inactivity): there is no event to show.
 
 Bad:
 
@@ -50,3 +52,19 @@ def check(ctx):
         if info.error is None:
             yield from problems(ctx, info, lambda pos, message, file=file: Problem(
                 file.display, pos.line, pos.col, message=message))
+            if workflow.trigger.kind != "event" and "event" in info.names:
+                pos = info.names["event"]
+                yield Problem(file.display, pos.line, pos.col, message=_no_event(workflow))
+    for file, workflow, step, name in ctx.sends():
+        if workflow.trigger.kind == "event" or not ctx.templates.exists(name):
+            continue
+        for info in ctx.templates.lineage(name):
+            if info.error is None and "event" in info.names:
+                pos = info.names["event"]
+                yield Problem(info.display_path, pos.line, pos.col,
+                              message=_no_event(workflow) + f" (sent by step {step.label})")
+
+
+def _no_event(workflow):
+    return (f"`event` is not in scope: workflow `{workflow.id}` is triggered by a {workflow.trigger.kind}, "
+            "not an event; use contact fields or vars")
