@@ -144,7 +144,7 @@ def parse(source: str) -> nodes.Expr:
         if not parser.stream.eos:
             token = parser.stream.current
             raise ExpressionError(f"unexpected `{token.value}` after the end of the expression",
-                                  _offset_of_token(source, token))
+                                  _end_of_expression(source))
     except TemplateSyntaxError as error:
         raise ExpressionError(_syntax_message(error.message or "invalid syntax")) from None
     tree.set_environment(_ENVIRONMENT)
@@ -165,9 +165,24 @@ def mask_strings(source: str) -> str:
     return _STRING.sub(lambda match: match.group(1) + " " * len(match.group(2)) + match.group(1), source)
 
 
-def _offset_of_token(source: str, token: Any) -> int:
-    value = str(token.value)
-    return source.find(value) if value else -1
+def _end_of_expression(source: str) -> int:
+    """Where the first complete expression of `source` ends: the offset of what follows it.
+
+    Jinja2's tokens carry a line number but no column, so this finds the longest
+    prefix that parses as a whole expression (on the error path only).
+    """
+    for end in range(min(len(source), 500), 0, -1):
+        if not source[end - 1].isspace() and (end == len(source) or not (
+                source[end - 1].isalnum() and source[end].isalnum())):
+            try:
+                parser = Parser(_ENVIRONMENT, source[:end], state="variable")
+                parser.parse_expression()
+                if parser.stream.eos:
+                    rest = source[end:]
+                    return end + (len(rest) - len(rest.lstrip()))
+            except TemplateSyntaxError:
+                continue
+    return -1
 
 
 def _find(source: str, pattern: str, start: int = 0) -> int:

@@ -8,6 +8,7 @@ keys, merge keys, custom tags, recursive aliases and alias bombs.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -77,9 +78,44 @@ def _pos(node: yaml.Node) -> Pos:
     return Pos(mark.line + 1, mark.column + 1, style)
 
 
+_IMPLICIT = {_STR, _INT, _FLOAT, _BOOL, _NULL, "tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:value"}
+_CORE_INT = re.compile(r"[-+]?[0-9]+")
+_CORE_FLOAT = re.compile(r"[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?")
+_NOT_PLAIN_TEXT = frozenset("0123456789+-.~nNtTfF")  # what a YAML 1.2 non-string plain scalar can start with
+
+
+def _core(value: str) -> Any:
+    """A plain scalar read with YAML 1.2's core schema (https://yaml.org/spec/1.2.2/#1032-tag-resolution)."""
+    if value in ("", "~", "null", "Null", "NULL"):
+        return None
+    if value in ("true", "True", "TRUE"):
+        return True
+    if value in ("false", "False", "FALSE"):
+        return False
+    if _CORE_INT.fullmatch(value):
+        return int(value)
+    if value.startswith("0o") and len(value) > 2 and all(c in "01234567" for c in value[2:]):
+        return int(value[2:], 8)
+    if value.startswith("0x") and len(value) > 2 and all(c in "0123456789abcdefABCDEF" for c in value[2:]):
+        return int(value[2:], 16)
+    if _CORE_FLOAT.fullmatch(value):
+        return float(value)
+    lowered = value.lower()
+    if lowered in (".inf", "+.inf", "-.inf") and value[-3:] in ("inf", "Inf", "INF"):
+        return float("-inf") if value.startswith("-") else float("inf")
+    if value in (".nan", ".NaN", ".NAN"):
+        return float("nan")
+    return value
+
+
 def _scalar(node: yaml.ScalarNode) -> Any:
-    """Read a scalar as YAML 1.2's core schema would."""
+    """A scalar's value: plain scalars by YAML 1.2's core schema, quoted and block ones as text."""
     tag, value = node.tag, node.value
+    if tag in _IMPLICIT:
+        if not node.style:  # libyaml gives plain scalars style '' (PyYAML's own loader None)
+            return _core(value) if value == "" or value[0] in _NOT_PLAIN_TEXT else value
+        if tag == _STR or tag not in (_INT, _FLOAT, _BOOL, _NULL):
+            return value
     if tag in _PASSTHROUGH:
         return value
     if tag == _NULL:
@@ -90,7 +126,7 @@ def _scalar(node: yaml.ScalarNode) -> Any:
             return True
         if lowered == "false":
             return False
-        return value  # yes/no/on/off are strings in YAML 1.2
+        return value
     if tag == _INT:
         return _int(value)
     if tag == _FLOAT:
@@ -100,26 +136,15 @@ def _scalar(node: yaml.ScalarNode) -> Any:
 
 
 def _int(value: str) -> int | str:
-    if ":" in value:
-        return value  # YAML 1.1 base-60 (1:30); a string in YAML 1.2
-    digits = value.replace("_", "")
-    sign = -1 if digits.startswith("-") else 1
-    digits = digits.lstrip("+-")
-    for prefix, base in (("0b", 2), ("0x", 16), ("0o", 8)):
-        if digits.startswith(prefix):
-            return sign * int(digits[2:], base)
-    return sign * int(digits, 10)
+    """An explicitly tagged `!!int`."""
+    core = _core(value)
+    return core if isinstance(core, int) and not isinstance(core, bool) else value
 
 
 def _float(value: str) -> float | str:
-    if ":" in value:
-        return value
-    lowered = value.lower().replace("_", "")
-    if lowered.endswith(".inf"):
-        return float("-inf") if lowered.startswith("-") else float("inf")
-    if lowered == ".nan":
-        return float("nan")
-    return float(lowered)
+    """An explicitly tagged `!!float`."""
+    core = _core(value)
+    return float(core) if isinstance(core, (int, float)) and not isinstance(core, bool) else value
 
 
 class _Converter:
@@ -172,8 +197,9 @@ class _Converter:
         mark = node.start_mark
         if type(node) is yaml.ScalarNode:
             self.values[path] = Pos(mark.line + 1, mark.column + 1, node.style or None)
-            if node.tag == _STR:
-                return node.value
+            value = node.value
+            if node.tag == _STR and (node.style or not value or value[0] not in _NOT_PLAIN_TEXT):
+                return value
             try:
                 return _scalar(node)
             except YamlError as error:
@@ -191,7 +217,8 @@ class _Converter:
         result: dict[str, Any] = {}
         keys = self.keys
         for key_node, value_node in node.value:
-            if type(key_node) is yaml.ScalarNode and key_node.tag == _STR:
+            if type(key_node) is yaml.ScalarNode and key_node.tag == _STR and key_node.value \
+                    and key_node.value[0] not in _NOT_PLAIN_TEXT:
                 key = key_node.value
             else:
                 key = self._key(key_node)

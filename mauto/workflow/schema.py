@@ -291,7 +291,8 @@ def _explain(error: ValidationError, document: Document, name: str) -> Iterator[
                 yield at_key(f"unknown key `{key}`{inside}{_suggest(key, allowed)}", key_path=path + (key,),
                              rule="schema")
         return
-    if kind in ("not", "dependentSchemas") and not isinstance(instance, dict):
+    if kind == "not" and isinstance(error.validator_value, dict) and "propertyNames" in error.validator_value \
+            and not isinstance(instance, dict):
         return  # a step or trigger that is not a mapping: the type error says it
     if kind == "not" and isinstance(instance, dict) and "propertyNames" in error.validator_value:
         kinds = [key for key in schema_.get("dependentSchemas", {})]

@@ -1,0 +1,72 @@
+"""Shared test options and fixtures.
+
+`pytest --update-golden` rewrites the golden files under tests/golden/ from
+the current output instead of comparing with them. Without the flag a
+difference is a failure: golden files are never rewritten silently.
+"""
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--update-golden", action="store_true", default=False,
+                     help="Rewrite tests/golden/* from the current output instead of comparing.")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """Hypothesis keeps caches (unicode tables, constants found in the source) in ./.hypothesis, even with
+    its example database off, and starts writing them while test modules are imported: point it at
+    pytest's temporary folder first, so the tests write nothing into the repository."""
+    factory = getattr(config, "_tmp_path_factory", None)
+    if factory is None:
+        return
+    try:
+        from hypothesis.configuration import set_hypothesis_home_dir
+    except ImportError:
+        return
+    set_hypothesis_home_dir(factory.mktemp("hypothesis", numbered=True))
+
+
+@pytest.fixture
+def update_golden(request: pytest.FixtureRequest) -> bool:
+    return bool(request.config.getoption("--update-golden"))
+
+
+def dedent(source: str) -> str:
+    """A file's text written indented in a test: dedented, without the first newline."""
+    return textwrap.dedent(source).lstrip("\n")
+
+
+@pytest.fixture
+def write_files() -> Callable[[Path, dict[str, str | bytes]], Path]:
+    """write_files(root, {relative name: text or bytes}) writes them under root and returns root."""
+
+    def write(root: Path, files: dict[str, str | bytes]) -> Path:
+        for name, content in files.items():
+            path = root / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(content, bytes):
+                path.write_bytes(content)
+            else:
+                path.write_text(dedent(content), encoding="utf-8")
+        return root
+
+    return write
+
+
+@pytest.fixture
+def cli_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No colour codes in captured output, whatever the developer's environment says; and mauto's
+    log file (written on an internal error) inside tmp_path rather than in ~/.cache."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    for name in ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "CLICOLOR_FORCE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("NO_COLOR", "1")
+    monkeypatch.setenv("TERM", "dumb")
+    monkeypatch.setenv("COLUMNS", "200")

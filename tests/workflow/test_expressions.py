@@ -1,0 +1,200 @@
+"""Expressions: parse errors, what an expression uses (with offsets), and evaluation in the sandbox."""
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+
+import pytest
+from jinja2.exceptions import SecurityError, UndefinedError
+
+from mauto.workflow.expressions import Expression, ExpressionError, Use, mask_strings, parse, sandbox
+from mauto.workflow.loader import Pos
+
+
+def uses(source: str) -> list[tuple[str, str, int]]:
+    return [(use.kind, use.name, use.offset) for use in Expression(source).uses]
+
+
+# --- parse errors -------------------------------------------------------------------
+
+@pytest.mark.parametrize(("source", "message", "offset"), [
+    ("", "the expression is empty", -1),
+    ("   ", "the expression is empty", -1),
+    ("{{ contact.score }}", "write the expression without `{{ }}` or `{% %}`", 0),
+    ("contact.score > 1 and {% if x %}", "write the expression without `{{ }}` or `{% %}`", 22),
+    ("contact.score >=", "invalid expression: it ends too early (a missing operand or closing bracket?)", -1),
+    ("has_event(", "invalid expression: it ends too early (a missing operand or closing bracket?)", -1),
+    ("contact.score 50", "unexpected `50` after the end of the expression", 14),
+    ("a b", "unexpected `b` after the end of the expression", 2),
+    ("(contact.score", "invalid expression: unexpected end of template, expected ')'.", -1),
+])
+def test_parse_errors(source, message, offset):
+    with pytest.raises(ExpressionError) as caught:
+        parse(source)
+    assert str(caught.value) == message
+    assert caught.value.offset == offset
+
+
+def test_an_expression_parses_lazily_and_keeps_its_place():
+    expression = Expression("contact.score >", "workflows/w.yaml", Pos(3, 7, '"'))
+    assert (expression.source, expression.path, expression.pos) == ("contact.score >", "workflows/w.yaml",
+                                                                    Pos(3, 7, '"'))
+    with pytest.raises(ExpressionError):
+        expression.tree
+    with pytest.raises(ExpressionError):
+        expression.uses
+
+
+def test_a_non_string_is_not_an_expression():
+    with pytest.raises(ExpressionError, match="the expression is empty"):
+        parse(42)  # type: ignore[arg-type]
+
+
+# --- what an expression uses ---------------------------------------------------------
+
+def test_names_and_fields_with_their_offsets():
+    # a field is placed on the field itself, a name on the name
+    assert uses("contact.score >= 50 and event.cart_value > vars.limit") == [
+        ("contact", "score", 8), ("event", "cart_value", 30), ("vars", "limit", 48),
+        ("name", "contact", 0), ("name", "event", 24), ("name", "vars", 43),
+    ]
+
+
+def test_an_unknown_name_is_found_where_it_is_written():
+    assert uses("now and 1 or contcat.score") == [("name", "now", 0), ("name", "contcat", 13)]
+    # a name that also appears inside a longer name or after a dot is not mistaken for it
+    assert ("name", "event", 19) in uses("contact.event_x or event")
+
+
+def test_names_inside_string_literals_are_not_uses():
+    found = uses("'contact.fake' == contact.real")
+    assert found == [("contact", "real", 26), ("name", "contact", 18)]
+
+
+def test_function_calls_and_their_literal_arguments():
+    source = "has_event('order_placed', within='7d', where=\"event.total > 10\") and duration('2w')"
+    found = [(use.kind, use.name, use.offset, use.detail) for use in Expression(source).uses]
+    assert found == [
+        ("call", "has_event", 0, None),
+        ("event-name", "order_placed", 11, None),
+        ("duration", "7d", 26, None),
+        ("nested", "event.total > 10", 39, "order_placed"),
+        ("call", "duration", 69, None),
+        ("duration", "2w", 69, None),
+    ]
+
+
+def test_unknown_and_extra_arguments_are_reported_as_uses():
+    found = [(use.kind, use.name, use.offset, use.detail) for use in Expression("has_event('x', bogus=1)").uses]
+    assert ("argument", "bogus", 15, "has_event") in found
+    found = [(use.kind, use.name, use.detail) for use in Expression("days_since(contact.created_at, 2)").uses]
+    assert ("argument", "2 positional", "days_since") in found
+
+
+def test_since_other_than_entry_is_reported():
+    assert ("since", "yesterday", 15) in uses("has_event('x', since='yesterday')")
+    assert not [use for use in uses("has_event('x', since='entry')") if use[0] == "since"]
+
+
+def test_filters_tests_and_step_references():
+    assert ("filter", "length", 12) in uses("contact.tags|length > 0")
+    assert ("test", "defined", 14) in uses("contact.phone is defined")
+    assert ("test", "none", 14) in uses("contact.phone is not none")
+    assert uses("event.step in ['a', 'b']")[-2:] == [("step", "a", 15), ("step", "b", 20)]
+    assert ("step", "reminder-2", 14) in uses("event.step == 'reminder-2'")
+
+
+def test_subscript_access_is_a_field_use():
+    kinds = [(use.kind, use.name) for use in Expression("contact['country'] == 'FR'").uses]
+    assert ("contact", "country") in kinds
+
+
+def test_subscript_access_has_an_offset():
+    assert ("contact", "country", 20) in uses("1 == 1 and contact['country'] == 'FR'")
+    assert ("contact", "country", 9) in uses('contact["country"]')
+
+
+def test_mask_strings_keeps_length_and_quotes():
+    assert mask_strings("a == 'x.y' and b == \"z\"") == "a == '   ' and b == \" \""
+    assert len(mask_strings("f('it\\'s')")) == len("f('it\\'s')")
+
+
+def test_use_is_a_small_value_object():
+    assert Use("name", "contact") == Use("name", "contact", -1, None)
+
+
+# --- evaluation -------------------------------------------------------------------------
+
+def test_evaluation_with_the_names_in_scope():
+    expression = Expression("contact.score >= 50 and 'vip' in contact.tags")
+    assert expression.evaluate(contact={"score": 60, "tags": ["vip"]}) is True
+    assert expression.evaluate(contact={"score": 60, "tags": []}) is False
+    assert Expression("contact.score + 1").evaluate(contact={"score": 3}) == 4
+    assert Expression("contact['country'] == 'FR'").evaluate(contact={"country": "FR"}) is True
+
+
+def test_functions_are_whatever_the_caller_puts_in_scope():
+    calls = []
+
+    def has_event(name, within=None, since=None, where=None):
+        calls.append((name, within, since, where))
+        return True
+
+    source = "has_event('order_placed', within='7d', where='event.total > 10')"
+    assert Expression(source).evaluate(has_event=has_event) is True
+    assert calls == [("order_placed", "7d", None, "event.total > 10")]
+
+
+def test_jinja_filters_and_tests_work_but_its_globals_do_not():
+    assert Expression("contact.name | upper").evaluate(contact={"name": "ana"}) == "ANA"
+    assert Expression("contact.tags | length").evaluate(contact={"tags": [1, 2]}) == 2
+    assert Expression("contact.phone is none").evaluate(contact={"phone": None}) is True
+    for source in ("range(3)", "lipsum()", "dict(a=1)", "cycler(1, 2)"):
+        with pytest.raises(UndefinedError):
+            Expression(source).evaluate()
+
+
+def test_the_date_filter_formats_in_the_contacts_zone():
+    env = sandbox()
+    template = env.from_string("{{ at | date('%Y-%m-%d %H:%M') }}")
+    at = datetime(2026, 3, 1, 23, 30, tzinfo=timezone.utc)
+    assert template.render(at=at, _zone="Europe/Paris") == "2026-03-02 00:30"
+    assert template.render(at=at) == "2026-03-01 23:30"
+    assert env.from_string("{{ d | date }}").render(d=date(2026, 12, 24)) == "2026-12-24"
+
+
+def test_undefined_names_and_fields_fail_when_used():
+    with pytest.raises(UndefinedError):
+        bool(Expression("contact.missing").evaluate(contact={}))
+    with pytest.raises(UndefinedError):
+        bool(Expression("nobody").evaluate())
+
+
+class Contact:
+    _secret = "hidden"
+    visible = "shown"
+
+    def _private(self):
+        return "hidden"
+
+
+@pytest.mark.parametrize("source", ["contact._secret", "contact._private()", "contact.__class__.__mro__",
+                                    "contact.__dict__.items()", "contact.visible.__class__.__base__"])
+def test_attributes_starting_with_an_underscore_are_refused_at_evaluation(source):
+    with pytest.raises(SecurityError):
+        result = Expression(source).evaluate(contact=Contact())
+        str(result)  # a refused attribute may come back as an undefined that raises when used
+
+
+@pytest.mark.parametrize("source", ["contact.__class__", "vars.__init__", "''.__class__"])
+def test_dunder_attributes_of_plain_data_are_refused_when_used(source):
+    result = Expression(source).evaluate(contact={}, vars={})
+    with pytest.raises(SecurityError):
+        bool(result)
+
+
+def test_public_attributes_of_objects_are_readable():
+    assert Expression("contact.visible").evaluate(contact=Contact()) == "shown"
+
+
+def test_the_sandbox_has_no_globals():
+    assert sandbox().globals == {}
