@@ -113,6 +113,11 @@ class LintFormat(str, Enum):
     github = "github"
 
 
+class OutputFormat(str, Enum):
+    text = "text"
+    json = "json"
+
+
 class SchemaName(str, Enum):
     workflow = "workflow"
     project = "project"
@@ -160,6 +165,55 @@ def lint(
         out.print(Text(formatters.summary(result), style="red" if result.failed() else "green"))
     if result.failed(strict):
         raise typer.Exit(int(ExitCode.FINDINGS))
+
+
+@app.command()
+@handle_errors
+def simulate(
+    ctx: typer.Context,
+    targets: Optional[List[Path]] = typer.Argument(None, metavar="[WORKFLOW_OR_DIR]...",
+                                                   help="Workflow files, folders or ids (default: all)."),
+    contacts: Optional[Path] = typer.Option(None, "--contacts", help="Contacts: YAML, JSON Lines or CSV "
+                                            "(default: samples/contacts.yaml)."),
+    events: Optional[Path] = typer.Option(None, "--events", help="Events (default: samples/events.yaml)."),
+    coupons: Optional[Path] = typer.Option(None, "--coupons", help="Coupon pools (default: samples/coupons.yaml)."),
+    webhooks: Optional[Path] = typer.Option(None, "--webhooks",
+                                            help="Webhook answers by URL (default: samples/webhooks.yaml)."),
+    start: Optional[str] = typer.Option(None, "--start", metavar="TIME", help="Virtual start time (default: now)."),
+    horizon: str = typer.Option("30d", "--for", metavar="DURATION", help="How long to run (default 30d)."),
+    contact: Optional[str] = typer.Option(None, "--contact", metavar="ID", help="Show only this contact."),
+    output_format: OutputFormat = typer.Option(OutputFormat.text, "--format", "-f", help="text or json."),
+    render: Optional[Path] = typer.Option(None, "--render", metavar="DIR",
+                                          help="Write every message: .eml for email, .txt for SMS."),
+) -> None:
+    """Dry-run workflows on sample contacts and events on a virtual clock: who gets what, when, and why."""
+    from mauto import report
+    from mauto.simulate import simulate as run_simulation
+    from mauto.workflow.durations import DurationError, parse_duration
+
+    try:
+        length = parse_duration(horizon)
+    except DurationError as error:
+        raise UsageError(f"--for: {error}") from None
+    begin = _parse_now(start).replace(second=0, microsecond=0) if start is None else _parse_now(start)
+    result = run_simulation(_project(ctx), targets or None, begin, length, contacts, events, coupons, webhooks,
+                            contact)
+    if render is not None:
+        messages = [m for m in result.messages if contact is None or m.contact == contact]
+        for index, message in enumerate(messages, start=1):
+            message.write(render, index)
+    if output_format is OutputFormat.json:
+        print(result.to_json())
+        return
+    out = _out()
+    for block in report.timelines(result):
+        out.print(block)
+        out.print()
+    for table in report.funnels(result):
+        out.print(table)
+        out.print()
+    if render is not None:
+        out.print(f"wrote {len(messages)} message{'s' if len(messages) != 1 else ''} to {render}")
 
 
 @app.command()

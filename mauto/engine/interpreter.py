@@ -1,0 +1,566 @@
+"""The interpreter: runs an enrollment's steps until it has to wait, and says what happened and why."""
+from __future__ import annotations
+
+import hashlib
+from datetime import date, datetime, time, timedelta
+from typing import Any
+
+from jinja2 import TemplateError
+from jinja2.exceptions import SecurityError
+
+from mauto.engine.context import Scope
+from mauto.engine.records import ContactState, Event, Record, SentMessage, jsonable
+from mauto.engine.state import (ACTIVE, COMPLETED, CONVERTED, EXITED, FAILED, PENDING, WAITING_EVENT, Effect,
+                                Enrollment, LogEntry, Outcome)
+from mauto.engine.timing import Cap, QuietHours, SendRules, cap_release, next_allowed, next_time_of_day, zone
+from mauto.workflow.durations import parse_duration, parse_time_of_day
+from mauto.workflow.expressions import sandbox
+from mauto.workflow.model import Step, Workflow
+from mauto.workflow.until import parse_until
+
+_STRINGS = sandbox()
+MAX_STEPS_PER_RUN = 10_000  # a workflow has no loops; this only guards against a bug
+
+
+class StepError(Exception):
+    """A step that cannot run for this contact (an expression error, an empty coupon pool...)."""
+
+
+def path_key(step: Step) -> str:
+    return ".".join(str(part) for part in step.path)
+
+
+class Program:
+    """A workflow's steps with their addresses: where each step goes next, and where each block starts."""
+
+    def __init__(self, workflow: Workflow) -> None:
+        self.workflow = workflow
+        self.steps: dict[str, Step] = {}
+        self.next: dict[str, str | None] = {}
+        self.first: dict[tuple[str, str], str | None] = {}
+        self.by_id: dict[str, str] = {}
+        self.start = path_key(workflow.steps[0]) if workflow.steps else None
+        self._assign(workflow.steps, None)
+
+    def _assign(self, steps: list[Step], after: str | None) -> None:
+        for index, step in enumerate(steps):
+            key = path_key(step)
+            following = path_key(steps[index + 1]) if index + 1 < len(steps) else after
+            self.steps[key] = step
+            self.next[key] = following
+            if step.id:
+                self.by_id[step.id] = key
+            for name, block in step.blocks.items():
+                self.first[(key, name)] = path_key(block[0]) if block else following
+                self._assign(block, following)
+
+    def label(self, key: str) -> str:
+        """The step as the timeline names it: its id, or its 1-based path (`3.then.1`)."""
+        step = self.steps[key]
+        return step.id or step.label
+
+
+class Settings:
+    """What the engine needs of mauto.yaml: declared fields, the default zone, the project's limits."""
+
+    def __init__(self, contact_fields: dict[str, Any], timezone: str, limits: dict[str, Any] | None = None) -> None:
+        self.contact_fields = contact_fields
+        self.timezone = timezone
+        self.limits = limits or {}
+
+    @classmethod
+    def from_project(cls, project) -> Settings:
+        return cls(project.contact_fields, project.timezone, project.data.get("limits") or {})
+
+
+def _quiet(spec: Any) -> QuietHours | None:
+    if not spec:
+        return None
+    return QuietHours(parse_time_of_day(spec["start"]), parse_time_of_day(spec["end"]))
+
+
+def _caps(spec: Any) -> dict[str, Cap] | None:
+    if not spec:
+        return None
+    return {channel: Cap(cap["max"], parse_duration(cap["per"])) for channel, cap in spec.items()}
+
+
+def variant_for(workflow_id: str, split_id: str, contact_id: str, weights: dict[str, int]) -> str:
+    """The variant a contact gets: a stable hash of (workflow, split, contact) into 0..99, then the weights."""
+    digest = hashlib.sha256(f"{workflow_id}\x1f{split_id}\x1f{contact_id}".encode()).digest()
+    bucket = int.from_bytes(digest[:8], "big") % 10_000 / 100
+    total = 0
+    for name, weight in weights.items():
+        total += weight
+        if bucket < total:
+            return name
+    return list(weights)[-1]
+
+
+class Engine:
+    """Runs workflows for contacts. Every method takes the time it runs at; none reads a clock."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._programs: dict[tuple[str, int], Program] = {}
+        self._rules: dict[tuple[str, int], SendRules] = {}
+
+    def program(self, workflow: Workflow) -> Program:
+        key = (workflow.id, workflow.version)
+        program = self._programs.get(key)
+        if program is None:
+            program = self._programs[key] = Program(workflow)
+        return program
+
+    def rules(self, workflow: Workflow) -> SendRules:
+        key = (workflow.id, workflow.version)
+        rules = self._rules.get(key)
+        if rules is None:
+            limits = self.settings.limits
+            settings = workflow.settings
+            quiet = settings.get("quiet_hours", limits.get("quiet_hours"))
+            days = settings.get("send_days", limits.get("send_days"))
+            caps = settings.get("frequency_cap", limits.get("frequency_cap"))
+            rules = self._rules[key] = SendRules(_quiet(quiet), tuple(days) if days else None, _caps(caps))
+        return rules
+
+    def zone_name(self, workflow: Workflow, contact: ContactState) -> str:
+        setting = workflow.settings.get("timezone", "contact")
+        if setting != "contact":
+            return setting
+        own = contact.fields.get("timezone")
+        if isinstance(own, str) and own:
+            try:
+                zone(own)
+                return own
+            except (KeyError, ValueError, OSError):
+                pass
+        return self.settings.timezone
+
+    # --- entry ----------------------------------------------------------------
+
+    def scope(self, workflow: Workflow, contact: ContactState, now: datetime, entered_at: datetime | None,
+              vars: dict[str, Any], event: Event | dict | None) -> Scope:
+        if isinstance(event, dict):
+            event = Event.from_dict(event)
+        return Scope(contact, contact.record(self.settings.contact_fields), now, entered_at, vars,
+                     event.record() if event is not None else None, self.zone_name(workflow, contact))
+
+    def admits(self, workflow: Workflow, contact: ContactState, at: datetime,
+               event: Event | None) -> tuple[bool, str | None]:
+        """Whether the trigger's `where` and the audience let the contact in.
+
+        (False, None): the trigger's condition filtered the event out, nothing to explain;
+        (False, reason): the contact was turned away by the audience.
+        """
+        scope = self.scope(workflow, contact, at, at, {}, event)
+        if workflow.trigger.where is not None and event is not None:
+            if not workflow.trigger.where.evaluate(**scope.names()):
+                return False, None
+        if workflow.audience is not None and not workflow.audience.evaluate(**scope.names()):
+            return False, f"not in audience: {workflow.audience.source}"
+        return True, ""
+
+    def enroll(self, workflow: Workflow, contact: ContactState, at: datetime, event: Event | None,
+               enrollment_id: str, why: str = "") -> Outcome:
+        """Start a contact in a workflow at `at` and run it until it has to wait."""
+        program = self.program(workflow)
+        enrollment = Enrollment(enrollment_id, workflow.id, workflow.version, contact.id, at.isoformat(),
+                                position=program.start, trigger_event=event.to_dict() if event else None)
+        outcome = Outcome(enrollment)
+        detail = why or (f"{event.name}" if event else workflow.trigger.kind)
+        self._log(outcome, at, program, None, "enter", detail)
+        self._run(workflow, contact, at, outcome)
+        return outcome
+
+    # --- time and events --------------------------------------------------------
+
+    def advance(self, workflow: Workflow, enrollment: Enrollment, contact: ContactState, now: datetime) -> Outcome:
+        """Run what is due at `now`: a wait that ended, a postponed send, a wait_for that timed out."""
+        outcome = Outcome(enrollment)
+        if enrollment.ended or enrollment.state == PENDING:
+            return outcome
+        wake = enrollment.wake_time
+        if wake is not None and wake > now:
+            return outcome
+        at = wake or now
+        enrollment.wake_at = None
+        if enrollment.state == WAITING_EVENT:
+            program = self.program(workflow)
+            key = enrollment.position
+            waited = enrollment.waiting or {}
+            enrollment.state, enrollment.waiting = ACTIVE, None
+            self._log(outcome, at, program, key, "timeout", f"no {waited.get('event')} by {at.isoformat()}")
+            enrollment.position = program.first.get((key, "on_timeout"), program.next[key])
+        self._run(workflow, contact, at, outcome)
+        return outcome
+
+    def deliver(self, workflow: Workflow, enrollment: Enrollment, contact: ContactState, event: Event) -> Outcome:
+        """An event for the contact arrived: exit_on, goal, or the end of a wait_for."""
+        outcome = Outcome(enrollment)
+        if enrollment.ended or event.at < datetime.fromisoformat(enrollment.entered_at):
+            return outcome
+        program = self.program(workflow)
+        scope = self.scope(workflow, contact, event.at, datetime.fromisoformat(enrollment.entered_at),
+                           enrollment.vars, enrollment.trigger_event)
+        record = event.record()
+        try:
+            for name, condition in workflow.exit_on:
+                if name == event.name and (condition is None or condition.evaluate(**scope.names(record))):
+                    self._end(outcome, event.at, program, enrollment.position, EXITED, f"exit_on {name}")
+                    return outcome
+            goal = workflow.goal
+            if goal and not enrollment.converted and goal["event"] == event.name:
+                within = goal.get("within")
+                in_time = within is None or event.at <= datetime.fromisoformat(enrollment.entered_at) + \
+                    parse_duration(within)
+                if in_time and ("where" not in goal or scope.evaluate(goal["where"], record)):
+                    enrollment.converted = True
+                    self._log(outcome, event.at, program, enrollment.position, "goal", f"{event.name}")
+                    if goal.get("exit", True):
+                        self._end(outcome, event.at, program, enrollment.position, CONVERTED, f"goal {event.name}")
+                        return outcome
+            if enrollment.state == WAITING_EVENT and enrollment.waiting:
+                waiting = enrollment.waiting
+                since = datetime.fromisoformat(waiting["since"])
+                deadline = datetime.fromisoformat(waiting["deadline"])
+                if waiting["event"] == event.name and since <= event.at <= deadline and (
+                        not waiting.get("where") or scope.evaluate(waiting["where"], record)):
+                    key = enrollment.position
+                    enrollment.state, enrollment.waiting, enrollment.wake_at = ACTIVE, None, None
+                    self._log(outcome, event.at, program, key, "event", f"{event.name} arrived")
+                    enrollment.position = program.first.get((key, "on_event"), program.next[key])
+                    self._run(workflow, contact, event.at, outcome)
+        except (TemplateError, SecurityError, TypeError, ValueError, ArithmeticError, AttributeError) as error:
+            self._end(outcome, event.at, program, enrollment.position, FAILED, f"{type(error).__name__}: {error}")
+        return outcome
+
+    def resume(self, workflow: Workflow, enrollment: Enrollment, contact: ContactState, value: Any,
+               at: datetime) -> Outcome:
+        """The driver's answer to a pending step: a coupon code (None: the pool is empty) or a webhook response."""
+        outcome = Outcome(enrollment)
+        if enrollment.state != PENDING or not enrollment.pending:
+            return outcome
+        program = self.program(workflow)
+        pending = enrollment.pending
+        key = enrollment.position
+        enrollment.pending = None
+        enrollment.state = ACTIVE
+        if pending["kind"] == "coupon":
+            if value is None:
+                self._end(outcome, at, program, key, FAILED, f"coupon pool {pending['pool']} is empty")
+                return outcome
+            enrollment.vars[pending["as"]] = value
+            self._log(outcome, at, program, key, "coupon", f"{pending['pool']} → vars.{pending['as']}",
+                      extra={"code": value})
+        else:
+            if pending.get("as"):
+                enrollment.vars[pending["as"]] = jsonable(value)
+        enrollment.position = program.next[key]
+        self._run(workflow, contact, at, outcome)
+        return outcome
+
+    # --- running ----------------------------------------------------------------
+
+    def _run(self, workflow: Workflow, contact: ContactState, at: datetime, outcome: Outcome) -> None:
+        enrollment = outcome.enrollment
+        program = self.program(workflow)
+        for _ in range(MAX_STEPS_PER_RUN):
+            if enrollment.ended or enrollment.state != ACTIVE or enrollment.wake_at is not None:
+                return
+            key = enrollment.position
+            if key is None:
+                self._end(outcome, at, program, None, COMPLETED, "reached the end")
+                return
+            step = program.steps[key]
+            try:
+                moved = self._step(workflow, program, step, key, contact, at, outcome)
+            except (StepError, TemplateError, SecurityError, TypeError, ValueError, ArithmeticError,
+                    AttributeError, KeyError) as error:
+                reason = str(error) if isinstance(error, StepError) else f"{type(error).__name__}: {error}"
+                self._end(outcome, at, program, key, FAILED, f"step {program.label(key)}: {reason}")
+                return
+            if moved:
+                enrollment.position = program.next[key]
+        self._end(outcome, at, program, enrollment.position, FAILED, "too many steps in one run")
+
+    def _step(self, workflow: Workflow, program: Program, step: Step, key: str, contact: ContactState,
+              at: datetime, outcome: Outcome) -> bool:
+        """Run one step at `at`. True: go on to the next step; False: the step moved or stopped the enrollment."""
+        enrollment = outcome.enrollment
+        kind = step.kind
+        value = step.value
+        scope = self.scope(workflow, contact, at, datetime.fromisoformat(enrollment.entered_at), enrollment.vars,
+                           enrollment.trigger_event)
+        enrollment.occurrences[key] = enrollment.occurrences.get(key, 0) + 1
+        if kind == "wait":
+            wake = self._wake(workflow, contact, at, value)
+            if wake <= at:
+                self._log(outcome, at, program, key, "wait", "already past: no wait")
+                return True
+            enrollment.wake_at = wake.isoformat()
+            enrollment.position = program.next[key]
+            self._log(outcome, at, program, key, "wait", f"until {wake.isoformat()}", extra={"until": wake.isoformat()})
+            return False
+        if kind == "wait_for":
+            deadline = at + parse_duration(value["timeout"])
+            enrollment.state = WAITING_EVENT
+            enrollment.waiting = {"event": value["event"], "where": value.get("where"), "since": at.isoformat(),
+                                  "deadline": deadline.isoformat()}
+            enrollment.wake_at = deadline.isoformat()
+            self._log(outcome, at, program, key, "wait", f"for {value['event']} until {deadline.isoformat()}",
+                      extra={"until": deadline.isoformat(), "event": value["event"]})
+            return False
+        if kind in ("email", "sms"):
+            return self._send(workflow, program, step, key, contact, at, outcome, scope)
+        if kind == "if":
+            result = bool(step.expression.evaluate(**scope.names()))
+            branch = "then" if result else "else"
+            self._log(outcome, at, program, key, "branch",
+                      f"{step.expression.source} → {str(result).lower()}{_evidence(step, scope)}",
+                      extra={"branch": branch})
+            enrollment.position = program.first.get((key, branch), program.next[key])
+            return False
+        if kind == "split":
+            split_id = value.get("id") or step.id or key
+            variants = {name: spec["weight"] for name, spec in value["variants"].items()}
+            chosen = enrollment.variants.get(split_id) or variant_for(workflow.id, split_id, contact.id, variants)
+            enrollment.variants[split_id] = chosen
+            self._log(outcome, at, program, key, "split", f"variant {chosen} ({variants[chosen]}%)",
+                      extra={"variant": chosen, "split": split_id})
+            enrollment.position = program.first.get((key, chosen), program.next[key])
+            return False
+        if kind == "update":
+            changes = self._update(contact, value, scope)
+            self._effect(outcome, "update", at, program, key, changes)
+            self._log(outcome, at, program, key, "update", _describe_update(changes))
+            return True
+        if kind == "score":
+            before = contact.fields.get("score") or 0
+            contact.fields["score"] = before + value
+            self._effect(outcome, "score", at, program, key, {"points": value, "score": contact.fields["score"],
+                                                              "previous": {"score": before}})
+            self._log(outcome, at, program, key, "score", f"{value:+d} → {contact.fields['score']}")
+            return True
+        if kind == "lists":
+            before = list(contact.fields.get("lists") or [])
+            lists = list(before)
+            for name in value.get("add", []):
+                if name not in lists:
+                    lists.append(name)
+            lists = [name for name in lists if name not in value.get("remove", [])]
+            contact.fields["lists"] = lists
+            self._effect(outcome, "lists", at, program, key, {"add": value.get("add", []),
+                                                              "remove": value.get("remove", []),
+                                                              "previous": {"lists": before}})
+            parts = [f"+{n}" for n in value.get("add", [])] + [f"−{n}" for n in value.get("remove", [])]
+            self._log(outcome, at, program, key, "lists", " ".join(parts))
+            return True
+        if kind == "task":
+            task = {field: self._render(value[field], scope) for field in ("title", "assignee", "notes")
+                    if field in value}
+            if "due" in value:
+                task["due"] = (at + parse_duration(value["due"])).isoformat()
+            self._effect(outcome, "task", at, program, key, task)
+            self._log(outcome, at, program, key, "task", task["title"], extra={"task": task})
+            return True
+        if kind == "webhook":
+            request = {"url": self._render(value["url"], scope), "method": value.get("method", "POST"),
+                       "headers": {name: self._render(text, scope) for name, text in value.get("headers", {}).items()},
+                       "body": self._render_tree(value.get("body"), scope),
+                       "timeout": value.get("timeout", "10s"), "retries": value.get("retries", 3)}
+            enrollment.state = PENDING
+            enrollment.pending = {"kind": "webhook", "as": value.get("as"), "request": request, "at": at.isoformat()}
+            self._effect(outcome, "webhook", at, program, key, {"request": request, "as": value.get("as")})
+            self._log(outcome, at, program, key, "webhook", f"{request['method']} {request['url']}")
+            return False
+        if kind == "assign_coupon":
+            enrollment.state = PENDING
+            enrollment.pending = {"kind": "coupon", "pool": value["pool"], "as": value["as"], "at": at.isoformat()}
+            self._effect(outcome, "coupon", at, program, key, {"pool": value["pool"], "as": value["as"]})
+            return False
+        if kind == "start":
+            self._effect(outcome, "start", at, program, key, {"workflow": value})
+            self._log(outcome, at, program, key, "start", value)
+            return True
+        if kind == "exit":
+            self._end(outcome, at, program, key, EXITED, value)
+            return False
+        raise StepError(f"unknown step kind {kind}")  # the schema makes this unreachable
+
+    # --- steps in detail ----------------------------------------------------------
+
+    def _wake(self, workflow: Workflow, contact: ContactState, at: datetime, value: Any) -> datetime:
+        if isinstance(value, str):
+            return at + parse_duration(value)
+        tz = zone(self.zone_name(workflow, contact))
+        until = parse_until(value["until"])
+        days = tuple(value["days"]) if value.get("days") else None
+        if isinstance(until, time):
+            return next_time_of_day(at, until, tz, days)
+        if isinstance(until, datetime):
+            return until if until.tzinfo else until.replace(tzinfo=tz)
+        return datetime.combine(until, time(0, 0)).replace(tzinfo=tz)
+
+    def _send(self, workflow: Workflow, program: Program, step: Step, key: str, contact: ContactState,
+              at: datetime, outcome: Outcome, scope: Scope) -> bool:
+        enrollment = outcome.enrollment
+        channel = step.kind
+        template = step.value
+        marketing = workflow.marketing
+        postponed = enrollment.waiting.get("postponed") if enrollment.waiting else None
+        if marketing:
+            refusal = self._refusal(channel, contact)
+            if refusal:
+                enrollment.waiting = None
+                self._log(outcome, at, program, key, "suppressed", refusal, channel=channel, template=template)
+                return True
+            moment, reasons = self._allowed(workflow, contact, channel, at)
+            if moment > at:
+                enrollment.waiting = {"postponed": postponed or at.isoformat()}
+                enrollment.wake_at = moment.isoformat()
+                self._log(outcome, at, program, key, "postponed", f"{'; '.join(reasons)} → {moment.isoformat()}",
+                          channel=channel, template=template, extra={"until": moment.isoformat()})
+                return False
+        enrollment.waiting = None
+        step_vars = {name: self._render_tree(item, scope) for name, item in (step.raw.get("vars") or {}).items()}
+        contact.messages.append(SentMessage(at, channel, marketing, workflow.id))
+        occurrence = enrollment.occurrences.get(key, 1)
+        self._effect(outcome, "send", at, program, key, {
+            "channel": channel, "template": template, "marketing": marketing,
+            "vars": {**enrollment.vars, **step_vars}, "trigger_event": enrollment.trigger_event,
+            "zone": scope.zone_name, "occurrence": occurrence})
+        detail = f"postponed from {postponed}" if postponed else ""
+        self._log(outcome, at, program, key, "send", detail, channel=channel, template=template)
+        return True
+
+    def _refusal(self, channel: str, contact: ContactState) -> str | None:
+        fields = contact.fields
+        if channel in contact.suppressed:
+            return f"{channel} address on the suppression list"
+        if channel == "email":
+            if not fields.get("email"):
+                return "no email address"
+            if not fields.get("email_consent"):
+                return "no email consent"
+        else:
+            if not fields.get("phone"):
+                return "no phone number"
+            if not fields.get("sms_consent"):
+                return "no SMS consent"
+        return None
+
+    def _allowed(self, workflow: Workflow, contact: ContactState, channel: str,
+                 at: datetime) -> tuple[datetime, list[str]]:
+        """The first moment at or after `at` when this marketing message may go out, and why it moved."""
+        rules = self.rules(workflow)
+        tz = zone(self.zone_name(workflow, contact))
+        reasons: list[str] = []
+        moment = at
+        cap = (rules.caps or {}).get(channel)
+        sent = [m.at for m in contact.messages if m.channel == channel and m.marketing] if cap else []
+        for _ in range(64):
+            moment, why = next_allowed(moment, tz, rules)
+            reasons.extend(why)
+            release = cap_release(moment, sent, cap) if cap else None
+            if release is None:
+                break
+            reasons.append(f"frequency cap {cap.max} {channel} per {_compact(cap.per)}")
+            moment = release
+        return moment, list(dict.fromkeys(reasons))
+
+    def _update(self, contact: ContactState, value: dict, scope: Scope) -> dict:
+        changes: dict[str, Any] = {"set": {}, "unset": [], "add_tags": [], "remove_tags": [], "previous": {}}
+        for field, item in value.get("set", {}).items():
+            rendered = self._render_tree(item, scope)
+            changes["previous"][field] = contact.fields.get(field)
+            contact.fields[field] = rendered
+            changes["set"][field] = rendered
+        for field in value.get("unset", []):
+            changes["previous"][field] = contact.fields.pop(field, None)
+            changes["unset"].append(field)
+        tags = list(contact.fields.get("tags") or [])
+        if value.get("add_tags") or value.get("remove_tags"):
+            changes["previous"]["tags"] = list(tags)
+        for tag in value.get("add_tags", []):
+            if tag not in tags:
+                tags.append(tag)
+                changes["add_tags"].append(tag)
+        for tag in value.get("remove_tags", []):
+            if tag in tags:
+                tags.remove(tag)
+                changes["remove_tags"].append(tag)
+        if value.get("add_tags") or value.get("remove_tags"):
+            contact.fields["tags"] = tags
+        return {name: part for name, part in changes.items() if part}
+
+    def _render(self, text: Any, scope: Scope) -> Any:
+        if not isinstance(text, str) or "{" not in text:
+            return text
+        return _STRINGS.from_string(text).render(scope.names())
+
+    def _render_tree(self, value: Any, scope: Scope) -> Any:
+        if isinstance(value, str):
+            return self._render(value, scope)
+        if isinstance(value, dict):
+            return {key: self._render_tree(item, scope) for key, item in value.items()}
+        if isinstance(value, list):
+            return [self._render_tree(item, scope) for item in value]
+        return value
+
+    # --- bookkeeping --------------------------------------------------------------
+
+    def _end(self, outcome: Outcome, at: datetime, program: Program, key: str | None, state: str,
+             reason: str) -> None:
+        enrollment = outcome.enrollment
+        enrollment.state = state
+        enrollment.ended_at = at.isoformat()
+        enrollment.reason = reason
+        enrollment.wake_at = None
+        enrollment.waiting = None
+        enrollment.pending = None
+        kind = {COMPLETED: "complete", EXITED: "exit", CONVERTED: "exit", FAILED: "failed"}[state]
+        self._log(outcome, at, program, key, kind, reason)
+
+    def _effect(self, outcome: Outcome, kind: str, at: datetime, program: Program, key: str,
+                data: dict[str, Any]) -> None:
+        enrollment = outcome.enrollment
+        occurrence = enrollment.occurrences.get(key, 1)
+        outcome.effects.append(Effect(kind, at, enrollment.id, enrollment.workflow, enrollment.contact,
+                                      program.label(key), f"{enrollment.id}:{key}:{occurrence}", data))
+
+    def _log(self, outcome: Outcome, at: datetime, program: Program, key: str | None, kind: str, detail: str = "",
+             channel: str | None = None, template: str | None = None, extra: dict | None = None) -> None:
+        enrollment = outcome.enrollment
+        label = program.label(key) if key else {"enter": "trigger", "complete": "end"}.get(kind, "")
+        outcome.log.append(LogEntry(at, enrollment.contact, enrollment.workflow, enrollment.version, label, kind,
+                                    detail, channel, template, extra or {}))
+
+
+def _compact(delta: timedelta) -> str:
+    from mauto.workflow.durations import format_duration
+
+    return format_duration(delta)
+
+
+def _evidence(step: Step, scope: Scope) -> str:
+    """The contact fields an `if` read, with their values: the "why" of a branch."""
+    shown = []
+    try:
+        uses = step.expression.uses
+    except ValueError:
+        return ""
+    for use in uses:
+        if use.kind == "contact" and use.name not in [name for name, _ in shown]:
+            shown.append((use.name, getattr(scope.contact_record, use.name, None)))
+    if not shown:
+        return ""
+    return " (" + ", ".join(f"contact.{name} = {value!r}" for name, value in shown[:3]) + ")"
+
+
+def _describe_update(changes: dict) -> str:
+    parts = [f"{field} = {value!r}" for field, value in changes.get("set", {}).items()]
+    parts += [f"unset {field}" for field in changes.get("unset", [])]
+    parts += [f"+tag {tag}" for tag in changes.get("add_tags", [])]
+    parts += [f"−tag {tag}" for tag in changes.get("remove_tags", [])]
+    return ", ".join(parts) or "no change"

@@ -1,0 +1,95 @@
+"""Time: zones, local times across daylight-saving changes, quiet hours, send days, frequency caps."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta, timezone
+from functools import lru_cache
+from zoneinfo import ZoneInfo
+
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+@lru_cache(maxsize=1024)
+def zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
+def local_moment(day: date, at: time, tz: ZoneInfo) -> datetime:
+    """`day` at `at` in `tz`, as an aware datetime, normalised.
+
+    A wall time skipped by a daylight-saving change (02:30 on the
+    spring-forward night in Paris) comes out shifted by the gap (03:30), as
+    cron does; a wall time that happens twice (autumn) is its first occurrence.
+    """
+    return datetime.combine(day, at).replace(tzinfo=tz, fold=0).astimezone(timezone.utc).astimezone(tz)
+
+
+def next_time_of_day(after: datetime, at: time, tz: ZoneInfo, days: tuple[str, ...] | None = None) -> datetime:
+    """The first moment at or after `after` whose local time in `tz` is `at` (on one of `days`, if given)."""
+    local = after.astimezone(tz)
+    day = local.date()
+    for _ in range(8 + 7):
+        if days is None or DAYS[day.weekday()] in days:
+            candidate = local_moment(day, at, tz)
+            if candidate >= after:
+                return candidate
+        day += timedelta(days=1)
+    raise ValueError("no allowed day")  # unreachable: days is never empty
+
+
+@dataclass(frozen=True)
+class QuietHours:
+    start: time
+    end: time
+
+    def contains(self, local: time) -> bool:
+        if self.start == self.end:
+            return False
+        if self.start < self.end:
+            return self.start <= local < self.end
+        return local >= self.start or local < self.end  # across midnight
+
+
+@dataclass(frozen=True)
+class Cap:
+    max: int
+    per: timedelta
+
+
+@dataclass(frozen=True)
+class SendRules:
+    """When a marketing message may go out, for one workflow."""
+
+    quiet_hours: QuietHours | None = None
+    send_days: tuple[str, ...] | None = None
+    caps: dict | None = None  # channel -> Cap
+
+
+def next_allowed(at: datetime, tz: ZoneInfo, rules: SendRules) -> tuple[datetime, list[str]]:
+    """The first moment at or after `at` outside quiet hours and on a send day, and why it moved."""
+    reasons: list[str] = []
+    moment = at
+    for _ in range(32):
+        local = moment.astimezone(tz)
+        if rules.send_days is not None and DAYS[local.weekday()] not in rules.send_days:
+            day = local.date() + timedelta(days=1)
+            while DAYS[day.weekday()] not in rules.send_days:
+                day += timedelta(days=1)
+            moment = local_moment(day, time(0, 0), tz)
+            reasons.append(f"{DAYS[local.weekday()]} is not a send day")
+            continue
+        quiet = rules.quiet_hours
+        if quiet is not None and quiet.contains(local.time().replace(tzinfo=None)):
+            moment = next_time_of_day(moment, quiet.end, tz)
+            reasons.append(f"quiet hours {quiet.start:%H:%M}–{quiet.end:%H:%M}")
+            continue
+        return moment, reasons
+    return moment, reasons
+
+
+def cap_release(at: datetime, sent: list[datetime], cap: Cap) -> datetime | None:
+    """None when one more message at `at` keeps within the cap; else the moment a slot frees up."""
+    window = sorted(moment for moment in sent if at - cap.per < moment <= at)
+    if len(window) < cap.max:
+        return None
+    return window[len(window) - cap.max] + cap.per

@@ -1,0 +1,532 @@
+"""`mauto simulate`: the engine on a virtual clock, with in-memory contacts and recording channels.
+
+The clock jumps from one due moment to the next (an event, a wake-up, a date
+or schedule trigger), so a month runs in an instant. The same engine runs in
+the daemon; only the clock, the store and the channels differ.
+"""
+from __future__ import annotations
+
+import heapq
+import itertools
+import json
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from mauto.config import Project
+from mauto.datafiles import DataError, coerce, parse_time, read_rows
+from mauto.engine.interpreter import Engine, Settings
+from mauto.engine.records import ContactState, Event
+from mauto.engine.state import ENDED, PENDING, Enrollment, LogEntry, Outcome
+from mauto.engine.timing import local_moment, zone
+from mauto.engine.triggers import date_occurrences, schedule_fires
+from mauto.errors import MautoError
+from mauto.messages import MessageRenderer, RenderedMessage
+from mauto.workflow.durations import parse_duration, parse_time_of_day
+from mauto.workflow.model import Workflow
+
+EVENT_KEYS = ("contact", "event", "at", "id")
+
+
+@dataclass
+class Samples:
+    contacts: list[ContactState]
+    events: list[Event]
+    coupons: dict[str, list[str]] = field(default_factory=dict)
+    webhooks: dict[str, Any] = field(default_factory=dict)
+
+
+def load_contacts(path: Path, project: Project) -> list[ContactState]:
+    fields = project.contact_fields
+    contacts: dict[str, ContactState] = {}
+    for line, row in read_rows(path):
+        contact_id = row.get("id")
+        if contact_id is None or contact_id == "":
+            raise DataError("row has no `id`", str(path), line)
+        contact_id = str(contact_id)
+        if contact_id in contacts:
+            raise DataError(f"duplicate contact id `{contact_id}`", str(path), line)
+        values: dict[str, Any] = {}
+        for name, value in row.items():
+            if name == "id":
+                continue
+            if name not in fields:
+                raise DataError(f"unknown contact field `{name}`; declare it under `contact_fields` in mauto.yaml",
+                                str(path), line)
+            try:
+                values[name] = coerce(value, fields[name], project.timezone)
+            except ValueError as error:
+                raise DataError(f"field `{name}`: {error}", str(path), line) from None
+        contacts[contact_id] = ContactState(contact_id, values)
+    return list(contacts.values())
+
+
+def load_events(path: Path, project: Project, start: datetime, known: set[str]) -> list[Event]:
+    events = []
+    for line, row in read_rows(path):
+        missing = [key for key in ("contact", "event", "at") if key not in row]
+        if missing:
+            raise DataError(f"event has no `{missing[0]}`", str(path), line)
+        contact = str(row["contact"])
+        if contact not in known:
+            raise DataError(f"event for unknown contact `{contact}`", str(path), line)
+        try:
+            at = parse_time(row["at"], start, project.timezone)
+        except ValueError as error:
+            raise DataError(f"`at`: {error}", str(path), line) from None
+        properties = {key: value for key, value in row.items() if key not in EVENT_KEYS}
+        events.append(Event(contact, str(row["event"]), at, properties,
+                            str(row["id"]) if row.get("id") is not None else None))
+    events.sort(key=lambda event: event.at)
+    return events
+
+
+def load_mapping(path: Path | None, what: str) -> dict:
+    if path is None or not path.exists():
+        return {}
+    rows = read_rows_mapping(path)
+    if not isinstance(rows, dict):
+        raise DataError(f"{what} must be a mapping", str(path), 1, 1)
+    return rows
+
+
+def read_rows_mapping(path: Path) -> Any:
+    from mauto.workflow.loader import YamlError, load
+
+    try:
+        return load(path).data or {}
+    except YamlError as error:
+        raise DataError(error.message, str(path), error.line, error.col) from None
+
+
+# --- results ------------------------------------------------------------------------
+
+@dataclass
+class Funnel:
+    entered: int = 0
+    steps: Counter = field(default_factory=Counter)  # step -> contacts that reached it
+    sent: Counter = field(default_factory=Counter)  # channel -> messages
+    suppressed: int = 0
+    postponed: int = 0
+    exited: int = 0
+    converted: int = 0
+    completed: int = 0
+    failed: int = 0
+    variants: Counter = field(default_factory=Counter)
+    kinds: dict[str, str] = field(default_factory=dict)  # step -> what it is (wait, split, email ...)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"entered": self.entered, "steps": dict(self.steps), "sent": dict(self.sent),
+                "suppressed": self.suppressed, "postponed": self.postponed, "exited": self.exited,
+                "converted": self.converted, "completed": self.completed, "failed": self.failed,
+                "variants": dict(self.variants)}
+
+
+@dataclass
+class SimulationResult:
+    start: datetime
+    end: datetime
+    timeline: list[LogEntry]
+    funnels: dict[str, Funnel]
+    messages: list[RenderedMessage]
+    contacts: dict[str, ContactState]
+    zones: dict[str, str]
+    enrollments: list[Enrollment]
+
+    def entry_dict(self, entry: LogEntry) -> dict[str, Any]:
+        data = entry.to_dict()
+        data["at"] = entry.at.astimezone(zone(self.zones.get(entry.contact, "UTC"))).isoformat()
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps({
+            "start": self.start.isoformat(), "end": self.end.isoformat(),
+            "timeline": [self.entry_dict(entry) for entry in self.timeline],
+            "summary": {"workflows": {workflow: funnel.to_dict() for workflow, funnel in self.funnels.items()},
+                        "messages": len(self.messages)},
+        }, indent=2, ensure_ascii=False, default=str)
+
+
+# --- the simulation ---------------------------------------------------------------------
+
+_EVENT, _WAKE, _DUE = 0, 1, 2
+
+
+class Simulation:
+    """One run: contacts, events and workflows on a virtual clock from `start` to `end`."""
+
+    def __init__(self, project: Project, workflows: list[Workflow], samples: Samples, start: datetime,
+                 end: datetime, all_workflows: Iterable[Workflow] = (), keep_timeline: bool = True,
+                 renderer: MessageRenderer | None = None, contact_filter: str | None = None,
+                 on_message: Callable[[RenderedMessage], None] | None = None) -> None:
+        self.project = project
+        self.engine = Engine(Settings.from_project(project))
+        self.workflows = workflows
+        self.registry = {workflow.id: workflow for workflow in [*all_workflows, *workflows]}
+        self.contacts = {contact.id: contact for contact in samples.contacts}
+        self.samples = samples
+        self.start, self.end = start, end
+        self.keep_timeline = keep_timeline
+        self.timeline: list[LogEntry] = []
+        self.funnels: dict[str, Funnel] = {workflow.id: Funnel() for workflow in workflows}
+        self.messages: list[RenderedMessage] = []
+        self.renderer = renderer or MessageRenderer(project)
+        self.contact_filter = contact_filter
+        self.on_message = on_message
+        self.coupons = {pool: list(codes) for pool, codes in samples.coupons.items()}
+        self.queue: list[tuple] = []
+        self.sequence = itertools.count()
+        self.enrollments: dict[str, Enrollment] = {}
+        self.active: dict[str, list[str]] = defaultdict(list)  # contact -> enrollment ids not ended
+        self.history: dict[tuple[str, str], list[Enrollment]] = defaultdict(list)  # (workflow, contact) -> all
+        self.segment_state: dict[tuple[str, str], bool] = {}
+        self.ids = itertools.count(1)
+        self.reached: dict[str, set] = defaultdict(set)
+
+    # --- scheduling ---------------------------------------------------------------------
+
+    def _push(self, at: datetime, priority: int, payload: tuple) -> None:
+        heapq.heappush(self.queue, (at, priority, next(self.sequence), payload))
+
+    def _prepare(self) -> None:
+        for event in self.samples.events:
+            contact = self.contacts[event.contact]
+            if event.at < self.start:
+                contact.events.append(event)  # history: has_event and inactivity see it, it triggers nothing
+            elif event.at < self.end:
+                self._push(event.at, _EVENT, ("event", event))
+        for workflow in self.workflows:
+            kind = workflow.trigger.kind
+            spec = workflow.trigger.value
+            if kind == "date":
+                for contact in self.contacts.values():
+                    value = contact.fields.get(spec["field"])
+                    tz = zone(self.engine.zone_name(workflow, contact))
+                    for moment in date_occurrences(value, spec, tz, self.start, self.end):
+                        self._push(moment, _DUE, ("due", workflow.id, contact.id, f"{spec['field']} comes round"))
+            elif kind == "schedule":
+                tz = zone(spec.get("timezone") or self.project.timezone)
+                for moment in schedule_fires(spec["cron"], tz, self.start, self.end):
+                    for contact in self.contacts.values():
+                        self._push(moment, _DUE, ("due", workflow.id, contact.id, f"schedule {spec['cron']}"))
+            elif kind == "inactivity":
+                for contact in self.contacts.values():
+                    self._schedule_inactivity(workflow, contact, self.start)
+            elif kind == "segment":
+                self._push(self.start, _DUE, ("segments", workflow.id))
+
+    def _schedule_inactivity(self, workflow: Workflow, contact: ContactState, now: datetime) -> None:
+        spec = workflow.trigger.value
+        last = self._last_event(workflow, contact, now)
+        if last is None:
+            return
+        due = max(last.at + parse_duration(spec["for"]), now)
+        if due < self.end:
+            self._push(due, _DUE, ("inactive", workflow.id, contact.id, last.at))
+
+    def _last_event(self, workflow: Workflow, contact: ContactState, now: datetime) -> Event | None:
+        spec = workflow.trigger.value
+        scope = self.engine.scope(workflow, contact, now, now, {}, None)
+        for event in reversed(contact.events):
+            if event.at <= now and event.name == spec["event"] and (
+                    "where" not in spec or scope.evaluate(spec["where"], event.record())):
+                return event
+        return None
+
+    # --- running ---------------------------------------------------------------------------
+
+    def run(self) -> SimulationResult:
+        self._prepare()
+        while self.queue:
+            at, _, _, payload = heapq.heappop(self.queue)
+            if at >= self.end:
+                break
+            kind = payload[0]
+            if kind == "event":
+                self._on_event(payload[1])
+            elif kind == "wake":
+                enrollment = self.enrollments.get(payload[1])
+                if enrollment is not None and enrollment.wake_at == payload[2] and not enrollment.ended:
+                    workflow = self._workflow_of(enrollment)
+                    self._handle(workflow, self.engine.advance(workflow, enrollment,
+                                                               self.contacts[enrollment.contact], at))
+            elif kind == "due":
+                _, workflow_id, contact_id, why = payload
+                self._try_enroll(self.registry[workflow_id], self.contacts[contact_id], at, None, why)
+            elif kind == "inactive":
+                _, workflow_id, contact_id, last_at = payload
+                workflow = self.registry[workflow_id]
+                contact = self.contacts[contact_id]
+                last = self._last_event(workflow, contact, at)
+                if last is not None and last.at == last_at:
+                    spec = workflow.trigger.value
+                    self._try_enroll(workflow, contact, at, None, f"no {spec['event']} for {spec['for']}")
+            elif kind == "segments":
+                workflow = self.registry[payload[1]]
+                for contact in self.contacts.values():
+                    self._check_segment(workflow, contact, at)
+        zones = {contact.id: self.engine.zone_name(self.workflows[0], contact) if self.workflows
+                 else self.project.timezone for contact in self.contacts.values()}
+        return SimulationResult(self.start, self.end, self.timeline, self.funnels, self.messages, self.contacts,
+                                zones, list(self.enrollments.values()))
+
+    def _workflow_of(self, enrollment: Enrollment) -> Workflow:
+        return self.registry[enrollment.workflow]
+
+    def _on_event(self, event: Event) -> None:
+        contact = self.contacts[event.contact]
+        contact.events.append(event)
+        for enrollment_id in list(self.active[contact.id]):
+            enrollment = self.enrollments[enrollment_id]
+            workflow = self._workflow_of(enrollment)
+            self._handle(workflow, self.engine.deliver(workflow, enrollment, contact, event))
+        for workflow in self.workflows:
+            trigger = workflow.trigger
+            if trigger.kind == "event" and trigger.value == event.name:
+                self._try_enroll(workflow, contact, event.at, event, event.name)
+            elif trigger.kind == "inactivity" and trigger.value["event"] == event.name:
+                self._schedule_inactivity(workflow, contact, event.at)
+        self._recheck_segments(contact, event.at)
+
+    def _recheck_segments(self, contact: ContactState, at: datetime) -> None:
+        for workflow in self.workflows:
+            if workflow.trigger.kind == "segment":
+                self._check_segment(workflow, contact, at)
+
+    def _check_segment(self, workflow: Workflow, contact: ContactState, at: datetime) -> None:
+        source = self.project.segments.get(workflow.trigger.value)
+        expression = source.source if source is not None else workflow.trigger.value
+        scope = self.engine.scope(workflow, contact, at, at, {}, None)
+        try:
+            matches = bool(scope.evaluate(expression))
+        except Exception as error:  # noqa: BLE001 - any evaluation error is the contact's failure, not ours
+            self._record([LogEntry(at, contact.id, workflow.id, workflow.version, "trigger", "failed",
+                                   f"segment {workflow.trigger.value}: {type(error).__name__}: {error}")])
+            return
+        key = (workflow.id, contact.id)
+        before = self.segment_state.get(key, False)
+        self.segment_state[key] = matches
+        if matches and not before:
+            self._try_enroll(workflow, contact, at, None, f"entered segment {workflow.trigger.value}")
+
+    def _try_enroll(self, workflow: Workflow, contact: ContactState, at: datetime, event: Event | None,
+                    why: str) -> None:
+        try:
+            admitted, reason = self.engine.admits(workflow, contact, at, event)
+        except Exception as error:  # noqa: BLE001 - an expression that fails for this contact
+            self._record([LogEntry(at, contact.id, workflow.id, workflow.version, "trigger", "failed",
+                                   f"entry condition: {type(error).__name__}: {error}")])
+            return
+        if not admitted:
+            if reason:
+                self._record([LogEntry(at, contact.id, workflow.id, workflow.version, "trigger", "skip", reason)])
+            return
+        previous = self.history[(workflow.id, contact.id)]
+        refusal = reentry_refusal(workflow, previous, at)
+        if refusal:
+            self._record([LogEntry(at, contact.id, workflow.id, workflow.version, "trigger", "skip", refusal)])
+            return
+        enrollment_id = f"{workflow.id}:{contact.id}:{next(self.ids)}"
+        outcome = self.engine.enroll(workflow, contact, at, event, enrollment_id, why)
+        enrollment = outcome.enrollment
+        self.enrollments[enrollment.id] = enrollment
+        previous.append(enrollment)
+        self.active[contact.id].append(enrollment.id)
+        self._handle(workflow, outcome)
+
+    def _handle(self, workflow: Workflow, outcome: Outcome) -> None:
+        """Make an outcome real in memory: record, render, answer pending steps, schedule the wake-up."""
+        enrollment = outcome.enrollment
+        contact = self.contacts[enrollment.contact]
+        self._record(outcome.log)
+        changed: list[str] = []
+        previous: dict[str, Any] = {}
+        changed_at = None
+        for effect in outcome.effects:
+            if effect.kind == "send":
+                self._deliver_message(workflow, enrollment, contact, effect)
+            elif effect.kind in ("update", "score", "lists"):
+                changed.extend(_changed_fields(effect))
+                for name, value in effect.data.get("previous", {}).items():
+                    previous.setdefault(name, value)
+                changed_at = effect.at
+            elif effect.kind == "start":
+                target = self.registry.get(effect.data["workflow"])
+                if target is not None:
+                    self._try_enroll(target, contact, effect.at, None, f"started by {workflow.id}")
+        if changed:  # as in the store: a change made by a step is a contact_updated event
+            self._push(changed_at, _EVENT, ("event", Event(contact.id, "contact_updated", changed_at, {
+                "changed": sorted(set(changed)), "previous": previous})))
+        if enrollment.state == PENDING and enrollment.pending:
+            pending = enrollment.pending
+            at = datetime.fromisoformat(pending["at"])
+            if pending["kind"] == "coupon":
+                codes = self.coupons.get(pending["pool"], [])
+                answer = codes.pop(0) if codes else None
+            else:
+                answer = self.samples.webhooks.get(pending["request"]["url"], {})
+            self._handle(workflow, self.engine.resume(workflow, enrollment, contact, answer, at))
+            return
+        if enrollment.ended:
+            if enrollment.id in self.active[contact.id]:
+                self.active[contact.id].remove(enrollment.id)
+        elif enrollment.wake_at:
+            self._push(datetime.fromisoformat(enrollment.wake_at), _WAKE, ("wake", enrollment.id, enrollment.wake_at))
+
+    def _deliver_message(self, workflow: Workflow, enrollment: Enrollment, contact: ContactState, effect) -> None:
+        try:
+            message = self.renderer.render(effect, contact, self.engine.settings.contact_fields)
+        except MautoError as error:
+            entry = LogEntry(effect.at, contact.id, workflow.id, workflow.version, effect.step, "failed",
+                             f"template {effect.data['template']}: {error}")
+            self._record([entry])
+            enrollment.state, enrollment.reason = "failed", str(error)
+            enrollment.ended_at = effect.at.isoformat()
+            enrollment.wake_at = None
+            return
+        if self.keep_timeline:
+            self.messages.append(message)
+        if self.on_message is not None:
+            self.on_message(message)
+
+    def _record(self, entries: list[LogEntry]) -> None:
+        for entry in entries:
+            funnel = self.funnels.get(entry.workflow)
+            if funnel is not None and (self.contact_filter is None or entry.contact == self.contact_filter):
+                _count(funnel, entry, self.reached)
+            if self.keep_timeline and (self.contact_filter is None or entry.contact == self.contact_filter):
+                self.timeline.append(entry)
+
+
+def reentry_refusal(workflow: Workflow, previous: list[Enrollment], at: datetime) -> str | None:
+    """Why the contact may not enter again now (None: they may). A contact is never in a workflow twice at once."""
+    if any(not enrollment.ended for enrollment in previous):
+        return "already in this workflow"
+    if not previous:
+        return None
+    reentry = workflow.reentry
+    if reentry == "never":
+        return "entered before (reentry: never)"
+    if isinstance(reentry, timedelta):
+        last = max(datetime.fromisoformat(enrollment.entered_at) for enrollment in previous)
+        if at < last + reentry:
+            return f"entered {last.isoformat()}; reentry after {workflow.document.data['reentry']['after']}"
+    return None
+
+
+def _changed_fields(effect) -> list[str]:
+    if effect.kind == "score":
+        return ["score"]
+    if effect.kind == "lists":
+        return ["lists"]
+    data = effect.data
+    fields = list(data.get("set", {})) + list(data.get("unset", []))
+    if data.get("add_tags") or data.get("remove_tags"):
+        fields.append("tags")
+    return fields
+
+
+def _count(funnel: Funnel, entry: LogEntry, reached: dict[str, set]) -> None:
+    kind = entry.kind
+    if entry.step:
+        seen = reached[f"{entry.workflow}\x1f{entry.step}"]
+        if entry.contact not in seen and kind not in ("postponed", "skip", "enter", "complete"):
+            seen.add(entry.contact)
+            funnel.steps[entry.step] += 1
+            funnel.kinds.setdefault(entry.step, entry.channel or kind)
+    if kind == "enter":
+        funnel.entered += 1
+    elif kind == "send":
+        funnel.sent[entry.channel] += 1
+    elif kind == "suppressed":
+        funnel.suppressed += 1
+    elif kind == "postponed":
+        funnel.postponed += 1
+    elif kind == "exit":
+        if not entry.detail.startswith("goal "):
+            funnel.exited += 1
+    elif kind == "goal":
+        funnel.converted += 1
+    elif kind == "complete":
+        funnel.completed += 1
+    elif kind == "failed":
+        funnel.failed += 1
+    elif kind == "split":
+        funnel.variants[f"{entry.extra.get('split')}:{entry.extra.get('variant')}"] += 1
+
+
+# --- the use case ------------------------------------------------------------------------
+
+DEFAULT_SAMPLES = {"contacts": "samples/contacts.yaml", "events": "samples/events.yaml",
+                   "coupons": "samples/coupons.yaml", "webhooks": "samples/webhooks.yaml"}
+
+
+def select_workflows(project: Project, targets: list[Path] | None) -> tuple[list[Workflow], list[Workflow]]:
+    """(the workflows to simulate, every workflow of the project). Refuses a project that lints with errors."""
+    from mauto.lint.runner import lint, workflow_files
+    from mauto.workflow.loader import load
+    from mauto.workflow.model import build
+
+    result = lint(project, datetime.now().astimezone())
+    if result.errors:
+        shown = "\n".join(f"  {p.path}:{p.line}:{p.col}: {p.rule} {p.message}"
+                          for p in result.problems if p.severity == "error")
+        raise MautoError(f"the project has {result.errors} lint error{'s' if result.errors != 1 else ''}; "
+                         f"fix them first (mauto lint):\n{shown}")
+    files = workflow_files(project.workflows_dir)
+    every = [build(load(path, project.display(path))) for path in files]
+    if not targets:
+        return every, every
+    by_path = {Path(workflow.document.path).resolve() if Path(workflow.document.path).is_absolute()
+               else (project.display_root / workflow.document.path).resolve(): workflow for workflow in every}
+    by_id = {workflow.id: workflow for workflow in every}
+    chosen: dict[str, Workflow] = {}
+    for target in targets:
+        if target.is_dir():
+            found = [workflow for path, workflow in by_path.items() if target.resolve() in path.parents]
+        elif target.is_file():
+            found = [by_path[target.resolve()]] if target.resolve() in by_path else []
+            if not found:
+                raise MautoError(f"{target}: not a workflow of this project (workflows live in "
+                                 f"{project.display(project.workflows_dir)}/)")
+        elif str(target) in by_id:
+            found = [by_id[str(target)]]
+        else:
+            raise MautoError(f"{target}: no such workflow file, folder or workflow id")
+        for workflow in found:
+            chosen[workflow.id] = workflow
+    return list(chosen.values()), every
+
+
+def simulate(project: Project, targets: list[Path] | None, start: datetime, horizon: timedelta,
+             contacts: Path | None = None, events: Path | None = None, coupons: Path | None = None,
+             webhooks: Path | None = None, contact: str | None = None) -> SimulationResult:
+    """Run the chosen workflows (default: all) on the sample data from `start` for `horizon`."""
+    root = project.root
+
+    def pick(given: Path | None, name: str, required: bool) -> Path | None:
+        if given is not None:
+            if not given.exists():
+                raise MautoError(f"{given}: no such file")
+            return given
+        default = root / DEFAULT_SAMPLES[name]
+        if default.exists():
+            return default
+        if required:
+            raise MautoError(f"no {name} file: pass --{name} FILE (YAML, JSON Lines or CSV) or create "
+                             f"{project.display(default)}")
+        return None
+
+    workflows, every = select_workflows(project, targets)
+    contact_states = load_contacts(pick(contacts, "contacts", True), project)
+    known = {state.id for state in contact_states}
+    if contact is not None and contact not in known:
+        raise MautoError(f"--contact {contact}: no such contact in the contacts file")
+    events_path = pick(events, "events", False)
+    event_list = load_events(events_path, project, start, known) if events_path else []
+    samples = Samples(contact_states, event_list, load_mapping(pick(coupons, "coupons", False), "coupons"),
+                      load_mapping(pick(webhooks, "webhooks", False), "webhooks"))
+    simulation = Simulation(project, workflows, samples, start, start + horizon, every, contact_filter=contact)
+    return simulation.run()
