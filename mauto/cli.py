@@ -118,6 +118,11 @@ class OutputFormat(str, Enum):
     json = "json"
 
 
+class GraphFormat(str, Enum):
+    mermaid = "mermaid"
+    dot = "dot"
+
+
 class SchemaName(str, Enum):
     workflow = "workflow"
     project = "project"
@@ -214,6 +219,22 @@ def simulate(
         out.print()
     if render is not None:
         out.print(f"wrote {len(messages)} message{'s' if len(messages) != 1 else ''} to {render}")
+
+
+@app.command()
+@handle_errors
+def graph(
+    ctx: typer.Context,
+    workflow: Path = typer.Argument(..., metavar="WORKFLOW",
+                                    help="A workflow file, or the id of a workflow in the project's workflows/ folder."),
+    output_format: GraphFormat = typer.Option(GraphFormat.mermaid, "--format", "-f",
+                                              help="mermaid (GitHub renders it in Markdown) or dot (Graphviz)."),
+) -> None:
+    """Draw a workflow as a Mermaid flowchart (for a pull request) or a Graphviz dot graph."""
+    from mauto.graph import RENDERERS, load_workflow, locate
+
+    path, shown = locate(workflow, lambda: _project(ctx, lenient=True))
+    sys.stdout.write(RENDERERS[output_format.value](load_workflow(path, shown)))
 
 
 @app.command()

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from mauto.errors import MautoError, UsageError, YamlError
+from mauto.workflow.durations import parse_duration
 from mauto.workflow.loader import load
 from mauto.workflow.model import Step, Workflow, build
 from mauto.workflow.schema import validate
@@ -73,7 +74,7 @@ def trigger_label(workflow: Workflow) -> str:
     if trigger.kind == "date":
         label = f"date: {_text(value['field'])}"
         offset = value.get("offset")
-        if offset and offset.lstrip("-") not in ("0s", "0m", "0h", "0d", "0w", "PT0S", "P0D"):
+        if offset and parse_duration(offset, signed=True):  # `0d` is the date itself
             label += f" {offset[1:]} before" if offset.startswith("-") else f" {offset} after"
         every = value.get("every", "year")
         if every != "year":
@@ -139,7 +140,8 @@ def action_label(step: Step) -> str:
     if kind == "update":
         changes = [f"{field} = {_text(new)}" for field, new in value.get("set", {}).items()]
         changes += [f"{field} unset" for field in value.get("unset", [])]
-        tags = [f"+{tag}" for tag in value.get("add_tags", [])] + [f"{MINUS}{tag}" for tag in value.get("remove_tags", [])]
+        tags = [f"+{tag}" for tag in value.get("add_tags", [])]
+        tags += [f"{MINUS}{tag}" for tag in value.get("remove_tags", [])]
         if tags:
             changes.append("tags " + " ".join(tags))
         return "update " + _text(", ".join(changes))
@@ -265,7 +267,7 @@ def to_mermaid(workflow: Workflow) -> str:
 
 _DOT_SHAPES = {
     TRIGGER: "shape=ellipse", END: "shape=ellipse", AUDIENCE: "shape=hexagon", NOTE: "shape=note",
-    WAIT: 'shape=box, style=rounded', DECISION: "shape=diamond", ACTION: "shape=box",
+    WAIT: "shape=box, style=rounded", DECISION: "shape=diamond", ACTION: "shape=box",
     START: "shape=box, peripheries=2",
 }
 
