@@ -97,14 +97,19 @@ def _project(ctx: typer.Context, lenient: bool = False):
     return load_project(find_project(explicit=ctx.obj.get("project") if ctx.obj else None), lenient=lenient)
 
 
-def _parse_now(value: Optional[str]) -> datetime:
+def _parse_now(value: Optional[str], option: str = "--now", zone_name: str | None = None) -> datetime:
+    """An option's ISO 8601 time; without an offset it is read in `zone_name` (the project's zone), else UTC."""
     if value is None:
         return datetime.now(timezone.utc)
     try:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise UsageError(f"--now {value}: not an ISO 8601 time such as 2026-11-23T09:00:00+01:00") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+        raise UsageError(f"{option} {value}: not an ISO 8601 time such as 2026-11-23T09:00:00+01:00") from None
+    if moment.tzinfo is None:
+        from zoneinfo import ZoneInfo
+
+        moment = moment.replace(tzinfo=ZoneInfo(zone_name) if zone_name else timezone.utc)
+    return moment
 
 
 class LintFormat(str, Enum):
@@ -126,6 +131,7 @@ class GraphFormat(str, Enum):
 class SchemaName(str, Enum):
     workflow = "workflow"
     project = "project"
+    scenario = "scenario"
 
 
 @app.command()
@@ -176,7 +182,7 @@ def lint(
 @handle_errors
 def simulate(
     ctx: typer.Context,
-    targets: Optional[List[Path]] = typer.Argument(None, metavar="[WORKFLOW_OR_DIR]...",
+    targets: Optional[List[Path]] = typer.Argument(None, metavar="WORKFLOW_OR_DIR",
                                                    help="Workflow files, folders or ids (default: all)."),
     contacts: Optional[Path] = typer.Option(None, "--contacts", help="Contacts: YAML, JSON Lines or CSV "
                                             "(default: samples/contacts.yaml)."),
@@ -200,9 +206,10 @@ def simulate(
         length = parse_duration(horizon)
     except DurationError as error:
         raise UsageError(f"--for: {error}") from None
-    begin = _parse_now(start).replace(second=0, microsecond=0) if start is None else _parse_now(start)
-    result = run_simulation(_project(ctx), targets or None, begin, length, contacts, events, coupons, webhooks,
-                            contact)
+    project = _project(ctx)
+    begin = _parse_now(None).replace(second=0, microsecond=0) if start is None else \
+        _parse_now(start, "--start", project.timezone)
+    result = run_simulation(project, targets or None, begin, length, contacts, events, coupons, webhooks, contact)
     if render is not None:
         messages = [m for m in result.messages if contact is None or m.contact == contact]
         for index, message in enumerate(messages, start=1):
@@ -219,6 +226,33 @@ def simulate(
         out.print()
     if render is not None:
         out.print(f"wrote {len(messages)} message{'s' if len(messages) != 1 else ''} to {render}")
+
+
+@app.command(name="test")
+@handle_errors
+def run_tests(
+    ctx: typer.Context,
+    paths: Optional[List[Path]] = typer.Argument(None, metavar="SCENARIO_OR_DIR",
+                                                 help="Scenario files or folders (default: scenarios/)."),
+    output_format: LintFormat = typer.Option(LintFormat.text, "--format", "-f", help="text, json or github."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="List every expectation, not only failures."),
+) -> None:
+    """Run the scenarios in scenarios/ through the engine; a failure shows expected against actual."""
+    from mauto import scenarios
+
+    run = scenarios.run_scenarios(_project(ctx), paths or None)
+    if output_format is LintFormat.json:
+        print(scenarios.as_json(run))
+    elif output_format is LintFormat.github:
+        for line in scenarios.github_lines(run):
+            print(line)
+        print(scenarios.summary(run))
+    else:
+        out = _out()
+        for line in scenarios.text_lines(run, verbose):
+            out.print(Text(line, style=scenarios.line_style(line)))
+    if not run.ok:
+        raise typer.Exit(int(ExitCode.FINDINGS))
 
 
 @app.command()
@@ -239,7 +273,7 @@ def graph(
 
 @app.command()
 @handle_errors
-def schema(name: SchemaName = typer.Argument(..., help="workflow or project.")) -> None:
+def schema(name: SchemaName = typer.Argument(..., help="workflow, project or scenario.")) -> None:
     """Print a JSON Schema (for editors and other tools)."""
     from mauto.workflow.schema import schema_text
 

@@ -55,7 +55,7 @@ def read_rows(path: str | Path, fmt: str | None = None) -> Iterator[tuple[int, d
                 raise DataError("each row must be a mapping", shown, line, document.pos((index,)).col)
             yield line, row
         return
-    stream = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8") if shown == "-" else _open(path)
+    stream = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8-sig") if shown == "-" else _open(path)
     with stream:
         if fmt == "jsonl":
             for number, text in enumerate(stream, start=1):
@@ -83,7 +83,7 @@ def _read(path: str | Path) -> bytes:
 
 def _open(path: str | Path):
     try:
-        return open(path, encoding="utf-8", newline="")
+        return open(path, encoding="utf-8-sig", newline="")  # Excel writes CSV with a byte order mark
     except OSError as error:
         raise DataError(f"cannot read: {error.strerror}", str(path)) from None
 

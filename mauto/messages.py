@@ -116,10 +116,12 @@ class RenderedMessage:
     def file_name(self, index: int) -> str:
         stamp = self.at.strftime("%Y%m%dT%H%M")
         suffix = ".eml" if self.channel == "email" else ".txt"
-        return f"{index:03d}-{stamp}-{self.workflow}-{self.step}{suffix}".replace("/", "_")
+        return re.sub(r"[^A-Za-z0-9._+-]", "_", f"{index:03d}-{stamp}-{self.workflow}-{self.step}") + suffix
 
     def write(self, folder: Path, index: int) -> Path:
-        target = folder / self.contact / self.file_name(index)
+        """Write under `folder`/<contact>/: the contact id is made a safe file name, never a path."""
+        safe_contact = re.sub(r"[^A-Za-z0-9._@+-]", "_", self.contact).lstrip(".") or "_"
+        target = folder / safe_contact / self.file_name(index)
         target.parent.mkdir(parents=True, exist_ok=True)
         if self.channel == "email":
             target.write_bytes(bytes(self.to_email()))

@@ -162,7 +162,7 @@ class Simulation:
                  renderer: MessageRenderer | None = None, contact_filter: str | None = None,
                  on_message: Callable[[RenderedMessage], None] | None = None) -> None:
         self.project = project
-        self.engine = Engine(Settings.from_project(project))
+        self.engine = Engine(Settings.from_project(project), pause_after_send=True)
         self.workflows = workflows
         self.registry = {workflow.id: workflow for workflow in [*all_workflows, *workflows]}
         self.contacts = {contact.id: contact for contact in samples.contacts}
@@ -182,6 +182,7 @@ class Simulation:
         self.active: dict[str, list[str]] = defaultdict(list)  # contact -> enrollment ids not ended
         self.history: dict[tuple[str, str], list[Enrollment]] = defaultdict(list)  # (workflow, contact) -> all
         self.segment_state: dict[tuple[str, str], bool] = {}
+        self.inactive_since: dict[tuple[str, str], datetime] = {}  # (workflow, contact) -> last event scheduled for
         self.ids = itertools.count(1)
         self.reached: dict[str, set] = defaultdict(set)
 
@@ -222,6 +223,10 @@ class Simulation:
         last = self._last_event(workflow, contact, now)
         if last is None:
             return
+        key = (workflow.id, contact.id)
+        if self.inactive_since.get(key) == last.at:
+            return  # already scheduled (or done) for this last event: an event `where` filtered out changes nothing
+        self.inactive_since[key] = last.at
         due = max(last.at + parse_duration(spec["for"]), now)
         if due < self.end:
             self._push(due, _DUE, ("inactive", workflow.id, contact.id, last.at))
@@ -267,8 +272,7 @@ class Simulation:
                 workflow = self.registry[payload[1]]
                 for contact in self.contacts.values():
                     self._check_segment(workflow, contact, at)
-        zones = {contact.id: self.engine.zone_name(self.workflows[0], contact) if self.workflows
-                 else self.project.timezone for contact in self.contacts.values()}
+        zones = {contact.id: self.engine.contact_zone(contact) for contact in self.contacts.values()}
         return SimulationResult(self.start, self.end, self.timeline, self.funnels, self.messages, self.contacts,
                                 zones, list(self.enrollments.values()))
 
@@ -337,16 +341,28 @@ class Simulation:
         self._handle(workflow, outcome)
 
     def _handle(self, workflow: Workflow, outcome: Outcome) -> None:
-        """Make an outcome real in memory: record, render, answer pending steps, schedule the wake-up."""
+        """Make an outcome real in memory: render, record, answer pending steps, schedule the wake-up."""
         enrollment = outcome.enrollment
         contact = self.contacts[enrollment.contact]
+        for effect in outcome.effects:
+            if effect.kind == "send":
+                failure = self._deliver_message(workflow, enrollment, contact, effect)
+                if failure is not None:  # the message never went: no `send` in the timeline, no cap slot used
+                    outcome.log = [entry for entry in outcome.log if not (
+                        entry.kind == "send" and entry.at == effect.at and entry.step == effect.step)]
+                    if contact.messages and contact.messages[-1].at == effect.at:
+                        contact.messages.pop()
+                    self._record(outcome.log)
+                    self._handle(workflow, failure)
+                    return
         self._record(outcome.log)
         changed: list[str] = []
         previous: dict[str, Any] = {}
         changed_at = None
+        sent_at = None
         for effect in outcome.effects:
             if effect.kind == "send":
-                self._deliver_message(workflow, enrollment, contact, effect)
+                sent_at = effect.at
             elif effect.kind in ("update", "score", "lists"):
                 changed.extend(_changed_fields(effect))
                 for name, value in effect.data.get("previous", {}).items():
@@ -374,22 +390,23 @@ class Simulation:
                 self.active[contact.id].remove(enrollment.id)
         elif enrollment.wake_at:
             self._push(datetime.fromisoformat(enrollment.wake_at), _WAKE, ("wake", enrollment.id, enrollment.wake_at))
+        elif sent_at is not None and enrollment.state == "active":
+            # the engine pauses after each send so that it is rendered first; now go on
+            self._handle(workflow, self.engine.advance(workflow, enrollment, contact, sent_at))
 
-    def _deliver_message(self, workflow: Workflow, enrollment: Enrollment, contact: ContactState, effect) -> None:
+    def _deliver_message(self, workflow: Workflow, enrollment: Enrollment, contact: ContactState,
+                         effect) -> Outcome | None:
+        """Render the message a send asks for; a template that fails fails the enrollment (its Outcome)."""
         try:
             message = self.renderer.render(effect, contact, self.engine.settings.contact_fields)
         except MautoError as error:
-            entry = LogEntry(effect.at, contact.id, workflow.id, workflow.version, effect.step, "failed",
-                             f"template {effect.data['template']}: {error}")
-            self._record([entry])
-            enrollment.state, enrollment.reason = "failed", str(error)
-            enrollment.ended_at = effect.at.isoformat()
-            enrollment.wake_at = None
-            return
-        if self.keep_timeline:
-            self.messages.append(message)
+            return self.engine.fail(workflow, enrollment, effect.at, f"template {effect.data['template']}: {error}",
+                                    effect.data.get("path"))
+        if self.keep_timeline and (self.contact_filter is None or contact.id == self.contact_filter):
+            self.messages.append(message)  # rendered for everyone (a failure counts), kept as the timeline is
         if self.on_message is not None:
             self.on_message(message)
+        return None
 
     def _record(self, entries: list[LogEntry]) -> None:
         for entry in entries:
@@ -463,13 +480,18 @@ DEFAULT_SAMPLES = {"contacts": "samples/contacts.yaml", "events": "samples/event
                    "coupons": "samples/coupons.yaml", "webhooks": "samples/webhooks.yaml"}
 
 
-def select_workflows(project: Project, targets: list[Path] | None) -> tuple[list[Workflow], list[Workflow]]:
-    """(the workflows to simulate, every workflow of the project). Refuses a project that lints with errors."""
+def select_workflows(project: Project, targets: list[Path] | None,
+                     now: datetime | None = None) -> tuple[list[Workflow], list[Workflow]]:
+    """(the workflows to simulate, every workflow of the project). Refuses a project that lints with errors.
+
+    `now` is the moment the lint checks dates against (`wait-date-past`): a simulation's start, so that its
+    result does not depend on the day it runs.
+    """
     from mauto.lint.runner import lint, workflow_files
     from mauto.workflow.loader import load
     from mauto.workflow.model import build
 
-    result = lint(project, datetime.now().astimezone())
+    result = lint(project, now or datetime.now().astimezone())
     if result.errors:
         shown = "\n".join(f"  {p.path}:{p.line}:{p.col}: {p.rule} {p.message}"
                           for p in result.problems if p.severity == "error")
@@ -519,7 +541,7 @@ def simulate(project: Project, targets: list[Path] | None, start: datetime, hori
                              f"{project.display(default)}")
         return None
 
-    workflows, every = select_workflows(project, targets)
+    workflows, every = select_workflows(project, targets, start)
     contact_states = load_contacts(pick(contacts, "contacts", True), project)
     known = {state.id for state in contact_states}
     if contact is not None and contact not in known:

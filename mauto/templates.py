@@ -291,16 +291,20 @@ class TemplateSet:
         except TemplateSyntaxError as error:
             raise TemplateProblem(f"template syntax error: {error.message}", self.display(error.name or name),
                                   error.lineno) from None
-        except TemplateError as error:
+        except (TemplateError, ArithmeticError, TypeError, ValueError, AttributeError, KeyError,
+                IndexError, RecursionError) as error:  # a template's own mistake: name its file and line
             failed_in, line = _error_place(error)
             shown = self.display(failed_in) if failed_in else self.display(name)
-            raise TemplateProblem(f"cannot render: {error}", shown, line) from None
+            reason = str(error) if isinstance(error, TemplateError) else f"{type(error).__name__}: {error}"
+            raise TemplateProblem(f"cannot render: {reason}", shown, line) from None
 
     def render_string(self, source: str, context: dict[str, Any], where: str = "<string>") -> str:
         try:
             return self.env.from_string(source).render(context)
-        except TemplateError as error:
-            raise TemplateProblem(f"cannot render `{source}`: {error}", where) from None
+        except (TemplateError, ArithmeticError, TypeError, ValueError, AttributeError, KeyError, IndexError,
+                RecursionError) as error:
+            reason = str(error) if isinstance(error, TemplateError) else f"{type(error).__name__}: {error}"
+            raise TemplateProblem(f"cannot render `{source}`: {reason}", where) from None
 
 
 def _moved(base: TemplateInfo, display_path: str, origin: Pos) -> TemplateInfo:

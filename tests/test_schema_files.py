@@ -15,8 +15,9 @@ ROOT = Path(__file__).resolve().parents[1]
 NAMES = sorted(path.name for path in (ROOT / "schema").glob("*.json"))
 
 
-def test_there_is_a_schema_for_workflows_and_projects():
+def test_there_is_a_schema_for_workflows_projects_and_scenarios():
     assert NAMES == sorted(f"{name}.schema.json" for name in SCHEMA_NAMES) == ["project.schema.json",
+                                                                             "scenario.schema.json",
                                                                              "workflow.schema.json"]
 
 

@@ -378,12 +378,136 @@ def project_schema() -> dict:
     }
 
 
+# --- scenario (mauto test) ----------------------------------------------------
+
+TEMPLATE_OR_CHANNEL = "^[A-Za-z0-9_][A-Za-z0-9_./-]*$"
+MOMENT = string("A moment: relative to the scenario's start (+1h, +2d3h) or absolute ISO 8601 "
+                "(2026-11-25T10:30:00+01:00; without an offset, in the project's zone).",
+                title="moment", minLength=1)
+
+EXPECTATION_MODIFIERS = {
+    "at": ref("moment", "When it happens: +1h after the start, or an absolute time. Without `at`: any time in the run."),
+    "tolerance": ref("duration", "How far from `at` still counts (default 0: exactly then)."),
+    "channel": {"enum": ["email", "sms"], "description": "Only messages on this channel."},
+    "workflow": string("Only what this workflow does (a workflow id).", title="workflow-id", pattern=SLUG),
+    "step": string("Only this step: its id, or its number as the timeline shows it (3.then.1).",
+                   title="step", minLength=1),
+    "template": string("Only messages from this template.", title="template-name", pattern=TEMPLATE_OR_CHANNEL),
+    "reason": string("Only when the reason the timeline gives contains this text, e.g. exit_on order_placed.",
+                     minLength=1),
+}
+TIMED = ("at", "tolerance")
+
+
+def _modifiers(*names: str) -> dict:
+    return {name: EXPECTATION_MODIFIERS[name] for name in names}
+
+
+def _workflow_id(description: str) -> dict:
+    return string(description, title="workflow-id", pattern=SLUG)
+
+
+EXPECTATION_KINDS: dict[str, tuple[dict, dict]] = {
+    # kind key: (schema of its value, the modifiers allowed beside it)
+    "gets": (string("The contact is sent this message: a template (cart/reminder-1), or `email` or `sms` for any "
+                    "message on that channel.", title="template-name", pattern=TEMPLATE_OR_CHANNEL),
+             _modifiers(*TIMED, "channel", "workflow", "step")),
+    "gets_no": (string("The contact is never sent this: a template, or `email` or `sms` for the whole channel.",
+                       title="template-name", pattern=TEMPLATE_OR_CHANNEL),
+                _modifiers("channel", "workflow", "step")),
+    "messages": ({"type": "integer", "minimum": 0,
+                  "description": "The contact is sent exactly this many messages in the run."},
+                 _modifiers("channel", "workflow", "template")),
+    "enters": (_workflow_id("The contact enters this workflow."), _modifiers(*TIMED)),
+    "does_not_enter": (_workflow_id("The contact never enters this workflow."), {}),
+    "exits": (_workflow_id("The contact leaves this workflow early: exit_on, an exit step, or its goal."),
+              _modifiers(*TIMED, "reason")),
+    "completes": (_workflow_id("The contact reaches the end of this workflow's steps."), _modifiers(*TIMED)),
+    "converts": (_workflow_id("The contact reaches this workflow's goal."), _modifiers(*TIMED)),
+    "does_not_convert": (_workflow_id("The contact never reaches this workflow's goal."), {}),
+    "variant": (obj({
+        "split": string("The split's id (split.id, else the step's id).", title="step", minLength=1),
+        "is": string("The variant's name.", minLength=1),
+        "workflow": _workflow_id("The workflow holding the split (needed only when two workflows use the same split id)."),
+    }, ["split", "is"], "The contact is assigned this variant of an A/B split."), {}),
+    "reaches": (string("The contact reaches this step: its id, or its number as the timeline shows it.",
+                       title="step", minLength=1), _modifiers(*TIMED, "workflow")),
+    "does_not_reach": (string("The contact never reaches this step.", title="step", minLength=1),
+                       _modifiers("workflow")),
+    "fields": ({"type": "object", "minProperties": 1,
+                "description": "The contact's fields at the end of the run: field -> value (lists compare "
+                               "without regard to order)."}, {}),
+    "fails": (_workflow_id("A step of this workflow fails for the contact (a scenario fails on any failure "
+                           "it does not expect)."), _modifiers("reason")),
+}
+
+
+def expectation_schema() -> dict:
+    schema = _dispatch(EXPECTATION_KINDS, {"contact": {
+        "type": ["string", "integer"], "description": "The contact's id, as in the scenario's contacts."}},
+        "One expectation: `contact` and exactly one of " + ", ".join(EXPECTATION_KINDS)
+        + ", with the modifiers that kind takes.")
+    schema["required"] = ["contact"]
+    return schema
+
+
+def scenario_schema() -> dict:
+    defs = {"duration": COMMON_DEFS["duration"], "moment": MOMENT}
+    defs["expectation"] = expectation_schema()
+    file_or = lambda what, branch: union(  # noqa: E731
+        f"{what}: a file (YAML, JSON Lines or CSV; a path relative to mauto.yaml), or the rows written here.",
+        [("string", string("A data file, relative to the project.", minLength=1)), branch])
+    contact_row = {"type": "object", "required": ["id"],
+                   "description": "A contact, as a row of samples/contacts.yaml: id and fields.",
+                   "properties": {"id": {"type": ["string", "integer"], "description": "The contact's id."}}}
+    event_row = {"type": "object", "required": ["contact", "event", "at"],
+                 "description": "An event, as a row of samples/events.yaml: contact, event, at, then properties.",
+                 "properties": {
+                     "contact": {"type": ["string", "integer"], "description": "The contact's id."},
+                     "event": ref("eventName", "The event's name."),
+                     "at": ref("moment", "When: +1h after the start, -40d (history), or an absolute time."),
+                     "id": {"type": ["string", "integer"], "description": "Optional event id."}}}
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://mauto.dev/schema/scenario.schema.json",
+        "title": "mauto scenario (mauto test)",
+        "description": "Contacts, events and what must happen to them, run through the engine on a virtual "
+                       "clock by `mauto test`. See docs/testing.md.",
+        "type": "object",
+        "properties": {
+            "name": string("What the scenario checks, for people (default: the file name).", minLength=1),
+            "description": string("More words about it."),
+            "workflows": {"type": "array", "minItems": 1, "uniqueItems": True,
+                          "items": _workflow_id("A workflow id."),
+                          "description": "The workflows whose triggers run (default: all of the project's). "
+                                         "A `start` step may still enroll contacts in others."},
+            "start": string("When the virtual clock starts, ISO 8601 with an offset, e.g. "
+                            "2026-11-24T09:00:00+01:00. Required, so that every run is the same.",
+                            title="start", minLength=1),
+            "for": ref("duration", "How long the run lasts (default 30d)."),
+            "contacts": file_or("The contacts", ("array", {"type": "array", "items": contact_row})),
+            "events": file_or("The events", ("array", {"type": "array", "items": event_row})),
+            "coupons": file_or("Coupon pools", ("object", {
+                "type": "object", "description": "Pool name -> unused codes.",
+                "additionalProperties": {"type": "array", "items": {"type": "string"}}})),
+            "webhooks": file_or("Webhook answers", ("object", {
+                "type": "object", "description": "URL -> the JSON body the simulated endpoint returns."})),
+            "expect": {"type": "array", "minItems": 1, "items": ref("expectation"),
+                       "description": "What must happen; each item checks one thing about one contact."},
+        },
+        "required": ["start", "contacts", "expect"],
+        "additionalProperties": False,
+        "$defs": {**defs, "eventName": COMMON_DEFS["eventName"]},
+    }
+
+
 def render(schema: dict) -> str:
     return json.dumps(schema, indent=2, ensure_ascii=False) + "\n"
 
 
 def main(check: bool = False) -> int:
-    outputs = {"workflow.schema.json": render(workflow_schema()), "project.schema.json": render(project_schema())}
+    outputs = {"workflow.schema.json": render(workflow_schema()), "project.schema.json": render(project_schema()),
+               "scenario.schema.json": render(scenario_schema())}
     stale = []
     for name, text in outputs.items():
         for folder in (ROOT / "mauto" / "data", ROOT / "schema"):

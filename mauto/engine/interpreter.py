@@ -12,7 +12,8 @@ from mauto.engine.context import Scope
 from mauto.engine.records import ContactState, Event, Record, SentMessage, jsonable
 from mauto.engine.state import (ACTIVE, COMPLETED, CONVERTED, EXITED, FAILED, PENDING, WAITING_EVENT, Effect,
                                 Enrollment, LogEntry, Outcome)
-from mauto.engine.timing import Cap, QuietHours, SendRules, cap_release, next_allowed, next_time_of_day, zone
+from mauto.engine.timing import (Cap, QuietHours, SendRules, cap_release, later, local_moment, next_allowed,
+                                 next_time_of_day, zone)
 from mauto.workflow.durations import parse_duration, parse_time_of_day
 from mauto.workflow.expressions import sandbox
 from mauto.workflow.model import Step, Workflow
@@ -100,8 +101,12 @@ def variant_for(workflow_id: str, split_id: str, contact_id: str, weights: dict[
 class Engine:
     """Runs workflows for contacts. Every method takes the time it runs at; none reads a clock."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, pause_after_send: bool = False) -> None:
+        """`pause_after_send`: return after each send, so that the driver renders and records the message
+        before the next step runs (a template error then fails the enrollment at that send); the driver
+        calls advance() again, with the send's time, to go on. Drivers that send for real set it."""
         self.settings = settings
+        self.pause_after_send = pause_after_send
         self._programs: dict[tuple[str, int], Program] = {}
         self._rules: dict[tuple[str, int], SendRules] = {}
 
@@ -128,6 +133,10 @@ class Engine:
         setting = workflow.settings.get("timezone", "contact")
         if setting != "contact":
             return setting
+        return self.contact_zone(contact)
+
+    def contact_zone(self, contact: ContactState) -> str:
+        """The contact's own zone when it is a real one, else the project's."""
         own = contact.fields.get("timezone")
         if isinstance(own, str) and own:
             try:
@@ -164,6 +173,7 @@ class Engine:
     def enroll(self, workflow: Workflow, contact: ContactState, at: datetime, event: Event | None,
                enrollment_id: str, why: str = "") -> Outcome:
         """Start a contact in a workflow at `at` and run it until it has to wait."""
+        _aware(at, "at")
         program = self.program(workflow)
         enrollment = Enrollment(enrollment_id, workflow.id, workflow.version, contact.id, at.isoformat(),
                                 position=program.start, trigger_event=event.to_dict() if event else None)
@@ -177,6 +187,7 @@ class Engine:
 
     def advance(self, workflow: Workflow, enrollment: Enrollment, contact: ContactState, now: datetime) -> Outcome:
         """Run what is due at `now`: a wait that ended, a postponed send, a wait_for that timed out."""
+        _aware(now, "now")
         outcome = Outcome(enrollment)
         if enrollment.ended or enrollment.state == PENDING:
             return outcome
@@ -185,6 +196,8 @@ class Engine:
             return outcome
         at = wake or now
         enrollment.wake_at = None
+        if enrollment.waiting and "wait" in enrollment.waiting:
+            enrollment.waiting = None  # the wait is over
         if enrollment.state == WAITING_EVENT:
             program = self.program(workflow)
             key = enrollment.position
@@ -197,6 +210,7 @@ class Engine:
 
     def deliver(self, workflow: Workflow, enrollment: Enrollment, contact: ContactState, event: Event) -> Outcome:
         """An event for the contact arrived: exit_on, goal, or the end of a wait_for."""
+        _aware(event.at, "event.at")
         outcome = Outcome(enrollment)
         if enrollment.ended or event.at < datetime.fromisoformat(enrollment.entered_at):
             return outcome
@@ -204,22 +218,25 @@ class Engine:
         scope = self.scope(workflow, contact, event.at, datetime.fromisoformat(enrollment.entered_at),
                            enrollment.vars, enrollment.trigger_event)
         record = event.record()
+        here = _current_step(enrollment)
         try:
-            for name, condition in workflow.exit_on:
-                if name == event.name and (condition is None or condition.evaluate(**scope.names(record))):
-                    self._end(outcome, event.at, program, enrollment.position, EXITED, f"exit_on {name}")
-                    return outcome
+            # The goal first: an event that is both the goal and an exit_on event (the design's own example)
+            # must count as a conversion, not as a plain exit.
             goal = workflow.goal
             if goal and not enrollment.converted and goal["event"] == event.name:
                 within = goal.get("within")
-                in_time = within is None or event.at <= datetime.fromisoformat(enrollment.entered_at) + \
-                    parse_duration(within)
+                in_time = within is None or event.at <= later(datetime.fromisoformat(enrollment.entered_at),
+                                                              parse_duration(within))
                 if in_time and ("where" not in goal or scope.evaluate(goal["where"], record)):
                     enrollment.converted = True
-                    self._log(outcome, event.at, program, enrollment.position, "goal", f"{event.name}")
+                    self._log(outcome, event.at, program, here, "goal", f"{event.name}")
                     if goal.get("exit", True):
-                        self._end(outcome, event.at, program, enrollment.position, CONVERTED, f"goal {event.name}")
+                        self._end(outcome, event.at, program, here, CONVERTED, f"goal {event.name}")
                         return outcome
+            for name, condition in workflow.exit_on:
+                if name == event.name and (condition is None or condition.evaluate(**scope.names(record))):
+                    self._end(outcome, event.at, program, here, EXITED, f"exit_on {name}")
+                    return outcome
             if enrollment.state == WAITING_EVENT and enrollment.waiting:
                 waiting = enrollment.waiting
                 since = datetime.fromisoformat(waiting["since"])
@@ -232,12 +249,13 @@ class Engine:
                     enrollment.position = program.first.get((key, "on_event"), program.next[key])
                     self._run(workflow, contact, event.at, outcome)
         except (TemplateError, SecurityError, TypeError, ValueError, ArithmeticError, AttributeError) as error:
-            self._end(outcome, event.at, program, enrollment.position, FAILED, f"{type(error).__name__}: {error}")
+            self._end(outcome, event.at, program, here, FAILED, f"{type(error).__name__}: {error}")
         return outcome
 
     def resume(self, workflow: Workflow, enrollment: Enrollment, contact: ContactState, value: Any,
                at: datetime) -> Outcome:
         """The driver's answer to a pending step: a coupon code (None: the pool is empty) or a webhook response."""
+        _aware(at, "at")
         outcome = Outcome(enrollment)
         if enrollment.state != PENDING or not enrollment.pending:
             return outcome
@@ -254,10 +272,25 @@ class Engine:
             self._log(outcome, at, program, key, "coupon", f"{pending['pool']} → vars.{pending['as']}",
                       extra={"code": value})
         else:
+            response = jsonable(value)
             if pending.get("as"):
-                enrollment.vars[pending["as"]] = jsonable(value)
+                enrollment.vars[pending["as"]] = response
+            request = pending["request"]
+            self._log(outcome, at, program, key, "webhook", f"{request['method']} {request['url']}",
+                      extra={"response": response})
         enrollment.position = program.next[key]
         self._run(workflow, contact, at, outcome)
+        return outcome
+
+    def fail(self, workflow: Workflow, enrollment: Enrollment, at: datetime, reason: str,
+             step: str | None = None) -> Outcome:
+        """End an enrollment as failed for a reason the driver found (a message that does not render).
+
+        `step` is the path of the step that failed (a send effect's `data["path"]`); default: where it stands.
+        """
+        outcome = Outcome(enrollment)
+        if not enrollment.ended:
+            self._end(outcome, at, self.program(workflow), step or enrollment.position, FAILED, reason)
         return outcome
 
     # --- running ----------------------------------------------------------------
@@ -282,6 +315,11 @@ class Engine:
                 return
             if moved:
                 enrollment.position = program.next[key]
+                if self.pause_after_send and step.kind in ("email", "sms") and outcome.effects and outcome.effects[-1].kind == "send" \
+                        and outcome.effects[-1].at == at and outcome.log and outcome.log[-1].kind == "send":
+                    # The driver renders and records the message before anything else happens (a template
+                    # error fails the enrollment at the send); it calls advance() again to go on.
+                    return
         self._end(outcome, at, program, enrollment.position, FAILED, "too many steps in one run")
 
     def _step(self, workflow: Workflow, program: Program, step: Step, key: str, contact: ContactState,
@@ -300,10 +338,11 @@ class Engine:
                 return True
             enrollment.wake_at = wake.isoformat()
             enrollment.position = program.next[key]
+            enrollment.waiting = {"wait": key}  # where the contact sleeps: an exit or goal meanwhile is logged here
             self._log(outcome, at, program, key, "wait", f"until {wake.isoformat()}", extra={"until": wake.isoformat()})
             return False
         if kind == "wait_for":
-            deadline = at + parse_duration(value["timeout"])
+            deadline = later(at, parse_duration(value["timeout"]))
             enrollment.state = WAITING_EVENT
             enrollment.waiting = {"event": value["event"], "where": value.get("where"), "since": at.isoformat(),
                                   "deadline": deadline.isoformat()}
@@ -360,7 +399,7 @@ class Engine:
             task = {field: self._render(value[field], scope) for field in ("title", "assignee", "notes")
                     if field in value}
             if "due" in value:
-                task["due"] = (at + parse_duration(value["due"])).isoformat()
+                task["due"] = later(at, parse_duration(value["due"])).isoformat()
             self._effect(outcome, "task", at, program, key, task)
             self._log(outcome, at, program, key, "task", task["title"], extra={"task": task})
             return True
@@ -372,8 +411,7 @@ class Engine:
             enrollment.state = PENDING
             enrollment.pending = {"kind": "webhook", "as": value.get("as"), "request": request, "at": at.isoformat()}
             self._effect(outcome, "webhook", at, program, key, {"request": request, "as": value.get("as")})
-            self._log(outcome, at, program, key, "webhook", f"{request['method']} {request['url']}")
-            return False
+            return False  # logged when the answer comes (resume), with the answer, as a coupon is
         if kind == "assign_coupon":
             enrollment.state = PENDING
             enrollment.pending = {"kind": "coupon", "pool": value["pool"], "as": value["as"], "at": at.isoformat()}
@@ -392,15 +430,15 @@ class Engine:
 
     def _wake(self, workflow: Workflow, contact: ContactState, at: datetime, value: Any) -> datetime:
         if isinstance(value, str):
-            return at + parse_duration(value)
+            return later(at, parse_duration(value))
         tz = zone(self.zone_name(workflow, contact))
         until = parse_until(value["until"])
         days = tuple(value["days"]) if value.get("days") else None
         if isinstance(until, time):
             return next_time_of_day(at, until, tz, days)
         if isinstance(until, datetime):
-            return until if until.tzinfo else until.replace(tzinfo=tz)
-        return datetime.combine(until, time(0, 0)).replace(tzinfo=tz)
+            return until if until.tzinfo else local_moment(until.date(), until.time(), tz)
+        return local_moment(until, time(0, 0), tz)
 
     def _send(self, workflow: Workflow, program: Program, step: Step, key: str, contact: ContactState,
               at: datetime, outcome: Outcome, scope: Scope) -> bool:
@@ -409,12 +447,12 @@ class Engine:
         template = step.value
         marketing = workflow.marketing
         postponed = enrollment.waiting.get("postponed") if enrollment.waiting else None
+        refusal = self._refusal(channel, contact, marketing)
+        if refusal:
+            enrollment.waiting = None
+            self._log(outcome, at, program, key, "suppressed", refusal, channel=channel, template=template)
+            return True
         if marketing:
-            refusal = self._refusal(channel, contact)
-            if refusal:
-                enrollment.waiting = None
-                self._log(outcome, at, program, key, "suppressed", refusal, channel=channel, template=template)
-                return True
             moment, reasons = self._allowed(workflow, contact, channel, at)
             if moment > at:
                 enrollment.waiting = {"postponed": postponed or at.isoformat()}
@@ -427,26 +465,28 @@ class Engine:
         contact.messages.append(SentMessage(at, channel, marketing, workflow.id))
         occurrence = enrollment.occurrences.get(key, 1)
         self._effect(outcome, "send", at, program, key, {
-            "channel": channel, "template": template, "marketing": marketing,
+            "channel": channel, "template": template, "marketing": marketing, "path": key,
             "vars": {**enrollment.vars, **step_vars}, "trigger_event": enrollment.trigger_event,
             "zone": scope.zone_name, "occurrence": occurrence})
         detail = f"postponed from {postponed}" if postponed else ""
         self._log(outcome, at, program, key, "send", detail, channel=channel, template=template)
         return True
 
-    def _refusal(self, channel: str, contact: ContactState) -> str | None:
+    def _refusal(self, channel: str, contact: ContactState, marketing: bool) -> str | None:
+        """Why the message cannot go (None: it can). Every message needs an address; a marketing one also needs
+        consent and its channel off the suppression list, which transactional messages ignore."""
         fields = contact.fields
-        if channel in contact.suppressed:
+        if marketing and channel in contact.suppressed:
             return f"{channel} address on the suppression list"
         if channel == "email":
             if not fields.get("email"):
                 return "no email address"
-            if not fields.get("email_consent"):
+            if marketing and not fields.get("email_consent"):
                 return "no email consent"
         else:
             if not fields.get("phone"):
                 return "no phone number"
-            if not fields.get("sms_consent"):
+            if marketing and not fields.get("sms_consent"):
                 return "no SMS consent"
         return None
 
@@ -535,6 +575,18 @@ class Engine:
         label = program.label(key) if key else {"enter": "trigger", "complete": "end"}.get(kind, "")
         outcome.log.append(LogEntry(at, enrollment.contact, enrollment.workflow, enrollment.version, label, kind,
                                     detail, channel, template, extra or {}))
+
+
+def _aware(moment: datetime, name: str) -> None:
+    """Refuse a naive time: read in the host's zone, it would make the engine's answers depend on the machine."""
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(f"`{name}` must be a timezone-aware datetime, not {moment.isoformat()}")
+
+
+def _current_step(enrollment: Enrollment) -> str | None:
+    """The step the contact is at: the wait it sleeps in (its position is already the step after), else its position."""
+    waiting = enrollment.waiting or {}
+    return waiting.get("wait") or enrollment.position
 
 
 def _compact(delta: timedelta) -> str:

@@ -29,7 +29,9 @@ class Enrollment:
     wake_at: str | None = None  # when to run `position`; None: now
     vars: dict[str, Any] = field(default_factory=dict)
     variants: dict[str, str] = field(default_factory=dict)  # split id -> variant
-    waiting: dict[str, Any] | None = None  # wait_for: {"event", "since", "deadline"}; postponed send: {"send": ...}
+    # wait: {"wait": the wait step's path}; wait_for: {"event", "where", "since", "deadline"};
+    # postponed send: {"postponed": when it was first due}
+    waiting: dict[str, Any] | None = None
     pending: dict[str, Any] | None = None  # {"kind": "coupon"|"webhook", ...}
     trigger_event: dict[str, Any] | None = None  # the event that enrolled the contact (Event.to_dict())
     converted: bool = False

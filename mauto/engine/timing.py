@@ -24,15 +24,35 @@ def local_moment(day: date, at: time, tz: ZoneInfo) -> datetime:
     return datetime.combine(day, at).replace(tzinfo=tz, fold=0).astimezone(timezone.utc).astimezone(tz)
 
 
+def later(moment: datetime, delta: timedelta) -> datetime:
+    """`moment` plus `delta` of elapsed time, in `moment`'s zone.
+
+    A day is 24 hours, across daylight-saving changes too (durations have a fixed length; `wait: {until:
+    "09:00"}` is how a workflow asks for a wall-clock time). Plain `+` on a datetime whose tzinfo is a
+    ZoneInfo adds wall-clock time instead, so the result would depend on how the caller's `now` was zoned.
+    """
+    return (moment.astimezone(timezone.utc) + delta).astimezone(moment.tzinfo)
+
+
 def next_time_of_day(after: datetime, at: time, tz: ZoneInfo, days: tuple[str, ...] | None = None) -> datetime:
-    """The first moment at or after `after` whose local time in `tz` is `at` (on one of `days`, if given)."""
+    """The first moment at or after `after` whose local time in `tz` is `at` (on one of `days`, if given).
+
+    Moments are compared as instants: Python compares two datetimes that share a ZoneInfo by their wall
+    times, which is wrong in the hour that happens twice. A wall time that happens twice counts twice.
+    """
+    instant = after.astimezone(timezone.utc)
     local = after.astimezone(tz)
     day = local.date()
     for _ in range(8 + 7):
         if days is None or DAYS[day.weekday()] in days:
-            candidate = local_moment(day, at, tz)
-            if candidate >= after:
-                return candidate
+            first = local_moment(day, at, tz)
+            candidates = [first]
+            repeat = datetime.combine(day, at).replace(tzinfo=tz, fold=1).astimezone(timezone.utc)
+            if repeat > first.astimezone(timezone.utc):  # the wall time happens twice that day
+                candidates.append(repeat.astimezone(tz))
+            for candidate in candidates:
+                if candidate.astimezone(timezone.utc) >= instant:
+                    return candidate
         day += timedelta(days=1)
     raise ValueError("no allowed day")  # unreachable: days is never empty
 
@@ -89,7 +109,8 @@ def next_allowed(at: datetime, tz: ZoneInfo, rules: SendRules) -> tuple[datetime
 
 def cap_release(at: datetime, sent: list[datetime], cap: Cap) -> datetime | None:
     """None when one more message at `at` keeps within the cap; else the moment a slot frees up."""
-    window = sorted(moment for moment in sent if at - cap.per < moment <= at)
+    start = later(at, -cap.per)
+    window = sorted(moment for moment in sent if start < moment <= at)
     if len(window) < cap.max:
         return None
-    return window[len(window) - cap.max] + cap.per
+    return later(window[len(window) - cap.max], cap.per)

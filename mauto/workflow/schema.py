@@ -20,7 +20,7 @@ from jsonschema.exceptions import ValidationError, relevance
 from mauto.workflow.durations import DurationError, parse_duration
 from mauto.workflow.loader import Document, JsonPath, Pos
 
-SCHEMA_NAMES = ("workflow", "project")
+SCHEMA_NAMES = ("workflow", "project", "scenario")
 
 
 def schema_text(name: str) -> str:
