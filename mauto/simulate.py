@@ -64,6 +64,7 @@ def load_contacts(path: Path, project: Project) -> list[ContactState]:
 
 
 def load_events(path: Path, project: Project, start: datetime, known: set[str]) -> list[Event]:
+    catalogue = project.events
     events = []
     for line, row in read_rows(path):
         missing = [key for key in ("contact", "event", "at") if key not in row]
@@ -77,6 +78,13 @@ def load_events(path: Path, project: Project, start: datetime, known: set[str]) 
         except ValueError as error:
             raise DataError(f"`at`: {error}", str(path), line) from None
         properties = {key: value for key, value in row.items() if key not in EVENT_KEYS}
+        declared = (catalogue or {}).get(str(row["event"])) or {}
+        for name, value in properties.items():
+            if name in declared and declared[name] != "object":
+                try:  # CSV cells are text: give them the catalogue's types
+                    properties[name] = coerce(value, declared[name], project.timezone)
+                except ValueError as error:
+                    raise DataError(f"property `{name}`: {error}", str(path), line) from None
         events.append(Event(contact, str(row["event"]), at, properties,
                             str(row["id"]) if row.get("id") is not None else None))
     events.sort(key=lambda event: event.at)
@@ -84,21 +92,26 @@ def load_events(path: Path, project: Project, start: datetime, known: set[str]) 
 
 
 def load_mapping(path: Path | None, what: str) -> dict:
-    if path is None or not path.exists():
-        return {}
-    rows = read_rows_mapping(path)
-    if not isinstance(rows, dict):
-        raise DataError(f"{what} must be a mapping", str(path), 1, 1)
-    return rows
-
-
-def read_rows_mapping(path: Path) -> Any:
+    """A samples mapping: `coupons` (pool -> list of codes) or `webhooks` (URL -> JSON answer)."""
     from mauto.workflow.loader import YamlError, load
 
+    if path is None or not path.exists():
+        return {}
     try:
-        return load(path).data or {}
+        document = load(path)
     except YamlError as error:
         raise DataError(error.message, str(path), error.line, error.col) from None
+    rows = document.data if document.data is not None else {}
+    if not isinstance(rows, dict):
+        raise DataError(f"{what} must be a mapping", str(path), 1, 1)
+    if what == "coupons":
+        for pool, codes in rows.items():
+            if not (isinstance(codes, list) and all(isinstance(code, (str, int)) for code in codes)):
+                pos = document.pos((pool,))
+                raise DataError(f"coupon pool `{pool}` must be a list of codes (`{pool}: [CODE1, CODE2]`)",
+                                str(path), pos.line, pos.col)
+        return {pool: [str(code) for code in codes] for pool, codes in rows.items()}
+    return rows
 
 
 # --- results ------------------------------------------------------------------------

@@ -439,9 +439,6 @@ def test_text_output_is_the_same_from_csv(project: Path, write_files):
     assert stripped(result.stdout) == EXPECTED_TEXT
 
 
-@pytest.mark.xfail(strict=True, reason="simulate.load_events keeps CSV event properties as text, so `event.total >= "
-                   "20` compares a str with an int and the entry condition fails; fix: coerce each property with its "
-                   "type from the `events:` catalogue (datafiles.coerce), as load_contacts does for fields")
 def test_csv_event_properties_are_typed_by_the_event_catalogue(project: Path, write_files):
     big_order = """
         id: big-order
@@ -746,9 +743,6 @@ def test_a_line_break_in_contact_data_adds_no_header(project: Path, write_files,
         "MIME-Version", "Content-Type"])
 
 
-@pytest.mark.xfail(strict=True, reason="messages.RenderedMessage.write joins the contact id to the folder as is: a "
-                   "contact id `../escaped` writes outside --render DIR; fix: make the id a safe single file-name "
-                   "component (quote `/`, `\\`, `..`) and check the target is inside the folder")
 def test_render_writes_only_inside_its_folder(project: Path, write_files, tmp_path: Path):
     write_files(project, {
         "contacts.yaml": '- {id: "../escaped", email: ann@example.com, first_name: Ann, email_consent: true}\n',
@@ -758,7 +752,8 @@ def test_render_writes_only_inside_its_folder(project: Path, write_files, tmp_pa
     result = run(project, "--render", str(out))
     assert result.exit_code == 0, result.output
     assert not (tmp_path / "render" / "escaped").exists()
-    assert len(list(out.rglob("*.eml"))) == 1
+    written = list((tmp_path / "render").rglob("*.eml"))
+    assert written and all(out in path.parents for path in written)
 
 
 # --- webhooks and coupons from the samples ------------------------------------------------------
@@ -891,9 +886,6 @@ def test_no_coupons_file_means_empty_pools(project: Path, write_files):
         ("enter", "signed_up"), ("failed", "coupon pool WELCOME10 is empty")]
 
 
-@pytest.mark.xfail(strict=True, reason="simulate.Simulation takes `list(codes)` of a pool that is a string, so "
-                   "`WELCOME10: ABC` hands out the codes A, B, C; fix: check in simulate.load_mapping (or Samples) "
-                   "that each pool is a list of strings and raise a DataError at the pool's line")
 def test_a_coupon_pool_that_is_not_a_list_is_an_error(project: Path, write_files):
     write_files(project, {**COUPON_PROJECT, "samples/coupons.yaml": "WELCOME10: ABC\n"})
     result = run(project)
