@@ -109,6 +109,7 @@ class TemplateSet:
         self._analysis_env.tests = _AnyName(self.env.tests)
         self._info: dict[str, TemplateInfo] = {}
         self._strings: dict[tuple[str, str | None], TemplateInfo] = {}
+        self._compiled: dict[str, Any] = {}
 
     def display(self, name: str) -> str:
         path = Path(name) if Path(name).is_absolute() else self.dir / name
@@ -298,9 +299,16 @@ class TemplateSet:
             reason = str(error) if isinstance(error, TemplateError) else f"{type(error).__name__}: {error}"
             raise TemplateProblem(f"cannot render: {reason}", shown, line) from None
 
+    def compiled(self, source: str):
+        """A template string compiled once (subjects and unsubscribe links are rendered for every message)."""
+        template = self._compiled.get(source)
+        if template is None:
+            template = self._compiled[source] = self.env.from_string(source)
+        return template
+
     def render_string(self, source: str, context: dict[str, Any], where: str = "<string>") -> str:
         try:
-            return self.env.from_string(source).render(context)
+            return self.compiled(source).render(context)
         except (TemplateError, ArithmeticError, TypeError, ValueError, AttributeError, KeyError, IndexError,
                 RecursionError) as error:
             reason = str(error) if isinstance(error, TemplateError) else f"{type(error).__name__}: {error}"

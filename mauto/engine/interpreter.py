@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+from functools import lru_cache
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
@@ -21,6 +22,12 @@ from mauto.workflow.until import parse_until
 
 _STRINGS = sandbox()
 MAX_STEPS_PER_RUN = 10_000  # a workflow has no loops; this only guards against a bug
+
+
+@lru_cache(maxsize=4096)
+def _compiled_string(text: str):
+    """A template string of a workflow (`set`, `vars`, task and webhook fields), compiled once."""
+    return _STRINGS.from_string(text)
 
 
 class StepError(Exception):
@@ -537,7 +544,7 @@ class Engine:
     def _render(self, text: Any, scope: Scope) -> Any:
         if not isinstance(text, str) or "{" not in text:
             return text
-        return _STRINGS.from_string(text).render(scope.names())
+        return _compiled_string(text).render(scope.names())
 
     def _render_tree(self, value: Any, scope: Scope) -> Any:
         if isinstance(value, str):

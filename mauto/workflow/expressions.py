@@ -53,8 +53,9 @@ def date_filter(context: Any, value: Any, format: str = "%Y-%m-%d") -> str:
 
 def sandbox(loader: BaseLoader | None = None, autoescape: Any = False) -> SandboxedEnvironment:
     """The one Jinja2 environment shape mauto uses: sandboxed, strict, no globals but ours."""
+    # auto_reload off: a run never sees a template change under it, and checking costs a stat per render
     environment = SandboxedEnvironment(loader=loader, autoescape=autoescape, undefined=StrictUndefined,
-                                       keep_trailing_newline=True)
+                                       keep_trailing_newline=True, auto_reload=False)
     environment.globals.clear()
     environment.filters["date"] = date_filter
     return environment
