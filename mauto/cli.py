@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import os
 import sys
 import traceback
@@ -12,6 +13,7 @@ from typing import Callable, List, Optional
 
 import typer
 from rich.console import Console
+from rich.table import Table
 from rich.text import Text
 
 from mauto import __version__
@@ -278,6 +280,291 @@ def schema(name: SchemaName = typer.Argument(..., help="workflow, project or sce
     from mauto.workflow.schema import schema_text
 
     sys.stdout.write(schema_text(name.value))
+
+
+class DataFormat(str, Enum):
+    csv = "csv"
+    jsonl = "jsonl"
+    yaml = "yaml"
+
+
+class ExportFormat(str, Enum):
+    csv = "csv"
+    jsonl = "jsonl"
+
+
+class ImportKey(str, Enum):
+    id = "id"
+    email = "email"
+
+
+class Channel(str, Enum):
+    email = "email"
+    sms = "sms"
+
+
+db_app = typer.Typer(help="The store (SQLite): create, migrate, describe.", no_args_is_help=True)
+contacts_app = typer.Typer(help="Contacts in the store: import, show, list, unsubscribe, erase, export.",
+                           no_args_is_help=True)
+events_app = typer.Typer(help="Events in the store.", no_args_is_help=True)
+coupons_app = typer.Typer(help="Coupon pools: each code handed out once, ever.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(contacts_app, name="contacts")
+app.add_typer(events_app, name="events")
+app.add_typer(coupons_app, name="coupons")
+
+
+def _store(ctx: typer.Context, project=None, **options):
+    """The project's store (`store:` in mauto.yaml, default mauto.db beside it), on the wall clock."""
+    from mauto.store import Store, store_path
+
+    project = project or _project(ctx)
+    path = store_path(project)
+    return Store(path, shown=project.display(path), **options)
+
+
+def _report_problems(result) -> None:
+    err = _err()
+    for problem in result.problems.kept:
+        err.print(Text(str(problem), style="red"))
+    hidden = result.problems.count - len(result.problems.kept)
+    if hidden:
+        err.print(Text(f"… and {hidden} more bad row{'s' if hidden != 1 else ''}", style="red"))
+
+
+def _finish_load(result, what: str, done: str) -> None:
+    """Problems to stderr, one summary line, exit 1 when nothing was written because of bad rows."""
+    _report_problems(result)
+    count = result.problems.count
+    if not result.committed:
+        _err().print(Text(f"nothing {what}: {count} bad row{'s' if count != 1 else ''} in {result.source} "
+                          "(fix them, or import the good rows with --skip-invalid --rejects FILE)", style="red"))
+        raise typer.Exit(int(ExitCode.FINDINGS))
+    line = f"{result.source}: {done}"
+    if count:
+        line += f"; {count} bad row{'s' if count != 1 else ''} skipped"
+        if result.rejects:
+            line += f", written to {result.rejects}"
+    _out().print(line)
+
+
+@db_app.command("init")
+@handle_errors
+def db_init(ctx: typer.Context) -> None:
+    """Create the store (or bring it to this mauto's schema)."""
+    store = _store(ctx, create=True)
+    with store:
+        if store.applied:
+            _out().print(f"{store.shown}: schema version {store.version} (applied {len(store.applied)} "
+                         f"migration{'s' if len(store.applied) != 1 else ''})")
+        else:
+            _out().print(f"{store.shown}: already at schema version {store.version}")
+
+
+@db_app.command("migrate")
+@handle_errors
+def db_migrate(ctx: typer.Context) -> None:
+    """Apply the pending schema migrations, each in its own transaction."""
+    with _store(ctx, migrate=True) as store:
+        applied = ", ".join(map(str, store.applied)) or "none pending"
+        _out().print(f"{store.shown}: schema version {store.version} (migrations applied: {applied})")
+
+
+@db_app.command("info")
+@handle_errors
+def db_info(
+    ctx: typer.Context,
+    output_format: OutputFormat = typer.Option(OutputFormat.text, "--format", "-f", help="text or json."),
+) -> None:
+    """The store's path, schema version and row counts."""
+    with _store(ctx) as store:
+        info = store.info()
+    if output_format is OutputFormat.json:
+        print(json.dumps(info.to_dict(), indent=2))
+        return
+    out = _out()
+    out.print(f"{info.path}: schema version {info.version} (this mauto: {info.latest}), {info.journal_mode}, "
+              f"{info.size:,} bytes")
+    table = Table("table", "rows")
+    for name, count in info.counts.items():
+        table.add_row(name, f"{count:,}")
+    out.print(table)
+
+
+@contacts_app.command("import")
+@handle_errors
+def contacts_import(
+    ctx: typer.Context,
+    source: str = typer.Argument(..., metavar="FILE", help="CSV, JSON Lines or YAML; - for standard input."),
+    data_format: Optional[DataFormat] = typer.Option(None, "--format", "-f",
+                                                     help="csv, jsonl or yaml (default: from the file's suffix)."),
+    key: ImportKey = typer.Option(ImportKey.id, "--key", help="Match rows to contacts by id or by email."),
+    skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Import the good rows even if some are bad."),
+    rejects: Optional[Path] = typer.Option(None, "--rejects", metavar="FILE",
+                                           help="Write the bad rows here, with their line and reason."),
+) -> None:
+    """Upsert contacts; with any bad row nothing is written (each reported as file:line: reason)."""
+    from mauto.store.contacts import import_contacts
+
+    project = _project(ctx)
+    with _store(ctx, project) as store:
+        result = import_contacts(store, source, fields=project.contact_fields, zone=project.timezone,
+                                 fmt=data_format.value if data_format else None, key=key.value,
+                                 skip_invalid=skip_invalid, rejects=rejects)
+    _finish_load(result, "imported", f"{result.created:,} created, {result.updated:,} updated, "
+                                     f"{result.unchanged:,} unchanged")
+
+
+@contacts_app.command("show")
+@handle_errors
+def contacts_show(
+    ctx: typer.Context,
+    contact_id: str = typer.Argument(..., metavar="ID"),
+    output_format: OutputFormat = typer.Option(OutputFormat.text, "--format", "-f", help="text or json."),
+) -> None:
+    """A contact's fields, latest events and suppressed channels."""
+    from mauto.store.contacts import show_contact
+
+    with _store(ctx) as store:
+        shown = show_contact(store, contact_id)
+    if output_format is OutputFormat.json:
+        print(json.dumps(shown, indent=2, ensure_ascii=False))
+        return
+    out = _out()
+    fields = Table("field", "value", title=f"contact {contact_id}")
+    for name, value in shown["contact"].items():
+        fields.add_row(name, value if isinstance(value, str) else json.dumps(value, ensure_ascii=False))
+    fields.add_row("suppressed", ", ".join(shown["suppressed"]) or "-")
+    out.print(fields)
+    events = Table("at", "event", "id", "properties",
+                   title=f"latest {len(shown['events'])} of {shown['event_count']} events")
+    for event in shown["events"]:
+        events.add_row(event["at"], event["name"], event["id"] or "",
+                       json.dumps(event["properties"], ensure_ascii=False))
+    out.print(events)
+
+
+@contacts_app.command("list")
+@handle_errors
+def contacts_list(
+    ctx: typer.Context,
+    where: Optional[str] = typer.Option(None, "--where", metavar="EXPR",
+                                        help="A mauto expression on `contact` (and `now`), e.g. \"'vip' in contact.tags\"."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="At most this many contacts."),
+    output_format: OutputFormat = typer.Option(OutputFormat.text, "--format", "-f", help="text or json."),
+) -> None:
+    """Contacts in id order, those matching --where."""
+    from mauto.store.contacts import iter_contacts
+
+    project = _project(ctx)
+    with _store(ctx, project) as store:
+        contacts = list(iter_contacts(store, project.contact_fields, project.timezone, where, limit))
+    if output_format is OutputFormat.json:
+        print(json.dumps(contacts, indent=2, ensure_ascii=False))
+        return
+    table = Table()
+    table.add_column("id", no_wrap=True, min_width=max((len(str(c["id"])) for c in contacts), default=2))
+    for name in ("email", "phone", "consent"):
+        table.add_column(name, no_wrap=True)
+    table.add_column("fields (all: contacts show ID)", no_wrap=True, overflow="ellipsis", max_width=34)
+    for contact in contacts:
+        others = {name: value for name, value in contact.items()
+                  if name not in ("id", "email", "phone", "email_consent", "sms_consent", "created_at", "updated_at")}
+        consent = ", ".join(channel for channel in ("email", "sms") if contact[f"{channel}_consent"]) or "none"
+        table.add_row(contact["id"], contact.get("email") or "", contact.get("phone") or "", consent,
+                      " ".join(f"{name}={value}" for name, value in others.items()))
+    out = _out()
+    out.print(table)
+    out.print(f"{len(contacts):,} contact{'s' if len(contacts) != 1 else ''}")
+
+
+@contacts_app.command("unsubscribe")
+@handle_errors
+def contacts_unsubscribe(
+    ctx: typer.Context,
+    contact_id: str = typer.Argument(..., metavar="ID"),
+    channel: Channel = typer.Option(Channel.email, "--channel", help="email or sms."),
+) -> None:
+    """Consent off for a channel and the address on the suppression list."""
+    from mauto.store.contacts import unsubscribe
+
+    with _store(ctx) as store:
+        done = unsubscribe(store, contact_id, channel.value)
+    note = "" if done["address"] else f" (no {channel.value} address to suppress)"
+    _out().print(f"{contact_id}: unsubscribed from {channel.value}{note}")
+
+
+@contacts_app.command("erase")
+@handle_errors
+def contacts_erase(
+    ctx: typer.Context,
+    contact_id: str = typer.Argument(..., metavar="ID"),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+) -> None:
+    """Erase a contact on request: personal data removed, anonymous counts kept, addresses suppressed as hashes."""
+    from mauto.store.contacts import erase
+
+    if not yes:
+        typer.confirm(f"Erase contact {contact_id}? This cannot be undone", abort=True)
+    with _store(ctx) as store:
+        done = erase(store, contact_id)
+    suppressed = ", ".join(done["suppressed"]) or "no addresses"
+    _out().print(f"{contact_id}: erased; {done['events_kept']:,} events kept without their properties; "
+                 f"suppressed: {suppressed}")
+
+
+@contacts_app.command("export")
+@handle_errors
+def contacts_export(
+    ctx: typer.Context,
+    export_format: ExportFormat = typer.Option(ExportFormat.csv, "--format", "-f", help="csv or jsonl."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", metavar="FILE", help="Default: standard output."),
+) -> None:
+    """Every contact (erased ones left out), as CSV or JSON Lines."""
+    from mauto.store.contacts import export_contacts
+
+    project = _project(ctx)
+    with _store(ctx, project) as store:
+        if output is None:
+            export_contacts(store, sys.stdout, export_format.value, project.contact_fields)
+            return
+        with output.open("w", encoding="utf-8", newline="") as handle:
+            count = export_contacts(store, handle, export_format.value, project.contact_fields)
+    _err().print(f"wrote {count:,} contact{'s' if count != 1 else ''} to {output}")
+
+
+@events_app.command("ingest")
+@handle_errors
+def events_ingest(
+    ctx: typer.Context,
+    source: str = typer.Argument(..., metavar="FILE", help="JSON Lines; - for standard input."),
+    skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Store the good lines even if some are bad."),
+    rejects: Optional[Path] = typer.Option(None, "--rejects", metavar="FILE",
+                                           help="Write the bad lines here, with their line and reason."),
+) -> None:
+    """Store events (contact, event, at, id, properties); an event id already stored is skipped."""
+    from mauto.store.events import ingest_events
+
+    project = _project(ctx)
+    with _store(ctx, project) as store:
+        result = ingest_events(store, source, catalogue=project.events, zone=project.timezone,
+                               skip_invalid=skip_invalid, rejects=rejects)
+    _finish_load(result, "stored", f"{result.stored:,} stored, {result.duplicates:,} already stored")
+
+
+@coupons_app.command("load")
+@handle_errors
+def coupons_load(
+    ctx: typer.Context,
+    pool: str = typer.Argument(..., metavar="POOL"),
+    source: Path = typer.Argument(..., metavar="FILE", help="One code a line, or a CSV with a `code` column."),
+) -> None:
+    """Add codes to a pool; codes already loaded keep their state."""
+    from mauto.store.coupons import load_coupons
+
+    with _store(ctx) as store:
+        result = load_coupons(store, pool, source)
+    _out().print(f"{pool}: {result.added:,} codes added, {result.read - result.added:,} already loaded")
 
 
 def main() -> None:

@@ -1,0 +1,142 @@
+"""Rows in (streamed, with line numbers, bad lines kept as problems) and rejected rows out."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import yaml
+
+from mauto.datafiles import DataError, data_format, read_rows
+
+BATCH_SIZE = 2000  # rows read, checked and written together
+MAX_PROBLEMS = 100  # problems kept (and shown); the rest are counted
+
+
+def shown_name(source: str | Path) -> str:
+    return "<stdin>" if str(source) == "-" else str(source)
+
+
+def source_format(source: str | Path, fmt: str | None) -> str:
+    if fmt:
+        return fmt
+    if str(source) == "-":
+        raise DataError("reading standard input: say its format with --format csv|jsonl|yaml")
+    return data_format(source)
+
+
+def rows(source: str | Path, fmt: str) -> Iterator[tuple[int, dict[str, Any] | DataError]]:
+    """(line, row) for each row, or (line, DataError) for a JSON line that is not an object, so that reading
+    goes on after it. CSV and JSON Lines stream; YAML is parsed whole."""
+    shown = shown_name(source)
+    if fmt != "jsonl":
+        yield from read_rows(source, fmt)
+        return
+    if str(source) == "-":
+        stream = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8-sig")
+    else:
+        try:
+            stream = open(source, encoding="utf-8-sig")
+        except OSError as error:
+            raise DataError(f"cannot read: {error.strerror}", shown) from None
+    with stream:
+        for number, text in enumerate(stream, start=1):
+            if not text.strip():
+                continue
+            try:
+                row = json.loads(text)
+            except json.JSONDecodeError as error:
+                yield number, DataError(f"invalid JSON: {error.msg}", shown, number, error.colno)
+                continue
+            if not isinstance(row, dict):
+                yield number, DataError("each line must be a JSON object", shown, number, 1)
+                continue
+            yield number, row
+
+
+def batches(source: str | Path, fmt: str, size: int = BATCH_SIZE) -> Iterator[list[tuple[int, Any]]]:
+    batch: list[tuple[int, Any]] = []
+    for item in rows(source, fmt):
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+@dataclass
+class Problems:
+    """The bad rows of one file: the first MAX_PROBLEMS kept, all counted."""
+
+    limit: int = MAX_PROBLEMS
+    kept: list[DataError] = field(default_factory=list)
+    count: int = 0
+
+    def add(self, problem: DataError) -> None:
+        self.count += 1
+        if len(self.kept) < self.limit:
+            self.kept.append(problem)
+
+
+class Rejects:
+    """Bad rows written aside in the input's format, each with `_line` and `_error`.
+
+    CSV rows are spooled as JSON Lines first (their columns are known only at the end), so
+    memory stays flat however many rows are rejected."""
+
+    def __init__(self, path: Path, fmt: str) -> None:
+        self.path = path
+        self.fmt = fmt
+        self.count = 0
+        self._columns: dict[str, None] = {}
+        try:
+            self._out = tempfile.TemporaryFile("w+", encoding="utf-8") if fmt == "csv" else \
+                open(path, "w", encoding="utf-8", newline="")
+        except OSError as error:
+            raise DataError(f"cannot write: {error.strerror}", str(path)) from None
+
+    def write(self, line: int, row: dict[str, Any] | None, reason: str) -> None:
+        record = {**(row or {}), "_line": line, "_error": reason}
+        self.count += 1
+        if self.fmt == "yaml":
+            self._out.write(yaml.safe_dump([_plain(record)], allow_unicode=True, sort_keys=False,
+                                           default_flow_style=None, width=1_000_000))
+            return
+        for key in record:
+            self._columns.setdefault(key, None)
+        self._out.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+
+    def close(self) -> None:
+        if self.fmt != "csv":
+            self._out.close()
+            return
+        self._out.seek(0)
+        columns = [key for key in self._columns if key not in ("_line", "_error")] + ["_line", "_error"]
+        try:
+            with open(self.path, "w", encoding="utf-8", newline="") as handle:
+                writer = csv.DictWriter(handle, columns)
+                writer.writeheader()
+                for text in self._out:
+                    writer.writerow({key: _cell(value) for key, value in json.loads(text).items()})
+        except OSError as error:
+            raise DataError(f"cannot write: {error.strerror}", str(self.path)) from None
+        finally:
+            self._out.close()
+
+
+def _plain(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, list):
+        return ";".join(map(str, value))
+    if isinstance(value, dict):
+        return json.dumps(value, ensure_ascii=False)
+    return value

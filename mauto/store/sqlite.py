@@ -1,0 +1,205 @@
+"""The SQLite store: one file, WAL mode, foreign keys on, a busy timeout, versioned schema."""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import sqlite3
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from sqlite_utils import Database
+
+from mauto.errors import ExitCode, MautoError
+from mauto.store import migrations
+
+Clock = Callable[[], datetime]
+TABLES = ("contacts", "events", "coupons", "suppressions")
+DEFAULT_TIMEOUT = 5.0  # seconds a write waits for another writer before giving up
+
+
+class StoreError(MautoError):
+    """The store cannot be used as it is: missing, not a mauto store, too new, needs a migration."""
+
+    exit_code = ExitCode.USAGE
+
+
+class StoreLocked(StoreError):
+    """Another process holds the database longer than the busy timeout."""
+
+    exit_code = ExitCode.FINDINGS
+
+
+class Rollback(Exception):
+    """Raised inside `Store.transaction()` to undo the transaction without an error."""
+
+
+def wall_clock() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def stamp(moment: datetime) -> str:
+    """A time as the store keeps it: UTC, ISO 8601, fixed width, so that text order is time order."""
+    if moment.tzinfo is None:
+        raise ValueError(f"naive time {moment!r}: the store needs times with an offset")
+    return moment.astimezone(timezone.utc).isoformat(timespec="microseconds")
+
+
+def normalise_address(address: str, channel: str) -> str:
+    """An email lower-cased and trimmed; a phone number as its digits with a leading +."""
+    address = address.strip()
+    if channel == "sms":
+        return ("+" if address.startswith("+") else "") + "".join(ch for ch in address if ch.isdigit())
+    return address.lower()
+
+
+def address_hash(address: str, channel: str) -> str:
+    return hashlib.sha256(normalise_address(address, channel).encode("utf-8")).hexdigest()
+
+
+@dataclass
+class StoreInfo:
+    path: str
+    version: int
+    latest: int
+    journal_mode: str
+    size: int
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "schema_version": self.version, "latest_version": self.latest,
+                "journal_mode": self.journal_mode, "size_bytes": self.size, "rows": self.counts}
+
+
+class Store:
+    """A mauto store in one SQLite file.
+
+    Opening checks the schema version before anything is written: a file from a newer
+    mauto is refused untouched; an older one must be migrated (`migrate=True`, or
+    `mauto db migrate`). `now` is the caller's clock: every timestamp the store writes
+    comes from it.
+    """
+
+    def __init__(self, path: str | Path, now: Clock | None = None, *, create: bool = False,
+                 migrate: bool = False, timeout: float = DEFAULT_TIMEOUT, shown: str | None = None) -> None:
+        self.path = Path(path)
+        self.shown = shown or str(path)
+        self.now = now or wall_clock
+        self.timeout = timeout
+        self.applied: list[int] = []  # migrations applied by this object
+        if str(path) != ":memory:" and not self.path.exists():
+            if not create:
+                raise StoreError("no store here; create it with `mauto db init`", self.shown)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        connection = sqlite3.connect(str(path), timeout=timeout)
+        self.db = Database(connection, execute_plugins=False)
+        try:
+            with self.guard():
+                self.version = self._user_version()
+                if self.version > migrations.latest():
+                    raise StoreError(f"this store has schema version {self.version}, written by a newer mauto; "
+                                     f"this mauto knows versions up to {migrations.latest()}. Upgrade mauto; "
+                                     "the file was not changed", self.shown)
+                if self.version < migrations.latest() and not (migrate or create):
+                    raise StoreError(f"this store has schema version {self.version}; this mauto needs "
+                                     f"{migrations.latest()}: run `mauto db migrate`", self.shown)
+                # Only now, knowing the file is ours, may anything be written to it.
+                self.db.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+                if str(path) != ":memory:":
+                    self.db.execute("PRAGMA journal_mode = WAL")
+                self.db.execute("PRAGMA foreign_keys = ON")
+                if self.version < migrations.latest():
+                    self.migrate()
+        except BaseException:
+            connection.close()
+            raise
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _user_version(self) -> int:
+        return self.db.execute("PRAGMA user_version").fetchone()[0]
+
+    def migrate(self) -> list[int]:
+        """Apply the pending migrations, each in its own transaction with its version number."""
+        applied = []
+        for version in migrations.pending(self._user_version()):
+            with self.transaction():
+                migrations.MIGRATIONS[version](self.db)
+                self.db.execute(f"PRAGMA user_version = {int(version)}")
+            applied.append(version)
+        self.applied.extend(applied)
+        self.version = self._user_version()
+        return applied
+
+    @contextlib.contextmanager
+    def guard(self) -> Iterator[None]:
+        """SQLite's errors as messages about this file."""
+        try:
+            yield
+        except sqlite3.OperationalError as error:
+            text = str(error)
+            if "locked" in text or "busy" in text:
+                raise StoreLocked(f"the store is locked: another mauto (or another program) is using it and "
+                                  f"did not finish within {self.timeout:g}s; try again when it has finished",
+                                  self.shown) from None
+            raise StoreError(f"SQLite: {text}", self.shown) from None
+        except sqlite3.DatabaseError as error:
+            text = str(error)
+            if "not a database" in text or "malformed" in text:
+                raise StoreError(f"not a mauto store (SQLite: {text})", self.shown) from None
+            raise StoreError(f"SQLite: {text}", self.shown) from None
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Database]:
+        """One write transaction, taken at once (BEGIN IMMEDIATE) so that a second writer waits at the start,
+        never half-way; committed at the end, rolled back on any exception (`Rollback` is swallowed)."""
+        with self.guard():
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                with self.db.conn:  # commits, or rolls back on an exception
+                    yield self.db
+            except Rollback:
+                pass
+
+    def stamp(self) -> str:
+        return stamp(self.now())
+
+    # --- reading -----------------------------------------------------------------------
+
+    def info(self) -> StoreInfo:
+        with self.guard():
+            counts = {table: self.db.execute(f"SELECT count(*) FROM [{table}]").fetchone()[0]
+                      for table in TABLES if self.db[table].exists()}
+            mode = self.db.execute("PRAGMA journal_mode").fetchone()[0]
+        size = os.path.getsize(self.path) if self.path.exists() else 0
+        return StoreInfo(self.shown, self.version, migrations.latest(), mode, size, counts)
+
+    def is_suppressed(self, address: str, channel: str) -> bool:
+        with self.guard():
+            row = self.db.execute("SELECT 1 FROM suppressions WHERE address_hash = ? AND channel = ?",
+                                  [address_hash(address, channel), channel]).fetchone()
+        return row is not None
+
+    def suppress(self, address: str, channel: str, reason: str) -> bool:
+        """Put an address on the suppression list (inside the caller's transaction); False if it already was."""
+        before = self.db.conn.total_changes
+        self.db.execute("INSERT OR IGNORE INTO suppressions (address_hash, channel, reason, at) VALUES (?, ?, ?, ?)",
+                        [address_hash(address, channel), channel, reason, self.stamp()])
+        return self.db.conn.total_changes > before
+
+
+def store_path(project: Any) -> Path:
+    """The project's store file: `store:` in mauto.yaml, relative to it (default `mauto.db`)."""
+    configured = project.data.get("store")
+    return project.root / (configured if isinstance(configured, str) and configured else "mauto.db")

@@ -1,0 +1,138 @@
+"""The store's commands through typer's CliRunner (registered on a local app until pasted into cli.py)."""
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from mauto.cli import app
+
+pytestmark = pytest.mark.usefixtures("cli_environment")
+
+MAUTO_YAML = """timezone: Europe/Paris
+store: data/mauto.db
+contact_fields:
+  first_name: string
+  birthday: date
+events:
+  signed_up: {source: string}
+"""
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    (tmp_path / "mauto.yaml").write_text(MAUTO_YAML)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def run(*args: str, input: str | None = None):
+    return CliRunner().invoke(app, list(args), input=input)
+
+
+def test_db_init_info_migrate(project: Path) -> None:
+    result = run("db", "info")
+    assert (result.exit_code, result.stderr) == (2, "data/mauto.db: no store here; create it with `mauto db init`\n")
+    result = run("db", "init")
+    assert (result.exit_code, result.stdout) == (0, "data/mauto.db: schema version 1 (applied 1 migration)\n")
+    assert run("db", "init").stdout == "data/mauto.db: already at schema version 1\n"
+    assert run("db", "migrate").stdout == "data/mauto.db: schema version 1 (migrations applied: none pending)\n"
+    info = json.loads(run("db", "info", "--format", "json").stdout)
+    assert (info["path"], info["schema_version"], info["rows"]) == (
+        "data/mauto.db", 1, {"contacts": 0, "events": 0, "coupons": 0, "suppressions": 0})
+    text = run("db", "info").stdout
+    assert text.startswith("data/mauto.db: schema version 1 (this mauto: 1), wal, ") and "contacts" in text
+
+
+def test_import_bad_line_7_then_skip_invalid(project: Path) -> None:
+    run("db", "init")
+    rows = ["id,first_name,birthday"] + [f"c{n},N{n},1990-01-0{n}" for n in range(1, 6)] + ["c6,Fay,1990-02-30"]
+    (project / "c.csv").write_text("\n".join(rows) + "\n")
+    result = run("contacts", "import", "c.csv")
+    assert result.exit_code == 1
+    assert result.stderr == ("c.csv:7: field `birthday`: `1990-02-30` is not a date (YYYY-MM-DD)\n"
+                             "nothing imported: 1 bad row in c.csv (fix them, or import the good rows with "
+                             "--skip-invalid --rejects FILE)\n")
+    assert json.loads(run("db", "info", "-f", "json").stdout)["rows"]["contacts"] == 0
+    result = run("contacts", "import", "c.csv", "--skip-invalid", "--rejects", "bad.csv")
+    assert (result.exit_code, result.stdout) == (
+        0, "c.csv: 5 created, 0 updated, 0 unchanged; 1 bad row skipped, written to bad.csv\n")
+    assert (project / "bad.csv").read_text().splitlines()[1].startswith("c6,Fay,1990-02-30,7,")
+
+
+def test_import_from_stdin_and_show_list_export(project: Path) -> None:
+    run("db", "init")
+    result = run("contacts", "import", "-", "--format", "jsonl",
+                 input='{"id": "c1", "email": "ann@example.com", "first_name": "Ann", "tags": ["vip"]}\n'
+                       '{"id": "c2", "email": "bob@example.com"}\n')
+    assert (result.exit_code, result.stdout) == (0, "<stdin>: 2 created, 0 updated, 0 unchanged\n")
+    listed = json.loads(run("contacts", "list", "--where", "'vip' in contact.tags", "-f", "json").stdout)
+    assert [contact["id"] for contact in listed] == ["c1"]
+    assert "1 contact" in run("contacts", "list", "--limit", "1").stdout
+    shown = json.loads(run("contacts", "show", "c1", "-f", "json").stdout)
+    assert shown["contact"]["first_name"] == "Ann" and shown["event_count"] == 1
+    assert run("contacts", "show", "ghost").stderr == "data/mauto.db: no contact `ghost`\n"
+    exported = run("contacts", "export", "--format", "jsonl").stdout.splitlines()
+    assert [json.loads(line)["id"] for line in exported] == ["c1", "c2"]
+    bad = run("contacts", "list", "--where", "contact.(")
+    assert bad.exit_code == 2 and bad.stderr.startswith("--where: ")
+
+
+def test_events_ingest_unsubscribe_erase_coupons(project: Path) -> None:
+    run("db", "init")
+    run("contacts", "import", "-", "-f", "jsonl", input='{"id": "c1", "email": "ann@example.com"}\n')
+    (project / "e.jsonl").write_text(
+        '{"id": "e1", "contact": "c1", "event": "signed_up", "at": "2026-11-20T10:00:00", "source": "ads"}\n'
+        '{"id": "e1", "contact": "c1", "event": "signed_up", "at": "2026-11-20T10:00:00", "source": "ads"}\n'
+        '{"contact": "nobody", "event": "signed_up", "at": "2026-11-20T10:00:00"}\n')
+    result = run("events", "ingest", "e.jsonl")
+    assert (result.exit_code, result.stderr.splitlines()[0]) == (1, "e.jsonl:3: unknown contact `nobody`")
+    result = run("events", "ingest", "e.jsonl", "--skip-invalid")
+    assert result.stdout == "e.jsonl: 1 stored, 1 already stored; 1 bad row skipped\n"
+    assert run("contacts", "unsubscribe", "c1").stdout == "c1: unsubscribed from email\n"
+    assert run("contacts", "unsubscribe", "c1", "--channel", "sms").stdout == \
+        "c1: unsubscribed from sms (no sms address to suppress)\n"
+    (project / "codes.txt").write_text("A\nB\n")
+    assert run("coupons", "load", "welcome", "codes.txt").stdout == "welcome: 2 codes added, 0 already loaded\n"
+    assert run("coupons", "load", "welcome", "codes.txt").stdout == "welcome: 0 codes added, 2 already loaded\n"
+    result = run("contacts", "erase", "c1", "--yes")
+    assert result.stdout == "c1: erased; 4 events kept without their properties; suppressed: email\n"
+    assert run("contacts", "erase", "c1", input="n\n").exit_code == 1  # asks first
+
+
+def test_locked_store_is_a_message_not_a_traceback(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mauto.store import sqlite as store_sqlite
+
+    run("db", "init")
+    monkeypatch.setattr(store_sqlite, "DEFAULT_TIMEOUT", 0.1)
+    monkeypatch.setattr(store_sqlite.Store.__init__, "__kwdefaults__",
+                        {**store_sqlite.Store.__init__.__kwdefaults__, "timeout": 0.1})
+    (project / "c.csv").write_text("id\nc1\n")
+    holder = sqlite3.connect(project / "data" / "mauto.db", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        result = run("contacts", "import", "c.csv")
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert result.exit_code == 1
+    assert result.stderr == ("data/mauto.db: the store is locked: another mauto (or another program) is using it "
+                             "and did not finish within 0.1s; try again when it has finished\n")
+    assert "Traceback" not in result.output
+
+
+def test_newer_store_is_refused(project: Path) -> None:
+    run("db", "init")
+    path = project / "data" / "mauto.db"
+    connection = sqlite3.connect(path)
+    connection.execute("PRAGMA user_version = 42")
+    connection.commit()
+    connection.close()
+    before = path.read_bytes()
+    result = run("db", "migrate")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("data/mauto.db: this store has schema version 42, written by a newer mauto")
+    assert path.read_bytes() == before
