@@ -19,17 +19,34 @@ def expression(source: str) -> Expression:
 
 
 class Scope:
-    """Builds the evaluation names for one contact at one moment."""
+    """Builds the evaluation names for one contact at one moment.
 
-    def __init__(self, contact: ContactState, contact_record: Record, now: datetime, entered_at: datetime | None,
-                 vars: dict[str, Any], event: Record | None, zone_name: str) -> None:
+    `contact_record` and `event` may be given as zero-argument callables: most steps (waits, sends without
+    vars) evaluate nothing, so the records are built only when a name is first asked for.
+    """
+
+    def __init__(self, contact: ContactState, contact_record: Record | Callable[[], Record], now: datetime,
+                 entered_at: datetime | None, vars: dict[str, Any], event: Record | Callable[[], Record | None] | None,
+                 zone_name: str) -> None:
         self.contact = contact
-        self.contact_record = contact_record
+        self._contact_record = contact_record
         self.now = now
         self.entered_at = entered_at
         self.vars = vars
-        self.event = event
+        self._event = event
         self.zone_name = zone_name
+
+    @property
+    def contact_record(self) -> Record:
+        if callable(self._contact_record) and not isinstance(self._contact_record, Record):
+            self._contact_record = self._contact_record()
+        return self._contact_record
+
+    @property
+    def event(self) -> Record | None:
+        if callable(self._event) and not isinstance(self._event, Record):
+            self._event = self._event()
+        return self._event
 
     def names(self, event: Record | None = None) -> dict[str, Any]:
         return {

@@ -157,10 +157,15 @@ class Engine:
 
     def scope(self, workflow: Workflow, contact: ContactState, now: datetime, entered_at: datetime | None,
               vars: dict[str, Any], event: Event | dict | None) -> Scope:
-        if isinstance(event, dict):
-            event = Event.from_dict(event)
-        return Scope(contact, contact.record(self.settings.contact_fields), now, entered_at, vars,
-                     event.record() if event is not None else None, self.zone_name(workflow, contact))
+        declared = self.settings.contact_fields
+
+        def event_record() -> Record | None:
+            if event is None:
+                return None
+            return (Event.from_dict(event) if isinstance(event, dict) else event).record()
+
+        return Scope(contact, lambda: contact.record(declared), now, entered_at, vars, event_record,
+                     self.zone_name(workflow, contact))
 
     def admits(self, workflow: Workflow, contact: ContactState, at: datetime,
                event: Event | None) -> tuple[bool, str | None]:
