@@ -123,6 +123,8 @@ class MessageRenderer:
         data = project.data
         self.sender = data.get("sender") or {}
         self.unsubscribe_template = data.get("unsubscribe_url")
+        slot = re.fullmatch(r"([^{}]*)\{\{\s*token\s*\}\}([^{}]*)", self.unsubscribe_template or "")
+        self._token_slot = slot.groups() if slot else None
         env_name = data.get("unsubscribe_secret_env")
         self.secret = secret or (os.environ.get(env_name) if env_name else None) or SIMULATION_SECRET
 
@@ -136,8 +138,11 @@ class MessageRenderer:
         unsubscribe_url = ""
         if self.unsubscribe_template:
             token = unsubscribe_token(contact.id, channel, self.secret)
-            unsubscribe_url = self.templates.render_string(self.unsubscribe_template, {"token": token},
-                                                           "mauto.yaml unsubscribe_url")
+            if self._token_slot is not None:  # the usual `https://…/{{ token }}`: no template to run
+                unsubscribe_url = self._token_slot[0] + token + self._token_slot[1]
+            else:
+                unsubscribe_url = self.templates.render_string(self.unsubscribe_template, {"token": token},
+                                                               "mauto.yaml unsubscribe_url")
         names["unsubscribe_url"] = unsubscribe_url
         fields = contact.fields
         common = dict(channel=channel, contact=contact.id, at=effect.at, workflow=effect.workflow, step=effect.step,
