@@ -27,7 +27,7 @@ from mauto.datafiles import DataError, coerce, parse_time
 from mauto.engine.interpreter import Program, path_key
 from mauto.engine.records import BUILTIN_DEFAULTS, ContactState, Event
 from mauto.engine.state import LogEntry
-from mauto.engine.timing import zone
+from mauto.engine.timing import contact_zone, zone
 from mauto.errors import MautoError, UsageError, YamlError
 from mauto.messages import MessageRenderer
 from mauto.report import _local_times, _what
@@ -582,14 +582,7 @@ class _Loader:
 
 def _contact_zone(contact: ContactState, project: Project) -> str:
     """The contact's own zone, else the project's: the zone a contact's times are shown in."""
-    own = contact.fields.get("timezone")
-    if isinstance(own, str) and own:
-        try:
-            zone(own)
-            return own
-        except (KeyError, ValueError, OSError):
-            pass
-    return project.timezone
+    return contact_zone(contact.fields, project.timezone)
 
 
 # --- schema problems, in words --------------------------------------------------------------------------

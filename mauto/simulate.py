@@ -11,7 +11,7 @@ import itertools
 import json
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -19,12 +19,12 @@ from mauto.config import Project
 from mauto.datafiles import DataError, coerce, parse_time, read_rows
 from mauto.engine.interpreter import Engine, Settings
 from mauto.engine.records import ContactState, Event
-from mauto.engine.state import ENDED, PENDING, Enrollment, LogEntry, Outcome
-from mauto.engine.timing import local_moment, zone
+from mauto.engine.state import PENDING, Enrollment, LogEntry, Outcome
+from mauto.engine.timing import zone
 from mauto.engine.triggers import date_occurrences, schedule_fires
 from mauto.errors import MautoError
 from mauto.messages import MessageRenderer, RenderedMessage
-from mauto.workflow.durations import parse_duration, parse_time_of_day
+from mauto.workflow.durations import parse_duration
 from mauto.workflow.model import Workflow
 
 EVENT_KEYS = ("contact", "event", "at", "id")

@@ -10,7 +10,6 @@ template that extends another.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any
 from jinja2 import FileSystemLoader, TemplateError, TemplateNotFound, TemplateSyntaxError, meta, nodes, select_autoescape
 
 from mauto.errors import MautoError, YamlError
-from mauto.workflow.expressions import mask_strings, sandbox
+from mauto.workflow.expressions import mask_strings, record_attribute, sandbox
 from mauto.workflow.loader import Document, Pos, parse
 
 EXTENSIONS = {"email": ".email.html", "sms": ".sms.txt"}
@@ -233,18 +232,11 @@ class TemplateSet:
         for name in tree.find_all(nodes.Name):
             if name.ctx == "load" and name.name in undeclared and name.name not in info.names:
                 info.names[name.name] = place(name, name.name)
+        buckets = {"contact": info.contact_fields, "event": info.event_properties, "vars": info.vars}
         for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
-            target = node.node
-            if not (isinstance(target, nodes.Name) and target.name in ("contact", "event", "vars")):
-                continue
-            if isinstance(node, nodes.Getattr):
-                attribute = node.attr
-            elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
-                attribute = node.arg.value
-            else:
-                continue
-            bucket = {"contact": info.contact_fields, "event": info.event_properties, "vars": info.vars}[target.name]
-            bucket.setdefault(attribute, place(node, attribute))
+            found = record_attribute(node)
+            if found is not None:
+                buckets[found[0]].setdefault(found[1], place(node, found[1]))
         for node in tree.find_all(nodes.Filter):
             info.filters.setdefault(node.name, place(node, node.name))
         for node in tree.find_all(nodes.Test):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import hashlib
 from functools import lru_cache
-from datetime import date, datetime, time, timedelta
+from datetime import datetime, time, timedelta
 from typing import Any
 
 from jinja2 import TemplateError
@@ -14,7 +14,7 @@ from mauto.engine.records import ContactState, Event, Record, SentMessage, jsona
 from mauto.engine.state import (ACTIVE, COMPLETED, CONVERTED, EXITED, FAILED, PENDING, WAITING_EVENT, Effect,
                                 Enrollment, LogEntry, Outcome)
 from mauto.engine.timing import (Cap, QuietHours, SendRules, cap_release, later, local_moment, next_allowed,
-                                 next_time_of_day, zone)
+                                 contact_zone, next_time_of_day, zone)
 from mauto.workflow.durations import parse_duration, parse_time_of_day
 from mauto.workflow.expressions import sandbox
 from mauto.workflow.model import Step, Workflow
@@ -144,14 +144,7 @@ class Engine:
 
     def contact_zone(self, contact: ContactState) -> str:
         """The contact's own zone when it is a real one, else the project's."""
-        own = contact.fields.get("timezone")
-        if isinstance(own, str) and own:
-            try:
-                zone(own)
-                return own
-            except (KeyError, ValueError, OSError):
-                pass
-        return self.settings.timezone
+        return contact_zone(contact.fields, self.settings.timezone)
 
     # --- entry ----------------------------------------------------------------
 

@@ -14,6 +14,18 @@ def zone(name: str) -> ZoneInfo:
     return ZoneInfo(name)
 
 
+def contact_zone(fields: dict, default: str) -> str:
+    """The zone a contact's times are computed and shown in: their own when it is a real zone, else `default`."""
+    own = fields.get("timezone")
+    if isinstance(own, str) and own:
+        try:
+            zone(own)
+            return own
+        except (KeyError, ValueError, OSError):
+            pass
+    return default
+
+
 def local_moment(day: date, at: time, tz: ZoneInfo) -> datetime:
     """`day` at `at` in `tz`, as an aware datetime, normalised.
 

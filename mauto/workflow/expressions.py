@@ -191,6 +191,21 @@ def _find(source: str, pattern: str, start: int = 0) -> int:
     return match.start() + start if match else -1
 
 
+RECORDS = ("contact", "event", "vars")
+
+
+def record_attribute(node: nodes.Node) -> tuple[str, str] | None:
+    """("contact", "first_name") for `contact.first_name` or `contact['first_name']`; None for anything else."""
+    target = getattr(node, "node", None)
+    if not (isinstance(target, nodes.Name) and target.name in RECORDS):
+        return None
+    if isinstance(node, nodes.Getattr):
+        return target.name, node.attr
+    if isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+        return target.name, node.arg.value
+    return None
+
+
 def _nodes(tree: nodes.Node, types: Any):
     """`tree` itself and every node under it of these types (Jinja2's find_all skips the root)."""
     if isinstance(tree, types):
@@ -213,20 +228,15 @@ def analyse(tree: nodes.Node, source: str) -> list[Use]:
             uses.append(Use("call", name, offset))
             uses.extend(_call_arguments(name, call, raw, offset))
     for node in _nodes(tree, (nodes.Getattr, nodes.Getitem)):
-        target = node.node
-        if not (isinstance(target, nodes.Name) and target.name in ("contact", "event", "vars")):
+        found = record_attribute(node)
+        if found is None:
             continue
-        if isinstance(node, nodes.Getattr):
-            attribute = node.attr
-        elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
-            attribute = node.arg.value
-        else:
-            continue
-        attributed.add(id(target))
-        pattern = rf"\b{target.name}\s*(?:\.\s*{re.escape(attribute)}\b|\[\s*['\"]{re.escape(attribute)}['\"])"
+        record, attribute = found
+        attributed.add(id(node.node))
+        pattern = rf"\b{record}\s*(?:\.\s*{re.escape(attribute)}\b|\[\s*['\"]{re.escape(attribute)}['\"])"
         match = re.search(pattern, raw if isinstance(node, nodes.Getitem) else source)
         offset = match.start() + match.group(0).rfind(attribute) if match else -1
-        uses.append(Use(target.name, attribute, offset))
+        uses.append(Use(record, attribute, offset))
     for name in _nodes(tree, nodes.Name):
         if name.ctx == "load" and id(name) not in called:
             uses.append(Use("name", name.name, _find(source, rf"(?<![\w.]){re.escape(name.name)}\b")))

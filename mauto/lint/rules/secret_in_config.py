@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import re
 
-from mauto.lint.problem import Problem
 
 ID = "secret-in-config"
 LEVEL = "error"

@@ -19,7 +19,7 @@ Good:
 """
 from __future__ import annotations
 
-from datetime import date, datetime, time
+from datetime import datetime, time
 from zoneinfo import ZoneInfo
 
 from mauto.workflow.until import UntilError, parse_until
