@@ -567,6 +567,156 @@ def coupons_load(
     _out().print(f"{pool}: {result.added:,} codes added, {result.read - result.added:,} already loaded")
 
 
+def _interactive() -> bool:
+    """Whether deploy may ask for confirmation: stdin and stdout are a terminal."""
+    return sys.stdin.isatty() and sys.stdout.isatty()
+
+
+def _print_plan(result) -> None:
+    """A plan like Terraform's: + new, ~ changed with the in-flight sentence, = unchanged, - removed, ! refused."""
+    out = _out()
+    for change in result.changes:
+        if change.kind == "refused":
+            out.print(Text(f"! {change.id} v{change.version}: refused: {change.reason} ({change.where})",
+                           style="red"))
+        elif change.kind == "new":
+            again = " (again; it was removed)" if change.state == "removed" else ""
+            out.print(Text(f"+ {change.id} v{change.version}{again} ({change.file})", style="green"))
+        elif change.kind == "changed":
+            out.print(Text(f"~ {change.id} v{change.old_version} → v{change.version} ({change.file}), "
+                           f"in_flight: {change.policy}", style="yellow"))
+            out.print(f"    {change.sentence()}")
+        elif change.kind == "removed":
+            out.print(Text(f"- {change.id} v{change.old_version}: file gone, stops taking new contacts",
+                           style="red"))
+            out.print(f"    {change.sentence()}")
+    unchanged = len(result.of("unchanged"))
+    if unchanged:
+        out.print(f"= {unchanged} unchanged")
+    counts = result.counts()
+    out.print(f"Plan: {counts['new']} new, {counts['changed']} changed, {counts['removed']} removed, "
+              f"{counts['unchanged']} unchanged, {counts['refused']} refused.")
+
+
+@app.command("plan")
+@handle_errors
+def plan_command(
+    ctx: typer.Context,
+    output_format: OutputFormat = typer.Option(OutputFormat.text, "--format", "-f", help="text or json."),
+) -> None:
+    """What `mauto deploy` would do: new, changed (with what happens to contacts in flight), removed."""
+    from mauto.store.deploy import plan
+
+    project = _project(ctx)
+    with _store(ctx, project) as store:
+        result = plan(project, store, _parse_now(None))
+    if output_format is OutputFormat.json:
+        print(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        _print_plan(result)
+    if result.refused:
+        raise typer.Exit(int(ExitCode.FINDINGS))
+
+
+@app.command("deploy")
+@handle_errors
+def deploy_command(
+    ctx: typer.Context,
+    yes: bool = typer.Option(False, "--yes", "-y", help="Deploy without asking (needed when not on a terminal)."),
+) -> None:
+    """Lint, show the plan, and deploy it in one transaction (or refuse and write nothing)."""
+    from mauto.store.deploy import DeployRefused, check_lint, deploy, plan, refusal
+
+    project = _project(ctx)
+    now = _parse_now(None)
+    with _store(ctx, project) as store:
+        check_lint(project, now)
+        shown = plan(project, store, now)
+        _print_plan(shown)
+        if shown.refused:
+            raise DeployRefused(refusal(shown))
+        if not shown.has_changes:
+            _out().print("Nothing to deploy.")
+            return
+        if not yes:
+            if not _interactive():
+                raise UsageError("not deploying without --yes: there is no terminal to ask for confirmation")
+            if not typer.confirm("Deploy this plan?", default=False):
+                _err().print("not deployed")
+                raise typer.Exit(int(ExitCode.FINDINGS))
+        result = deploy(project, store, now)
+    counts = result.plan.counts()
+    line = f"Deployed: {counts['new']} new, {counts['changed']} changed, {counts['removed']} removed"
+    if result.moved or result.stopped:
+        line += f"; {result.moved} contacts moved, {result.stopped} stopped"
+    if result.git.commit:
+        line += f" (git {result.git.commit[:12]})"
+    _out().print(line + ".")
+
+
+@app.command("rollback")
+@handle_errors
+def rollback_command(
+    ctx: typer.Context,
+    workflow: str = typer.Argument(..., metavar="ID", help="The workflow's id."),
+    to: Optional[int] = typer.Option(None, "--to", help="The version to run again (default: the previous one)."),
+) -> None:
+    """Make an earlier deployed version current again; contacts in the newer one finish on it."""
+    from mauto.store.deploy import rollback
+
+    with _store(ctx) as store:
+        result = rollback(store, workflow, to)
+    _out().print(f"{workflow}: v{result['from']} → v{result['to']} (new contacts enter v{result['to']})")
+
+
+@app.command("pause")
+@handle_errors
+def pause_command(ctx: typer.Context,
+                  workflow: str = typer.Argument(..., metavar="ID", help="The workflow's id.")) -> None:
+    """Stop taking new contacts and stop moving those inside, until `mauto resume`."""
+    from mauto.store.deploy import pause
+
+    with _store(ctx) as store:
+        result = pause(store, workflow)
+    _out().print(f"{workflow} v{result['version']}: paused")
+
+
+@app.command("resume")
+@handle_errors
+def resume_command(ctx: typer.Context,
+                   workflow: str = typer.Argument(..., metavar="ID", help="The workflow's id.")) -> None:
+    """Run a paused workflow again."""
+    from mauto.store.deploy import resume
+
+    with _store(ctx) as store:
+        result = resume(store, workflow)
+    _out().print(f"{workflow} v{result['version']}: active")
+
+
+@app.command("status")
+@handle_errors
+def status_command(
+    ctx: typer.Context,
+    output_format: OutputFormat = typer.Option(OutputFormat.text, "--format", "-f", help="text or json."),
+) -> None:
+    """Each deployed workflow: version, state, enrollments active and waiting, next wake-up, failures."""
+    from mauto.store.deploy import status
+
+    with _store(ctx) as store:
+        rows = status(store)
+    if output_format is OutputFormat.json:
+        print(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        _out().print("No workflows deployed (run `mauto deploy`).")
+        return
+    table = Table("workflow", "version", "state", "active", "waiting", "next wake-up", "failures")
+    for row in rows:
+        table.add_row(row["id"], f"v{row['version']}", row["state"], f"{row['active']:,}",
+                      f"{row['waiting'] + row['pending']:,}", row["next_wake_at"] or "-", f"{row['failures']:,}")
+    _out().print(table)
+
+
 def main() -> None:
     app()
 

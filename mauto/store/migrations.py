@@ -91,3 +91,53 @@ def contacts_events_coupons_suppressions(db: Database) -> None:
             at TEXT NOT NULL,
             PRIMARY KEY (address_hash, channel)
         )""")
+
+
+@migration(2)
+def workflow_versions_workflows_enrollments(db: Database) -> None:
+    # Every deployed version, whole: the file as written (`source`), its parsed content
+    # (`data`, JSON) and the hash of that content. Written once, never changed: the
+    # triggers refuse any UPDATE or DELETE, so a version number always means one content.
+    db.execute("""
+        CREATE TABLE workflow_versions (
+            id TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            content_hash TEXT NOT NULL,
+            source TEXT NOT NULL,
+            data TEXT NOT NULL,
+            deployed_at TEXT NOT NULL,
+            git_commit TEXT,
+            git_author TEXT,
+            PRIMARY KEY (id, version)
+        )""")
+    for action in ("UPDATE", "DELETE"):
+        db.execute(f"""
+            CREATE TRIGGER workflow_versions_no_{action.lower()} BEFORE {action} ON workflow_versions
+            BEGIN SELECT RAISE(ABORT, 'a deployed workflow version is immutable'); END""")
+    # What runs: one row per workflow id, pointing at its current version.
+    db.execute("""
+        CREATE TABLE workflows (
+            id TEXT PRIMARY KEY,
+            current_version INTEGER NOT NULL,
+            state TEXT NOT NULL CHECK (state IN ('active', 'paused', 'removed')),
+            updated_at TEXT NOT NULL,
+            FOREIGN KEY (id, current_version) REFERENCES workflow_versions (id, version)
+        )""")
+    # Contacts inside a workflow, pinned to the version they entered (the daemon writes
+    # them; `data` is Enrollment.to_dict(), the columns are what the store searches).
+    db.execute("""
+        CREATE TABLE enrollments (
+            id TEXT PRIMARY KEY,
+            workflow TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            contact TEXT NOT NULL REFERENCES contacts (id) ON UPDATE CASCADE,
+            state TEXT NOT NULL,
+            position TEXT,
+            wake_at TEXT,
+            data TEXT NOT NULL DEFAULT '{}',
+            entered_at TEXT NOT NULL,
+            ended_at TEXT,
+            reason TEXT
+        )""")
+    db.execute("CREATE INDEX enrollments_workflow_version_state ON enrollments (workflow, version, state)")
+    db.execute("CREATE INDEX enrollments_wake_at ON enrollments (wake_at)")

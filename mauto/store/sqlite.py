@@ -16,7 +16,7 @@ from mauto.errors import ExitCode, MautoError
 from mauto.store import migrations
 
 Clock = Callable[[], datetime]
-TABLES = ("contacts", "events", "coupons", "suppressions")
+TABLES = ("contacts", "events", "coupons", "suppressions", "workflow_versions", "workflows", "enrollments")
 DEFAULT_TIMEOUT = 5.0  # seconds a write waits for another writer before giving up
 
 

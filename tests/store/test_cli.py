@@ -37,14 +37,15 @@ def test_db_init_info_migrate(project: Path) -> None:
     result = run("db", "info")
     assert (result.exit_code, result.stderr) == (2, "data/mauto.db: no store here; create it with `mauto db init`\n")
     result = run("db", "init")
-    assert (result.exit_code, result.stdout) == (0, "data/mauto.db: schema version 1 (applied 1 migration)\n")
-    assert run("db", "init").stdout == "data/mauto.db: already at schema version 1\n"
-    assert run("db", "migrate").stdout == "data/mauto.db: schema version 1 (migrations applied: none pending)\n"
+    assert (result.exit_code, result.stdout) == (0, "data/mauto.db: schema version 2 (applied 2 migrations)\n")
+    assert run("db", "init").stdout == "data/mauto.db: already at schema version 2\n"
+    assert run("db", "migrate").stdout == "data/mauto.db: schema version 2 (migrations applied: none pending)\n"
     info = json.loads(run("db", "info", "--format", "json").stdout)
     assert (info["path"], info["schema_version"], info["rows"]) == (
-        "data/mauto.db", 1, {"contacts": 0, "events": 0, "coupons": 0, "suppressions": 0})
+        "data/mauto.db", 2, {"contacts": 0, "events": 0, "coupons": 0, "suppressions": 0, "workflow_versions": 0,
+                             "workflows": 0, "enrollments": 0})
     text = run("db", "info").stdout
-    assert text.startswith("data/mauto.db: schema version 1 (this mauto: 1), wal, ") and "contacts" in text
+    assert text.startswith("data/mauto.db: schema version 2 (this mauto: 2), wal, ") and "contacts" in text
 
 
 def test_import_bad_line_7_then_skip_invalid(project: Path) -> None:

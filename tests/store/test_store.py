@@ -51,7 +51,8 @@ def test_migrations_from_an_empty_file(tmp_path: Path, clock) -> None:
         assert store.applied == sorted(migrations.MIGRATIONS)
         assert store.version == migrations.latest()
         info = store.info()
-        assert info.counts == {"contacts": 0, "events": 0, "coupons": 0, "suppressions": 0}
+        assert info.counts == {"contacts": 0, "events": 0, "coupons": 0, "suppressions": 0, "workflow_versions": 0,
+                               "workflows": 0, "enrollments": 0}
         assert info.journal_mode == "wal"
         assert store.db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     with Store(path, clock) as store:  # reopening applies nothing

@@ -1,0 +1,457 @@
+"""Deploying workflows into the store: plan, deploy, rollback, pause, resume, status.
+
+`plan` compares the files in `workflows/` with what the store runs and says, in numbers,
+what a deploy would do to the contacts already inside (the workflow's `in_flight`
+policy). `deploy` does exactly that in one write transaction. See docs/store.md.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Iterator
+
+from mauto.errors import ExitCode, MautoError, UsageError, YamlError
+from mauto.store.sqlite import Store, stamp
+from mauto.workflow.loader import load
+from mauto.workflow.model import content_hash
+
+IN_FLIGHT = ("active", "waiting", "pending")  # enrollment states of contacts still inside
+POLICIES = ("finish", "migrate", "stop")
+
+
+class DeployRefused(MautoError):
+    """Nothing was deployed: lint errors, or files the store cannot take as they are."""
+
+    exit_code = ExitCode.FINDINGS
+
+
+@dataclass
+class GitInfo:
+    commit: str | None = None
+    author: str | None = None
+
+
+def git_info(root: Path) -> GitInfo:
+    """HEAD's commit and author when `root` is in a git checkout, else nothing."""
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", *args], cwd=root, capture_output=True, check=False)
+        except (FileNotFoundError, OSError):
+            return None
+        return done.stdout.decode("utf-8", "replace").strip() if done.returncode == 0 else None
+
+    commit = git("rev-parse", "--verify", "--quiet", "HEAD")
+    if not commit:
+        return GitInfo()
+    return GitInfo(commit, git("log", "-1", "--format=%an <%ae>", "HEAD"))
+
+
+# --- step paths ------------------------------------------------------------------------------
+
+
+def step_ids(data: Any) -> dict[str, str]:
+    """{step path ("steps.2.then.0"): step id} for every step with an id, nested ones too."""
+    found: dict[str, str] = {}
+
+    def walk(items: Any, prefix: str) -> None:
+        if not isinstance(items, list):
+            return
+        for index, item in enumerate(items):
+            if not isinstance(item, dict):
+                continue
+            path = f"{prefix}.{index}"
+            if isinstance(item.get("id"), str):
+                found[path] = item["id"]
+            for block in ("then", "else", "on_event", "on_timeout"):
+                walk(item.get(block), f"{path}.{block}")
+            split = item.get("split")
+            if isinstance(split, dict) and isinstance(split.get("variants"), dict):
+                for name, spec in split["variants"].items():
+                    if isinstance(spec, dict):
+                        walk(spec.get("steps"), f"{path}.split.variants.{name}.steps")
+
+    walk(data.get("steps") if isinstance(data, dict) else None, "steps")
+    return found
+
+
+def _label(position: str | None, ids: dict[str, str]) -> str:
+    if position is None:
+        return "the end"
+    return f"`{ids[position]}`" if position in ids else f"`{position}`"
+
+
+# --- the plan --------------------------------------------------------------------------------
+
+
+@dataclass
+class Group:
+    """Contacts in flight at one step of one old version, and what the deploy does to them."""
+
+    count: int
+    version: int
+    position: str | None
+    step: str  # how to name the position: `step-id`, or the path when the step has no id
+    action: str  # move | finish | stop
+    new_position: str | None = None
+    removed: bool = False  # the step's id is not in the new version
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"count": self.count, "version": self.version, "position": self.position, "step": self.step,
+                "action": self.action, "new_position": self.new_position, "removed_in_new": self.removed}
+
+
+@dataclass
+class Change:
+    kind: str  # new | changed | unchanged | removed | refused
+    id: str
+    file: str | None = None
+    version: int | None = None  # the file's version (None for removed)
+    old_version: int | None = None  # the store's current version
+    state: str | None = None  # the store's state
+    policy: str = "finish"
+    in_flight: list[Group] = field(default_factory=list)
+    reason: str | None = None
+    line: int | None = None  # of `version`, for refused files
+    # what deploy writes
+    source: str | None = None
+    data: Any = None
+    hash: str | None = None
+    stored: bool = False  # this version is already in workflow_versions (a re-deploy after a rollback)
+
+    @property
+    def where(self) -> str:
+        return f"{self.file}:{self.line}" if self.file and self.line else (self.file or self.id)
+
+    def sentence(self) -> str:
+        """The in-flight policy in numbers: "v3 → v4: 42 contacts waiting at `wait-3d` move to v4; ..."."""
+        head = f"v{self.old_version} → v{self.version}" if self.kind == "changed" else f"v{self.old_version}"
+        if not self.in_flight:
+            return f"{head}: no contacts in flight"
+        parts = []
+        for group in self.in_flight:
+            noun = "" if parts else (" contacts" if group.count != 1 else " contact")
+            who = f"{group.count}{noun} waiting at {group.step}"
+            if group.removed and self.kind == "changed":
+                who += f" (removed in v{self.version})"
+            if group.action == "move":
+                parts.append(f"{who} move to v{self.version}")
+            elif group.action == "stop":
+                parts.append(f"{who} leave at deploy")
+            else:
+                parts.append(f"{who} finish on v{group.version}")
+        return f"{head}: " + "; ".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        result: dict[str, Any] = {"kind": self.kind, "id": self.id, "file": self.file, "version": self.version,
+                                  "old_version": self.old_version}
+        if self.kind in ("changed", "removed"):
+            result["in_flight_policy"] = self.policy
+            result["in_flight"] = [group.to_dict() for group in self.in_flight]
+            result["summary"] = self.sentence()
+        if self.kind == "refused":
+            result["reason"] = self.reason
+            result["line"] = self.line
+        return result
+
+
+@dataclass
+class Plan:
+    changes: list[Change] = field(default_factory=list)
+
+    def of(self, kind: str) -> list[Change]:
+        return [change for change in self.changes if change.kind == kind]
+
+    @property
+    def refused(self) -> list[Change]:
+        return self.of("refused")
+
+    @property
+    def has_changes(self) -> bool:
+        return any(change.kind in ("new", "changed", "removed") for change in self.changes)
+
+    def counts(self) -> dict[str, int]:
+        counter = Counter(change.kind for change in self.changes)
+        return {kind: counter.get(kind, 0) for kind in ("new", "changed", "unchanged", "removed", "refused")}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"summary": self.counts(), "changes": [change.to_dict() for change in self.changes]}
+
+
+def _files(project: Any) -> Iterator[tuple[str, Any, str]]:
+    """(display path, document, source) of each workflow file that parses with an id and a version."""
+    from mauto.lint.runner import workflow_files
+
+    for path in workflow_files(project.workflows_dir):
+        shown = project.display(path)
+        try:
+            document = load(path, shown)
+        except YamlError:
+            continue  # lint reports it; deploy refuses on lint errors
+        data = document.data
+        if isinstance(data, dict) and isinstance(data.get("id"), str) and type(data.get("version")) is int:
+            yield shown, document, document.text
+
+
+def _stored(store: Store) -> tuple[dict[str, tuple[int, str]], dict[tuple[str, int], tuple[str, Any]]]:
+    workflows = {row[0]: (row[1], row[2]) for row in
+                 store.db.execute("SELECT id, current_version, state FROM workflows")}
+    versions = {(row[0], row[1]): (row[2], row[3]) for row in
+                store.db.execute("SELECT id, version, content_hash, data FROM workflow_versions")}
+    return workflows, versions
+
+
+def _groups(store: Store, workflow: str, versions: dict, new_ids: dict[str, str] | None, new_version: int | None,
+            policy: str) -> list[Group]:
+    """Contacts in flight in `workflow` (any version but the new one), grouped by version and position."""
+    rows = store.db.execute(
+        f"SELECT version, position, count(*) FROM enrollments WHERE workflow = ? AND state IN "
+        f"({','.join('?' * len(IN_FLIGHT))}) AND version IS NOT ? GROUP BY version, position "
+        "ORDER BY version, position", [workflow, *IN_FLIGHT, new_version]).fetchall()
+    new_paths = {step_id: path for path, step_id in (new_ids or {}).items()}
+    groups = []
+    cache: dict[int, dict[str, str]] = {}
+    for version, position, count in rows:
+        if version not in cache:
+            stored = versions.get((workflow, version))
+            cache[version] = step_ids(json.loads(stored[1])) if stored else {}
+        ids = cache[version]
+        step_id = ids.get(position) if position is not None else None
+        target = new_paths.get(step_id) if step_id is not None else None
+        removed = new_ids is not None and step_id is not None and target is None
+        if new_ids is None or policy == "finish":
+            action = "finish"
+        elif policy == "stop":
+            action = "stop"
+        else:
+            action = "move" if target is not None else "finish"
+        groups.append(Group(count, version, position, _label(position, ids), action, target, removed))
+    groups.sort(key=lambda group: ({"move": 0, "stop": 1, "finish": 2}[group.action], -group.count))
+    return groups
+
+
+def plan(project: Any, store: Store, now: datetime | None = None) -> Plan:
+    """What `deploy` would do, without writing anything. `now` is unused but kept for symmetry with deploy."""
+    with store.guard():
+        return _plan(project, store)
+
+
+def _plan(project: Any, store: Store) -> Plan:
+    workflows, versions = _stored(store)
+    result = Plan()
+    seen: dict[str, str] = {}
+    for shown, document, source in _files(project):
+        data = document.data
+        workflow, version = data["id"], data["version"]
+        line = document.pos(("version",)).line
+        change = Change("new", workflow, shown, version, source=source, data=data, hash=content_hash(data),
+                        policy=data.get("in_flight", "finish") if data.get("in_flight") in POLICIES else "finish")
+        if workflow in seen:
+            change.kind, change.line = "refused", line
+            change.reason = f"id `{workflow}` is also the id of {seen[workflow]}"
+            result.changes.append(change)
+            continue
+        seen[workflow] = shown
+        current = workflows.get(workflow)
+        stored = versions.get((workflow, version))
+        if stored is not None:
+            change.stored = True
+            if stored[0] != change.hash:
+                change.kind, change.line = "refused", line
+                change.reason = (f"the content differs from the deployed version {version} of `{workflow}`: "
+                                 f"bump `version` to deploy a change")
+                if current:
+                    change.old_version, change.state = current
+                result.changes.append(change)
+                continue
+        if current is None:
+            result.changes.append(change)
+            continue
+        change.old_version, change.state = current
+        old = current[0]
+        if change.state == "removed":
+            change.kind = "new"  # the file is back
+        elif version == old:
+            change.kind = "unchanged"
+        elif version < old:
+            change.kind, change.line = "refused", line
+            change.reason = (f"version {version} is lower than the deployed version {old}: "
+                             f"use `mauto rollback {workflow} --to {version}` to go back")
+        else:
+            change.kind = "changed"
+            change.in_flight = _groups(store, workflow, versions, step_ids(data), version, change.policy)
+        result.changes.append(change)
+    for workflow, (old, state) in sorted(workflows.items()):
+        if workflow in seen or state == "removed":
+            continue
+        change = Change("removed", workflow, old_version=old, state=state)
+        change.in_flight = _groups(store, workflow, versions, None, None, "finish")
+        result.changes.append(change)
+    order = {"refused": 0, "new": 1, "changed": 2, "removed": 3, "unchanged": 4}
+    result.changes.sort(key=lambda change: (order[change.kind], change.id))
+    return result
+
+
+# --- deploy ------------------------------------------------------------------------------------
+
+
+@dataclass
+class DeployResult:
+    plan: Plan
+    deployed_at: str
+    git: GitInfo
+    moved: int = 0
+    stopped: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.plan.to_dict(), "deployed_at": self.deployed_at, "git_commit": self.git.commit,
+                "git_author": self.git.author, "moved": self.moved, "stopped": self.stopped}
+
+
+def refusal(plan: Plan) -> str:
+    lines = [f"{change.where}: {change.reason}" for change in plan.refused]
+    count = len(lines)
+    return f"nothing deployed: {count} file{'s' if count != 1 else ''} refused\n" + "\n".join(lines)
+
+
+def check_lint(project: Any, now: datetime, shown: int = 5) -> None:
+    from mauto.lint.runner import lint
+
+    result = lint(project, now)
+    if result.errors:
+        errors = [problem for problem in result.problems if problem.severity == "error"]
+        first = "\n".join(str(problem) for problem in errors[:shown])
+        more = f"\n… and {len(errors) - shown} more" if len(errors) > shown else ""
+        raise DeployRefused(f"nothing deployed: lint found {result.errors} error{'s' if result.errors != 1 else ''}"
+                            f" (run `mauto lint`):\n{first}{more}")
+
+
+def deploy(project: Any, store: Store, now: datetime, git: GitInfo | None = None) -> DeployResult:
+    """Lint, plan again inside one write transaction, and apply the plan, or refuse and write nothing.
+
+    A second deploy at the same time waits for the first (the busy timeout), then plans against what
+    the first wrote; past the timeout it fails with StoreLocked, having written nothing.
+    """
+    check_lint(project, now)
+    git = git if git is not None else git_info(project.root)
+    at = stamp(now)
+    with store.transaction() as db:
+        current = _plan(project, store)
+        if current.refused:
+            raise DeployRefused(refusal(current))
+        result = DeployResult(current, at, git)
+        for change in current.changes:
+            if change.kind in ("new", "changed") and not change.stored:
+                db.execute("INSERT INTO workflow_versions (id, version, content_hash, source, data, deployed_at, "
+                           "git_commit, git_author) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                           [change.id, change.version, change.hash, change.source,
+                            json.dumps(change.data, ensure_ascii=False, sort_keys=True), at, git.commit, git.author])
+            if change.kind == "new":
+                db.execute("INSERT INTO workflows (id, current_version, state, updated_at) VALUES (?, ?, 'active', ?) "
+                           "ON CONFLICT (id) DO UPDATE SET current_version = excluded.current_version, "
+                           "state = 'active', updated_at = excluded.updated_at", [change.id, change.version, at])
+            elif change.kind == "changed":
+                db.execute("UPDATE workflows SET current_version = ?, updated_at = ? WHERE id = ?",
+                           [change.version, at, change.id])
+                moved, stopped = _apply(db, change, at)
+                result.moved += moved
+                result.stopped += stopped
+            elif change.kind == "removed":
+                db.execute("UPDATE workflows SET state = 'removed', updated_at = ? WHERE id = ?", [at, change.id])
+    return result
+
+
+def _apply(db: Any, change: Change, at: str) -> tuple[int, int]:
+    """The in_flight policy on the enrollments of a changed workflow: (moved, stopped)."""
+    moved = stopped = 0
+    states = ",".join("?" * len(IN_FLIGHT))
+    for group in change.in_flight:
+        if group.action == "finish":
+            continue
+        rows = db.execute(f"SELECT id, data FROM enrollments WHERE workflow = ? AND version = ? AND position IS ? "
+                          f"AND state IN ({states})",
+                          [change.id, group.version, group.position, *IN_FLIGHT]).fetchall()
+        for enrollment, data in rows:
+            record = json.loads(data or "{}")
+            if group.action == "move":
+                record.update(version=change.version, position=group.new_position)
+                db.execute("UPDATE enrollments SET version = ?, position = ?, data = ? WHERE id = ?",
+                           [change.version, group.new_position, json.dumps(record), enrollment])
+                moved += 1
+            else:
+                reason = f"stopped by v{change.version} deploy"
+                record.update(state="exited", ended_at=at, reason=reason, wake_at=None)
+                db.execute("UPDATE enrollments SET state = 'exited', ended_at = ?, reason = ?, wake_at = NULL, "
+                           "data = ? WHERE id = ?", [at, reason, json.dumps(record), enrollment])
+                stopped += 1
+    return moved, stopped
+
+
+# --- rollback, pause, resume, status -------------------------------------------------------------
+
+
+def _workflow(store: Store, workflow: str) -> tuple[int, str]:
+    row = store.db.execute("SELECT current_version, state FROM workflows WHERE id = ?", [workflow]).fetchone()
+    if row is None:
+        raise UsageError(f"no workflow `{workflow}` in the store (deploy it first)")
+    return row[0], row[1]
+
+
+def rollback(store: Store, workflow: str, to: int | None = None) -> dict[str, Any]:
+    """Make an earlier deployed version current again (default: the one deployed before the current one).
+    Contacts already in the newer version finish on it; new contacts enter `to`."""
+    with store.transaction() as db:
+        current, state = _workflow(store, workflow)
+        deployed = [row[0] for row in db.execute("SELECT version FROM workflow_versions WHERE id = ? ORDER BY version",
+                                                 [workflow])]
+        if to is None:
+            earlier = [version for version in deployed if version < current]
+            if not earlier:
+                raise UsageError(f"`{workflow}` has no version deployed before v{current}")
+            to = earlier[-1]
+        elif to not in deployed:
+            raise UsageError(f"`{workflow}` v{to} was never deployed (deployed: "
+                             f"{', '.join(f'v{v}' for v in deployed)})")
+        elif to == current:
+            raise UsageError(f"`{workflow}` already runs v{to}")
+        db.execute("UPDATE workflows SET current_version = ?, updated_at = ? WHERE id = ?",
+                   [to, store.stamp(), workflow])
+    return {"id": workflow, "from": current, "to": to, "state": state}
+
+
+def _set_state(store: Store, workflow: str, state: str, allowed: tuple[str, ...]) -> dict[str, Any]:
+    with store.transaction() as db:
+        version, before = _workflow(store, workflow)
+        if before not in allowed:
+            raise UsageError(f"`{workflow}` is {before}: cannot make it {state}")
+        db.execute("UPDATE workflows SET state = ?, updated_at = ? WHERE id = ?", [state, store.stamp(), workflow])
+    return {"id": workflow, "version": version, "from": before, "state": state}
+
+
+def pause(store: Store, workflow: str) -> dict[str, Any]:
+    """Stop taking new contacts and stop moving those inside until `resume` (the daemon honours it)."""
+    return _set_state(store, workflow, "paused", ("active", "paused"))
+
+
+def resume(store: Store, workflow: str) -> dict[str, Any]:
+    return _set_state(store, workflow, "active", ("paused", "active"))
+
+
+def status(store: Store) -> list[dict[str, Any]]:
+    """Each workflow: version, state, enrollments active and waiting, next wake-up, failures."""
+    with store.guard():
+        rows = store.db.execute("""
+            SELECT w.id, w.current_version, w.state, w.updated_at,
+                   count(e.id) FILTER (WHERE e.state = 'active'),
+                   count(e.id) FILTER (WHERE e.state = 'waiting'),
+                   count(e.id) FILTER (WHERE e.state = 'pending'),
+                   min(e.wake_at) FILTER (WHERE e.state IN ('active', 'waiting', 'pending')),
+                   count(e.id) FILTER (WHERE e.state = 'failed')
+            FROM workflows w LEFT JOIN enrollments e ON e.workflow = w.id
+            GROUP BY w.id ORDER BY w.id""").fetchall()
+    return [{"id": row[0], "version": row[1], "state": row[2], "updated_at": row[3], "active": row[4],
+             "waiting": row[5], "pending": row[6], "next_wake_at": row[7], "failures": row[8]} for row in rows]
