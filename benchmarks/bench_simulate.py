@@ -2,8 +2,8 @@
 """How fast is `mauto simulate`, measured against bare Jinja2 renders of the messages it produces.
 
     python benchmarks/bench_simulate.py [--contacts 100000] [--horizon 30d] [--seed 7] [--repeat 1]
-                                        [--memory-contacts 20000] [--memory-horizons 7d,60d]
-                                        [--profile-contacts 2000] [--no-memory] [--no-profile]
+                                        [--memory-contacts 20000] [--memory-horizons 7d,60d] [--memory-every 31d]
+                                        [--profile-contacts 2000] [--no-memory] [--no-trace] [--no-profile]
 
 Runs the sample project's `workflows/abandoned-cart.yaml` (a wait, an A/B
 split of the first reminder, a wait, a coupon, a second reminder, a wait_for
@@ -28,16 +28,23 @@ In the same run it times:
       of the same shape (contact with every declared field, event, vars,
       now, unsubscribe_url), built before the clock starts.
 
-(a) runs once per `--repeat`; each is surrounded by (b)'s, each (b) the best
-of 3. Prints contacts, contact-steps (timeline entries recorded, counted in
+(a) runs once per `--repeat`, each run followed by three of (b). Prints
+contacts, contact-steps (timeline entries recorded, kept or not, counted in
 `Simulation._record`), steps/s, messages, both times and their ratio (the aim:
 the simulation in at most 3x the bare renders), how the simulation's time
-splits between rendering messages (`MessageRenderer.render`) and the rest,
-ru_maxrss, and then, each in a fresh child process with tracemalloc, the peak
-memory of the simulation at `--memory-contacts` for each of
-`--memory-horizons` (does memory grow with the horizon?) with what the
-simulation still holds when it ends, and a cProfile of a
-`--profile-contacts` run.
+splits between rendering messages (`MessageRenderer.render`) and the rest, the
+garbage collector's share, the peak RSS during the simulation and ru_maxrss.
+
+Then memory against the horizon, each run in a fresh child process at
+`--memory-contacts`: for each of `--memory-horizons`, once under tracemalloc
+(started after the samples are built: the peak is the simulation's own) and
+once without (peak RSS, VmHWM reset just before the simulation), plus the
+longest horizon with a cart abandoned again every `--memory-every` (contacts
+re-enter: twice the activity in the same horizon); for each, what the finished
+simulation still holds, structure by structure. Last, a cProfile of a
+`--profile-contacts` run, grouped by what the time is spent on. At 100,000
+contacts the whole takes about 9 minutes on a 2-core VM, the traced runs
+being the slowest part (`--no-trace` or `--no-memory` to skip them).
 
 Only public entry points of mauto are used: `Simulation` (subclassed to count
 the entries it records), `MessageRenderer` (subclassed to time `render`).
@@ -343,6 +350,32 @@ def machine() -> dict:
     }
 
 
+class GcTimer:
+    """Time spent in the cyclic garbage collector while enabled, by generation."""
+
+    def __init__(self) -> None:
+        self.total = 0.0
+        self.by_gen = [0.0, 0.0, 0.0]
+        self.counts = [0, 0, 0]
+        self._start = 0.0
+
+    def __call__(self, phase, info) -> None:
+        if phase == "start":
+            self._start = time.perf_counter()
+        else:
+            spent = time.perf_counter() - self._start
+            self.total += spent
+            self.by_gen[info["generation"]] += spent
+            self.counts[info["generation"]] += 1
+
+    def __enter__(self):
+        gc.callbacks.append(self)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        gc.callbacks.remove(self)
+
+
 def maxrss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
@@ -499,10 +532,10 @@ def run_memory_children(contacts: int, seed: int, runs: list[tuple[str, str | No
 PROFILE_GROUPS = [
     ("simulation, total (Simulation.run)", "mauto/simulate.py", ("run",)),
     ("  MessageRenderer.render (all of a message)", "mauto/messages.py", ("render",)),
-    ("    Environment.from_string (compiles a template string; no cache)", "jinja2/environment.py",
+    ("    Environment.from_string (compiling template strings)", "jinja2/environment.py",
      ("from_string",)),
     ("    Template.render (file templates and template strings)", "jinja2/environment.py", ("render",)),
-    ("    Environment.get_template (cache lookup + uptodate stat)", "jinja2/environment.py", ("get_template",)),
+    ("    Environment.get_template (per render: cache lookup)", "jinja2/environment.py", ("get_template",)),
     ("    html_to_text (emails without a .email.txt)", "mauto/messages.py", ("html_to_text",)),
     ("    unsubscribe_token (HMAC-SHA256)", "mauto/messages.py", ("unsubscribe_token",)),
     ("    Event.from_dict (the trigger event, per message)", "mauto/engine/records.py", ("from_dict",)),
@@ -566,7 +599,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--contacts", type=int, default=100_000, help="contacts simulated (default 100000)")
     parser.add_argument("--horizon", default="30d", help="how long the simulation runs (default 30d)")
     parser.add_argument("--seed", type=int, default=7, help="random seed of the generated contacts (default 7)")
-    parser.add_argument("--repeat", type=int, default=1, help="timed simulation runs, each between bare renders")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="timed simulation runs, each followed by 3 bare runs (default 1)")
     parser.add_argument("--memory-contacts", type=int, default=20_000,
                         help="contacts for the memory-vs-horizon runs (default 20000)")
     parser.add_argument("--memory-horizons", default="7d,60d", help="horizons compared (default 7d,60d)")
@@ -613,7 +647,7 @@ def _bench(args) -> int:
     gc.collect()
     rss_before = rss_mb().get("VmRSS", 0.0)
     reset = reset_peak_rss()
-    sim_times, bare_times, render_times = [], [], []
+    sim_times, bare_times, render_times, gc_times = [], [], [], []
     floor = None
     recorder = None
     simulation = result = None
@@ -621,9 +655,11 @@ def _bench(args) -> int:
         run_samples = samples if attempt == 0 else make_samples(args.contacts, args.seed, pools)[0]
         recorder_now = Recorder()
         gc.collect()
-        start = time.perf_counter()
-        simulation, result = simulate(project, workflow, run_samples, horizon, recorder_now)
-        sim_times.append(time.perf_counter() - start)
+        with GcTimer() as gc_timer:
+            start = time.perf_counter()
+            simulation, result = simulate(project, workflow, run_samples, horizon, recorder_now)
+            sim_times.append(time.perf_counter() - start)
+        gc_times.append(gc_timer)
         render_times.append(simulation.renderer.spent)
         if attempt == 0:
             rss_sim = rss_mb().get("VmHWM", 0.0) if reset else 0.0
@@ -678,6 +714,10 @@ def _bench(args) -> int:
           + ", ".join(f"{t:.2f}" for t in sim_times))
     print(f"    of which MessageRenderer.render {render_share:8.2f}s ({100 * render_share / best_sim:.0f}%), "
           f"the rest (engine, queue, funnels) {best_sim - render_share:.2f}s")
+    collector = gc_times[sim_times.index(best_sim)]
+    print(f"    the cyclic garbage collector    {collector.total:8.2f}s ({100 * collector.total / best_sim:.0f}%; "
+          f"collections gen0/1/2: {'/'.join(map(str, collector.counts))}, "
+          f"{'/'.join(f'{t:.2f}' for t in collector.by_gen)}s)")
     print(f"  bare renders (the floor)       {best_bare:>11.2f}s   {renders / best_bare:10,.0f} renders/s "
           f"{messages / best_bare:8,.0f} messages/s   runs: " + ", ".join(f"{t:.2f}" for t in bare_times))
     pairs = [sim / min(bare_times[3 * index:3 * index + 3]) for index, sim in enumerate(sim_times)]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import json
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -188,7 +188,7 @@ class Simulation:
         self.renderer = renderer or MessageRenderer(project)
         self.contact_filter = contact_filter
         self.on_message = on_message
-        self.coupons = {pool: list(codes) for pool, codes in samples.coupons.items()}
+        self.coupons = {pool: deque(codes) for pool, codes in samples.coupons.items()}
         self.queue: list[tuple] = []
         self.sequence = itertools.count()
         self.enrollments: dict[str, Enrollment] = {}
@@ -202,7 +202,8 @@ class Simulation:
     # --- scheduling ---------------------------------------------------------------------
 
     def _push(self, at: datetime, priority: int, payload: tuple) -> None:
-        heapq.heappush(self.queue, (at, priority, next(self.sequence), payload))
+        # keyed on the POSIX timestamp: comparing aware datetimes of different zones converts both each time
+        heapq.heappush(self.queue, (at.timestamp(), priority, next(self.sequence), at, payload))
 
     def _prepare(self) -> None:
         for event in self.samples.events:
@@ -258,7 +259,7 @@ class Simulation:
     def run(self) -> SimulationResult:
         self._prepare()
         while self.queue:
-            at, _, _, payload = heapq.heappop(self.queue)
+            _, _, _, at, payload = heapq.heappop(self.queue)
             if at >= self.end:
                 break
             kind = payload[0]
@@ -392,8 +393,8 @@ class Simulation:
             pending = enrollment.pending
             at = datetime.fromisoformat(pending["at"])
             if pending["kind"] == "coupon":
-                codes = self.coupons.get(pending["pool"], [])
-                answer = codes.pop(0) if codes else None
+                codes = self.coupons.get(pending["pool"], deque())
+                answer = codes.popleft() if codes else None
             else:
                 answer = self.samples.webhooks.get(pending["request"]["url"], {})
             self._handle(workflow, self.engine.resume(workflow, enrollment, contact, answer, at))
