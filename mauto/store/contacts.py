@@ -12,7 +12,8 @@ from typing import Any, Iterator, TextIO
 from mauto.datafiles import LIST_SEPARATOR, DataError, coerce
 from mauto.engine.records import ContactState, Event
 from mauto.errors import ExitCode, MautoError
-from mauto.store.rows import BATCH_SIZE, MAX_PROBLEMS, Problems, Rejects, batches, shown_name, source_format
+from mauto.store.rows import (BATCH_SIZE, MAX_PROBLEMS, BatchProblems, Problems, Rejects, batches, shown_name,
+                               source_format)
 from mauto.store.sqlite import Rollback, Store, normalise_address, stamp
 
 # Built-in fields kept in their own columns (searched, or checked before every send); every
@@ -149,18 +150,8 @@ def import_contacts(store: Store, source: str | Path, *, fields: dict[str, Any],
     result = ImportResult(shown, problems=Problems(max_problems), rejects=str(rejects) if rejects else None)
     aside = Rejects(rejects, fmt) if rejects is not None else None
 
-    pending: list[tuple[int, dict[str, Any] | None, str]] = []
-
-    def reject(line: int, row: dict[str, Any] | None, message: str) -> None:
-        pending.append((line, row, message))
-
-    def flush() -> None:
-        """A batch's problems, found in several passes, recorded in line order."""
-        for line, row, message in sorted(pending, key=lambda item: item[0]):
-            result.problems.add(DataError(message, shown, line))
-            if aside is not None:
-                aside.write(line, row, message)
-        pending.clear()
+    found = BatchProblems(result.problems, shown, aside)
+    reject, flush = found.reject, found.flush
 
     try:
         with store.transaction() as db:

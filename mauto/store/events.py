@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from mauto.datafiles import DataError, coerce, parse_time
-from mauto.store.rows import BATCH_SIZE, MAX_PROBLEMS, Problems, Rejects, batches, shown_name
+from mauto.store.rows import BATCH_SIZE, MAX_PROBLEMS, BatchProblems, Problems, Rejects, batches, shown_name
 from mauto.store.sqlite import Rollback, Store, stamp
 
 EVENT_KEYS = ("contact", "event", "at", "id", "properties")
@@ -88,18 +88,8 @@ def ingest_events(store: Store, source: str | Path, *, catalogue: dict[str, dict
     result = IngestResult(shown, problems=Problems(max_problems), rejects=str(rejects) if rejects else None)
     aside = Rejects(rejects, "jsonl") if rejects is not None else None
 
-    pending: list[tuple[int, dict[str, Any] | None, str]] = []
-
-    def reject(line: int, row: dict[str, Any] | None, message: str) -> None:
-        pending.append((line, row, message))
-
-    def flush() -> None:
-        """A batch's problems, found in several passes, recorded in line order."""
-        for line, row, message in sorted(pending, key=lambda item: item[0]):
-            result.problems.add(DataError(message, shown, line))
-            if aside is not None:
-                aside.write(line, row, message)
-        pending.clear()
+    found = BatchProblems(result.problems, shown, aside)
+    reject, flush = found.reject, found.flush
 
     try:
         with store.transaction() as db:

@@ -84,6 +84,27 @@ class Problems:
             self.kept.append(problem)
 
 
+class BatchProblems:
+    """A batch's bad rows, found in several passes (row checks, duplicates, lookups), recorded in line order:
+    counted in `problems` and written aside to `rejects` when asked."""
+
+    def __init__(self, problems: Problems, shown: str, rejects: Rejects | None) -> None:
+        self.problems = problems
+        self.shown = shown
+        self.rejects = rejects
+        self._pending: list[tuple[int, dict[str, Any] | None, str]] = []
+
+    def reject(self, line: int, row: dict[str, Any] | None, message: str) -> None:
+        self._pending.append((line, row, message))
+
+    def flush(self) -> None:
+        for line, row, message in sorted(self._pending, key=lambda item: item[0]):
+            self.problems.add(DataError(message, self.shown, line))
+            if self.rejects is not None:
+                self.rejects.write(line, row, message)
+        self._pending.clear()
+
+
 class Rejects:
     """Bad rows written aside in the input's format, each with `_line` and `_error`.
 
