@@ -35,7 +35,7 @@ from mauto.simulate import EVENT_KEYS, Samples, Simulation, load_contacts, load_
 from mauto.workflow.durations import DurationError, format_duration, parse_duration
 from mauto.workflow.loader import Document, JsonPath, Pos, load
 from mauto.workflow.model import Workflow
-from mauto.workflow.schema import _a, _pattern, _suggest, _type_words, _value_words, validator
+from mauto.workflow.schema import _a, _pattern, _suggest, _type_words, _value_words, validator, value_at
 from mauto.workflow.schema import schema as packaged_schema
 
 SCENARIO_SUFFIXES = (".yaml", ".yml")
@@ -643,7 +643,7 @@ def _explain(error: ValidationError, document: Document) -> Iterator[tuple[Pos, 
         yield document.pos(path), f"{where} has nothing to check; add one of: {', '.join(KINDS)}"
         return
     if kind == "enum" and "propertyNames" in error.relative_schema_path and isinstance(instance, str):
-        parent = _value_at(document.data, path)
+        parent = value_at(document.data, path)
         if not isinstance(parent, dict) or instance not in _expectation_keys():
             return  # an unknown key: additionalProperties says it
         present = [key for key in KINDS if key in parent]
@@ -700,16 +700,6 @@ def _explain(error: ValidationError, document: Document) -> Iterator[tuple[Pos, 
 
 def _expectation_keys() -> set[str]:
     return set(packaged_schema("scenario")["$defs"]["expectation"]["properties"])
-
-
-def _value_at(data: Any, path: JsonPath) -> Any:
-    node = data
-    for key in path:
-        try:
-            node = node[key]
-        except (KeyError, IndexError, TypeError):
-            return None
-    return node
 
 
 # --- checking ---------------------------------------------------------------------------------------------

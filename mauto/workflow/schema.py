@@ -302,7 +302,7 @@ def _explain(error: ValidationError, document: Document, name: str) -> Iterator[
             yield at_key(f"no action in {where}; a step needs one of: {', '.join(kinds)}")
         return
     if kind == "enum" and "propertyNames" in error.relative_schema_path and isinstance(instance, str):
-        parent = _parent(document.data, path)
+        parent = value_at(document.data, path)
         kinds = _dispatch_kinds(error)
         present = [key for key in kinds if isinstance(parent, dict) and key in parent]
         thing = "step" if _is_step(path) else "trigger"
@@ -408,7 +408,8 @@ def _dispatch_kinds(error: ValidationError) -> list[str]:
     return list(TRIGGER_KINDS) if error.absolute_path and list(error.absolute_path)[-1] == "trigger" else list(ACTIONS)
 
 
-def _parent(data: Any, path: JsonPath) -> Any:
+def value_at(data: Any, path: JsonPath) -> Any:
+    """The value at a JSON path in loaded data, or None when the path does not lead anywhere."""
     node = data
     for key in path:
         try:

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from mauto.workflow.durations import DurationError, parse_duration
 from mauto.workflow.expressions import ExpressionError
-from mauto.workflow.schema import subject
+from mauto.workflow.schema import subject, value_at
 
 ID = "duration"
 LEVEL = "error"
@@ -64,12 +64,7 @@ def _bare_number(file, problem):
     path = problem.path
     if not path or path[-1] not in DURATION_KEYS or file.document is None:
         return None
-    value = file.document.data
-    for key in path:
-        try:
-            value = value[key]
-        except (KeyError, IndexError, TypeError):
-            return None
+    value = value_at(file.document.data, path)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     try:
