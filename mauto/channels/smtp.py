@@ -1,0 +1,315 @@
+"""Email over SMTP, one connection reused across a batch.
+
+The envelope sender is the address of the message's From header (the `Outgoing.sender` when the message has
+none); the recipient is `Outgoing.to`. A message whose addresses cannot go into an envelope (a line break, no
+`@`) is PARKED without touching the network.
+
+When each answer is final:
+
+- before DATA (connecting, TLS, login, MAIL FROM, RCPT TO) nothing was handed off: a refused or timed-out
+  connection, a failed TLS handshake or login, a 4xx reply → RETRY; a 5xx reply to MAIL FROM or RCPT TO →
+  PARKED, with the server's code and text. A connection the server closed between two messages (an idle
+  timeout, a 421) is re-opened once, transparently: nothing was sent yet. A 530 (authentication or
+  STARTTLS required) is RETRY, not PARKED: it is the configuration's fault, and every message would get it.
+- `handoff()` is called once MAIL FROM and RCPT TO were accepted, right before DATA.
+- the server's reply to the DATA command itself (before any of the message was sent): 354 goes on; 4xx →
+  RETRY, 5xx → PARKED; a connection lost here → RETRY, since not a byte of the message was sent.
+- a connection lost *while* the message is written → RETRY: the end-of-data line never arrived, and a server
+  must not deliver a message without it (RFC 5321 §4.1.1.4).
+- the final answer after the end-of-data line: 2xx → SENT (detail: the server's answer; provider_id: the
+  queue id of "queued as ABC" when the server gives one, else its whole answer), 4xx → RETRY (an explicit
+  refusal, safe to retry), 5xx → PARKED. No answer at all — the connection lost or the timeout reached
+  between the end-of-data line and the reply — is UNKNOWN: the server may have accepted the message before
+  the connection broke (RFC 1047), so a retry could deliver it twice. So is a reply that is neither 2xx,
+  4xx nor 5xx.
+
+After any failure the transaction is reset (RSET), or the connection closed when it is in doubt, so that the
+next message of the batch starts afresh.
+"""
+from __future__ import annotations
+
+import re
+import smtplib
+import socket
+import ssl
+from email.parser import BytesHeaderParser
+from email.policy import default as default_policy
+from email.utils import getaddresses
+from functools import lru_cache
+
+from mauto.channels.base import PARKED, RETRY, SENT, UNKNOWN, Delivery, Handoff, Outgoing, Transport, one_line, \
+    seconds
+
+_ADDRESS = re.compile(r"[^\s<>@\"(),;:\\\[\]]+@[^\s<>@\"(),;:\\\[\]]+")
+_QUEUED = re.compile(r"queued as\s+<?([^\s>]+)>?", re.IGNORECASE)
+_CRLF = b"\r\n"
+
+
+class _Failure(Exception):
+    """A Delivery decided before the message was handed off."""
+
+    def __init__(self, delivery: Delivery) -> None:
+        super().__init__(delivery.detail)
+        self.delivery = delivery
+
+
+class _Lost(Exception):
+    """The connection broke (or the server said 421) before the message was handed off."""
+
+    def __init__(self, detail: str, timed_out: bool = False) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.timed_out = timed_out  # a slow server, not a stale connection: no transparent second try
+
+
+@lru_cache(maxsize=1)
+def _local_hostname() -> str:
+    """The name we give in EHLO; looked up once, since getfqdn can be slow (a DNS query)."""
+    return socket.getfqdn()
+
+
+def envelope_sender(message: Outgoing) -> str:
+    """The address of the message's From header, else of `message.sender`."""
+    try:
+        headers = BytesHeaderParser(policy=default_policy).parsebytes(message.body)
+        from_header = str(headers.get("From") or "")
+    except Exception:  # noqa: BLE001 - a header the parser chokes on: fall back to the outbox row
+        from_header = ""
+    for candidate in (from_header, message.sender or ""):
+        addresses = [address for _, address in getaddresses([candidate]) if address]
+        if addresses:
+            return addresses[0]
+    raise ValueError("the message has no From address")
+
+
+def _check_address(address: str, what: str) -> str:
+    if not _ADDRESS.fullmatch(address or ""):
+        raise ValueError(f"{what} {address!r} is not an email address")
+    return address
+
+
+def _reply(code: int, text: bytes | str) -> str:
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    return one_line(f"{code} {text}")
+
+
+def _timed_out(error: BaseException) -> bool:
+    """smtplib turns a socket timeout into SMTPServerDisconnected; the timeout is its context."""
+    while error is not None:
+        if isinstance(error, TimeoutError):
+            return True
+        error = error.__cause__ or error.__context__  # type: ignore[assignment]
+    return False
+
+
+def _stuffed(body: bytes) -> bytes:
+    """The message as DATA carries it: CRLF line ends, leading dots doubled, ended by CRLF.CRLF."""
+    data = re.sub(rb"\r\n|\r|\n", _CRLF, body)
+    data = re.sub(rb"(?m)^\.", b"..", data)
+    if not data.endswith(_CRLF):
+        data += _CRLF
+    return data + b"." + _CRLF
+
+
+class SmtpTransport(Transport):
+    """Sends email to one SMTP server; `send` returns a Delivery and never raises for a network problem."""
+
+    name = "smtp"
+
+    def __init__(self, host: str, port: int | None = None, *, starttls: bool = False, tls: bool = False,
+                 timeout: float = 30.0, username: str | None = None, password: str | None = None,
+                 context: ssl.SSLContext | None = None) -> None:
+        if starttls and tls:
+            raise ValueError("starttls and tls exclude each other")
+        self.host = host
+        self.port = port or (465 if tls else 587 if starttls else 25)
+        self.starttls = starttls
+        self.tls = tls
+        self.timeout = timeout
+        self.username = username
+        self.password = password
+        self._context = context  # tests give one that trusts their own certificate
+        self._smtp: smtplib.SMTP | None = None
+
+    @property
+    def where(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def context(self) -> ssl.SSLContext:
+        if self._context is None:
+            self._context = ssl.create_default_context()
+        return self._context
+
+    # --- the interface ---------------------------------------------------------------------------------
+
+    def send(self, message: Outgoing, handoff: Handoff) -> Delivery:
+        try:
+            sender = _check_address(envelope_sender(message), "sender")
+            recipient = _check_address(message.to, "recipient")
+        except ValueError as problem:
+            return Delivery(PARKED, f"not sent: {problem}")
+        eight_bit = not message.body.isascii()
+        for attempt in (1, 2):
+            reused = self._smtp is not None  # open since an earlier message: the server may have closed it
+            try:
+                smtp = self._connection()
+                self._envelope(smtp, sender, recipient, eight_bit)
+                break
+            except _Failure as failure:
+                self._reset()
+                return failure.delivery
+            except _Lost as lost:
+                self._drop()
+                if reused and attempt == 1 and not lost.timed_out:
+                    continue  # the server closed an idle connection: nothing was sent, open a new one
+                return Delivery(RETRY, lost.detail)
+        try:
+            handoff()
+        except BaseException:
+            self._reset()
+            raise
+        return self._data(smtp, message.body)
+
+    def close(self) -> None:
+        smtp, self._smtp = self._smtp, None
+        if smtp is None:
+            return
+        try:
+            smtp.quit()
+        except (smtplib.SMTPException, OSError):
+            pass
+        finally:
+            smtp.close()
+
+    # --- the steps -------------------------------------------------------------------------------------
+
+    def _connection(self) -> smtplib.SMTP:
+        if self._smtp is not None:
+            return self._smtp
+        smtp: smtplib.SMTP | None = None
+        try:
+            if self.tls:
+                smtp = smtplib.SMTP_SSL(self.host, self.port, local_hostname=_local_hostname(),
+                                        timeout=self.timeout, context=self.context())
+            else:
+                smtp = smtplib.SMTP(self.host, self.port, local_hostname=_local_hostname(), timeout=self.timeout)
+            smtp.ehlo_or_helo_if_needed()
+            if self.starttls:
+                smtp.starttls(context=self.context())
+                smtp.ehlo()
+            if self.username is not None:
+                smtp.login(self.username, self.password or "")
+        except smtplib.SMTPAuthenticationError as error:
+            detail = f"login to {self.where} refused: {_reply(error.smtp_code, error.smtp_error)}"
+        except smtplib.SMTPNotSupportedError as error:
+            detail = f"{self.where}: {error}"
+        except smtplib.SMTPResponseException as error:
+            detail = f"{self.where} refused the connection: {_reply(error.smtp_code, error.smtp_error)}"
+        except smtplib.SMTPServerDisconnected as error:
+            detail = (f"timed out after {seconds(self.timeout)} connecting to {self.where}" if _timed_out(error)
+                      else f"{self.where} closed the connection while connecting: {error}")
+        except smtplib.SMTPException as error:
+            detail = f"{self.where}: {error}"
+        except ssl.SSLError as error:
+            detail = f"TLS with {self.where} failed: {error}"
+        except TimeoutError:
+            detail = f"timed out after {seconds(self.timeout)} connecting to {self.where}"
+        except OSError as error:
+            detail = f"could not connect to {self.where}: {error.strerror or error}"
+        else:
+            self._smtp = smtp
+            return smtp
+        if smtp is not None:
+            smtp.close()
+        raise _Failure(Delivery(RETRY, one_line(detail)))
+
+    def _command(self, stage: str, call, *args) -> tuple[int, bytes]:
+        try:
+            code, text = call(*args)
+        except smtplib.SMTPServerDisconnected as error:
+            if _timed_out(error):
+                raise _Lost(f"timed out after {seconds(self.timeout)} at {stage}, "
+                            "before the message was handed off", timed_out=True) from None
+            raise _Lost(f"connection to {self.where} lost at {stage}, before the message was handed off") \
+                from None
+        except (smtplib.SMTPNotSupportedError, UnicodeEncodeError):  # SMTPUTF8 needed and not offered
+            raise _Failure(Delivery(PARKED, f"{stage}: the address is not ASCII and {self.where} does not "
+                                            "offer SMTPUTF8")) from None
+        if code == 421:  # the server is closing the connection: maybe just an idle one
+            raise _Lost(f"{stage}: {_reply(code, text)}")
+        if code == 530:  # RFC 4954/3207: log in or STARTTLS first; mauto.yaml's fault, not the message's
+            raise _Failure(Delivery(RETRY, f"{stage}: {_reply(code, text)} (the server wants a login or TLS: "
+                                           "check channels.email in mauto.yaml)"))
+        if not 200 <= code < 300:
+            raise _Failure(Delivery(PARKED if 500 <= code < 600 else RETRY, f"{stage}: {_reply(code, text)}"))
+        return code, text
+
+    def _envelope(self, smtp: smtplib.SMTP, sender: str, recipient: str, eight_bit: bool) -> None:
+        smtp.command_encoding = "ascii"
+        options = []
+        if not (sender.isascii() and recipient.isascii()):
+            options.append("SMTPUTF8")  # smtplib refuses it when the server does not offer SMTPUTF8
+        if eight_bit and smtp.has_extn("8bitmime"):
+            options.append("BODY=8BITMIME")
+        self._command("MAIL FROM", smtp.mail, sender, options)
+        self._command("RCPT TO", smtp.rcpt, recipient)
+
+    def _data(self, smtp: smtplib.SMTP, body: bytes) -> Delivery:
+        try:
+            code, text = smtp.docmd("DATA")
+        except smtplib.SMTPServerDisconnected:
+            self._drop()
+            return Delivery(RETRY, f"connection to {self.where} lost at DATA, before any of the message was sent")
+        if code != 354:
+            self._reset()
+            status = PARKED if 500 <= code < 600 else RETRY
+            return Delivery(status, f"DATA: {_reply(code, text)}")
+        try:
+            smtp.send(_stuffed(body))
+        except smtplib.SMTPServerDisconnected as error:
+            self._drop()
+            what = f"timed out after {seconds(self.timeout)}" if _timed_out(error) else "connection lost"
+            return Delivery(RETRY, f"{what} while the message was written, before its end: "
+                                   "the server cannot have accepted it")
+        try:
+            code, text = smtp.getreply()
+        except smtplib.SMTPServerDisconnected as error:
+            self._drop()
+            what = (f"timed out after {seconds(self.timeout)} waiting for the answer" if _timed_out(error)
+                    else f"connection to {self.where} lost before the answer")
+            return Delivery(UNKNOWN, f"{what} to a message already handed off: it may have been delivered "
+                                     "(RFC 1047); not retried")
+        answer = _reply(code, text)
+        if 200 <= code < 300:
+            queued = _QUEUED.search(answer)
+            provider_id = queued.group(1) if queued else answer.split(" ", 1)[-1]
+            return Delivery(SENT, answer, provider_id=provider_id)
+        if code == 421:
+            self._drop()
+        if 400 <= code < 500:
+            return Delivery(RETRY, answer)
+        if 500 <= code < 600:
+            return Delivery(PARKED, answer)
+        self._drop()
+        return Delivery(UNKNOWN, f"unexpected answer to the message: {answer}")
+
+    def _reset(self) -> None:
+        """RSET the transaction; a connection that does not take it is closed, and re-opened on the next send."""
+        if self._smtp is None:
+            return
+        try:
+            code, _ = self._smtp.rset()
+        except (smtplib.SMTPException, OSError):
+            code = 0
+        if not 200 <= code < 300:
+            self._drop()
+
+    def _drop(self) -> None:
+        """Close without QUIT: the connection is broken or in doubt."""
+        smtp, self._smtp = self._smtp, None
+        if smtp is not None:
+            try:
+                smtp.close()
+            except OSError:
+                pass
