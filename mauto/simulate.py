@@ -262,40 +262,44 @@ class Simulation:
             _, _, _, at, payload = heapq.heappop(self.queue)
             if at >= self.end:
                 break
-            kind = payload[0]
-            if kind == "event":
-                self._on_event(payload[1])
-            elif kind == "wake":
-                enrollment = self.enrollments.get(payload[1])
-                if enrollment is not None and enrollment.wake_at == payload[2] and not enrollment.ended:
-                    workflow = self._workflow_of(enrollment)
-                    self._handle(workflow, self.engine.advance(workflow, enrollment,
-                                                               self.contacts[enrollment.contact], at))
-            elif kind == "due":
-                _, workflow_id, contact_id, why = payload
-                self._try_enroll(self.registry[workflow_id], self.contacts[contact_id], at, None, why)
-            elif kind == "inactive":
-                _, workflow_id, contact_id, last_at = payload
-                workflow = self.registry[workflow_id]
-                contact = self.contacts[contact_id]
-                last = self._last_event(workflow, contact, at)
-                if last is not None and last.at == last_at:
-                    spec = workflow.trigger.value
-                    self._try_enroll(workflow, contact, at, None, f"no {spec['event']} for {spec['for']}")
-            elif kind == "segments":
-                workflow = self.registry[payload[1]]
-                for contact in self.contacts.values():
-                    self._check_segment(workflow, contact, at)
+            self._process(at, payload)
         zones = {contact.id: self.engine.contact_zone(contact) for contact in self.contacts.values()}
         return SimulationResult(self.start, self.end, self.timeline, self.funnels, self.messages, self.contacts,
                                 zones, list(self.enrollments.values()))
+
+    def _process(self, at: datetime, payload: tuple) -> None:
+        """Handle one due item of the queue at its moment."""
+        kind = payload[0]
+        if kind == "event":
+            self._on_event(payload[1])
+        elif kind == "wake":
+            enrollment = self.enrollments.get(payload[1])
+            if enrollment is not None and enrollment.wake_at == payload[2] and not enrollment.ended:
+                workflow = self._workflow_of(enrollment)
+                self._handle(workflow, self.engine.advance(workflow, enrollment,
+                                                           self.contacts[enrollment.contact], at))
+        elif kind == "due":
+            _, workflow_id, contact_id, why = payload
+            self._try_enroll(self.registry[workflow_id], self.contacts[contact_id], at, None, why)
+        elif kind == "inactive":
+            _, workflow_id, contact_id, last_at = payload
+            workflow = self.registry[workflow_id]
+            contact = self.contacts[contact_id]
+            last = self._last_event(workflow, contact, at)
+            if last is not None and last.at == last_at:
+                spec = workflow.trigger.value
+                self._try_enroll(workflow, contact, at, None, f"no {spec['event']} for {spec['for']}")
+        elif kind == "segments":
+            workflow = self.registry[payload[1]]
+            for contact in self.contacts.values():
+                self._check_segment(workflow, contact, at)
 
     def _workflow_of(self, enrollment: Enrollment) -> Workflow:
         return self.registry[enrollment.workflow]
 
     def _on_event(self, event: Event) -> None:
         contact = self.contacts[event.contact]
-        contact.events.append(event)
+        self._remember(contact, event)
         for enrollment_id in list(self.active[contact.id]):
             enrollment = self.enrollments[enrollment_id]
             workflow = self._workflow_of(enrollment)
@@ -346,7 +350,7 @@ class Simulation:
         if refusal:
             self._record([LogEntry(at, contact.id, workflow.id, workflow.version, "trigger", "skip", refusal)])
             return
-        enrollment_id = f"{workflow.id}:{contact.id}:{next(self.ids)}"
+        enrollment_id = self._new_enrollment_id(workflow, contact, previous)
         outcome = self.engine.enroll(workflow, contact, at, event, enrollment_id, why)
         enrollment = outcome.enrollment
         self.enrollments[enrollment.id] = enrollment
@@ -387,17 +391,10 @@ class Simulation:
                 if target is not None:
                     self._try_enroll(target, contact, effect.at, None, f"started by {workflow.id}")
         if changed:  # as in the store: a change made by a step is a contact_updated event
-            self._push(changed_at, _EVENT, ("event", Event(contact.id, "contact_updated", changed_at, {
-                "changed": sorted(set(changed)), "previous": previous})))
+            self._emit(Event(contact.id, "contact_updated", changed_at, {
+                "changed": sorted(set(changed)), "previous": previous}))
         if enrollment.state == PENDING and enrollment.pending:
-            pending = enrollment.pending
-            at = datetime.fromisoformat(pending["at"])
-            if pending["kind"] == "coupon":
-                codes = self.coupons.get(pending["pool"], deque())
-                answer = codes.popleft() if codes else None
-            else:
-                answer = self.samples.webhooks.get(pending["request"]["url"], {})
-            self._handle(workflow, self.engine.resume(workflow, enrollment, contact, answer, at))
+            self._answer_pending(workflow, enrollment, contact)
             return
         if enrollment.ended:
             if enrollment.id in self.active[contact.id]:
@@ -407,6 +404,29 @@ class Simulation:
         elif sent_at is not None and enrollment.state == "active":
             # the engine pauses after each send so that it is rendered first; now go on
             self._handle(workflow, self.engine.advance(workflow, enrollment, contact, sent_at))
+
+    # --- what a driver over a real store does differently (mauto/runner.py overrides these) ----------------
+
+    def _new_enrollment_id(self, workflow: Workflow, contact: ContactState, previous: list[Enrollment]) -> str:
+        return f"{workflow.id}:{contact.id}:{next(self.ids)}"
+
+    def _remember(self, contact: ContactState, event: Event) -> None:
+        contact.events.append(event)  # events come in time order here
+
+    def _emit(self, event: Event) -> None:
+        """An event a step caused (contact_updated): processed in its turn, like any other."""
+        self._push(event.at, _EVENT, ("event", event))
+
+    def _answer_pending(self, workflow: Workflow, enrollment: Enrollment, contact: ContactState) -> None:
+        """Answer a coupon or webhook step at once: from the sample pools and the sample webhook answers."""
+        pending = enrollment.pending
+        at = datetime.fromisoformat(pending["at"])
+        if pending["kind"] == "coupon":
+            codes = self.coupons.get(pending["pool"], deque())
+            answer = codes.popleft() if codes else None
+        else:
+            answer = self.samples.webhooks.get(pending["request"]["url"], {})
+        self._handle(workflow, self.engine.resume(workflow, enrollment, contact, answer, at))
 
     def _deliver_message(self, workflow: Workflow, enrollment: Enrollment, contact: ContactState,
                          effect) -> Outcome | None:

@@ -468,11 +468,15 @@ class Engine:
         enrollment.waiting = None
         step_vars = {name: self._render_tree(item, scope) for name, item in (step.raw.get("vars") or {}).items()}
         contact.messages.append(SentMessage(at, channel, marketing, workflow.id))
-        occurrence = enrollment.occurrences.get(key, 1)
+        # The idempotency key counts the step's *sends*, not its runs: a send postponed by quiet hours runs its
+        # step twice but is still the step's first message (`…:steps.3:1`).
+        sends = f"send:{key}"
+        occurrence = enrollment.occurrences[sends] = enrollment.occurrences.get(sends, 0) + 1
         self._effect(outcome, "send", at, program, key, {
             "channel": channel, "template": template, "marketing": marketing, "path": key,
             "vars": {**enrollment.vars, **step_vars}, "trigger_event": enrollment.trigger_event,
             "zone": scope.zone_name, "occurrence": occurrence})
+        outcome.effects[-1].key = f"{enrollment.id}:{key}:{occurrence}"
         detail = f"postponed from {postponed}" if postponed else ""
         self._log(outcome, at, program, key, "send", detail, channel=channel, template=template)
         return True

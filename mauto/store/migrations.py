@@ -141,3 +141,115 @@ def workflow_versions_workflows_enrollments(db: Database) -> None:
         )""")
     db.execute("CREATE INDEX enrollments_workflow_version_state ON enrollments (workflow, version, state)")
     db.execute("CREATE INDEX enrollments_wake_at ON enrollments (wake_at)")
+
+
+@migration(3)
+def daemon_tables(db: Database) -> None:
+    """What the daemon needs: which events a tick has seen, the outbox, webhook calls, the step log, tasks,
+    segment memberships, inactivity timers, and the runner's own small state."""
+    # An event is processed once: the tick that handles it stamps it. The partial index keeps "what is new"
+    # a short read however long the history grows.
+    db.execute("ALTER TABLE events ADD COLUMN processed_at TEXT")
+    db.execute("CREATE INDEX events_unprocessed ON events (at) WHERE processed_at IS NULL")
+    # A workflow enrolls from events that happen after it was deployed, never from history.
+    db.execute("ALTER TABLE workflows ADD COLUMN enrolling_since TEXT")
+    db.execute("UPDATE workflows SET enrolling_since = updated_at")
+    # The outbox. `key` is the idempotency key (enrollment, step, occurrence of the send) and `message_id` the
+    # email's Message-ID made from it. `status` is always one of: pending (to send, or to retry at next_try_at),
+    # sent, parked (a permanent refusal, or out of retries), unknown (the hand-off began and its answer was never
+    # recorded: RFC 1047, a person decides), cancelled (not sent on purpose: consent withdrawn before the
+    # hand-off, or dropped by a person). `handoff_at` is stamped, and committed, just before the point of no
+    # return (SMTP DATA): a pending row that has it after a crash is unknown, never resent.
+    db.execute("""
+        CREATE TABLE messages (
+            id INTEGER PRIMARY KEY,
+            key TEXT NOT NULL UNIQUE,
+            message_id TEXT NOT NULL,
+            enrollment TEXT NOT NULL,
+            workflow TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            step TEXT NOT NULL,
+            contact TEXT NOT NULL REFERENCES contacts (id) ON UPDATE CASCADE,
+            channel TEXT NOT NULL,
+            template TEXT NOT NULL,
+            marketing INTEGER NOT NULL,
+            to_address TEXT,
+            sender TEXT,
+            subject TEXT,
+            body BLOB NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('pending', 'sent', 'parked', 'unknown', 'cancelled')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_try_at TEXT,
+            handoff_at TEXT,
+            answer TEXT,
+            provider_id TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            sent_at TEXT
+        )""")
+    db.execute("CREATE INDEX messages_due ON messages (next_try_at) WHERE status = 'pending'")
+    db.execute("CREATE INDEX messages_status ON messages (status, id)")
+    db.execute("CREATE INDEX messages_contact ON messages (contact, created_at)")
+    # Webhook steps: the call is made outside any transaction (a slow endpoint must not hold the store), its
+    # enrollment waits in `pending` until the answer is recorded.
+    db.execute("""
+        CREATE TABLE calls (
+            id INTEGER PRIMARY KEY,
+            key TEXT NOT NULL UNIQUE,
+            enrollment TEXT NOT NULL REFERENCES enrollments (id) DEFERRABLE INITIALLY DEFERRED,
+            request TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('pending', 'done', 'failed')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_try_at TEXT NOT NULL,
+            answer TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        )""")
+    db.execute("CREATE INDEX calls_due ON calls (next_try_at) WHERE status = 'pending'")
+    db.execute("""
+        CREATE TABLE step_log (
+            id INTEGER PRIMARY KEY,
+            at TEXT NOT NULL,
+            contact TEXT NOT NULL REFERENCES contacts (id) ON UPDATE CASCADE,
+            workflow TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            step TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            detail TEXT NOT NULL DEFAULT '',
+            channel TEXT,
+            template TEXT,
+            extra TEXT NOT NULL DEFAULT '{}'
+        )""")
+    db.execute("CREATE INDEX step_log_contact_at ON step_log (contact, at)")
+    db.execute("CREATE INDEX step_log_workflow_kind ON step_log (workflow, kind)")
+    db.execute("""
+        CREATE TABLE tasks (
+            id INTEGER PRIMARY KEY,
+            key TEXT NOT NULL UNIQUE,
+            contact TEXT NOT NULL REFERENCES contacts (id) ON UPDATE CASCADE,
+            workflow TEXT NOT NULL,
+            step TEXT NOT NULL,
+            title TEXT NOT NULL,
+            assignee TEXT,
+            notes TEXT,
+            due_at TEXT,
+            created_at TEXT NOT NULL,
+            done_at TEXT
+        )""")
+    db.execute("""
+        CREATE TABLE segment_members (
+            workflow TEXT NOT NULL,
+            contact TEXT NOT NULL REFERENCES contacts (id) ON UPDATE CASCADE,
+            since TEXT NOT NULL,
+            PRIMARY KEY (workflow, contact)
+        )""")
+    db.execute("""
+        CREATE TABLE timers (
+            workflow TEXT NOT NULL,
+            contact TEXT NOT NULL REFERENCES contacts (id) ON UPDATE CASCADE,
+            last_at TEXT NOT NULL,
+            due_at TEXT,
+            PRIMARY KEY (workflow, contact)
+        )""")
+    db.execute("CREATE INDEX timers_due ON timers (due_at) WHERE due_at IS NOT NULL")
+    db.execute("CREATE TABLE runner_state (key TEXT PRIMARY KEY, value TEXT NOT NULL)")

@@ -16,7 +16,8 @@ from mauto.errors import ExitCode, MautoError
 from mauto.store import migrations
 
 Clock = Callable[[], datetime]
-TABLES = ("contacts", "events", "coupons", "suppressions", "workflow_versions", "workflows", "enrollments")
+TABLES = ("contacts", "events", "coupons", "suppressions", "workflow_versions", "workflows", "enrollments",
+          "messages", "calls", "step_log", "tasks", "segment_members", "timers", "runner_state")
 DEFAULT_TIMEOUT = 5.0  # seconds a write waits for another writer before giving up
 
 

@@ -1,0 +1,4 @@
+"""`python -m mauto`: the same as the `mauto` command."""
+from mauto.cli import main
+
+main()

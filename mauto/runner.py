@@ -1,0 +1,772 @@
+"""The daemon's tick: the engine that `mauto simulate` uses, over the SQLite store and real channels.
+
+A tick at `now`:
+
+1. takes the events not yet processed (in time order) — enrolls, wakes `wait_for`s, applies `exit_on` and
+   `goal` — and 2. the `segment`, `date`, `inactivity` and `schedule` triggers come due, and 3. every
+   enrollment whose wake-up has come, all in one queue ordered by time, exactly as the simulation orders them
+   (`TickDriver` *is* the simulation's driver with the store underneath: that is why their timelines agree);
+   committed in batches, each batch one transaction holding the enrollments, their outgoing messages, contact
+   changes, tasks, coupons and the step log together;
+4. calls the webhooks whose steps are waiting, then sends what the outbox holds, recording before each
+   hand-off that it begins (so that a crash in the middle leaves the message `unknown`, never resent).
+
+Times: the engine runs each item at its own moment (the event's time, the wake-up time), not at the moment
+the tick happens to run, so that a send due at 09:00 is decided for 09:00 whether the tick ran at 09:00:00
+or 09:00:30. See docs/daemon.md.
+"""
+from __future__ import annotations
+
+import fcntl
+import heapq
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from mauto.channels import base as channels
+from mauto.config import Project
+from mauto.engine.records import ContactState, Event
+from mauto.engine.state import Enrollment, LogEntry, Outcome
+from mauto.engine.timing import zone
+from mauto.engine.triggers import date_occurrences, schedule_fires
+from mauto.errors import ExitCode, MautoError
+from mauto.messages import MessageRenderer
+from mauto.simulate import _DUE, _EVENT, _WAKE, Samples, Simulation
+from mauto.store import runtime
+from mauto.store.sqlite import Store, stamp
+from mauto.workflow.durations import parse_duration
+from mauto.workflow.loader import parse
+from mauto.workflow.model import Workflow, build
+
+BATCH = 500  # queue items per transaction
+SEND_BATCH = 200  # messages read from the outbox at a time
+Log = Callable[[str, dict[str, Any]], None]
+
+
+class RunnerBusy(MautoError):
+    """Another tick holds the store's lock."""
+
+    exit_code = ExitCode.FINDINGS
+
+
+# --- the lock ------------------------------------------------------------------------------------------
+
+
+class TickLock:
+    """One tick at a time per store: an exclusive `flock` on `<store>.lock`.
+
+    The kernel releases a flock when its process dies, however it dies, so a lock left by a killed tick never
+    blocks the next one; the file keeps the last holder's pid, host and start time, to name it when busy and
+    to say when a dead holder's lock was taken over.
+    """
+
+    def __init__(self, store_path: Path, shown: str) -> None:
+        self.path = Path(f"{store_path}.lock")
+        self.shown = f"{shown}.lock"
+        self.handle: Any = None
+        self.took_over: str | None = None  # "pid 123 on host (started …)" when the last holder died holding it
+
+    def acquire(self) -> TickLock:
+        handle = open(self.path, "a+", encoding="utf-8")
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise RunnerBusy(f"another tick is running against this store ({holder}); this one did nothing",
+                             self.shown) from None
+        handle.seek(0)
+        previous = handle.read().strip()
+        if previous.startswith("pid "):
+            pid_text, _, rest = previous[4:].partition(" ")
+            if not rest.endswith("(finished)") and pid_text.isdigit() and not _alive(int(pid_text)):
+                self.took_over = previous
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()}, since {datetime.now(timezone.utc):%Y-%m-%dT%H:%M:%SZ}")
+        handle.flush()
+        self.handle = handle
+        return self
+
+    def release(self) -> None:
+        if self.handle is not None:
+            self.handle.seek(0)
+            text = self.handle.read().strip()
+            self.handle.seek(0)
+            self.handle.truncate()
+            self.handle.write(f"{text} (finished)")
+            self.handle.flush()
+            fcntl.flock(self.handle.fileno(), fcntl.LOCK_UN)
+            self.handle.close()
+            self.handle = None
+
+    def __enter__(self) -> TickLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# --- the report ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class TickReport:
+    now: datetime
+    enrolled: int = 0
+    advanced: int = 0
+    events: int = 0
+    queued: int = 0  # messages put in the outbox
+    sent: int = 0
+    retried: int = 0
+    parked: int = 0
+    unknown: int = 0
+    cancelled: int = 0
+    failed: int = 0  # enrollments that ended failed
+    calls: int = 0
+    duration: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        parts = [f"tick {self.now.isoformat(timespec='seconds')}: {self.enrolled} enrolled",
+                 f"{self.advanced} advanced", f"{self.sent} sent", f"{self.retried} retried",
+                 f"{self.parked} parked", f"{self.failed} failed"]
+        if self.unknown:
+            parts.append(f"{self.unknown} unknown")
+        if self.cancelled:
+            parts.append(f"{self.cancelled} cancelled")
+        return ", ".join(parts) + f" in {self.duration:.2f}s"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"now": self.now.isoformat(), "enrolled": self.enrolled, "advanced": self.advanced,
+                "events": self.events, "queued": self.queued, "sent": self.sent, "retried": self.retried,
+                "parked": self.parked, "unknown": self.unknown, "cancelled": self.cancelled, "failed": self.failed,
+                "calls": self.calls, "duration_s": round(self.duration, 3), "notes": self.notes}
+
+
+# --- the driver ----------------------------------------------------------------------------------------
+
+
+class _Contacts(dict):
+    """Contacts loaded from the store on first use, then kept for the tick (one object per contact)."""
+
+    def __init__(self, load: Callable[[str], ContactState]) -> None:
+        super().__init__()
+        self.load = load
+
+    def __missing__(self, contact_id: str) -> ContactState:
+        contact = self[contact_id] = self.load(contact_id)
+        return contact
+
+
+class _Lazy(dict):
+    def __init__(self, load: Callable[[Any], Any]) -> None:
+        super().__init__()
+        self.load = load
+
+    def __missing__(self, key: Any) -> Any:
+        value = self[key] = self.load(key)
+        return value
+
+    def get(self, key: Any, default: Any = None) -> Any:  # the simulation asks with .get()
+        value = self[key]
+        return default if value is None else value
+
+
+class TickDriver(Simulation):
+    """The simulation's driver, reading and writing the store instead of memory."""
+
+    def __init__(self, project: Project, store: Store, now: datetime, log: Log, renderer: MessageRenderer,
+                 report: TickReport) -> None:
+        self.store = store
+        self.db = store.db
+        self.now = now
+        self.at = stamp(now)
+        self.log_action = log
+        self.report = report
+        self.versions: dict[tuple[str, int], Workflow] = {}
+        running = runtime.running_workflows(self.db)
+        self.states = {row[0]: row[2] for row in running}
+        self.enrolling_since = {row[0]: datetime.fromisoformat(row[3]) for row in running}
+        current = [self._version(row[0], row[1]) for row in running]
+        taking = [workflow for workflow in current if self.states[workflow.id] == "active"]
+        super().__init__(project, taking, Samples([], []), now, now + timedelta(microseconds=1),
+                         all_workflows=taking, keep_timeline=False, renderer=renderer)
+        fields, tz = self.engine.settings.contact_fields, project.timezone
+        self.contacts = _Contacts(lambda contact_id: runtime.load_contact(self.db, contact_id, fields, tz))
+        self.enrollments = _Lazy(lambda enrollment_id: runtime.get_enrollment(self.db, enrollment_id))
+        self.history = _Lazy(self._load_history)
+        self.active = _Lazy(lambda contact_id: runtime.enrollment_ids(self.db, contact_id, in_flight=True))
+        self.segment_state = _Lazy(lambda key: runtime.in_segment(self.db, *key))
+        self.inactive_since = _Lazy(lambda key: runtime.timer(self.db, *key))
+        self.event_seq: dict[int, int] = {}  # id(event) -> seq, to mark it processed
+        self.stopping: Callable[[], bool] = lambda: False
+        self._reset_batch()
+
+    # --- loading --------------------------------------------------------------------------------------
+
+    def _version(self, workflow_id: str, version: int) -> Workflow:
+        key = (workflow_id, version)
+        workflow = self.versions.get(key)
+        if workflow is None:
+            source = runtime.workflow_source(self.db, workflow_id, version)
+            if source is None:
+                raise MautoError(f"workflow `{workflow_id}` v{version} is not in the store", self.store.shown)
+            workflow = self.versions[key] = build(parse(source, f"{workflow_id} v{version} (deployed)"))
+        return workflow
+
+    def _workflow_of(self, enrollment: Enrollment) -> Workflow:
+        return self._version(enrollment.workflow, enrollment.version)
+
+    def _enrollment(self, enrollment_id: str) -> Enrollment:
+        enrollment = self.enrollments.get(enrollment_id)
+        if enrollment is None:
+            enrollment = runtime.get_enrollment(self.db, enrollment_id)
+            self.enrollments[enrollment_id] = enrollment
+        return enrollment
+
+    def _load_history(self, key: tuple[str, str]) -> list[Enrollment]:
+        workflow, contact = key
+        return [self._enrollment(enrollment_id) for enrollment_id in runtime.enrollment_ids(self.db, contact, workflow)]
+
+    def _new_enrollment_id(self, workflow: Workflow, contact: ContactState, previous: list[Enrollment]) -> str:
+        # Deterministic: a batch re-run after a crash makes the same ids, hence the same message keys.
+        return f"{workflow.id}:{contact.id}:{len(previous) + 1}"
+
+    def _prepare(self) -> None:
+        """Fill the queue with what is due at `now`: events, triggers, wake-ups, timers."""
+        db, now = self.db, self.now
+        watermark = runtime.get_state(db, "clock")
+        last = datetime.fromisoformat(watermark) if watermark else None
+        if last is not None and now < last:
+            raise MautoError(f"--now {now.isoformat()} is before the last tick ({last.isoformat()}): the store's "
+                             "clock never goes back", self.store.shown)
+        history = runtime.get_state(db, "history_before")
+        if history is None:  # the very first tick: what happened before it is history, as before a simulation
+            runtime.skip_history(db, now, self.at)
+            runtime.set_state(db, "history_before", now.isoformat())
+            history = now.isoformat()
+        lower = last + timedelta(microseconds=1) if last is not None else datetime.fromisoformat(history)
+        for seq, event in runtime.unprocessed_events(db, now):
+            self.event_seq[id(event)] = seq
+            self._push(event.at, _EVENT, ("event", event))
+        for workflow in self.workflows:
+            start = max(lower, self.enrolling_since[workflow.id])
+            kind, spec = workflow.trigger.kind, workflow.trigger.value
+            first = runtime.get_state(db, f"started:{workflow.id}") is None
+            if kind == "date":
+                fields, tz_name = self.engine.settings.contact_fields, self.project.timezone
+                for contact in runtime.contact_rows(db, fields, tz_name):
+                    tz = zone(self.engine.zone_name(workflow, contact))
+                    for moment in date_occurrences(contact.fields.get(spec["field"]), spec, tz, start, self.end):
+                        self._push(moment, _DUE, ("due", workflow.id, contact.id, f"{spec['field']} comes round"))
+            elif kind == "schedule":
+                tz = zone(spec.get("timezone") or self.project.timezone)
+                fires = list(schedule_fires(spec["cron"], tz, start, self.end))
+                if fires:
+                    ids = list(runtime.contact_ids(db))
+                    for moment in fires:
+                        for contact_id in ids:
+                            self._push(moment, _DUE, ("due", workflow.id, contact_id, f"schedule {spec['cron']}"))
+            elif kind == "inactivity" and first:
+                for contact_id in runtime.contact_ids(db):
+                    self._schedule_inactivity(workflow, self.contacts[contact_id], now)
+                runtime.set_state(db, f"started:{workflow.id}", self.at)
+            elif kind == "segment" and first:
+                self._push(now, _DUE, ("segments", workflow.id))  # marked started when done
+        for workflow_id, contact_id, last_at, due_at in runtime.due_timers(db, now):
+            if workflow_id in self.registry:
+                self._push(due_at, _DUE, ("inactive", workflow_id, contact_id, last_at))
+        for enrollment in runtime.due_enrollments(db, now):
+            enrollment = self.enrollments.setdefault(enrollment.id, enrollment)
+            wake = enrollment.wake_time or now
+            if enrollment.wake_at is None:  # left with no wake-up: go on from where it stands
+                enrollment.wake_at = wake.isoformat()
+            self._push(wake, _WAKE, ("wake", enrollment.id, enrollment.wake_at))
+
+    # --- what the store does differently ----------------------------------------------------------------
+
+    def _schedule_inactivity(self, workflow: Workflow, contact: ContactState, now: datetime) -> None:
+        spec = workflow.trigger.value
+        last = self._last_event(workflow, contact, now)
+        if last is None:
+            return
+        key = (workflow.id, contact.id)
+        if self.inactive_since.get(key) == last.at:
+            return
+        self.inactive_since[key] = last.at
+        due = max(last.at + parse_duration(spec["for"]), now)
+        runtime.set_timer(self.db, workflow.id, contact.id, last.at, due)
+        if due < self.end:
+            self._push(due, _DUE, ("inactive", workflow.id, contact.id, last.at))
+
+    def _emit(self, event: Event) -> None:
+        self.event_seq[id(event)] = runtime.insert_event(self.db, event, self.at)
+        super()._emit(event)
+
+    def _answer_pending(self, workflow: Workflow, enrollment: Enrollment, contact: ContactState) -> None:
+        pending = enrollment.pending
+        at = datetime.fromisoformat(pending["at"])
+        if pending["kind"] == "coupon":
+            code = runtime.take_coupon(self.db, pending["pool"], contact.id, at)
+            self._handle(workflow, self.engine.resume(workflow, enrollment, contact, code, at))
+            return
+        # A webhook is called outside any transaction (a slow endpoint must not hold the store): queue the call;
+        # the enrollment waits in `pending` until its answer is recorded.
+        position = enrollment.position
+        key = f"{enrollment.id}:{position}:{enrollment.occurrences.get(position, 1)}"
+        runtime.insert_call(self.db, key, enrollment.id, pending["request"], self.at)
+
+    def _deliver_message(self, workflow: Workflow, enrollment: Enrollment, contact: ContactState,
+                         effect) -> Outcome | None:
+        try:
+            message = self.renderer.render(effect, contact, self.engine.settings.contact_fields)
+        except MautoError as error:
+            return self.engine.fail(workflow, enrollment, effect.at, f"template {effect.data['template']}: {error}",
+                                    effect.data.get("path"))
+        body = bytes(message.to_email()) if message.channel == "email" else message.text.encode("utf-8")
+        self.batch_messages.append({
+            "key": message.key, "message_id": message.message_id, "enrollment": enrollment.id,
+            "workflow": workflow.id, "version": workflow.version, "step": message.step, "contact": contact.id,
+            "channel": message.channel, "template": message.template, "marketing": int(message.marketing),
+            "to_address": message.to, "sender": message.sender, "subject": message.subject, "body": body,
+            "status": "pending", "next_try_at": None, "created_at": stamp(message.at), "updated_at": self.at})
+        return None
+
+    def _handle(self, workflow: Workflow, outcome: Outcome) -> None:
+        enrollment = outcome.enrollment
+        self.dirty[enrollment.id] = enrollment
+        for effect in outcome.effects:
+            if effect.kind in ("update", "score", "lists"):
+                self.dirty_contacts.add(enrollment.contact)
+            elif effect.kind == "task":
+                task = effect.data
+                self.batch_tasks.append({"key": effect.key, "contact": effect.contact, "workflow": effect.workflow,
+                                         "step": effect.step, "title": task.get("title", ""),
+                                         "assignee": task.get("assignee"), "notes": task.get("notes"),
+                                         "due_at": task.get("due"), "created_at": stamp(effect.at)})
+        super()._handle(workflow, outcome)
+
+    def _record(self, entries: list[LogEntry]) -> None:
+        for entry in entries:
+            if entry.kind == "enter":
+                self.report.enrolled += 1
+            elif entry.kind == "failed":
+                self.report.failed += 1
+            self.log_action("step", {"at": entry.at.isoformat(), "contact": entry.contact,
+                                     "workflow": entry.workflow, "version": entry.version, "step": entry.step,
+                                     "kind": entry.kind, "channel": entry.channel, "template": entry.template,
+                                     "why": entry.detail})
+        self.batch_log.extend(entries)
+
+    def _on_event(self, event: Event) -> None:
+        contact = self.contacts[event.contact]
+        if contact is None:  # erased since the event arrived
+            return
+        channel = runtime.SUPPRESSING.get(event.name)
+        if channel and (event.name != "email_bounced" or event.properties.get("kind", "hard") == "hard"):
+            address = contact.fields.get("email")
+            if address and self.store.suppress(address, channel, event.name):
+                contact.suppressed.add(channel)
+                self.log_action("suppressed", {"contact": contact.id, "channel": channel, "why": event.name})
+        if event.name == "unsubscribed":
+            channel = event.properties.get("channel", "email")
+            if channel in ("email", "sms"):
+                contact.fields[f"{channel}_consent"] = False
+                runtime.withdraw_consent(self.db, contact.id, channel, self.at)
+        self._on_event_enrolling(event)
+
+    def _remember(self, contact: ContactState, event: Event) -> None:
+        runtime.add_event(contact, event)  # a late event lands in its place
+
+    def _on_event_enrolling(self, event: Event) -> None:
+        # A workflow takes contacts from events that happen after it was deployed, never from history.
+        taking = [workflow for workflow in self.workflows if event.at >= self.enrolling_since[workflow.id]]
+        if len(taking) == len(self.workflows):
+            super()._on_event(event)
+            return
+        every = self.workflows
+        self.workflows = taking
+        try:
+            super()._on_event(event)
+        finally:
+            self.workflows = every
+
+    def _process(self, at: datetime, payload: tuple) -> None:
+        kind = payload[0]
+        if kind == "event":
+            self.report.events += 1
+            seq = self.event_seq.pop(id(payload[1]), None)
+            if seq is not None:
+                self.batch_processed.append(seq)
+            super()._process(at, payload)
+        elif kind == "wake":
+            enrollment = self.enrollments.get(payload[1])
+            if enrollment is not None and enrollment.wake_at == payload[2] and not enrollment.ended:
+                self.report.advanced += 1
+            super()._process(at, payload)
+        elif kind in ("due", "inactive"):
+            workflow_id, contact_id = payload[1], payload[2]
+            if kind == "inactive":
+                runtime.clear_timer(self.db, workflow_id, contact_id)
+            if self.contacts[contact_id] is None:
+                return  # erased meanwhile
+            if any(datetime.fromisoformat(enrollment.entered_at) == at
+                   for enrollment in self.history[(workflow_id, contact_id)]):
+                return  # done by an earlier tick that stopped before its end (date, schedule: same window again)
+            super()._process(at, payload)
+        elif kind == "segments":
+            workflow = self.registry[payload[1]]
+            runtime.set_state(self.db, f"started:{workflow.id}", self.at)
+            for contact_id in list(runtime.contact_ids(self.db)):
+                contact = self.contacts[contact_id]
+                if contact is not None:
+                    self._check_segment(workflow, contact, at)
+        else:
+            super()._process(at, payload)
+
+    def _check_segment(self, workflow: Workflow, contact: ContactState, at: datetime) -> None:
+        key = (workflow.id, contact.id)
+        before = self.segment_state.get(key, False)
+        super()._check_segment(workflow, contact, at)
+        after = bool(self.segment_state.get(key, False))
+        if after != bool(before):
+            runtime.set_segment(self.db, workflow.id, contact.id, after, self.at)
+
+    # --- batches -------------------------------------------------------------------------------------
+
+    def _reset_batch(self) -> None:
+        self.dirty: dict[str, Enrollment] = {}
+        self.dirty_contacts: set[str] = set()
+        self.batch_messages: list[dict[str, Any]] = []
+        self.batch_tasks: list[dict[str, Any]] = []
+        self.batch_log: list[LogEntry] = []
+        self.batch_processed: list[int] = []
+
+    def _flush(self) -> None:
+        db = self.db
+        runtime.save_enrollments(db, list(self.dirty.values()))
+        for contact_id in self.dirty_contacts:
+            runtime.save_contact(db, self.contacts[contact_id], self.at)
+        runtime.insert_messages(db, self.batch_messages)
+        runtime.insert_tasks(db, self.batch_tasks)
+        runtime.insert_log(db, self.batch_log)
+        runtime.mark_processed(db, self.batch_processed, self.at)
+        self.report.queued += len(self.batch_messages)
+        for message in self.batch_messages:
+            self.log_action("queued", {"key": message["key"], "contact": message["contact"],
+                                       "channel": message["channel"], "template": message["template"],
+                                       "at": message["created_at"]})
+        self._reset_batch()
+
+    def drain(self, progress: Callable[[int], None] | None = None) -> None:
+        """Handle every queued item due by `now`, BATCH items to a transaction; stop between batches when asked."""
+        while self.queue and self.queue[0][3] < self.end and not self.stopping():
+            with self.store.transaction():
+                done = 0
+                while self.queue and done < BATCH:
+                    _, _, _, at, payload = self.queue[0]
+                    if at >= self.end:
+                        break
+                    heapq.heappop(self.queue)
+                    self._process(at, payload)
+                    done += 1
+                self._flush()
+            if progress is not None:
+                progress(done)
+        self._release_ended()
+
+    def _release_ended(self) -> None:
+        """Forget the objects of a finished drain (the store has them): memory stays per batch of work."""
+        if not self.queue:
+            self.contacts.clear()
+            self.enrollments.clear()
+            self.history.clear()
+            self.active.clear()
+
+    def answer_calls(self, call: Callable[[dict, str], Any]) -> int:
+        """Make the webhook calls that are due (outside any transaction), then record each answer and go on."""
+        done = 0
+        for item in runtime.due_calls(self.db, self.now):
+            result = call(item["request"], item["key"])
+            done += 1
+            self.report.calls += 1
+            with self.store.transaction() as db:
+                enrollment = runtime.get_enrollment(db, item["enrollment"])
+                if enrollment is None or enrollment.state != "pending":
+                    runtime.record_call(db, item["id"], "failed", "the enrollment is no longer waiting", self.at)
+                    continue
+                enrollment = self.enrollments[enrollment.id] = enrollment
+                workflow = self._workflow_of(enrollment)
+                contact = self.contacts[enrollment.contact]
+                request = item["request"]
+                attempts = item["attempts"] + 1
+                self.log_action("webhook", {"key": item["key"], "url": request["url"], "status": result.status,
+                                            "answer": result.detail})
+                if result.status == "ok":
+                    runtime.record_call(db, item["id"], "done", result.detail, self.at)
+                    # answered at once: at the step's own moment (as the simulation does); else when it came
+                    at = datetime.fromisoformat(enrollment.pending["at"]) if attempts == 1 else self.now
+                    self._handle(workflow, self.engine.resume(workflow, enrollment, contact, result.response, at))
+                elif result.status == "retry" and attempts <= int(request.get("retries", 3)):
+                    delay = channels.backoff(attempts)
+                    runtime.record_call(db, item["id"], "pending", result.detail, self.at,
+                                        stamp(self.now + timedelta(seconds=delay)))
+                else:
+                    runtime.record_call(db, item["id"], "failed", result.detail, self.at)
+                    why = f"webhook {request['method']} {request['url']}: {result.detail}"
+                    if result.status == "retry":
+                        why += f" (after {attempts} attempts)"
+                    self._handle(workflow, self.engine.fail(workflow, enrollment, self.now, why))
+                self._flush()
+            self.drain()
+        return done
+
+
+# --- sending ---------------------------------------------------------------------------------------------
+
+
+def _refusal(info: dict[str, Any] | None, channel: str, store: Store) -> str | None:
+    """Why a marketing message may not go now (the contact changed since it was queued), or None."""
+    if info is None:
+        return "the contact was erased"
+    address = info["email"] if channel == "email" else info["phone"]
+    if not address:
+        return f"no {'email address' if channel == 'email' else 'phone number'}"
+    if not info[f"{channel}_consent"]:
+        return f"no {'email' if channel == 'email' else 'SMS'} consent"
+    if store.is_suppressed(address, channel):
+        return f"{channel} address on the suppression list"
+    return None
+
+
+def send_outbox(store: Store, now: datetime, transports: dict[str, channels.Transport], log: Log,
+                report: TickReport, stopping: Callable[[], bool] = lambda: False,
+                progress: Callable[[int], None] | None = None) -> None:
+    """Hand every due message to its channel, once: the hand-off is recorded before it begins."""
+    at = stamp(now)
+    opened: dict[str, channels.Transport] = {}
+    after = 0
+    try:
+        while not stopping():
+            with store.guard():
+                batch = runtime.due_messages(store.db, now, after, SEND_BATCH)
+            if not batch:
+                break
+            for row in batch:
+                if stopping():
+                    break
+                after = row["id"]
+                _send_one(store, row, now, at, transports, opened, log, report)
+                if progress is not None:
+                    progress(1)
+    finally:
+        for transport in opened.values():
+            transport.__exit__(None, None, None)
+
+
+def _send_one(store: Store, row: dict[str, Any], now: datetime, at: str, transports: dict[str, channels.Transport],
+              opened: dict[str, channels.Transport], log: Log, report: TickReport) -> None:
+    channel = row["channel"]
+    if row["marketing"]:
+        with store.guard():
+            refusal = _refusal(runtime.address_of(store.db, row["contact"]), channel, store)
+        if refusal:
+            runtime.record_delivery(store, row["id"], "cancelled", f"not sent: {refusal}", at)
+            report.cancelled += 1
+            log("cancelled", {"key": row["key"], "contact": row["contact"], "why": refusal})
+            return
+    transport = opened.get(channel)
+    if transport is None:
+        if channel not in transports:
+            raise MautoError(f"no transport for {channel} messages: configure channels.{channel} in mauto.yaml")
+        transport = opened[channel] = transports[channel].__enter__()
+    outgoing = channels.Outgoing(row["id"], row["key"], channel, row["to_address"] or "", row["sender"],
+                                 row["message_id"], bytes(row["body"]), row["contact"], row["workflow"], row["step"])
+    handed = []
+
+    def handoff() -> None:
+        runtime.mark_handoff(store, row["id"], at)
+        handed.append(True)
+
+    try:
+        delivery = transport.send(outgoing, handoff)
+    except MautoError:
+        raise
+    except Exception as error:  # noqa: BLE001 - a transport's surprise is this message's problem, not the tick's
+        status = channels.UNKNOWN if handed else channels.RETRY
+        delivery = channels.Delivery(status, f"{type(error).__name__}: {error}")
+    attempts = row["attempts"] + 1
+    fields = {"key": row["key"], "contact": row["contact"], "channel": channel, "to": row["to_address"],
+              "answer": delivery.detail}
+    if delivery.status == channels.SENT:
+        runtime.record_delivery(store, row["id"], "sent", delivery.detail, at, provider_id=delivery.provider_id,
+                                count_attempt=not handed)
+        report.sent += 1
+        log("sent", fields)
+    elif delivery.status == channels.RETRY and attempts < channels.MAX_ATTEMPTS:
+        retry_at = now + timedelta(seconds=channels.backoff(attempts))
+        runtime.record_delivery(store, row["id"], "pending", delivery.detail, at, next_try_at=stamp(retry_at),
+                                count_attempt=not handed)
+        report.retried += 1
+        log("retry", {**fields, "attempt": attempts, "next_try_at": retry_at.isoformat()})
+    elif delivery.status == channels.UNKNOWN:
+        runtime.record_delivery(store, row["id"], "unknown", delivery.detail, at)
+        report.unknown += 1
+        log("unknown", fields)
+    else:
+        answer = delivery.detail if delivery.status == channels.PARKED else \
+            f"gave up after {attempts} attempts: {delivery.detail}"
+        runtime.record_delivery(store, row["id"], "parked", answer, at, count_attempt=not handed)
+        report.parked += 1
+        log("parked", {**fields, "answer": answer})
+
+
+# --- the tick --------------------------------------------------------------------------------------------
+
+
+def tick(project: Project, store: Store, now: datetime, transports: dict[str, channels.Transport],
+         log: Log | None = None, call: Callable[[dict, str], Any] | None = None, send: bool = True,
+         stopping: Callable[[], bool] = lambda: False, progress: Callable[[int], None] | None = None,
+         renderer: MessageRenderer | None = None) -> TickReport:
+    """One tick at `now` (see the module's docstring). Takes the store's tick lock or raises RunnerBusy."""
+    started = time.monotonic()
+    log = log or (lambda kind, data: None)
+    report = TickReport(now)
+    lock = TickLock(store.path, store.shown) if str(store.path) != ":memory:" else None
+    if lock is not None:
+        lock.acquire()
+    try:
+        if lock is not None and lock.took_over:
+            report.notes.append(f"took over the lock left by {lock.took_over}, which is no longer running")
+            log("lock", {"took_over": lock.took_over})
+        with store.transaction() as db:
+            for message_id, key in runtime.recover_handoffs(db, stamp(now)):
+                report.unknown += 1
+                log("unknown", {"key": key, "id": message_id,
+                                "why": "its hand-off began before a crash; not resent (see `mauto outbox --unknown`)"})
+        with store.transaction():
+            driver = TickDriver(project, store, now, log, renderer or MessageRenderer(project), report)
+            driver.stopping = stopping
+            driver._prepare()
+        driver.drain(progress)
+        if call is None:
+            from mauto.channels.webhook import call_webhook as call
+        while not stopping() and driver.answer_calls(call):
+            pass
+        if send and not stopping():
+            send_outbox(store, now, transports, log, report, stopping, progress)
+        if not stopping():
+            with store.transaction() as db:
+                runtime.set_state(db, "clock", now.isoformat())
+    finally:
+        if lock is not None:
+            lock.release()
+    report.duration = time.monotonic() - started
+    return report
+
+
+# --- the outbox, by hand -----------------------------------------------------------------------------------
+
+
+def retry_message(store: Store, message_id: int, now: datetime) -> dict[str, Any]:
+    """Put a parked or unknown message back in the queue (a person decided it should go): sent by the next tick.
+
+    An `unknown` message may already have been delivered (its hand-off was cut off): retrying it is the person's
+    call, never mauto's. A sent or cancelled message cannot be retried."""
+    with store.transaction() as db:
+        row = runtime.message(db, message_id)
+        if row is None:
+            raise MautoError(f"no message {message_id} in the outbox", store.shown)
+        if row["status"] not in ("parked", "unknown", "pending"):
+            raise MautoError(f"message {message_id} is {row['status']}: only parked, unknown or pending messages "
+                             "can be retried", store.shown)
+        runtime.set_message_status(db, message_id, "pending", f"retry asked at {now.isoformat()} "
+                                   f"(was {row['status']}: {row['answer'] or '-'})", stamp(now), stamp(now))
+    return {**row, "status": "pending", "was": row["status"]}
+
+
+def drop_message(store: Store, message_id: int, now: datetime) -> dict[str, Any]:
+    """Decide not to send a parked, unknown or pending message: it becomes `cancelled`, with who decided."""
+    with store.transaction() as db:
+        row = runtime.message(db, message_id)
+        if row is None:
+            raise MautoError(f"no message {message_id} in the outbox", store.shown)
+        if row["status"] not in ("parked", "unknown", "pending"):
+            raise MautoError(f"message {message_id} is {row['status']}: only parked, unknown or pending messages "
+                             "can be dropped", store.shown)
+        runtime.set_message_status(db, message_id, "cancelled", f"dropped by hand at {now.isoformat()} "
+                                   f"(was {row['status']}: {row['answer'] or '-'})", stamp(now))
+    return {**row, "status": "cancelled", "was": row["status"]}
+
+
+# --- the daemon ----------------------------------------------------------------------------------------------
+
+
+def serve(project: Project, open_store: Callable[[], Store], interval: timedelta,
+          transports: Callable[[], dict[str, channels.Transport]], log: Log,
+          on_report: Callable[[TickReport], None], stop: Any,
+          clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> None:
+    """Run ticks every `interval` and at each `schedule` trigger's cron line until `stop` (a threading.Event)
+    is set: APScheduler, one tick at a time (one worker thread), missed runs coalesced into one.
+
+    The tick in hand when `stop` is set finishes its batch and returns; then this returns."""
+    from apscheduler.executors.pool import ThreadPoolExecutor
+    from apscheduler.schedulers.background import BackgroundScheduler
+    from apscheduler.triggers.interval import IntervalTrigger
+
+    from mauto.workflow.cron import parse_cron
+
+    failures: list[BaseException] = []
+
+    def run() -> None:
+        if stop.is_set():
+            return
+        try:
+            with open_store() as store:
+                report = tick(project, store, clock(), transports(), log, stopping=stop.is_set)
+            on_report(report)
+        except RunnerBusy as error:
+            log("busy", {"why": error.message})
+        except MautoError as error:  # the store is locked, a channel is misconfigured: say so, go on
+            log("error", {"why": str(error)})
+        except BaseException as error:  # noqa: BLE001 - a bug: stop the daemon, the caller reports it
+            failures.append(error)
+            stop.set()
+
+    scheduler = BackgroundScheduler(executors={"default": ThreadPoolExecutor(1)}, timezone=timezone.utc,
+                                    job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None})
+    scheduler.add_job(run, IntervalTrigger(seconds=max(interval.total_seconds(), 1)), id="tick",
+                      next_run_time=datetime.now(timezone.utc))
+    with open_store() as store:
+        crons = [(row[0], runtime.workflow_source(store.db, row[0], row[1])) for row in
+                 runtime.running_workflows(store.db)]
+    for workflow_id, source in crons:
+        workflow = build(parse(source, workflow_id))
+        if workflow.trigger.kind == "schedule":
+            spec = workflow.trigger.value
+            scheduler.add_job(run, parse_cron(spec["cron"], spec.get("timezone") or project.timezone),
+                              id=f"schedule:{workflow_id}")
+    scheduler.start()
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        scheduler.shutdown(wait=True)  # the tick in hand sees `stop` and ends after its batch
+    if failures:
+        raise failures[0]

@@ -1,0 +1,353 @@
+"""The daemon's SQL: events to process, enrollments, the outbox, webhook calls, the step log, tasks, timers.
+
+Everything here runs inside the caller's transaction (`Store.transaction()`), except the few functions that
+say they commit on their own (the outbox hand-off marks, which must be on disk before a byte goes out).
+"""
+from __future__ import annotations
+
+import json
+from bisect import insort
+from datetime import datetime
+from typing import Any, Iterator
+
+from mauto.engine.records import ContactState, Event, SentMessage, jsonable
+from mauto.engine.state import Enrollment, LogEntry
+from mauto.store.contacts import ADDRESS, COLUMN_FIELDS, _record, typed_fields
+from mauto.store.sqlite import Store, address_hash, stamp
+
+IN_FLIGHT = ("active", "waiting", "pending")
+SUPPRESSING = {"email_bounced": "email", "email_complained": "email"}  # events that put an address on the list
+
+
+def _json(value: Any) -> str:
+    return json.dumps(jsonable(value), ensure_ascii=False, sort_keys=True)
+
+
+# --- small state -------------------------------------------------------------------------------------
+
+
+def get_state(db: Any, key: str) -> str | None:
+    row = db.execute("SELECT value FROM runner_state WHERE key = ?", [key]).fetchone()
+    return row[0] if row else None
+
+
+def set_state(db: Any, key: str, value: str) -> None:
+    db.execute("INSERT INTO runner_state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET "
+               "value = excluded.value", [key, value])
+
+
+# --- workflows ---------------------------------------------------------------------------------------
+
+
+def running_workflows(db: Any) -> list[tuple[str, int, str, str]]:
+    """(id, current version, state, enrolling since) of every workflow not removed."""
+    return [tuple(row) for row in db.execute(
+        "SELECT id, current_version, state, coalesce(enrolling_since, updated_at) FROM workflows "
+        "WHERE state != 'removed' ORDER BY id")]
+
+
+def paused_workflows(db: Any) -> set[str]:
+    return {row[0] for row in db.execute("SELECT id FROM workflows WHERE state = 'paused'")}
+
+
+def workflow_source(db: Any, workflow: str, version: int) -> str | None:
+    row = db.execute("SELECT source FROM workflow_versions WHERE id = ? AND version = ?",
+                     [workflow, version]).fetchone()
+    return row[0] if row else None
+
+
+# --- events ------------------------------------------------------------------------------------------
+
+
+def _event(row: Any) -> Event:
+    contact, name, at, properties, event_id = row
+    return Event(contact, name, datetime.fromisoformat(at), json.loads(properties), event_id)
+
+
+def skip_history(db: Any, before: datetime, at: str) -> int:
+    """Mark unprocessed events older than `before` as seen without acting on them: the first tick's history."""
+    return db.execute("UPDATE events SET processed_at = ? WHERE processed_at IS NULL AND at < ?",
+                      [at, stamp(before)]).rowcount
+
+
+def unprocessed_events(db: Any, until: datetime) -> list[tuple[int, Event]]:
+    return [(row[0], _event(row[1:])) for row in db.execute(
+        "SELECT seq, contact, name, at, properties, id FROM events WHERE processed_at IS NULL AND at <= ? "
+        "ORDER BY at, seq", [stamp(until)])]
+
+
+def mark_processed(db: Any, seqs: list[int], at: str) -> None:
+    db.conn.executemany("UPDATE events SET processed_at = ? WHERE seq = ?", [(at, seq) for seq in seqs])
+
+
+def insert_event(db: Any, event: Event, received_at: str) -> int:
+    cursor = db.execute("INSERT INTO events (id, contact, name, at, properties, received_at) VALUES (?, ?, ?, ?, ?, ?)",
+                        [event.id, event.contact, event.name, stamp(event.at), _json(event.properties), received_at])
+    return cursor.lastrowid
+
+
+# --- contacts ----------------------------------------------------------------------------------------
+
+
+def contact_ids(db: Any) -> Iterator[str]:
+    for (contact,) in db.execute("SELECT id FROM contacts WHERE erased_at IS NULL ORDER BY id"):
+        yield contact
+
+
+def contact_rows(db: Any, fields: dict[str, Any], zone: str) -> Iterator[ContactState]:
+    """Every contact's typed fields (no events): what date triggers look at."""
+    cursor = db.execute("SELECT * FROM contacts WHERE erased_at IS NULL ORDER BY id")
+    names = [column[0] for column in cursor.description]
+    for row in cursor:
+        record = _record(dict(zip(names, row)))
+        yield ContactState(record["id"], typed_fields(record, fields, zone))
+
+
+def load_contact(db: Any, contact_id: str, fields: dict[str, Any], zone: str) -> ContactState | None:
+    """The contact as the engine reads it: typed fields, the events already processed, the messages made
+    for it (frequency caps), and the channels its addresses are suppressed on."""
+    cursor = db.execute("SELECT * FROM contacts WHERE id = ? AND erased_at IS NULL", [contact_id])
+    row = cursor.fetchone()
+    if row is None:
+        return None
+    record = _record(dict(zip([column[0] for column in cursor.description], row)))
+    events = [_event(row) for row in db.execute(
+        "SELECT contact, name, at, properties, id FROM events WHERE contact = ? AND processed_at IS NOT NULL "
+        "ORDER BY at, seq", [contact_id])]
+    messages = [SentMessage(datetime.fromisoformat(at), channel, bool(marketing), workflow)
+                for at, channel, marketing, workflow in db.execute(
+                    "SELECT created_at, channel, marketing, workflow FROM messages WHERE contact = ? AND "
+                    "status != 'cancelled' ORDER BY created_at", [contact_id])]
+    suppressed = {channel for channel, column in ADDRESS.items() if record.get(column) and db.execute(
+        "SELECT 1 FROM suppressions WHERE address_hash = ? AND channel = ?",
+        [address_hash(record[column], channel), channel]).fetchone()}
+    return ContactState(contact_id, typed_fields(record, fields, zone), events, messages, suppressed)
+
+
+def add_event(contact: ContactState, event: Event) -> None:
+    """Put an event into a loaded contact's history in time order (a late event lands in its place)."""
+    insort(contact.events, event, key=lambda item: item.at)
+
+
+def save_contact(db: Any, contact: ContactState, at: str) -> None:
+    """Write back the fields steps changed (update, score, lists)."""
+    values = jsonable(contact.fields)
+    extra = {name: value for name, value in values.items()
+             if name not in COLUMN_FIELDS and name != "id" and value is not None}
+    db.execute("UPDATE contacts SET email = ?, phone = ?, email_consent = ?, sms_consent = ?, fields = ?, "
+               "updated_at = ? WHERE id = ?",
+               [values.get("email"), values.get("phone"), int(bool(values.get("email_consent"))),
+                int(bool(values.get("sms_consent"))), json.dumps(extra, ensure_ascii=False, sort_keys=True), at,
+                contact.id])
+
+
+def address_of(db: Any, contact_id: str) -> dict[str, Any] | None:
+    row = db.execute("SELECT email, phone, email_consent, sms_consent FROM contacts WHERE id = ? AND "
+                     "erased_at IS NULL", [contact_id]).fetchone()
+    if row is None:
+        return None
+    return {"email": row[0], "phone": row[1], "email_consent": bool(row[2]), "sms_consent": bool(row[3])}
+
+
+def withdraw_consent(db: Any, contact_id: str, channel: str, at: str) -> None:
+    column = {"email": "email_consent", "sms": "sms_consent"}[channel]
+    db.execute(f"UPDATE contacts SET {column} = 0, updated_at = ? WHERE id = ?", [at, contact_id])
+
+
+# --- enrollments -------------------------------------------------------------------------------------
+
+
+def _enrollment(data: str) -> Enrollment:
+    return Enrollment.from_dict(json.loads(data))
+
+
+def due_enrollments(db: Any, until: datetime) -> list[Enrollment]:
+    """In-flight enrollments whose wake-up has come (or that were left with none), paused workflows aside."""
+    return [_enrollment(row[0]) for row in db.execute(
+        "SELECT e.data FROM enrollments e JOIN workflows w ON w.id = e.workflow "
+        "WHERE e.state IN ('active', 'waiting') AND (e.wake_at IS NULL OR e.wake_at <= ?) AND w.state != 'paused' "
+        "ORDER BY e.wake_at, e.id", [stamp(until)])]
+
+
+def enrollment_ids(db: Any, contact: str, workflow: str | None = None, in_flight: bool = False) -> list[str]:
+    sql = "SELECT id FROM enrollments WHERE contact = ?"
+    args: list[Any] = [contact]
+    if workflow is not None:
+        sql += " AND workflow = ?"
+        args.append(workflow)
+    if in_flight:
+        sql += f" AND state IN ({','.join('?' * len(IN_FLIGHT))})"
+        args.extend(IN_FLIGHT)
+    return [row[0] for row in db.execute(sql + " ORDER BY entered_at, id", args)]
+
+
+def get_enrollment(db: Any, enrollment_id: str) -> Enrollment | None:
+    row = db.execute("SELECT data FROM enrollments WHERE id = ?", [enrollment_id]).fetchone()
+    return _enrollment(row[0]) if row else None
+
+
+def save_enrollments(db: Any, enrollments: list[Enrollment]) -> None:
+    db.conn.executemany(
+        "INSERT INTO enrollments (id, workflow, version, contact, state, position, wake_at, data, entered_at, "
+        "ended_at, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+        "version = excluded.version, state = excluded.state, position = excluded.position, "
+        "wake_at = excluded.wake_at, data = excluded.data, ended_at = excluded.ended_at, reason = excluded.reason",
+        [(e.id, e.workflow, e.version, e.contact, e.state, e.position,
+          stamp(datetime.fromisoformat(e.wake_at)) if e.wake_at else None, _json(e.to_dict()),
+          stamp(datetime.fromisoformat(e.entered_at)), e.ended_at, e.reason) for e in enrollments])
+
+
+# --- step log, tasks, coupons, segments, timers --------------------------------------------------------
+
+
+def insert_log(db: Any, entries: list[LogEntry]) -> None:
+    db.conn.executemany("INSERT INTO step_log (at, contact, workflow, version, step, kind, detail, channel, template, "
+                   "extra) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                   [(stamp(entry.at), entry.contact, entry.workflow, entry.version, entry.step, entry.kind,
+                     entry.detail, entry.channel, entry.template, _json(entry.extra)) for entry in entries])
+
+
+def insert_tasks(db: Any, tasks: list[dict[str, Any]]) -> None:
+    db.conn.executemany("INSERT OR IGNORE INTO tasks (key, contact, workflow, step, title, assignee, notes, due_at, "
+                   "created_at) VALUES (:key, :contact, :workflow, :step, :title, :assignee, :notes, :due_at, "
+                   ":created_at)", tasks)
+
+
+def take_coupon(db: Any, pool: str, contact: str, at: datetime) -> str | None:
+    """The next free code of `pool`, given to `contact` for good (inside the caller's transaction)."""
+    row = db.execute(
+        "UPDATE coupons SET assigned_to = ?, assigned_at = ? WHERE rowid = ("
+        " SELECT rowid FROM coupons WHERE pool = ? AND assigned_to IS NULL ORDER BY rowid LIMIT 1) RETURNING code",
+        [contact, stamp(at), pool]).fetchall()
+    return row[0][0] if row else None
+
+
+def in_segment(db: Any, workflow: str, contact: str) -> bool:
+    return db.execute("SELECT 1 FROM segment_members WHERE workflow = ? AND contact = ?",
+                      [workflow, contact]).fetchone() is not None
+
+
+def set_segment(db: Any, workflow: str, contact: str, member: bool, at: str) -> None:
+    if member:
+        db.execute("INSERT OR IGNORE INTO segment_members (workflow, contact, since) VALUES (?, ?, ?)",
+                   [workflow, contact, at])
+    else:
+        db.execute("DELETE FROM segment_members WHERE workflow = ? AND contact = ?", [workflow, contact])
+
+
+def timer(db: Any, workflow: str, contact: str) -> datetime | None:
+    row = db.execute("SELECT last_at FROM timers WHERE workflow = ? AND contact = ?", [workflow, contact]).fetchone()
+    return datetime.fromisoformat(row[0]) if row else None
+
+
+def set_timer(db: Any, workflow: str, contact: str, last_at: datetime, due_at: datetime | None) -> None:
+    db.execute("INSERT INTO timers (workflow, contact, last_at, due_at) VALUES (?, ?, ?, ?) ON CONFLICT "
+               "(workflow, contact) DO UPDATE SET last_at = excluded.last_at, due_at = excluded.due_at",
+               [workflow, contact, stamp(last_at), stamp(due_at) if due_at else None])
+
+
+def due_timers(db: Any, until: datetime) -> list[tuple[str, str, datetime, datetime]]:
+    return [(row[0], row[1], datetime.fromisoformat(row[2]), datetime.fromisoformat(row[3])) for row in db.execute(
+        "SELECT workflow, contact, last_at, due_at FROM timers WHERE due_at IS NOT NULL AND due_at <= ? "
+        "ORDER BY due_at", [stamp(until)])]
+
+
+def clear_timer(db: Any, workflow: str, contact: str) -> None:
+    db.execute("UPDATE timers SET due_at = NULL WHERE workflow = ? AND contact = ?", [workflow, contact])
+
+
+# --- the outbox --------------------------------------------------------------------------------------
+
+MESSAGE_COLUMNS = ("key", "message_id", "enrollment", "workflow", "version", "step", "contact", "channel", "template",
+                   "marketing", "to_address", "sender", "subject", "body", "status", "next_try_at", "created_at",
+                   "updated_at")
+
+
+def insert_messages(db: Any, rows: list[dict[str, Any]]) -> None:
+    """Queue messages; a key already queued (the same step re-run after a crash) is left as it is."""
+    db.conn.executemany(f"INSERT OR IGNORE INTO messages ({', '.join(MESSAGE_COLUMNS)}) VALUES "
+                   f"({', '.join(':' + name for name in MESSAGE_COLUMNS)})", rows)
+
+
+def recover_handoffs(db: Any, at: str) -> list[tuple[int, str]]:
+    """Pending messages whose hand-off began but whose answer was never recorded: now `unknown`."""
+    rows = db.execute("SELECT id, key FROM messages WHERE status = 'pending' AND handoff_at IS NOT NULL").fetchall()
+    db.execute("UPDATE messages SET status = 'unknown', updated_at = ?, answer = coalesce(answer, '') || "
+               "'the hand-off began at ' || handoff_at || ' and its answer was never recorded (crash?)' "
+               "WHERE status = 'pending' AND handoff_at IS NOT NULL", [at])
+    return [(row[0], row[1]) for row in rows]
+
+
+def due_messages(db: Any, until: datetime, after_id: int, limit: int) -> list[dict[str, Any]]:
+    cursor = db.execute("SELECT * FROM messages WHERE status = 'pending' AND handoff_at IS NULL AND "
+                        "(next_try_at IS NULL OR next_try_at <= ?) AND id > ? ORDER BY id LIMIT ?",
+                        [stamp(until), after_id, limit])
+    names = [column[0] for column in cursor.description]
+    return [dict(zip(names, row)) for row in cursor]
+
+
+def messages(db: Any, statuses: tuple[str, ...] | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    sql = ("SELECT id, key, message_id, contact, workflow, step, channel, template, to_address, subject, status, "
+           "attempts, next_try_at, answer, created_at, updated_at, sent_at FROM messages")
+    args: list[Any] = []
+    if statuses:
+        sql += f" WHERE status IN ({','.join('?' * len(statuses))})"
+        args.extend(statuses)
+    cursor = db.execute(sql + " ORDER BY id LIMIT ?", [*args, limit])
+    names = [column[0] for column in cursor.description]
+    return [dict(zip(names, row)) for row in cursor]
+
+
+def message(db: Any, message_id: int) -> dict[str, Any] | None:
+    cursor = db.execute("SELECT * FROM messages WHERE id = ?", [message_id])
+    row = cursor.fetchone()
+    return dict(zip([column[0] for column in cursor.description], row)) if row else None
+
+
+def status_counts(db: Any) -> dict[str, int]:
+    counts = {status: 0 for status in ("pending", "sent", "parked", "unknown", "cancelled")}
+    counts.update({row[0]: row[1] for row in db.execute("SELECT status, count(*) FROM messages GROUP BY status")})
+    return counts
+
+
+def mark_handoff(store: Store, message_id: int, at: str) -> None:
+    """Record, committed, that the hand-off of a message begins: after a crash it is `unknown`, never resent."""
+    with store.transaction() as db:
+        db.execute("UPDATE messages SET handoff_at = ?, attempts = attempts + 1, updated_at = ? WHERE id = ? AND "
+                   "status = 'pending' AND handoff_at IS NULL", [at, at, message_id])
+
+
+def record_delivery(store: Store, message_id: int, status: str, answer: str, at: str,
+                    next_try_at: str | None = None, provider_id: str | None = None, count_attempt: bool = False) -> None:
+    """The provider's answer. `status`: sent | pending (a retry at next_try_at) | parked | unknown | cancelled."""
+    with store.transaction() as db:
+        db.execute("UPDATE messages SET status = ?, answer = ?, next_try_at = ?, provider_id = coalesce(?, provider_id), "
+                   "handoff_at = NULL, attempts = attempts + ?, updated_at = ?, "
+                   "sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END WHERE id = ?",
+                   [status, answer, next_try_at, provider_id, 1 if count_attempt else 0, at, status, at, message_id])
+
+
+def set_message_status(db: Any, message_id: int, status: str, answer: str, at: str,
+                       next_try_at: str | None = None) -> None:
+    db.execute("UPDATE messages SET status = ?, answer = ?, next_try_at = ?, handoff_at = NULL, updated_at = ? "
+               "WHERE id = ?", [status, answer, next_try_at, at, message_id])
+
+
+# --- webhook calls -----------------------------------------------------------------------------------
+
+
+def insert_call(db: Any, key: str, enrollment: str, request: dict[str, Any], at: str) -> None:
+    db.execute("INSERT OR IGNORE INTO calls (key, enrollment, request, status, next_try_at, created_at, updated_at) "
+               "VALUES (?, ?, ?, 'pending', ?, ?, ?)", [key, enrollment, _json(request), at, at, at])
+
+
+def due_calls(db: Any, until: datetime) -> list[dict[str, Any]]:
+    cursor = db.execute("SELECT id, key, enrollment, request, attempts FROM calls WHERE status = 'pending' AND "
+                        "next_try_at <= ? ORDER BY next_try_at, id", [stamp(until)])
+    return [{"id": row[0], "key": row[1], "enrollment": row[2], "request": json.loads(row[3]), "attempts": row[4]}
+            for row in cursor]
+
+
+def record_call(db: Any, call_id: int, status: str, answer: str, at: str, next_try_at: str | None = None) -> None:
+    db.execute("UPDATE calls SET status = ?, answer = ?, attempts = attempts + 1, next_try_at = coalesce(?, "
+               "next_try_at), updated_at = ? WHERE id = ?", [status, answer, next_try_at, at, call_id])

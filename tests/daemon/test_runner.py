@@ -1,0 +1,311 @@
+"""The daemon's guarantees (docs/daemon.md), each against a real store, a real SMTP server and a real HTTP
+server on 127.0.0.1: no mock of smtplib or of the HTTP client."""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import textwrap
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from mauto.channels import build_transports
+from mauto.config import load_project
+from mauto.errors import MautoError
+from mauto.runner import RunnerBusy, TickLock, drop_message, retry_message, tick
+from mauto.store import Store
+from mauto.store import runtime
+from mauto.store.contacts import import_contacts
+from mauto.store.deploy import deploy
+from mauto.store.events import ingest_events
+from tests.servers import HttpServer, SmtpServer
+
+DEPLOYED = datetime(2026, 11, 20, 8, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 12, 1, 9, 0, tzinfo=timezone.utc)
+
+WORKFLOW = """\
+id: promo
+version: 1
+name: Promo
+category: marketing
+trigger: {event: signed_up}
+reentry: never
+steps:
+  - id: hello
+    email: promo/hello
+  - wait: 1d
+  - id: again
+    email: promo/again
+"""
+HOOKED = """\
+id: hooked
+version: 1
+name: Hooked
+category: transactional
+trigger: {event: ordered}
+steps:
+  - id: crm
+    webhook: {url: "URL", body: {contact: "{{ contact.id }}"}, as: crm, retries: 2}
+  - id: thanks
+    email: promo/thanks
+"""
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return path
+
+
+class Daemon:
+    """A project with the `promo` workflow, three contacts, a store, and the SMTP and HTTP servers."""
+
+    def __init__(self, root: Path, smtp: SmtpServer, http: HttpServer) -> None:
+        self.root, self.smtp, self.http = root, smtp, http
+        write(root / "mauto.yaml", f"""\
+            store: mauto.db
+            timezone: UTC
+            sender: {{email: "Shop <shop@example.com>", sms: SHOP}}
+            unsubscribe_url: "https://example.com/u/{{{{ token }}}}"
+            channels:
+              email: {{transport: smtp, host: 127.0.0.1, port: {smtp.port}, timeout: 5s}}
+              sms: {{transport: http, url: "{http.url('/sms')}", token_env: MAUTO_TEST_SMS_TOKEN}}
+            contact_fields: {{first_name: string}}
+            events: {{signed_up: {{}}, ordered: {{}}}}
+            """)
+        write(root / "workflows" / "promo.yaml", WORKFLOW)
+        write(root / "workflows" / "hooked.yaml", HOOKED.replace("URL", http.url("/crm")))
+        for name in ("hello", "again", "thanks"):
+            write(root / "templates" / "promo" / f"{name}.email.html",
+                  f'---\nsubject: "{name} {{{{ contact.first_name }}}}"\n---\n<p>{name} {{{{ contact.first_name }}}}</p><a href="{{{{ unsubscribe_url }}}}">unsubscribe</a>\n')
+        write(root / "contacts.jsonl", "\n".join(json.dumps(row) for row in [
+            {"id": "ana", "email": "ana@example.com", "email_consent": True, "first_name": "Ana"},
+            {"id": "ben", "email": "ben@example.com", "email_consent": True, "first_name": "Ben\nBcc: evil@example.com"},
+            {"id": "cy", "email": "cy@example.com", "email_consent": False, "first_name": "Cy"},
+        ]) + "\n")
+        self.project = load_project(root / "mauto.yaml")
+        self.store = Store(root / "mauto.db", lambda: DEPLOYED, create=True, timeout=2.0)
+        deploy(self.project, self.store, DEPLOYED)
+        import_contacts(self.store, root / "contacts.jsonl", fields=self.project.contact_fields,
+                        zone=self.project.timezone)
+        self.transports = build_transports(self.project, {"MAUTO_TEST_SMS_TOKEN": "t0k3n"})
+        self.events = 0
+
+    def event(self, contact: str, name: str, at: datetime, **properties) -> None:
+        self.events += 1
+        path = write(self.root / f"events-{self.events}.jsonl",
+                     json.dumps({"contact": contact, "event": name, "at": at.isoformat(), **properties}) + "\n")
+        result = ingest_events(self.store, path, catalogue=self.project.events, zone=self.project.timezone)
+        assert result.ok, result.to_dict()
+
+    def tick(self, now: datetime, **options):
+        actions: list[tuple[str, dict]] = []
+        options.setdefault("log", lambda kind, data: actions.append((kind, data)))
+        report = tick(self.project, self.store, now, self.transports, **options)
+        report.actions = actions
+        return report
+
+    def rows(self, sql: str, *args) -> list[tuple]:
+        return [tuple(row) for row in self.store.db.execute(sql, args)]
+
+    def statuses(self) -> dict[str, str]:
+        return dict(self.rows("SELECT key, status FROM messages ORDER BY id"))
+
+
+@pytest.fixture
+def daemon(tmp_path: Path):
+    with SmtpServer() as smtp, HttpServer() as http:
+        http.respond("/crm", 200, {"id": "crm-1"})
+        running = Daemon(tmp_path, smtp, http)
+        running.tick(T0 - timedelta(hours=1))  # the first tick: history ends here
+        yield running
+        running.store.close()
+
+
+def test_a_tick_enrolls_sends_once_and_the_wait_resumes_a_day_later(daemon: Daemon) -> None:
+    daemon.event("ana", "signed_up", T0)
+    report = daemon.tick(T0 + timedelta(minutes=1))
+    assert (report.enrolled, report.sent, report.failed) == (1, 1, 0)
+    assert report.line().startswith("tick 2026-12-01T09:01:00+00:00: 1 enrolled, 0 advanced, 1 sent, 0 retried, "
+                                    "0 parked, 0 failed in ")
+    [received] = daemon.smtp.messages
+    assert received.rcpt_tos == ["ana@example.com"] and received.message["Subject"] == "hello Ana"
+    assert received.message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert received.message["Message-ID"] == daemon.rows("SELECT message_id FROM messages")[0][0]
+    assert daemon.tick(T0 + timedelta(hours=23)).sent == 0  # nothing due: nothing sent again
+    report = daemon.tick(T0 + timedelta(days=1, minutes=5))
+    assert (report.advanced, report.sent) == (1, 1)
+    assert [m.message["Subject"] for m in daemon.smtp.messages] == ["hello Ana", "again Ana"]
+    # the second send is decided at its own moment, not at the tick's
+    assert daemon.rows("SELECT created_at FROM messages WHERE step = 'again'") == [("2026-12-02T09:00:00.000000+00:00",)]
+    assert set(daemon.smtp.message_ids().values()) == {1}
+
+
+def test_a_newline_in_a_first_name_adds_no_header(daemon: Daemon) -> None:
+    daemon.event("ben", "signed_up", T0)
+    daemon.tick(T0 + timedelta(minutes=1))
+    [received] = daemon.smtp.messages
+    assert received.rcpt_tos == ["ben@example.com"]
+    headers = received.content.split(b"\r\n\r\n", 1)[0]
+    assert received.message["Bcc"] is None and b"\nBcc:" not in headers
+    assert received.message["Subject"] == "hello Ben Bcc: evil@example.com"
+
+
+def test_marketing_never_goes_without_consent(daemon: Daemon) -> None:
+    daemon.event("cy", "signed_up", T0)
+    daemon.tick(T0 + timedelta(minutes=1))
+    assert daemon.smtp.messages == [] and daemon.statuses() == {}
+    assert daemon.rows("SELECT step, detail FROM step_log WHERE contact = 'cy' AND kind = 'suppressed'") == [
+        ("hello", "no email consent")]
+
+
+def test_a_bounce_suppresses_the_address_and_a_queued_message_is_cancelled(daemon: Daemon) -> None:
+    daemon.event("ana", "signed_up", T0)
+    daemon.tick(T0 + timedelta(minutes=1))
+    daemon.tick(T0 + timedelta(days=1), send=False)  # `again` queued, not yet sent
+    daemon.event("ana", "email_bounced", T0 + timedelta(days=1, minutes=1), kind="hard")
+    report = daemon.tick(T0 + timedelta(days=1, minutes=2))
+    assert report.cancelled == 1 and report.sent == 0
+    assert [m.message["Subject"] for m in daemon.smtp.messages] == ["hello Ana"]
+    [(status, answer)] = daemon.rows("SELECT status, answer FROM messages WHERE step = 'again'")
+    assert status == "cancelled" and "suppression list" in answer
+    assert daemon.store.is_suppressed("ANA@example.com", "email")
+
+
+def test_a_temporary_refusal_is_retried_with_backoff_and_sent_once(daemon: Daemon) -> None:
+    daemon.smtp.on("rcpt", "451 4.3.0 try again later", times=1)
+    daemon.event("ana", "signed_up", T0)
+    report = daemon.tick(T0 + timedelta(minutes=1))
+    assert (report.sent, report.retried) == (0, 1)
+    [(status, attempts, next_try_at, answer)] = daemon.rows("SELECT status, attempts, next_try_at, answer FROM messages")
+    assert status == "pending" and attempts == 1 and "451" in answer
+    assert T0 + timedelta(minutes=1) < datetime.fromisoformat(next_try_at) <= T0 + timedelta(minutes=2)
+    daemon.tick(T0 + timedelta(minutes=5))
+    assert daemon.statuses() == {"promo:ana:1:steps.0:1": "sent"}
+    assert len(daemon.smtp.delivered()) == 1 and set(daemon.smtp.message_ids().values()) == {1}
+
+
+def test_a_permanent_refusal_is_parked_with_the_answer_and_can_be_retried_by_hand(daemon: Daemon) -> None:
+    daemon.smtp.on("rcpt", "550 5.1.1 no such user", times=1)
+    daemon.event("ana", "signed_up", T0)
+    report = daemon.tick(T0 + timedelta(minutes=1))
+    assert report.parked == 1
+    [(message_id, status, answer)] = daemon.rows("SELECT id, status, answer FROM messages")
+    assert status == "parked" and answer == "RCPT TO: 550 5.1.1 no such user"
+    assert daemon.tick(T0 + timedelta(hours=1)).sent == 0  # parked stays parked
+    retry_message(daemon.store, message_id, T0 + timedelta(hours=1))
+    assert daemon.tick(T0 + timedelta(hours=1, minutes=1)).sent == 1
+    assert len(daemon.smtp.delivered()) == 1
+
+
+def test_out_of_retries_is_parked(daemon: Daemon) -> None:
+    daemon.smtp.on("mail", "421 4.7.0 busy")
+    daemon.event("ana", "signed_up", T0)
+    now = T0 + timedelta(minutes=1)
+    for _ in range(12):
+        daemon.tick(now)
+        now += timedelta(hours=2)
+    [(status, attempts, answer)] = daemon.rows("SELECT status, attempts, answer FROM messages WHERE step = 'hello'")
+    assert status == "parked" and attempts == 8 and answer == "gave up after 8 attempts: MAIL FROM: 421 4.7.0 busy"
+
+
+def test_a_hand_off_cut_off_is_unknown_and_never_resent(daemon: Daemon) -> None:
+    daemon.smtp.on("data", drop=True, times=1)
+    daemon.event("ana", "signed_up", T0)
+    report = daemon.tick(T0 + timedelta(minutes=1))
+    assert report.unknown == 1 and report.sent == 0
+    assert daemon.statuses() == {"promo:ana:1:steps.0:1": "unknown"}
+    daemon.tick(T0 + timedelta(hours=3))
+    assert len(daemon.smtp.messages) == 1  # it may have arrived: never resent blind
+    [(message_id,)] = daemon.rows("SELECT id FROM messages")
+    drop_message(daemon.store, message_id, T0 + timedelta(hours=3))
+    assert daemon.statuses() == {"promo:ana:1:steps.0:1": "cancelled"}
+
+
+def test_a_crash_during_the_hand_off_leaves_the_message_unknown(daemon: Daemon) -> None:
+    daemon.event("ana", "signed_up", T0)
+    daemon.tick(T0 + timedelta(minutes=1), send=False)
+    [(message_id,)] = daemon.rows("SELECT id FROM messages")
+    runtime.mark_handoff(daemon.store, message_id, "2026-12-01T09:01:00+00:00")  # then the process died
+    report = daemon.tick(T0 + timedelta(minutes=2))
+    assert report.unknown == 1 and report.sent == 0 and daemon.smtp.messages == []
+    assert daemon.statuses() == {"promo:ana:1:steps.0:1": "unknown"}
+
+
+def test_advancing_and_queueing_commit_together(daemon: Daemon) -> None:
+    daemon.event("ana", "signed_up", T0)
+    daemon.store.db.execute("CREATE TRIGGER boom BEFORE INSERT ON messages BEGIN SELECT RAISE(ABORT, 'disk full'); END")
+    with pytest.raises(MautoError, match="disk full"):
+        daemon.tick(T0 + timedelta(minutes=1))
+    assert daemon.rows("SELECT count(*) FROM enrollments") == [(0,)]
+    assert daemon.rows("SELECT count(*) FROM step_log") == [(0,)]
+    assert daemon.rows("SELECT count(*) FROM events WHERE name = 'signed_up' AND processed_at IS NULL") == [(1,)]
+    daemon.store.db.execute("DROP TRIGGER boom")
+    assert daemon.tick(T0 + timedelta(minutes=2)).sent == 1
+    assert daemon.rows("SELECT state, position FROM enrollments") == [("active", "steps.2")]
+    assert len(daemon.smtp.messages) == 1
+
+
+def test_a_template_error_fails_that_enrollment_and_the_batch_goes_on(daemon: Daemon) -> None:
+    write(daemon.root / "templates" / "promo" / "hello.email.html",
+          '---\nsubject: "hi"\n---\n{{ contact.first_name.nope() }}\n')
+    daemon.event("ana", "signed_up", T0)
+    daemon.event("ben", "signed_up", T0)
+    report = daemon.tick(T0 + timedelta(minutes=1))
+    assert report.failed == 2 and report.sent == 0
+    [(state, reason)] = set(daemon.rows("SELECT state, substr(reason, 1, 30) FROM enrollments"))
+    assert state == "failed" and reason.startswith("template promo/hello")
+
+
+def test_a_webhook_answer_goes_into_vars_and_the_workflow_goes_on(daemon: Daemon) -> None:
+    daemon.event("ana", "ordered", T0)
+    report = daemon.tick(T0 + timedelta(minutes=1))
+    assert report.calls == 1 and report.sent == 1
+    [request] = [r for r in daemon.http.requests if r.path == "/crm"]
+    assert request.json == {"contact": "ana"} and request.headers["Idempotency-Key"] == "hooked:ana:1:steps.0:1"
+    [(data,)] = daemon.rows("SELECT data FROM enrollments WHERE workflow = 'hooked'")
+    assert json.loads(data)["vars"]["crm"] == {"id": "crm-1"}
+
+
+def test_a_webhook_that_keeps_failing_fails_its_enrollment_after_its_retries(daemon: Daemon) -> None:
+    daemon.http.replies.clear()
+    daemon.http.respond("/crm", 503, {"error": "down"})
+    daemon.event("ana", "ordered", T0)
+    now = T0 + timedelta(minutes=1)
+    for _ in range(5):
+        daemon.tick(now)
+        now += timedelta(hours=2)
+    assert len([r for r in daemon.http.requests if r.path == "/crm"]) == 3  # the call and 2 retries
+    [(state, reason)] = daemon.rows("SELECT state, reason FROM enrollments WHERE workflow = 'hooked'")
+    assert state == "failed" and "HTTP 503" in reason and "after 3 attempts" in reason
+    assert daemon.smtp.messages == []
+
+
+def test_a_second_tick_while_one_runs_exits_at_once_naming_the_holder(daemon: Daemon) -> None:
+    with TickLock(daemon.store.path, "mauto.db"):
+        with pytest.raises(RunnerBusy, match=rf"another tick is running against this store \(pid {os.getpid()} on "):
+            daemon.tick(T0)
+
+
+def test_a_lock_left_by_a_dead_process_is_taken_over(daemon: Daemon) -> None:
+    lock = Path(f"{daemon.store.path}.lock")
+    lock.write_text("pid 999999 on somewhere, since 2026-12-01T08:00:00Z")  # no flock: its process is gone
+    report = daemon.tick(T0)
+    assert report.notes == ["took over the lock left by pid 999999 on somewhere, since 2026-12-01T08:00:00Z, "
+                            "which is no longer running"]
+    with open(lock) as handle:  # and it is free again afterwards
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def test_the_clock_never_goes_back(daemon: Daemon) -> None:
+    daemon.tick(T0)
+    with pytest.raises(MautoError, match="before the last tick"):
+        daemon.tick(T0 - timedelta(minutes=5))
+
+
+def test_an_event_before_the_deploy_enrolls_nobody(daemon: Daemon) -> None:
+    daemon.event("ana", "signed_up", DEPLOYED - timedelta(days=1))
+    report = daemon.tick(T0)
+    assert report.enrolled == 0 and daemon.rows("SELECT count(*) FROM enrollments") == [(0,)]
