@@ -257,10 +257,14 @@ class TickDriver(Simulation):
             raise MautoError(f"--now {now.isoformat()} is before the last tick ({last.isoformat()}): the store's "
                              "clock never goes back", self.store.shown)
         history = runtime.get_state(db, "history_before")
-        if history is None:  # the very first tick: what happened before it is history, as before a simulation
-            runtime.skip_history(db, now, self.at)
-            runtime.set_state(db, "history_before", now.isoformat())
-            history = now.isoformat()
+        if history is None:
+            # The very first tick: what happened before the first deploy is history (has_event, segments and
+            # inactivity see it; it triggers nothing), as what happens before a simulation's start.
+            deployed = [since for since in self.enrolling_since.values() if since <= now]
+            boundary = min(deployed) if deployed else now
+            runtime.skip_history(db, boundary, self.at)
+            runtime.set_state(db, "history_before", boundary.isoformat())
+            history = boundary.isoformat()
         lower = last + timedelta(microseconds=1) if last is not None else datetime.fromisoformat(history)
         for seq, event in runtime.unprocessed_events(db, now):
             self.event_seq[id(event)] = seq

@@ -20,8 +20,8 @@ from mauto.store.deploy import deploy
 from mauto.store.events import ingest_events
 
 ROOT = Path(__file__).resolve().parents[2]
-DEPLOYED = datetime(2026, 11, 20, 8, 0, tzinfo=timezone.utc)  # before every start below
 START = datetime(2026, 12, 1, 0, 0, tzinfo=timezone.utc)
+DEPLOYED = START - timedelta(minutes=1)  # the sample history (events before START) is from before the deploy
 
 
 class Clock:

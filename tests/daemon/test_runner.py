@@ -119,7 +119,7 @@ def daemon(tmp_path: Path):
     with SmtpServer() as smtp, HttpServer() as http:
         http.respond("/crm", 200, {"id": "crm-1"})
         running = Daemon(tmp_path, smtp, http)
-        running.tick(T0 - timedelta(hours=1))  # the first tick: history ends here
+        running.tick(T0 - timedelta(hours=1))
         yield running
         running.store.close()
 
@@ -309,3 +309,12 @@ def test_an_event_before_the_deploy_enrolls_nobody(daemon: Daemon) -> None:
     daemon.event("ana", "signed_up", DEPLOYED - timedelta(days=1))
     report = daemon.tick(T0)
     assert report.enrolled == 0 and daemon.rows("SELECT count(*) FROM enrollments") == [(0,)]
+
+
+def test_an_event_between_the_deploy_and_the_first_tick_is_processed_by_it(tmp_path: Path) -> None:
+    with SmtpServer() as smtp, HttpServer() as http:
+        fresh = Daemon(tmp_path, smtp, http)
+        fresh.event("ana", "signed_up", DEPLOYED + timedelta(hours=1))
+        report = fresh.tick(DEPLOYED + timedelta(hours=2))
+        fresh.store.close()
+    assert (report.enrolled, report.sent) == (1, 1)
