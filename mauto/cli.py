@@ -449,16 +449,21 @@ def contacts_show(
 def contacts_list(
     ctx: typer.Context,
     where: Optional[str] = typer.Option(None, "--where", metavar="EXPR",
-                                        help="A mauto expression on `contact` (and `now`), e.g. \"'vip' in contact.tags\"."),
+                                        help="A mauto expression on `contact` and `now`, with has_event(), "
+                                             "event_count(), days_since(), in_list() and duration(), e.g. "
+                                             "\"'vip' in contact.tags and has_event('order_placed', within='30d')\"."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="At most this many contacts."),
     output_format: OutputFormat = typer.Option(OutputFormat.text, "--format", "-f", help="text or json."),
+    now: Optional[str] = typer.Option(None, "--now", metavar="TIME",
+                                      help="Evaluate --where at this time (`now`, `within=`; default: now)."),
 ) -> None:
     """Contacts in id order, those matching --where."""
     from mauto.store.contacts import iter_contacts
 
     project = _project(ctx)
+    moment = _parse_now(now, "--now", project.timezone)
     with _store(ctx, project) as store:
-        contacts = list(iter_contacts(store, project.contact_fields, project.timezone, where, limit))
+        contacts = list(iter_contacts(store, project.contact_fields, project.timezone, where, limit, moment))
     if output_format is OutputFormat.json:
         print(json.dumps(contacts, indent=2, ensure_ascii=False))
         return
@@ -644,7 +649,8 @@ def deploy_command(
             if not typer.confirm("Deploy this plan?", default=False):
                 _err().print("not deployed")
                 raise typer.Exit(int(ExitCode.FINDINGS))
-        result = deploy(project, store, now)
+        # Applied only if the plan made inside the write transaction is still the one shown (and confirmed).
+        result = deploy(project, store, now, expected=shown)
     counts = result.plan.counts()
     line = f"Deployed: {counts['new']} new, {counts['changed']} changed, {counts['removed']} removed"
     if result.moved or result.stopped:
@@ -660,13 +666,25 @@ def rollback_command(
     ctx: typer.Context,
     workflow: str = typer.Argument(..., metavar="ID", help="The workflow's id."),
     to: Optional[int] = typer.Option(None, "--to", help="The version to run again (default: the previous one)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show what the rollback would do; write nothing."),
+    output_format: OutputFormat = typer.Option(OutputFormat.text, "--format", "-f", help="text or json."),
 ) -> None:
-    """Make an earlier deployed version current again; contacts in the newer one finish on it."""
+    """Make an earlier deployed version current again; contacts in flight follow its in_flight policy."""
     from mauto.store.deploy import rollback
 
     with _store(ctx) as store:
-        result = rollback(store, workflow, to)
-    _out().print(f"{workflow}: v{result['from']} → v{result['to']} (new contacts enter v{result['to']})")
+        result = rollback(store, workflow, to, dry_run=dry_run)
+    if output_format is OutputFormat.json:
+        print(json.dumps(result, indent=2, ensure_ascii=False))
+        return
+    out = _out()
+    out.print(f"{workflow}: v{result['from']} → v{result['to']} (new contacts enter v{result['to']}), "
+              f"in_flight: {result['in_flight_policy']}")
+    out.print(f"    {result['summary']}")
+    if dry_run:
+        out.print(f"Dry run, nothing written: {result['moved']} contacts would move, {result['stopped']} would stop.")
+    else:
+        out.print(f"Rolled back: {result['moved']} contacts moved, {result['stopped']} stopped.")
 
 
 @app.command("pause")
@@ -715,6 +733,237 @@ def status_command(
         table.add_row(row["id"], f"v{row['version']}", row["state"], f"{row['active']:,}",
                       f"{row['waiting'] + row['pending']:,}", row["next_wake_at"] or "-", f"{row['failures']:,}")
     _out().print(table)
+
+
+# --- the daemon ----------------------------------------------------------------------------------------
+
+
+class LogFormat(str, Enum):
+    text = "text"
+    json = "json"
+
+
+def _action_logger(log_format: LogFormat, quiet: bool, console: Console | None = None):
+    """One line per action on stderr: readable text, or JSON objects for a log collector."""
+    err = console or _err()
+
+    def log(kind: str, data: dict) -> None:
+        if quiet and kind not in ("unknown", "parked", "busy", "error", "lock"):
+            return
+        if log_format is LogFormat.json:
+            record = {"time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"), "action": kind}
+            record.update({key: value for key, value in data.items() if value not in (None, "")})
+            print(json.dumps(record, ensure_ascii=False, default=str), file=sys.stderr, flush=True)
+            return
+        if kind == "step":
+            what = " ".join(part for part in (data.get("channel"), data.get("template")) if part)
+            text = (f"{data['at']} {data['kind']:<10} {data['contact']} {data['workflow']} v{data['version']} "
+                    f"{data['step']}" + (f" {what}" if what else "") + (f" — {data['why']}" if data.get("why") else ""))
+        else:
+            text = f"{kind:<10} " + " ".join(f"{key}={value}" for key, value in data.items() if value not in (None, ""))
+        style = {"parked": "red", "unknown": "red", "error": "red", "busy": "yellow", "retry": "yellow"}.get(kind)
+        err.print(Text(text, style=style or ""), soft_wrap=True, highlight=False)
+
+    return log
+
+
+def _transports(project):
+    from mauto.channels import build_transports
+
+    return build_transports(project)
+
+
+@app.command("run")
+@handle_errors
+def run_command(
+    ctx: typer.Context,
+    once: bool = typer.Option(False, "--once", help="One tick, then exit (what cron runs)."),
+    now: Optional[str] = typer.Option(None, "--now", metavar="TIME",
+                                      help="Run the tick as if it were this time (ISO 8601; tests, replays)."),
+    log_format: LogFormat = typer.Option(LogFormat.text, "--log-format", help="text or json (one object a line)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Log only what needs a person (parked, unknown)."),
+    output_format: OutputFormat = typer.Option(OutputFormat.text, "--format", "-f",
+                                               help="The tick's report as text or json."),
+) -> None:
+    """One tick against the store: take new events, enroll, advance what is due, send the outbox."""
+    if not once:
+        raise UsageError("`mauto run` needs --once (one tick, for cron); `mauto daemon` runs ticks on an interval")
+    from mauto.runner import tick
+
+    project = _project(ctx)
+    moment = _parse_now(now, "--now", project.timezone)
+    log = _action_logger(log_format, quiet)
+    with _store(ctx, project) as store:
+        transports = _transports(project)
+        with _progress(log_format) as progress:
+            report = tick(project, store, moment, transports, log, progress=progress)
+    if output_format is OutputFormat.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        for note in report.notes:
+            _err().print(note)
+        _out().print(report.line())
+    if report.parked or report.unknown:
+        raise typer.Exit(int(ExitCode.FINDINGS))
+
+
+class _progress:
+    """A progress bar on stderr for long ticks, when stderr is a terminal and the log is text."""
+
+    def __init__(self, log_format: LogFormat) -> None:
+        self.enabled = log_format is LogFormat.text and _err().is_terminal
+        self.bar = None
+
+    def __enter__(self):
+        if not self.enabled:
+            return None
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        self.bar = Progress(SpinnerColumn(), TextColumn("{task.completed:,} items"), TimeElapsedColumn(),
+                            console=_err(), transient=True)
+        self.bar.start()
+        task = self.bar.add_task("tick", total=None)
+        return lambda count: self.bar.advance(task, count)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+@app.command("daemon")
+@handle_errors
+def daemon_command(
+    ctx: typer.Context,
+    interval: str = typer.Option("30s", "--interval", metavar="DURATION", help="Time between ticks (default 30s)."),
+    log_format: LogFormat = typer.Option(LogFormat.text, "--log-format", help="text or json (one object a line)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Log only what needs a person, and each tick's report."),
+) -> None:
+    """Run ticks every --interval and at each `schedule` trigger's time; SIGTERM or Ctrl-C ends after the batch in hand."""
+    import signal
+    import threading
+
+    from mauto.runner import serve
+    from mauto.workflow.durations import parse_duration
+
+    project = _project(ctx)
+    try:
+        every = parse_duration(interval)
+    except ValueError as error:
+        raise UsageError(f"--interval {interval}: {error}") from None
+    if every.total_seconds() < 1:
+        raise UsageError(f"--interval {interval}: at least 1s")
+    log = _action_logger(log_format, quiet)
+    with _store(ctx, project):
+        pass  # refuse a missing, too new or unmigrated store before starting
+    _transports(project)  # and a channel that is not configured
+    stop = threading.Event()
+    reason: list[str] = []
+
+    def on_signal(number, frame) -> None:
+        reason.append(signal.Signals(number).name)
+        stop.set()
+
+    for number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(number, on_signal)
+
+    def on_report(report) -> None:
+        if log_format is LogFormat.json:
+            print(json.dumps({"time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+                              "action": "tick", **report.to_dict()}), file=sys.stderr, flush=True)
+        else:
+            _err().print(report.line(), highlight=False)
+
+    log("start", {"store": str(_store_path(ctx, project)), "interval": interval, "pid": os.getpid()})
+    serve(project, lambda: _store(ctx, project), every, lambda: _transports(project), log, on_report, stop)
+    log("stop", {"signal": reason[0] if reason else None})
+
+
+def _store_path(ctx: typer.Context, project):
+    from mauto.store import store_path
+
+    return project.display(store_path(project))
+
+
+outbox_app = typer.Typer(help="The outbox: messages sent, pending, parked and unknown.", no_args_is_help=False,
+                         invoke_without_command=True)
+app.add_typer(outbox_app, name="outbox")
+
+
+@outbox_app.callback(invoke_without_command=True)
+@handle_errors
+def outbox_command(
+    ctx: typer.Context,
+    failed: bool = typer.Option(False, "--failed", help="Only parked messages (refused for good, or out of retries)."),
+    unknown: bool = typer.Option(False, "--unknown", help="Only messages whose hand-off was cut off (RFC 1047)."),
+    status_filter: Optional[str] = typer.Option(None, "--status", metavar="STATUS",
+                                                help="pending, sent, parked, unknown or cancelled."),
+    limit: int = typer.Option(100, "--limit", "-n", min=1, help="At most this many (default 100)."),
+    output_format: OutputFormat = typer.Option(OutputFormat.text, "--format", "-f", help="text or json."),
+) -> None:
+    """List the outbox: counts by status, then the messages asked for (default: those needing a person)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from mauto.store import runtime
+
+    statuses: tuple[str, ...] = ()
+    if status_filter:
+        if status_filter not in ("pending", "sent", "parked", "unknown", "cancelled"):
+            raise UsageError(f"--status {status_filter}: one of pending, sent, parked, unknown, cancelled")
+        statuses += (status_filter,)
+    if failed:
+        statuses += ("parked",)
+    if unknown:
+        statuses += ("unknown",)
+    statuses = statuses or ("parked", "unknown")
+    with _store(ctx) as store, store.guard():
+        counts = runtime.status_counts(store.db)
+        rows = runtime.messages(store.db, statuses, limit)
+    if output_format is OutputFormat.json:
+        print(json.dumps({"counts": counts, "messages": rows}, indent=2, default=str))
+        return
+    out = _out()
+    out.print(", ".join(f"{count:,} {status}" for status, count in counts.items()))
+    if not rows:
+        out.print(f"No {' or '.join(statuses)} messages.")
+        return
+    table = Table("id", "status", "contact", "message", "tries", "answer", box=None, pad_edge=False)
+    table.columns[3].no_wrap = True
+    table.columns[5].overflow = "fold"
+    for row in rows:
+        table.add_row(str(row["id"]), row["status"], row["contact"], f"{row['workflow']}/{row['step']}",
+                      str(row["attempts"]), row["answer"] or "-")
+    out.print(table)
+    if any(row["status"] == "unknown" for row in rows):
+        out.print("An unknown message may or may not have reached the provider: check with it, then "
+                  "`mauto outbox retry ID` to send it again or `mauto outbox drop ID`.")
+
+
+@outbox_app.command("retry")
+@handle_errors
+def outbox_retry_command(
+    ctx: typer.Context,
+    message_id: int = typer.Argument(..., metavar="ID", help="The message's id (from `mauto outbox`)."),
+) -> None:
+    """Queue a parked or unknown message again: the next tick hands it to its provider."""
+    from mauto.runner import retry_message
+
+    with _store(ctx) as store:
+        row = retry_message(store, message_id, _parse_now(None))
+    _out().print(f"message {message_id} ({row['key']}) is pending again (was {row['was']}); the next tick sends it")
+
+
+@outbox_app.command("drop")
+@handle_errors
+def outbox_drop_command(
+    ctx: typer.Context,
+    message_id: int = typer.Argument(..., metavar="ID", help="The message's id (from `mauto outbox`)."),
+) -> None:
+    """Decide not to send a parked, unknown or pending message (it becomes cancelled, never sent)."""
+    from mauto.runner import drop_message
+
+    with _store(ctx) as store:
+        row = drop_message(store, message_id, _parse_now(None))
+    _out().print(f"message {message_id} ({row['key']}) dropped (was {row['was']})")
 
 
 def main() -> None:

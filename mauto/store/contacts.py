@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import secrets
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, Iterator, TextIO
+from typing import Any, Callable, Iterator, TextIO
 
 from mauto.datafiles import LIST_SEPARATOR, DataError, coerce
 from mauto.engine.records import ContactState, Event
@@ -76,31 +77,136 @@ def _email(value: str) -> str:
     return address
 
 
-def check_contact(row: dict[str, Any], fields: dict[str, Any], zone: str, key: str) -> dict[str, Any]:
-    """A row's values typed by the declared fields, as stored; ValueError saying what is wrong."""
-    values: dict[str, Any] = {}
-    for name, value in row.items():
-        if name not in fields:
-            raise ValueError(f"unknown contact field `{name}`; declare it under `contact_fields` in mauto.yaml")
-        if name == "id":
-            if value is None or isinstance(value, (dict, list, bool)) or str(value).strip() == "":
-                raise ValueError("`id` must be a non-empty text or number")
-            values["id"] = str(value).strip()
-            continue
-        declared = fields[name]
-        if declared == "string" and type(value) is str:  # most cells: skip the general coercion
-            values[name] = value if name != "email" else _email(value)
-            continue
+def _slow_converter(name: str, declared: Any, zone: str) -> Callable[[Any], Any]:
+    """The general conversion of one field's values (datafiles.coerce, then as stored): the reference the
+    fast paths of `field_converter` agree with, and what they fall back to (and word errors with)."""
+
+    def convert(value: Any) -> Any:
         try:
             typed = coerce(value, declared, zone)
         except ValueError as error:
             raise ValueError(f"field `{name}`: {error}") from None
         if name == "email" and typed is not None:
             typed = _email(typed)
-        values[name] = _stored(typed)
-    if values.get(key) is None:
-        raise ValueError(f"row has no `{key}`" + ("; import by email with --key email" if key == "id" else ""))
-    return values
+        return _stored(typed)
+
+    return convert
+
+
+_INTEGER = re.compile(r"[-+]?\d+")  # as datafiles.coerce reads integers
+_BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
+def field_converter(name: str, declared: Any, zone: str) -> Callable[[Any], Any]:
+    """A function taking one of the field's values (a CSV cell, a JSON or YAML value) to the value stored,
+    or raising ValueError("field `name`: ..."). Resolved once per field and import, not once per cell: the
+    usual value of each type (a well-formed text from a CSV, a JSON number or boolean) takes a short path;
+    anything else goes the general way (`_slow_converter`), which words the errors."""
+    slow = _slow_converter(name, declared, zone)
+    if name == "id":
+        def convert_id(value: Any) -> str:
+            if type(value) is str and value.strip():
+                return value.strip()
+            if value is None or isinstance(value, (dict, list, bool)) or str(value).strip() == "":
+                raise ValueError("`id` must be a non-empty text or number")
+            return str(value).strip()
+
+        return convert_id
+    if isinstance(declared, dict):
+        texts = {item for item in declared.get("enum", []) if type(item) is str}
+        return lambda value: value if type(value) is str and value in texts else slow(value)
+    if declared == "string":
+        if name == "email":
+            return lambda value: _email(value) if type(value) is str else slow(value)
+        return lambda value: value if type(value) is str else slow(value)
+    if declared == "integer":
+        def convert_integer(value: Any) -> Any:
+            if type(value) is int:
+                return value
+            if type(value) is str and (value.isdecimal() or _INTEGER.fullmatch(value.strip())):
+                return int(value)
+            return slow(value)
+
+        return convert_integer
+    if declared == "number":
+        def convert_number(value: Any) -> Any:
+            if type(value) is int or type(value) is float:
+                return value
+            if type(value) is str:
+                try:
+                    return float(value)
+                except ValueError:
+                    pass
+            return slow(value)
+
+        return convert_number
+    if declared == "boolean":
+        def convert_boolean(value: Any) -> Any:
+            if type(value) is bool:
+                return value
+            if type(value) is str:
+                found = _BOOLEANS.get(value.strip().lower())
+                if found is not None:
+                    return found
+            return slow(value)
+
+        return convert_boolean
+    if declared == "date":
+        def convert_date(value: Any) -> Any:
+            if type(value) is str:
+                try:
+                    return date.fromisoformat(value.strip()).isoformat()
+                except ValueError:
+                    pass
+            return slow(value)
+
+        return convert_date
+    if declared == "list":
+        def convert_list(value: Any) -> Any:
+            if type(value) is str:
+                return [item for item in map(str.strip, value.split(LIST_SEPARATOR)) if item]
+            if type(value) is list:
+                return value
+            return slow(value)
+
+        return convert_list
+    return slow  # datetime and anything else: the general way
+
+
+class ContactChecker:
+    """Checks rows against the declared fields with one converter per field, made on first use."""
+
+    def __init__(self, fields: dict[str, Any], zone: str, key: str) -> None:
+        self.fields = fields
+        self.zone = zone
+        self.key = key
+        self.converters: dict[str, Callable[[Any], Any]] = {}
+
+    def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
+        """A row's values typed by the declared fields, as stored; ValueError saying what is wrong."""
+        converters = self.converters
+        try:
+            values = {name: converters[name](value) for name, value in row.items()}
+        except KeyError:  # a field not met before in this file (converters raise only ValueError)
+            values = {}
+            for name, value in row.items():
+                convert = converters.get(name)
+                if convert is None:
+                    if name not in self.fields:
+                        raise ValueError(f"unknown contact field `{name}`; declare it under `contact_fields` in "
+                                         "mauto.yaml") from None
+                    convert = converters[name] = field_converter(name, self.fields[name], self.zone)
+                values[name] = convert(value)
+        if values.get(self.key) is None:
+            raise ValueError(f"row has no `{self.key}`"
+                             + ("; import by email with --key email" if self.key == "id" else ""))
+        return values
+
+
+def check_contact(row: dict[str, Any], fields: dict[str, Any], zone: str, key: str) -> dict[str, Any]:
+    """A row's values typed by the declared fields, as stored; ValueError saying what is wrong.
+    (An import makes one ContactChecker and keeps its converters for the whole file.)"""
+    return ContactChecker(fields, zone, key)(row)
 
 
 def _record(row: Any) -> dict[str, Any]:
@@ -112,13 +218,59 @@ def _record(row: Any) -> dict[str, Any]:
     return record
 
 
-def _db_row(record: dict[str, Any], updated_at: str) -> dict[str, Any]:
-    extra = {name: value for name, value in record.items()
-             if name not in COLUMN_FIELDS and name != "id" and value is not None}
-    return {"id": record["id"], "email": record.get("email"), "phone": record.get("phone"),
-            "email_consent": int(bool(record.get("email_consent"))), "sms_consent": int(bool(record.get("sms_consent"))),
-            "fields": json.dumps(extra, ensure_ascii=False, sort_keys=True),
-            "created_at": record["created_at"], "updated_at": updated_at}
+def _json_encoder(sort_keys: bool) -> Callable[[Any], str]:
+    """json.dumps(value, ensure_ascii=False, sort_keys=...), made once: json.dumps with options builds a
+    JSONEncoder per call, and JSONEncoder.encode builds its C encoder per call, about a third of the time
+    of encoding a contact's fields. (No circular check: the values come from parsed files.)"""
+    encoder = json.JSONEncoder(ensure_ascii=False, sort_keys=sort_keys)
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # no C accelerator: the plain way
+        return encoder.encode
+    encode = make(None, encoder.default, json.encoder.encode_basestring, None, ": ", ", ", sort_keys, False, True)
+
+    def dumps(value: Any) -> str:
+        if isinstance(value, str):
+            return encoder.encode(value)
+        return "".join(encode(value, 0))
+
+    return dumps
+
+
+_json = _json_encoder(sort_keys=False)
+_sorted_json = _json_encoder(sort_keys=True)
+_text = json.encoder.encode_basestring  # a str as a JSON string, as _json writes it (ensure_ascii off)
+_NOT_IN_FIELDS = frozenset((*COLUMN_FIELDS, "id"))  # kept in their own columns, not in the `fields` JSON
+
+
+def _contact_row(record: dict[str, Any], updated_at: str) -> tuple[tuple[Any, ...], str]:
+    """A contacts row (in CONTACT_COLUMNS order) from a flat record, and its `fields` JSON."""
+    extra = {name: value for name, value in record.items() if name not in _NOT_IN_FIELDS and value is not None}
+    fields_json = _sorted_json(extra)
+    return (record["id"], record.get("email"), record.get("phone"), int(bool(record.get("email_consent"))),
+            int(bool(record.get("sms_consent"))), fields_json, record["created_at"], updated_at), fields_json
+
+
+def _created_properties(record: dict[str, Any], fields_json: str) -> str:
+    """The `contact_created` event's properties, {"fields": every field given, but `id` and nulls}, as JSON.
+    The fields that are not columns are already encoded (`fields_json`, for the contacts row): spliced in,
+    not encoded again."""
+    email_consent, sms_consent, created_at = record["email_consent"], record["sms_consent"], record["created_at"]
+    email, phone = record.get("email"), record.get("phone")
+    if type(email_consent) is bool and type(sms_consent) is bool and type(created_at) is str and \
+            (email is None or type(email) is str) and (phone is None or type(phone) is str):
+        # The usual types, written out directly (what _json would write, without building a dict for it).
+        head = (f'{{"email_consent": {"true" if email_consent else "false"}, '
+                f'"sms_consent": {"true" if sms_consent else "false"}, "created_at": {_text(created_at)}'
+                + (f', "email": {_text(email)}' if email is not None else "")
+                + (f', "phone": {_text(phone)}' if phone is not None else "") + "}")
+    else:
+        head = _json({name: record[name] for name in ("email_consent", "sms_consent", "created_at", "email", "phone")
+                      if record.get(name) is not None})
+    if head == "{}":
+        head = fields_json
+    elif fields_json != "{}":
+        head = f"{head[:-1]}, {fields_json[1:]}"
+    return f'{{"fields": {head}}}'
 
 
 def _event_row(contact: str, name: str, properties: dict[str, Any], now: str) -> dict[str, Any]:
@@ -152,6 +304,7 @@ def import_contacts(store: Store, source: str | Path, *, fields: dict[str, Any],
 
     found = BatchProblems(result.problems, shown, aside)
     reject, flush = found.reject, found.flush
+    check = ContactChecker(fields, zone, key)  # one converter per field for the whole file
 
     try:
         with store.transaction() as db:
@@ -159,7 +312,7 @@ def import_contacts(store: Store, source: str | Path, *, fields: dict[str, Any],
             # so that memory does not grow with the file.
             db.execute("CREATE TEMP TABLE IF NOT EXISTS import_seen (key TEXT PRIMARY KEY, line INTEGER NOT NULL)")
             for batch in batches(source, fmt, batch_size):
-                _import_batch(store, batch, result, reject, fields, zone, key, skip_invalid, batch_size)
+                _import_batch(store, batch, result, reject, check, key, skip_invalid)
                 flush()
             if not result.ok and not skip_invalid:
                 raise Rollback
@@ -172,8 +325,8 @@ def import_contacts(store: Store, source: str | Path, *, fields: dict[str, Any],
     return result
 
 
-def _import_batch(store: Store, batch: list, result: ImportResult, reject: Any, fields: dict[str, Any], zone: str,
-                  key: str, skip_invalid: bool, batch_size: int) -> None:
+def _import_batch(store: Store, batch: list, result: ImportResult, reject: Any, check: ContactChecker, key: str,
+                  skip_invalid: bool) -> None:
     """Check a batch (rows, duplicates, matches) and write it; problems go to `reject`."""
     bad = 0
 
@@ -190,7 +343,7 @@ def _import_batch(store: Store, batch: list, result: ImportResult, reject: Any, 
             note(line, None, row.message)
             continue
         try:
-            checked.append((line, row, check_contact(row, fields, zone, key)))
+            checked.append((line, row, check(row)))
         except ValueError as error:
             note(line, row, str(error))
     if not checked:
@@ -243,9 +396,9 @@ def _import_batch(store: Store, batch: list, result: ImportResult, reject: Any, 
             current = by_id.get(values["id"])
         if current is None:
             record = {"email_consent": False, "sms_consent": False, "created_at": now, **values}
-            inserts.append(_db_row(record, now))
-            created = {name: value for name, value in record.items() if name != "id" and value is not None}
-            events.append(_event_row(record["id"], "contact_created", {"fields": created}, now))
+            contact, fields_json = _contact_row(record, now)
+            inserts.append(contact)
+            events.append((record["id"], "contact_created", now, _created_properties(record, fields_json), now))
             result.created += 1
             continue
         before = _record(current)
@@ -254,21 +407,21 @@ def _import_batch(store: Store, batch: list, result: ImportResult, reject: Any, 
             result.unchanged += 1
             continue
         record = {**before, **values}
-        updates.append(_db_row(record, now))
-        events.append(_event_row(record["id"], "contact_updated",
-                                 {"changed": changed, "previous": {name: before.get(name) for name in changed}}, now))
+        contact, _ = _contact_row(record, now)
+        updates.append(contact[1:] + contact[:1])
+        events.append((record["id"], "contact_updated", now,
+                       _json({"changed": changed, "previous": {name: before.get(name) for name in changed}}), now))
         result.updated += 1
     if (result.problems.count or bad) and not skip_invalid:
         return  # the transaction will be rolled back: checking goes on, writing would be wasted
     # The hot path: one prepared statement per batch. sqlite-utils' insert_all/upsert_all inspect every
     # value (jsonify_if_needed) and rebuild the SQL per chunk, about a third of an import's time, measured.
     if inserts:
-        db.conn.executemany(INSERT_CONTACT, [tuple(row[name] for name in CONTACT_COLUMNS) for row in inserts])
+        db.conn.executemany(INSERT_CONTACT, inserts)
     if updates:
-        db.conn.executemany(UPDATE_CONTACT, [tuple(row[name] for name in CONTACT_COLUMNS[1:]) + (row["id"],)
-                                             for row in updates])
+        db.conn.executemany(UPDATE_CONTACT, updates)
     if events:
-        db.conn.executemany(INSERT_EVENT, [tuple(row[name] for name in EVENT_COLUMNS) for row in events])
+        db.conn.executemany(INSERT_EVENT, events)
 
 
 def _select(db: Any, column: str, values: list[str]) -> list:
@@ -342,33 +495,129 @@ def contact_state(store: Store, contact_id: str, fields: dict[str, Any], zone: s
                         suppressed=set(_suppressed_channels(store, row)))
 
 
+EVENT_FUNCTIONS = ("has_event", "event_count")  # the expression functions that read the contact's events
+WHERE_NAMES = ("contact", "now")  # `event` and `vars` have nothing to stand for in a list of contacts
+
+
+@dataclass
+class Where:
+    """A --where expression, checked, with what it needs from the store."""
+
+    expression: Any
+    events: bool = False  # calls has_event/event_count: the contacts' events are read
+    event_names: frozenset[str] | None = None  # the only events those calls name, when all are literal
+
+
+def where_filter(source: str, option: str = "--where") -> Where:
+    """Parse and check a --where expression as the lint checks a workflow's: names in scope, functions and
+    their arguments, `within=` durations, nested `where=` strings. A problem is a MautoError (exit 2) saying
+    what is wrong, never a traceback."""
+    from mauto.workflow.expressions import FUNCTIONS, Expression, ExpressionError
+
+    expression = Expression(source, option)
+    calls = literal = 0
+    names: set[str] = set()
+
+    def check(text: str, nested: bool) -> None:
+        nonlocal calls, literal
+        inside = f"in `where=\"{text}\"`: " if nested else ""
+        try:
+            uses = Expression(text).uses if nested else expression.uses
+            if not nested:
+                expression.evaluator
+        except ExpressionError as error:
+            raise MautoError(f"{option}: {inside}{error}") from None
+        allowed = ("event", *WHERE_NAMES) if nested else WHERE_NAMES
+        for use in uses:
+            if use.kind == "name" and use.name not in allowed and use.name not in FUNCTIONS:
+                if use.name == "event":
+                    raise MautoError(f"{option}: `event` is not in scope here: no event has arrived (use "
+                                     "has_event('name', where=\"event.total > 50\") to look at a contact's events)")
+                raise MautoError(f"{option}: {inside}unknown name `{use.name}`{_hint(use.name, [*allowed, *FUNCTIONS])}"
+                                 f" (names in scope: {', '.join(allowed)})")
+            if use.kind == "call" and use.name not in FUNCTIONS:
+                raise MautoError(f"{option}: {inside}unknown function `{use.name}()`{_hint(use.name, list(FUNCTIONS))}"
+                                 f" (functions: {', '.join(name + '()' for name in FUNCTIONS)})")
+            if use.kind == "argument":
+                takes = FUNCTIONS[use.detail]
+                if use.name.endswith(" positional"):
+                    raise MautoError(f"{option}: {inside}`{use.detail}()` takes {len(takes)} argument(s): "
+                                     f"{', '.join(takes)}")
+                raise MautoError(f"{option}: {inside}`{use.detail}()` has no argument `{use.name}`"
+                                 f"{_hint(use.name, list(takes[1:]))}; it takes {', '.join(takes)}")
+            if use.kind == "duration":
+                from mauto.workflow.durations import DurationError, parse_duration
+
+                try:
+                    parse_duration(use.name)
+                except DurationError as error:
+                    raise MautoError(f"{option}: {inside}{error}") from None
+            if use.kind in ("call", "name") and use.name in EVENT_FUNCTIONS:
+                calls += 1
+            if use.kind == "event-name":
+                literal += 1
+                names.add(use.name)
+            if use.kind == "nested":
+                check(use.name, True)
+
+    check(source, False)
+    return Where(expression, calls > 0, frozenset(names) if calls and calls == literal else None)
+
+
+def _hint(name: str, choices: list[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, choices, n=1, cutoff=0.6)
+    return f"; did you mean `{close[0]}`?" if close else ""
+
+
+def _events_by_contact(store: Store, names: frozenset[str] | None) -> Iterator[tuple[str, list[Event]]]:
+    """(contact id, its events in time order) for every contact with events, in contact id order; only the
+    events named in `names` when given."""
+    import itertools
+
+    sql, parameters = "SELECT contact, id, name, at, properties FROM events", []
+    if names is not None:
+        sql += f" WHERE name IN ({','.join('?' * len(names))})"
+        parameters = sorted(names)
+    cursor = store.db.execute(sql + " ORDER BY contact, at, seq", parameters)
+    for contact, rows in itertools.groupby(cursor, key=lambda row: row[0]):
+        yield contact, [Event(contact, name, datetime.fromisoformat(at), json.loads(properties), event_id)
+                        for _, event_id, name, at, properties in rows]
+
+
 def iter_contacts(store: Store, fields: dict[str, Any], zone: str, where: str | None = None,
                   limit: int | None = None, now: datetime | None = None) -> Iterator[dict[str, Any]]:
-    """Contacts in id order (erased ones left out), those for which `where` (an expression on `contact`
-    and `now`) is true, at most `limit`."""
-    from mauto.workflow.expressions import Expression, ExpressionError
+    """Contacts in id order (erased ones left out), those for which `where` is true, at most `limit`.
 
-    expression = None
-    if where is not None:
-        expression = Expression(where, "--where")
-        try:
-            expression.evaluator
-        except ExpressionError as error:
-            raise MautoError(f"--where: {error}") from None
+    `where` is an expression on `contact` and `now` with the workflow expressions' functions: has_event,
+    event_count, days_since, in_list, duration (`within=` counts back from `now`, default the store's
+    clock). The contacts' events are read only when the expression calls has_event or event_count (and
+    then only the events it names, when it names them all), so a filter on fields reads no events."""
+    from mauto.engine.context import Scope
+
+    check = where_filter(where) if where is not None else None
     moment = now or store.now()
     found = 0
     with store.guard():
+        events = _events_by_contact(store, check.event_names) if check is not None and check.events else iter(())
+        pending = next(events, None)
         cursor = store.db.execute("SELECT * FROM contacts WHERE erased_at IS NULL ORDER BY id")
         names = [description[0] for description in cursor.description]
         for values in cursor:
             if limit is not None and found >= limit:
                 return
             row = dict(zip(names, values))
-            if expression is not None:
-                record = _record(row)
-                state = ContactState(row["id"], typed_fields(record, fields, zone))
+            if check is not None:
+                # Both queries come in id order (SQLite's BINARY collation is code point order, as Python's
+                # str comparison): walk the events alongside the contacts, one pass over each.
+                while pending is not None and pending[0] < row["id"]:
+                    pending = next(events, None)
+                history = pending[1] if pending is not None and pending[0] == row["id"] else []
+                state = ContactState(row["id"], typed_fields(_record(row), fields, zone), history)
+                scope = Scope(state, lambda state=state: state.record(fields), moment, None, {}, None, zone)
                 try:
-                    keep = expression.evaluate(contact=state.record(fields), now=moment)
+                    keep = check.expression.evaluate(**scope.names())
                 except Exception as error:  # an expression error is the user's, whatever Jinja2 raises
                     raise MautoError(f"--where: {type(error).__name__}: {error} (contact `{row['id']}`)") from None
                 if not keep:

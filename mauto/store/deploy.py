@@ -6,6 +6,7 @@ policy). `deploy` does exactly that in one write transaction. See docs/store.md.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 from collections import Counter
@@ -128,8 +129,11 @@ class Change:
         return f"{self.file}:{self.line}" if self.file and self.line else (self.file or self.id)
 
     def sentence(self) -> str:
-        """The in-flight policy in numbers: "v3 → v4: 42 contacts waiting at `wait-3d` move to v4; ..."."""
-        head = f"v{self.old_version} → v{self.version}" if self.kind == "changed" else f"v{self.old_version}"
+        """The in-flight policy in numbers: "v3 → v4: 42 contacts waiting at `wait-3d` move to v4; ...".
+
+        A rollback (kind `rollback`, v4 → v3) says it the same way: the version made current decides."""
+        moving = self.kind in ("changed", "rollback")
+        head = f"v{self.old_version} → v{self.version}" if moving else f"v{self.old_version}"
         if not self.in_flight:
             return f"{head}: no contacts in flight"
         parts = []
@@ -138,18 +142,27 @@ class Change:
             who = f"{group.count}{noun} waiting at {group.step}"
             if group.removed and self.kind == "changed":
                 who += f" (removed in v{self.version})"
+            elif group.removed and self.kind == "rollback":
+                who += f" (not in v{self.version})"
             if group.action == "move":
                 parts.append(f"{who} move to v{self.version}")
             elif group.action == "stop":
-                parts.append(f"{who} leave at deploy")
+                parts.append(f"{who} leave at {'rollback' if self.kind == 'rollback' else 'deploy'}")
             else:
                 parts.append(f"{who} finish on v{group.version}")
         return f"{head}: " + "; ".join(parts)
 
+    @property
+    def stop_reason(self) -> str:
+        """The reason an enrollment stopped by this change is given."""
+        if self.kind == "rollback":
+            return f"stopped by rollback to v{self.version}"
+        return f"stopped by v{self.version} deploy"
+
     def to_dict(self) -> dict[str, Any]:
         result: dict[str, Any] = {"kind": self.kind, "id": self.id, "file": self.file, "version": self.version,
                                   "old_version": self.old_version}
-        if self.kind in ("changed", "removed"):
+        if self.kind in ("changed", "removed", "rollback"):
             result["in_flight_policy"] = self.policy
             result["in_flight"] = [group.to_dict() for group in self.in_flight]
             result["summary"] = self.sentence()
@@ -180,6 +193,23 @@ class Plan:
 
     def to_dict(self) -> dict[str, Any]:
         return {"summary": self.counts(), "changes": [change.to_dict() for change in self.changes]}
+
+    def fingerprint(self) -> str:
+        """A SHA-256 of everything the plan says (to_dict) and of the content it would write: two plans with
+        the same fingerprint deploy the same thing. `deploy(expected=...)` compares it with the plan it makes
+        inside its transaction."""
+        return _digest(self.to_dict(), [[change.id, change.hash] for change in self.changes])
+
+    def differing(self, other: Plan) -> list[str]:
+        """The workflow ids whose entries differ between this plan and `other`."""
+        mine = {change.id: _digest(change.to_dict(), change.hash) for change in self.changes}
+        theirs = {change.id: _digest(change.to_dict(), change.hash) for change in other.changes}
+        return sorted(ident for ident in mine.keys() | theirs.keys() if mine.get(ident) != theirs.get(ident))
+
+
+def _digest(*parts: Any) -> str:
+    text = json.dumps(parts, ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def _files(project: Any) -> Iterator[tuple[str, Any, str]]:
@@ -324,23 +354,42 @@ def check_lint(project: Any, now: datetime, shown: int = 5) -> None:
     result = lint(project, now)
     if result.errors:
         errors = [problem for problem in result.problems if problem.severity == "error"]
-        first = "\n".join(str(problem) for problem in errors[:shown])
+        first = "\n".join(f"{problem.path}:{problem.line}:{problem.col}: {problem.rule} {problem.message}"
+                           for problem in errors[:shown])
         more = f"\n… and {len(errors) - shown} more" if len(errors) > shown else ""
         raise DeployRefused(f"nothing deployed: lint found {result.errors} error{'s' if result.errors != 1 else ''}"
                             f" (run `mauto lint`):\n{first}{more}")
 
 
-def deploy(project: Any, store: Store, now: datetime, git: GitInfo | None = None) -> DeployResult:
+def plan_changed(expected: Plan | str, current: Plan) -> str:
+    """Why a deploy refused a plan that is no longer the one shown."""
+    which = ""
+    if isinstance(expected, Plan):
+        ids = expected.differing(current)
+        if ids:
+            which = f": {', '.join(f'`{ident}`' for ident in ids)} {'differs' if len(ids) == 1 else 'differ'}"
+    return (f"nothing deployed: the plan changed after it was shown{which} (another deploy or a rollback landed, "
+            "contacts in flight moved, or a file changed); run `mauto deploy` again to see the new plan")
+
+
+def deploy(project: Any, store: Store, now: datetime, git: GitInfo | None = None,
+           expected: Plan | str | None = None) -> DeployResult:
     """Lint, plan again inside one write transaction, and apply the plan, or refuse and write nothing.
 
     A second deploy at the same time waits for the first (the busy timeout), then plans against what
-    the first wrote; past the timeout it fails with StoreLocked, having written nothing.
+    the first wrote; past the timeout it fails with StoreLocked, having written nothing. With `expected`
+    (the plan shown and confirmed, or its fingerprint), a plan that differs from it is refused
+    (DeployRefused): what was confirmed is what is applied, or nothing is.
     """
     check_lint(project, now)
     git = git if git is not None else git_info(project.root)
     at = stamp(now)
     with store.transaction() as db:
         current = _plan(project, store)
+        if expected is not None:
+            fingerprint = expected.fingerprint() if isinstance(expected, Plan) else expected
+            if fingerprint != current.fingerprint():
+                raise DeployRefused(plan_changed(expected, current))
         if current.refused:
             raise DeployRefused(refusal(current))
         result = DeployResult(current, at, git)
@@ -351,9 +400,13 @@ def deploy(project: Any, store: Store, now: datetime, git: GitInfo | None = None
                            [change.id, change.version, change.hash, change.source,
                             json.dumps(change.data, ensure_ascii=False, sort_keys=True), at, git.commit, git.author])
             if change.kind == "new":
-                db.execute("INSERT INTO workflows (id, current_version, state, updated_at) VALUES (?, ?, 'active', ?) "
+                # enrolling_since: the daemon enrolls from events after this moment only (a file that comes back
+                # after a removal starts afresh: what happened while it was gone is history to it)
+                db.execute("INSERT INTO workflows (id, current_version, state, updated_at, enrolling_since) "
+                           "VALUES (?, ?, 'active', ?, ?) "
                            "ON CONFLICT (id) DO UPDATE SET current_version = excluded.current_version, "
-                           "state = 'active', updated_at = excluded.updated_at", [change.id, change.version, at])
+                           "state = 'active', updated_at = excluded.updated_at, "
+                           "enrolling_since = excluded.enrolling_since", [change.id, change.version, at, at])
             elif change.kind == "changed":
                 db.execute("UPDATE workflows SET current_version = ?, updated_at = ? WHERE id = ?",
                            [change.version, at, change.id])
@@ -366,7 +419,7 @@ def deploy(project: Any, store: Store, now: datetime, git: GitInfo | None = None
 
 
 def _apply(db: Any, change: Change, at: str) -> tuple[int, int]:
-    """The in_flight policy on the enrollments of a changed workflow: (moved, stopped)."""
+    """The in_flight policy on the enrollments of a changed (or rolled back) workflow: (moved, stopped)."""
     moved = stopped = 0
     states = ",".join("?" * len(IN_FLIGHT))
     for group in change.in_flight:
@@ -383,7 +436,7 @@ def _apply(db: Any, change: Change, at: str) -> tuple[int, int]:
                            [change.version, group.new_position, json.dumps(record), enrollment])
                 moved += 1
             else:
-                reason = f"stopped by v{change.version} deploy"
+                reason = change.stop_reason
                 record.update(state="exited", ended_at=at, reason=reason, wake_at=None)
                 db.execute("UPDATE enrollments SET state = 'exited', ended_at = ?, reason = ?, wake_at = NULL, "
                            "data = ? WHERE id = ?", [at, reason, json.dumps(record), enrollment])
@@ -401,13 +454,21 @@ def _workflow(store: Store, workflow: str) -> tuple[int, str]:
     return row[0], row[1]
 
 
-def rollback(store: Store, workflow: str, to: int | None = None) -> dict[str, Any]:
+def rollback(store: Store, workflow: str, to: int | None = None, *, dry_run: bool = False) -> dict[str, Any]:
     """Make an earlier deployed version current again (default: the one deployed before the current one).
-    Contacts already in the newer version finish on it; new contacts enter `to`."""
-    with store.transaction() as db:
+
+    New contacts enter `to`. The contacts in flight on the other versions get the `in_flight` policy of
+    `to`, the version made current (as a deploy uses the new file's): `finish` leaves them where they are,
+    `migrate` moves those waiting at a step whose id exists in `to` to it (the others finish), `stop` ends
+    them (state `exited`, reason "stopped by rollback to vN"). One write transaction; with `dry_run`,
+    nothing is written and the result says what would happen. Returns the summary sentence, the groups,
+    and how many contacts moved and stopped.
+    """
+    with (store.guard() if dry_run else store.transaction()):
         current, state = _workflow(store, workflow)
-        deployed = [row[0] for row in db.execute("SELECT version FROM workflow_versions WHERE id = ? ORDER BY version",
-                                                 [workflow])]
+        versions = {(workflow, row[0]): (row[1], row[2]) for row in store.db.execute(
+            "SELECT version, content_hash, data FROM workflow_versions WHERE id = ? ORDER BY version", [workflow])}
+        deployed = [version for _, version in versions]
         if to is None:
             earlier = [version for version in deployed if version < current]
             if not earlier:
@@ -418,9 +479,20 @@ def rollback(store: Store, workflow: str, to: int | None = None) -> dict[str, An
                              f"{', '.join(f'v{v}' for v in deployed)})")
         elif to == current:
             raise UsageError(f"`{workflow}` already runs v{to}")
-        db.execute("UPDATE workflows SET current_version = ?, updated_at = ? WHERE id = ?",
-                   [to, store.stamp(), workflow])
-    return {"id": workflow, "from": current, "to": to, "state": state}
+        data = json.loads(versions[(workflow, to)][1])
+        policy = data.get("in_flight") if isinstance(data, dict) and data.get("in_flight") in POLICIES else "finish"
+        change = Change("rollback", workflow, version=to, old_version=current, state=state, policy=policy)
+        change.in_flight = _groups(store, workflow, versions, step_ids(data), to, policy)
+        moved = sum(group.count for group in change.in_flight if group.action == "move")
+        stopped = sum(group.count for group in change.in_flight if group.action == "stop")
+        if not dry_run:
+            at = store.stamp()
+            store.db.execute("UPDATE workflows SET current_version = ?, updated_at = ? WHERE id = ?",
+                             [to, at, workflow])
+            moved, stopped = _apply(store.db, change, at)
+    return {"id": workflow, "from": current, "to": to, "state": state, "in_flight_policy": policy,
+            "in_flight": [group.to_dict() for group in change.in_flight], "summary": change.sentence(),
+            "moved": moved, "stopped": stopped, "dry_run": dry_run}
 
 
 def _set_state(store: Store, workflow: str, state: str, allowed: tuple[str, ...]) -> dict[str, Any]:

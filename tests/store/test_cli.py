@@ -19,6 +19,7 @@ contact_fields:
   birthday: date
 events:
   signed_up: {source: string}
+  order_placed: {total: number}
 """
 
 
@@ -37,15 +38,16 @@ def test_db_init_info_migrate(project: Path) -> None:
     result = run("db", "info")
     assert (result.exit_code, result.stderr) == (2, "data/mauto.db: no store here; create it with `mauto db init`\n")
     result = run("db", "init")
-    assert (result.exit_code, result.stdout) == (0, "data/mauto.db: schema version 2 (applied 2 migrations)\n")
-    assert run("db", "init").stdout == "data/mauto.db: already at schema version 2\n"
-    assert run("db", "migrate").stdout == "data/mauto.db: schema version 2 (migrations applied: none pending)\n"
+    assert (result.exit_code, result.stdout) == (0, "data/mauto.db: schema version 3 (applied 3 migrations)\n")
+    assert run("db", "init").stdout == "data/mauto.db: already at schema version 3\n"
+    assert run("db", "migrate").stdout == "data/mauto.db: schema version 3 (migrations applied: none pending)\n"
     info = json.loads(run("db", "info", "--format", "json").stdout)
     assert (info["path"], info["schema_version"], info["rows"]) == (
-        "data/mauto.db", 2, {"contacts": 0, "events": 0, "coupons": 0, "suppressions": 0, "workflow_versions": 0,
-                             "workflows": 0, "enrollments": 0})
+        "data/mauto.db", 3, {"contacts": 0, "events": 0, "coupons": 0, "suppressions": 0, "workflow_versions": 0,
+                             "workflows": 0, "enrollments": 0, "messages": 0, "calls": 0, "step_log": 0, "tasks": 0,
+                             "segment_members": 0, "timers": 0, "runner_state": 0})
     text = run("db", "info").stdout
-    assert text.startswith("data/mauto.db: schema version 2 (this mauto: 2), wal, ") and "contacts" in text
+    assert text.startswith("data/mauto.db: schema version 3 (this mauto: 3), wal, ") and "contacts" in text
 
 
 def test_import_bad_line_7_then_skip_invalid(project: Path) -> None:
@@ -137,3 +139,69 @@ def test_newer_store_is_refused(project: Path) -> None:
     assert result.exit_code == 2
     assert result.stderr.startswith("data/mauto.db: this store has schema version 42, written by a newer mauto")
     assert path.read_bytes() == before
+
+
+def ids(result) -> list[str]:
+    assert result.exit_code == 0, result.output
+    return [contact["id"] for contact in json.loads(result.stdout)]
+
+
+def test_list_where_has_the_workflow_functions(project: Path) -> None:
+    run("db", "init")
+    (project / "c.csv").write_text("id,email,lists\na0,gone@example.com,vip\nc1,ann@example.com,vip;news\n"
+                                   "c2,bob@example.com,\nc3,cat@example.com,vip\nc4,dan@example.com,news\n")
+    assert run("contacts", "import", "c.csv").exit_code == 0
+    (project / "e.jsonl").write_text("".join(json.dumps(line) + "\n" for line in [
+        {"contact": "a0", "event": "order_placed", "at": "2026-11-20T10:00:00Z", "total": 90},
+        {"contact": "c1", "event": "order_placed", "at": "2026-11-13T10:00:00Z", "total": 20},  # 10 days before
+        {"contact": "c2", "event": "order_placed", "at": "2026-10-14T10:00:00Z", "total": 30},  # 40 days before
+        {"contact": "c3", "event": "signed_up", "at": "2026-11-20T10:00:00Z", "source": "ads"},
+        {"contact": "c4", "event": "order_placed", "at": "2026-11-01T10:00:00Z", "total": 20},
+        {"contact": "c4", "event": "order_placed", "at": "2026-11-22T10:00:00Z", "total": 80},
+        {"contact": "c4", "event": "order_placed", "at": "2026-12-01T10:00:00Z", "total": 99},  # after --now
+    ]))
+    assert run("events", "ingest", "e.jsonl").exit_code == 0
+    assert run("contacts", "erase", "a0", "--yes").exit_code == 0  # its events stay, under an erased id
+
+    def listed(where: str, now: str = "2026-11-23T12:00:00Z") -> list[str]:
+        return ids(run("contacts", "list", "--where", where, "--now", now, "--format", "json"))
+
+    assert listed("has_event('order_placed', within='30d')") == ["c1", "c4"]
+    assert listed("in_list('vip')") == ["c1", "c3"]
+    assert listed("event_count('order_placed') >= 2") == ["c4"]  # the order after --now does not count
+    assert listed("event_count('order_placed') == 3", now="2026-12-02T00:00:00") == ["c4"]
+    assert listed("has_event('order_placed', where=\"event.total > 50\")") == ["c4"]
+    assert listed("in_list('vip') and not has_event('order_placed', within='30d')") == ["c3"]
+    assert listed("has_event('signed_up') or event_count('order_placed', within='15d') > 0") == \
+        ["c1", "c3", "c4"]
+    assert listed("has_event('order_placed', within='30d')", now="2026-10-20T12:00:00") == ["c2"]
+    assert listed("days_since(contact.created_at) < 0", now="2000-01-01T00:00:00") == ["c1", "c2", "c3", "c4"]
+    text = run("contacts", "list", "--where", "in_list('news')", "--now", "2026-11-23T12:00:00Z")
+    assert (text.exit_code, text.stdout.splitlines()[-1]) == (0, "2 contacts")
+
+
+@pytest.mark.parametrize("where, message", [
+    ("has_purchased('shoes')", "--where: unknown function `has_purchased()` (functions: has_event(), "
+                               "event_count(), days_since(), in_list(), duration())"),
+    ("in_lists('vip')", "--where: unknown function `in_lists()`; did you mean `in_list`? (functions: has_event(), "
+                        "event_count(), days_since(), in_list(), duration())"),
+    ("event.total > 5", "--where: `event` is not in scope here: no event has arrived (use has_event('name', "
+                        "where=\"event.total > 50\") to look at a contact's events)"),
+    ("score > 5", "--where: unknown name `score` (names in scope: contact, now)"),
+    ("has_event('order_placed', within='a month')",
+     "--where: `a month` is not a duration; write a number and a unit (s, m, h, d, w), e.g. 30m, 1h, 3d, 2w"),
+    ("has_event('order_placed', last='30d')", "--where: `has_event()` has no argument `last`; it takes name, "
+                                              "within, since, where"),
+    ("has_event('order_placed', where='event.total >')", "--where: in `where=\"event.total >\"`: invalid "
+                                                         "expression: it ends too early (a missing operand or "
+                                                         "closing bracket?)"),
+    ("has_event('order_placed', where='evnt.total > 5')", "--where: in `where=\"evnt.total > 5\"`: unknown name "
+                                                          "`evnt`; did you mean `event`? (names in scope: event, "
+                                                          "contact, now)"),
+])
+def test_list_where_with_a_bad_helper_is_a_usage_error(project: Path, where: str, message: str) -> None:
+    run("db", "init")
+    run("contacts", "import", "-", "-f", "jsonl", input='{"id": "c1"}\n')
+    result = run("contacts", "list", "--where", where)
+    assert (result.exit_code, result.stdout, result.stderr) == (2, "", message + "\n")
+    assert "Traceback" not in result.output

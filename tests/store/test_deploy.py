@@ -178,7 +178,12 @@ def test_rollback_pause_resume_status(project, store, clock) -> None:
     enroll(store, 2, "steps.0", version=2, wake_at="2026-11-25T08:00:00.000000+00:00")
     enroll(store, 1, "steps.1", version=2, state="active", wake_at="2026-11-24T08:00:00.000000+00:00")
     enroll(store, 1, "steps.1", version=2, state="failed", wake_at=None)
-    assert rollback(store, "welcome") == {"id": "welcome", "from": 2, "to": 1, "state": "active"}
+    result = rollback(store, "welcome")
+    assert {key: result[key] for key in ("id", "from", "to", "state", "in_flight_policy", "moved", "stopped")} == {
+        "id": "welcome", "from": 2, "to": 1, "state": "active", "in_flight_policy": "finish", "moved": 0,
+        "stopped": 0}
+    assert result["summary"] == ("v2 → v1: 2 contacts waiting at `wait-3d` finish on v2; 1 waiting at `wait-5d` "
+                                 "(not in v1) finish on v2")
     with pytest.raises(Exception, match="already runs v1"):
         rollback(store, "welcome", to=1)
     with pytest.raises(Exception, match="never deployed"):
@@ -257,6 +262,127 @@ def test_second_deploy_fails_cleanly_past_the_timeout(project, tmp_path) -> None
         assert other.db.execute("SELECT count(*) FROM workflow_versions").fetchone() == (0,)
 
 
+# --- a plan that changed between the confirmation and the transaction ---------------------------------
+
+
+PLAN_CHANGED = ("nothing deployed: the plan changed after it was shown{which} (another deploy or a rollback landed, "
+                "contacts in flight moved, or a file changed); run `mauto deploy` again to see the new plan")
+
+
+def test_fingerprint_is_stable_and_follows_what_the_plan_says(project, store) -> None:
+    first, again = plan(project, store, NOW), plan(project, store, NOW)
+    assert first.fingerprint() == again.fingerprint() and len(first.fingerprint()) == 64
+    put(project, "welcome.yaml", workflow(1, V2))  # same id and version, other content: still "new v1"
+    edited = plan(project, store, NOW)
+    assert edited.to_dict() == first.to_dict() and edited.fingerprint() != first.fingerprint()
+    assert first.differing(edited) == ["welcome"]
+
+
+def test_deploy_refuses_when_another_deploy_landed_after_the_plan(project, store, tmp_path) -> None:
+    shown = plan(project, store, NOW)
+    with Store(store.path, timeout=5) as other:  # a second mauto deploys first
+        deploy(project, other, NOW, GIT)
+    before = snapshot(store)
+    with pytest.raises(DeployRefused) as refused:
+        deploy(project, store, NOW, GIT, expected=shown)
+    assert str(refused.value) == PLAN_CHANGED.format(which=": `other`, `welcome` differ")
+    assert snapshot(store) == before
+
+
+def test_deploy_refuses_when_contacts_moved_after_the_plan(project, store) -> None:
+    deploy(project, store, NOW, GIT)
+    enroll(store, 42, "steps.1")
+    put(project, "welcome.yaml", workflow(2, V2, "stop"))
+    shown = plan(project, store, NOW)
+    assert shown.of("changed")[0].sentence() == "v1 → v2: 42 contacts waiting at `wait-3d` leave at deploy"
+    enroll(store, 1, "steps.1", start=42)  # the daemon enrolls one more before the deploy takes the lock
+    before = snapshot(store)
+    with pytest.raises(DeployRefused) as refused:
+        deploy(project, store, NOW, GIT, expected=shown.fingerprint())  # a fingerprint alone does too
+    assert str(refused.value) == PLAN_CHANGED.format(which="")
+    with pytest.raises(DeployRefused, match="`welcome` differs"):
+        deploy(project, store, NOW, GIT, expected=shown)
+    assert snapshot(store) == before  # not one contact stopped, v2 not written
+    result = deploy(project, store, NOW, GIT, expected=plan(project, store, NOW))  # the plan as it is now
+    assert result.stopped == 43
+
+
+def test_deploy_refuses_a_file_edited_after_the_plan(project, store) -> None:
+    shown = plan(project, store, NOW)
+    put(project, "welcome.yaml", workflow(1, V2))  # edited while the prompt waited, version unchanged
+    with pytest.raises(DeployRefused, match="`welcome` differs"):
+        deploy(project, store, NOW, GIT, expected=shown)
+    assert store.db.execute("SELECT count(*) FROM workflow_versions").fetchone() == (0,)
+
+
+# --- rollback and the in_flight policy of the version made current ------------------------------------
+
+
+@pytest.mark.parametrize("policy, newer_policy, summary, moved, stopped, rows", [
+    ("migrate", "stop",
+     "v2 → v1: 5 contacts waiting at `wait-3d` move to v1; 3 waiting at `wait-5d` (not in v1) finish on v2", 5, 0,
+     [(1, "steps.0", "waiting", None, 2), (1, "steps.1", "waiting", None, 5), (2, "steps.0", "completed", None, 1),
+      (2, "steps.1", "waiting", None, 3)]),
+    ("finish", "stop",
+     "v2 → v1: 5 contacts waiting at `wait-3d` finish on v2; 3 waiting at `wait-5d` (not in v1) finish on v2", 0, 0,
+     [(1, "steps.0", "waiting", None, 2), (2, "steps.0", "completed", None, 1), (2, "steps.0", "waiting", None, 5),
+      (2, "steps.1", "waiting", None, 3)]),
+    ("stop", "migrate",
+     "v2 → v1: 5 contacts waiting at `wait-3d` leave at rollback; 3 waiting at `wait-5d` (not in v1) leave at "
+     "rollback", 0, 8,
+     [(1, "steps.0", "waiting", None, 2), (2, "steps.0", "completed", None, 1),
+      (2, "steps.0", "exited", "stopped by rollback to v1", 5), (2, "steps.1", "exited", "stopped by rollback to v1", 3)]),
+])
+def test_rollback_applies_the_policy_of_the_version_made_current(project, store, policy, newer_policy, summary,
+                                                                 moved, stopped, rows) -> None:
+    put(project, "welcome.yaml", workflow(1, V1, policy))
+    deploy(project, store, NOW, GIT)
+    put(project, "welcome.yaml", workflow(2, V2, newer_policy))  # the newer version's own policy does not count
+    deploy(project, store, NOW, GIT)
+    enroll(store, 5, "steps.0", version=2)  # wait-3d: in v1 as steps.1
+    enroll(store, 3, "steps.1", version=2)  # wait-5d: not in v1
+    enroll(store, 1, "steps.0", version=2, state="completed", start=100)  # ended: not in flight
+    enroll(store, 2, "steps.0", version=1, start=200)  # already on v1: left alone
+    before = snapshot(store)
+    dry = rollback(store, "welcome", dry_run=True)
+    assert snapshot(store) == before  # a dry run writes nothing
+    assert (dry["summary"], dry["moved"], dry["stopped"], dry["dry_run"]) == (summary, moved, stopped, True)
+    result = rollback(store, "welcome")
+    assert (result["from"], result["to"], result["in_flight_policy"]) == (2, 1, policy)
+    assert (result["summary"], result["moved"], result["stopped"], result["dry_run"]) == (summary, moved, stopped,
+                                                                                          False)
+    assert store.db.execute("SELECT version, position, state, reason, count(*) FROM enrollments "
+                            "GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3").fetchall() == rows
+    assert store.db.execute("SELECT current_version FROM workflows WHERE id = 'welcome'").fetchone() == (1,)
+    for data, in store.db.execute("SELECT data FROM enrollments WHERE state IN ('waiting', 'exited')"):
+        record = json.loads(data)  # the engine's copy agrees with the columns
+        row = store.db.execute("SELECT version, position, state FROM enrollments WHERE id = ?",
+                               [record["id"]]).fetchone()
+        assert (record["version"], record["position"], record["state"]) == row
+    if policy == "stop":
+        record = json.loads(store.db.execute("SELECT data FROM enrollments WHERE state = 'exited' LIMIT 1").fetchone()[0])
+        assert (record["reason"], record["ended_at"], record["wake_at"]) == (
+            "stopped by rollback to v1", "2026-11-23T12:00:00.000000+00:00", None)
+
+
+def test_rollback_dry_run_reads_while_another_writer_holds_the_lock(project, store) -> None:
+    put(project, "welcome.yaml", workflow(1, V1, "stop"))
+    deploy(project, store, NOW, GIT)
+    put(project, "welcome.yaml", workflow(2, V2))
+    deploy(project, store, NOW, GIT)
+    enroll(store, 4, "steps.0", version=2)
+    with Store(store.path) as holder:
+        holder.db.execute("BEGIN IMMEDIATE")
+        try:
+            dry = rollback(store, "welcome", dry_run=True)
+            with pytest.raises(StoreLocked):
+                rollback(store, "welcome")
+        finally:
+            holder.db.conn.rollback()
+    assert (dry["summary"], dry["stopped"]) == ("v2 → v1: 4 contacts waiting at `wait-3d` leave at rollback", 4)
+    assert store.db.execute("SELECT count(*) FROM enrollments WHERE state = 'waiting'").fetchone() == (4,)
+
+
 def test_git_info_outside_a_checkout(tmp_path) -> None:
     assert git_info(tmp_path) == GitInfo(None, None)
 
@@ -317,7 +443,9 @@ def test_cli_plan_deploy_status_rollback(project, monkeypatch) -> None:
     assert "welcome" in run("status").stdout
     assert run("pause", "welcome").stdout == "welcome v2: paused\n"
     assert run("resume", "welcome").stdout == "welcome v2: active\n"
-    assert run("rollback", "welcome").stdout == "welcome: v2 → v1 (new contacts enter v1)\n"
+    assert run("rollback", "welcome").stdout == ("welcome: v2 → v1 (new contacts enter v1), in_flight: finish\n"
+                                                 "    v2 → v1: 42 contacts waiting at `wait-3d` finish on v2\n"
+                                                 "Rolled back: 0 contacts moved, 0 stopped.\n")
     result = run("rollback", "welcome", "--to", "9")
     assert result.exit_code == 2 and "v9 was never deployed" in result.stderr
 
@@ -330,3 +458,68 @@ def test_cli_deploy_refuses_lint_errors(project) -> None:
     result = run("deploy", "--yes")
     assert result.exit_code == 1 and "nothing deployed: lint found" in result.stderr
     assert "Traceback" not in result.output
+
+
+@pytest.mark.usefixtures("cli_environment")
+def test_cli_deploy_refuses_when_the_store_changed_during_the_confirmation(project, monkeypatch) -> None:
+    from mauto import cli as deploy_cli
+
+    path = project.root / "mauto.db"
+    with Store(path, create=True) as store:
+        deploy(project, store, NOW, GIT)
+        enroll(store, 42, "steps.1")
+    put(project, "welcome.yaml", workflow(2, V2, "migrate"))
+    monkeypatch.setattr(deploy_cli, "_interactive", lambda: True)
+
+    def confirm_while_the_daemon_enrolls(*args, **kwargs) -> bool:
+        with Store(path) as daemon:
+            enroll(daemon, 3, "steps.1", start=42)
+        return True
+
+    monkeypatch.setattr(deploy_cli.typer, "confirm", confirm_while_the_daemon_enrolls)
+    result = run("deploy")
+    assert result.exit_code == 1, result.output
+    assert "    v1 → v2: 42 contacts waiting at `wait-3d` move to v2" in result.stdout  # the plan shown
+    assert result.stderr == PLAN_CHANGED.format(which=": `welcome` differs") + "\n"
+    assert "Traceback" not in result.output
+    with Store(path) as store:
+        assert store.db.execute("SELECT current_version FROM workflows WHERE id = 'welcome'").fetchone() == (1,)
+        assert store.db.execute("SELECT count(*) FROM enrollments WHERE version = 1").fetchone() == (45,)
+    monkeypatch.setattr(deploy_cli.typer, "confirm", lambda *args, **kwargs: True)
+    result = run("deploy")  # run again: the new plan, shown and applied
+    assert "    v1 → v2: 45 contacts waiting at `wait-3d` move to v2" in result.stdout
+    assert result.stdout.endswith("Deployed: 0 new, 1 changed, 0 removed; 45 contacts moved, 0 stopped.\n")
+
+
+@pytest.mark.usefixtures("cli_environment")
+def test_cli_rollback_policy_dry_run_and_json(project) -> None:
+    path = project.root / "mauto.db"
+    put(project, "welcome.yaml", workflow(1, V1, "migrate"))
+    with Store(path, create=True) as store:
+        deploy(project, store, NOW, GIT)
+        put(project, "welcome.yaml", workflow(2, V2))
+        deploy(project, store, NOW, GIT)
+        enroll(store, 5, "steps.0", version=2)
+        enroll(store, 1, "steps.1", version=2)
+    sentence = "    v2 → v1: 5 contacts waiting at `wait-3d` move to v1; 1 waiting at `wait-5d` (not in v1) finish on v2\n"
+    result = run("rollback", "welcome", "--dry-run")
+    assert (result.exit_code, result.stdout) == (0, "welcome: v2 → v1 (new contacts enter v1), in_flight: migrate\n"
+                                                    + sentence +
+                                                    "Dry run, nothing written: 5 contacts would move, 0 would stop.\n")
+    dry = json.loads(run("rollback", "welcome", "--dry-run", "--format", "json").stdout)
+    assert (dry["to"], dry["moved"], dry["dry_run"], dry["summary"]) == (1, 5, True, sentence.strip())
+    with Store(path) as store:
+        assert store.db.execute("SELECT current_version FROM workflows WHERE id = 'welcome'").fetchone() == (2,)
+        assert store.db.execute("SELECT count(*) FROM enrollments WHERE version = 2").fetchone() == (6,)
+    result = run("rollback", "welcome", "--format", "json")
+    done = json.loads(result.stdout)
+    assert (result.exit_code, done["from"], done["to"], done["moved"], done["stopped"], done["dry_run"]) == (
+        0, 2, 1, 5, 0, False)
+    assert done["in_flight"][0] == {"count": 5, "version": 2, "position": "steps.0", "step": "`wait-3d`",
+                                    "action": "move", "new_position": "steps.1", "removed_in_new": False}
+    with Store(path) as store:
+        assert store.db.execute("SELECT version, count(*) FROM enrollments GROUP BY 1").fetchall() == [(1, 5), (2, 1)]
+    result = run("rollback", "welcome", "--to", "2")
+    assert result.stdout == ("welcome: v1 → v2 (new contacts enter v2), in_flight: finish\n"
+                             "    v1 → v2: 5 contacts waiting at `wait-3d` finish on v1\n"
+                             "Rolled back: 0 contacts moved, 0 stopped.\n")

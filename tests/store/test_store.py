@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -52,7 +52,8 @@ def test_migrations_from_an_empty_file(tmp_path: Path, clock) -> None:
         assert store.version == migrations.latest()
         info = store.info()
         assert info.counts == {"contacts": 0, "events": 0, "coupons": 0, "suppressions": 0, "workflow_versions": 0,
-                               "workflows": 0, "enrollments": 0}
+                               "workflows": 0, "enrollments": 0, "messages": 0, "calls": 0, "step_log": 0, "tasks": 0,
+                               "segment_members": 0, "timers": 0, "runner_state": 0}
         assert info.journal_mode == "wal"
         assert store.db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     with Store(path, clock) as store:  # reopening applies nothing
@@ -251,6 +252,138 @@ def test_list_where_and_export(tmp_path: Path, store: Store) -> None:
                                             "c1,a@example.com,vip;new,5,2026-11-23T12:00:00.000000+00:00",
                                             "c2,b@example.com,,1,2026-11-23T12:00:00.000000+00:00",
                                             "c3,c@example.com,vip,0,2026-11-23T12:00:00.000000+00:00"]
+
+
+def test_list_where_reads_events_only_for_the_event_functions(tmp_path: Path, store: Store) -> None:
+    contacts_import(store, write(tmp_path / "a.csv", "id,tags,lists\nc1,vip,news\nc2,,\nc3,vip,\n"))
+    events_ingest(store, write(tmp_path / "e.jsonl",
+                               '{"contact": "c2", "event": "order_placed", "at": "2026-11-20T10:00:00Z", "total": 9}\n'
+                               '{"contact": "c3", "event": "order_placed", "at": "2026-09-20T10:00:00Z", "total": 9}\n'))
+    statements: list[str] = []
+    store.db.conn.set_trace_callback(statements.append)
+
+    def listed(where: str) -> list[str]:
+        statements.clear()
+        return [c["id"] for c in iter_contacts(store, FIELDS, "UTC", where=where, now=NOW)]
+
+    assert listed("'vip' in contact.tags or in_list('news') or days_since(contact.created_at) > 400") == ["c1", "c3"]
+    assert not [sql for sql in statements if "events" in sql]  # a filter on fields reads no events
+    assert listed("has_event('order_placed', within='30d')") == ["c2"]
+    assert [sql for sql in statements if "FROM events" in sql] == [
+        "SELECT contact, id, name, at, properties FROM events WHERE name IN ('order_placed') ORDER BY contact, at, seq"]
+    assert listed("event_count(contact.first_name or 'order_placed') == 1") == ["c2", "c3"]  # a name not known
+    assert [sql for sql in statements if "FROM events" in sql] == [  # beforehand: every event is read
+        "SELECT contact, id, name, at, properties FROM events ORDER BY contact, at, seq"]
+    store.db.conn.set_trace_callback(None)
+
+
+# --- the import's fast paths agree with the general ones -------------------------------------------
+
+CONVERTER_CASES = {
+    "string": ["Ann", "", " x ", 42, 4.5, True, None, ["a"]],
+    "integer": ["42", " 42 ", "-7", "+3", "٣", "1_000", "4.0", "", "x", 42, True, 4.5, None, "²"],
+    "number": ["4.5", " 4.5 ", "1e3", "nan", "x", "", 4, 4.5, True, None],
+    "boolean": ["true", " Yes ", "NO", "0", "1", "maybe", "", True, False, 1, 0, 2, None],
+    "date": ["1990-01-02", " 1990-01-02 ", "19900102", "1990-13-01", "1990-02-30", "", "x", 19900102, None,
+             date(1990, 1, 2)],
+    "datetime": ["2026-11-01T10:00:00", "2026-11-01T10:00:00Z", "2026-11-01", "soon", None],
+    "list": ["a;b", " a ; ;b ", "", ";", ["x", 1], 5, None],
+    "enum": ["gold", "bronze", "platinum", "", 1, True, None, ["gold"]],
+}
+
+
+@pytest.mark.parametrize("declared", sorted(CONVERTER_CASES))
+def test_field_converters_agree_with_the_general_conversion(declared: str) -> None:
+    from mauto.store.contacts import _slow_converter, field_converter
+
+    typed = {"enum": ["bronze", "gold", 1]}.get(declared, declared)
+    for name in (["email", "phone"] if declared == "string" else []) + ["some_field"]:
+        fast, general = field_converter(name, typed, "Europe/Paris"), _slow_converter(name, typed, "Europe/Paris")
+        for value in CONVERTER_CASES[declared] + (["Ann@Example.COM ", "nobody", "@"] if name == "email" else []):
+            outcomes = []
+            for convert in (fast, general):
+                try:
+                    outcomes.append(("value", convert(value)))
+                except ValueError as error:
+                    outcomes.append(("error", str(error)))
+            assert repr(outcomes[0]) == repr(outcomes[1]), (name, declared, value)  # repr: nan is not nan
+            assert type(outcomes[0][1]) is type(outcomes[1][1]), (name, declared, value)
+
+
+def test_id_converter_and_unknown_fields(tmp_path: Path, store: Store) -> None:
+    from mauto.store.contacts import ContactChecker
+
+    check = ContactChecker(FIELDS, "UTC", "id")
+    assert check({"id": " c1 ", "score": "3"}) == {"id": "c1", "score": 3}
+    assert check({"id": 7}) == {"id": "7"}
+    for bad in ("  ", "", None, True, ["c1"]):
+        with pytest.raises(ValueError, match="^`id` must be a non-empty text or number$"):
+            check({"id": bad})
+    with pytest.raises(ValueError, match="^unknown contact field `shoe_size`; declare it under `contact_fields` in "
+                                         "mauto.yaml$"):
+        check({"id": "c1", "shoe_size": "42"})
+    assert "shoe_size" not in check.converters
+    with pytest.raises(ValueError, match="^row has no `id`; import by email with --key email$"):
+        check({"email": "a@example.com"})
+
+
+@pytest.mark.parametrize("text", [
+    "id,email,first_name\nc1,a@example.com,Ann\nc2,,Bob\n",
+    "\ufeffid,first_name\nc1,Ann\n",  # Excel's byte order mark
+    "id,first_name,tags\nc1,Ann\nc2,Bob,vip;new,extra,cells\n",  # short and long rows
+    "id,first_name,first_name\nc1,Ann,\nc2,,Bob\nc3,Cat\n",  # the same column twice: the later wins
+    'id,first_name\nc1,"Ann\nMarie"\nc2,"Bob ""B"""\n',  # a quoted cell over two lines
+    "id,first_name\nc1,Ann\n\n\nc2,Bob\n",  # blank lines
+    "id\n",
+    "",
+])
+def test_csv_rows_are_read_as_datafiles_reads_them(tmp_path: Path, text: str) -> None:
+    from mauto.datafiles import read_rows
+    from mauto.store.rows import rows as import_rows
+
+    source = tmp_path / "c.csv"
+    source.write_bytes(text.encode("utf-8"))
+    assert list(import_rows(source, "csv")) == list(read_rows(source, "csv"))
+
+
+def test_csv_bad_row_after_blank_lines_and_a_long_cell_keeps_its_line(tmp_path: Path, store: Store) -> None:
+    source = write(tmp_path / "c.csv", 'id,first_name,birthday\nc1,"Ann\nMarie",1990-01-02\n\n\nc2,Bob,1990-02-30\n'
+                                       "c3,Cat,\n")
+    result = contacts_import(store, source)
+    assert [(p.line, p.message) for p in result.problems.kept] == [
+        (6, "field `birthday`: `1990-02-30` is not a date (YYYY-MM-DD)")]
+    assert not result.committed and rows(store, "contacts") == []
+    rejects = tmp_path / "bad.csv"
+    result = contacts_import(store, source, skip_invalid=True, rejects=rejects)
+    assert (result.committed, result.created) == (True, 2)
+    assert rejects.read_text().splitlines()[1] == "c2,Bob,1990-02-30,6,field `birthday`: `1990-02-30` is not a date " \
+                                                  "(YYYY-MM-DD)"
+
+
+def test_created_event_has_every_field_given(tmp_path: Path, store: Store) -> None:
+    from mauto.store.contacts import _contact_row, _created_properties
+
+    contacts_import(store, write(tmp_path / "a.jsonl", "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in [
+        {"id": "c1", "email": " Zoé@Example.com", "phone": "+33 6", "email_consent": "yes", "first_name": 'A "q"\n',
+         "tags": ["vip"], "tier": "gold", "last_order_at": "2026-11-01T10:00:00"},
+        {"id": "c2", "email_consent": None, "score": None, "first_name": "Bo"},
+        {"id": "c3"},
+    ])))
+    events = {e["contact"]: json.loads(e["properties"]) for e in rows(store, "events")}
+    assert events == {
+        "c1": {"fields": {"email_consent": True, "sms_consent": False, "created_at": "2026-11-23T12:00:00.000000+00:00",
+                          "email": "zoé@example.com", "phone": "+33 6", "first_name": 'A "q"\n', "tags": ["vip"],
+                          "tier": "gold", "last_order_at": "2026-11-01T09:00:00.000000+00:00"}},
+        "c2": {"fields": {"sms_consent": False, "created_at": "2026-11-23T12:00:00.000000+00:00", "first_name": "Bo"}},
+        "c3": {"fields": {"email_consent": False, "sms_consent": False,
+                          "created_at": "2026-11-23T12:00:00.000000+00:00"}},
+    }
+    for record in ({"id": "x", "email_consent": None, "sms_consent": None, "created_at": None},
+                   {"id": "x", "email_consent": None, "sms_consent": None, "created_at": None, "score": 1},
+                   {"id": "x", "email_consent": 1, "sms_consent": False, "created_at": "t", "phone": 33}):
+        _, fields_json = _contact_row(record, "t")
+        assert json.loads(_created_properties(record, fields_json)) == {
+            "fields": {name: value for name, value in record.items() if name != "id" and value is not None}}
 
 
 # --- events ---------------------------------------------------------------------------------------
