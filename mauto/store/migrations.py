@@ -253,3 +253,5 @@ def daemon_tables(db: Database) -> None:
         )""")
     db.execute("CREATE INDEX timers_due ON timers (due_at) WHERE due_at IS NOT NULL")
     db.execute("CREATE TABLE runner_state (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    # The tick looks up a contact's enrollments (in flight, and every one for reentry) for each item it handles.
+    db.execute("CREATE INDEX enrollments_contact_workflow ON enrollments (contact, workflow)")
