@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """How fast is the daemon's tick, and how fast does it send mail, each against a bare floor in the same run.
 
-    python benchmarks/bench_daemon.py                     # 100,000 contacts, 2,000 SMTP messages
+    python benchmarks/bench_daemon.py                     # 100,000 contacts, 2,000 SMTP messages: ~35 minutes
     python benchmarks/bench_daemon.py --quick             # 2,000 contacts, 200 messages: a quick look
     python benchmarks/bench_daemon.py --contacts 20000 --messages 5000 --profile-contacts 5000 --no-profile
 
@@ -12,9 +12,7 @@
    with `import_contacts`, and one `cart_abandoned` each at T (20-400 EUR, so every one enrolls) ingested with
    `ingest_events`. Then `mauto.runner.tick`: once at T - 1 minute (the first tick: what came before it is
    history), once at T + 1 minute (it takes the N events and enrolls N contacts; their first step is a wait,
-   so nothing is sent; the store has no index on enrollments (contact), which makes this tick quadratic in
-   the events it takes, so the setup adds one for it and drops it again: `--no-setup-index` to do without),
-   and then THE measured tick, in a fresh subprocess (so that its ru_maxrss is its own),
+   so nothing is sent), and then THE measured tick, in a fresh subprocess (so that its ru_maxrss is its own),
    at the moment that first wait ends: all N enrollments are due at once, and each goes through the A/B
    split, renders and queues reminder-1, and stops at the next wait; the tick then sends the N emails with
    the file transport (one file each, written and fsync'ed; each hand-off recorded, committed, before it
@@ -44,7 +42,12 @@
      answer reset) and sent by `mauto.runner.send_outbox`: per message, the consent and suppression check,
      the hand-off recorded and committed before DATA, the answer recorded and committed after.
 
-   Then a cProfile of the measured tick at `--profile-contacts` (set up the same way, in its own folder).
+   Each run also reports this process's CPU time per message: the client's own work, since the wall time
+   is mostly the server's (aiosmtpd in Python, which parses every message it records).
+
+3. Where the time goes: the measured tick at `--profile-contacts` (set up the same way, in its own folder),
+   run twice from copies of the same store: once with stopwatches around a dozen functions (`SPLIT`), once
+   under cProfile (grouped by `PROFILE_GROUPS`, then the top functions).
 
 Nothing is sent anywhere but 127.0.0.1.
 """
@@ -81,7 +84,6 @@ WORKFLOW = "abandoned-cart"
 T = datetime(2026, 12, 1, 8, 0, tzinfo=timezone.utc)  # a Tuesday, 09:00 in Paris: no quiet hours, no Sunday
 DEPLOYED = T - timedelta(days=1)
 IMPORTED = T - timedelta(days=2)  # the contacts are there before the deploy: their contact_created is history
-SETUP_INDEX = "bench_setup_enrollments_contact"
 FIRST_NAMES = ["Ana", "Ben", "Chloé", "Dmitri", "Emma", "Farid", "Greta", "Hana", "Ines", "Jonas", "Kenji", "Léa"]
 LAST_NAMES = ["Martin", "Carter", "Dubois", "Ivanov", "Schulz", "Okafor", "Sato", "Rossi", "García", "Nguyen"]
 CITIES = ["Paris", "Lyon", "Lille", "Nantes", "Bordeaux", "Marseille"]
@@ -145,7 +147,7 @@ def generate(folder: Path, count: int, seed: int = 7) -> tuple[Path, Path]:
     return contacts, events
 
 
-def setup(folder: Path, count: int, keep_scan: bool = False) -> dict:
+def setup(folder: Path, count: int) -> dict:
     """Deploy, import, ingest, and the two ticks before the measured one (see the module's docstring)."""
     from mauto.config import load_project
     from mauto.runner import tick
@@ -176,21 +178,10 @@ def setup(folder: Path, count: int, keep_scan: bool = False) -> dict:
         figures["ingest_s"] = time.perf_counter() - began
         history = tick(project, store, T - timedelta(minutes=1), transports)
         figures["history_tick_s"] = history.duration
-        # The store has no index on enrollments (contact): every event a tick takes looks up the contact's
-        # enrollments (`runtime.enrollment_ids`) with a scan of the whole table, so enrolling N contacts in one
-        # tick is quadratic (2,000 in 3 s, 6,000 in 36 s here). The setup is not what is measured: an index for
-        # the enrolling tick only, dropped before the measured tick, which runs on the schema as mauto makes it.
-        if not keep_scan:
-            with store.transaction() as db:
-                db.execute(f"CREATE INDEX {SETUP_INDEX} ON enrollments (contact)")
         began = time.perf_counter()
         enrolling = tick(project, store, T + timedelta(minutes=1), transports)
         figures["enroll_tick"] = enrolling.to_dict()
         figures["enroll_tick_s"] = time.perf_counter() - began
-        figures["enroll_tick_indexed"] = not keep_scan
-        if not keep_scan:
-            with store.transaction() as db:
-                db.execute(f"DROP INDEX {SETUP_INDEX}")
         if enrolling.enrolled != count or enrolling.queued or enrolling.sent:
             raise SystemExit(f"the enrolling tick did not do what this benchmark expects: {enrolling.line()}")
         figures["step_log_rows"] = store.db.execute("SELECT count(*) FROM step_log").fetchone()[0]
@@ -217,8 +208,10 @@ def rss_mb() -> dict[str, float]:
 SPLIT = [
     # label, module, attribute path: functions timed one by one in the --_split run (perf_counter around each
     # call; nested ones are inside their callers' time)
-    ("TickDriver._deliver_message (render + build + serialise the email)", "mauto.runner", "TickDriver._deliver_message"),
-    ("MessageRenderer.render (Jinja2: subject, preheader, HTML, text part)", "mauto.messages", "MessageRenderer.render"),
+    ("TickDriver._deliver_message (render + build + serialise the email)", "mauto.runner",
+     "TickDriver._deliver_message"),
+    ("MessageRenderer.render (Jinja2: subject, preheader, HTML, text part)", "mauto.messages",
+     "MessageRenderer.render"),
     ("RenderedMessage.to_email (EmailMessage: headers, set_content, add_alternative)", "mauto.messages",
      "RenderedMessage.to_email"),
     ("bytes(EmailMessage) (email.generator, policy.default)", "email.message", "EmailMessage.__bytes__"),
@@ -331,7 +324,8 @@ def floor(snapshot: Path, after: Path, work: Path, now_text: str, repeat: int = 
         "ORDER BY type = 'index', name")]
     source.close()
     written = sqlite3.connect(after)
-    new = {row[0]: (row[1], row[2], row[3]) for row in written.execute("SELECT id, data, state, wake_at FROM enrollments")}
+    new = {row[0]: (row[1], row[2], row[3])
+           for row in written.execute("SELECT id, data, state, wake_at FROM enrollments")}
     written.close()
     runs = []
     for attempt in range(repeat):
@@ -440,26 +434,26 @@ def smtp_bench(folder: Path, count: int, rounds: int, now: datetime) -> dict:
         ids = [row["id"] for row in rows]
         hostname = _local_hostname()
 
-        def bare() -> float:
-            began = time.perf_counter()
+        def bare() -> tuple[float, float]:
+            began, cpu = time.perf_counter(), time.process_time()
             smtp = smtplib.SMTP("127.0.0.1", server.port, local_hostname=hostname, timeout=30)
             for sender, recipient, body in bare_items:
                 smtp.sendmail(sender, [recipient], body)
             smtp.quit()
-            return time.perf_counter() - began
+            return time.perf_counter() - began, time.process_time() - cpu
 
-        def transport() -> float:
+        def transport() -> tuple[float, float]:
             chosen = build_transports(project, {})["email"]
             assert isinstance(chosen, SmtpTransport), chosen
-            began = time.perf_counter()
+            began, cpu = time.perf_counter(), time.process_time()
             with chosen:
                 for item in outgoing:
                     delivery = chosen.send(item, lambda: None)
                     if delivery.status != SENT:
                         raise SystemExit(f"SmtpTransport: {delivery}")
-            return time.perf_counter() - began
+            return time.perf_counter() - began, time.process_time() - cpu
 
-        def full() -> float:
+        def full() -> tuple[float, float]:
             with Store(folder / "mauto.db", lambda: now, timeout=30.0) as store:
                 with store.transaction() as db:
                     db.conn.executemany("UPDATE messages SET status = 'pending', attempts = 0, next_try_at = NULL, "
@@ -468,21 +462,24 @@ def smtp_bench(folder: Path, count: int, rounds: int, now: datetime) -> dict:
                 transports = build_transports(project, {})
                 report = runner.TickReport(now)
                 gc.collect()
-                began = time.perf_counter()
+                began, cpu = time.perf_counter(), time.process_time()
                 runner.send_outbox(store, now, transports, lambda kind, data: None, report)
-                seconds = time.perf_counter() - began
+                seconds, cpu = time.perf_counter() - began, time.process_time() - cpu
                 if report.sent != count:
                     raise SystemExit(f"send_outbox sent {report.sent} of {count}: {report.to_dict()}")
-            return seconds
+            return seconds, cpu
 
         sides = {"bare": bare, "transport": transport, "full": full}
         times: dict[str, list[float]] = {name: [] for name in sides}
+        cpus: dict[str, list[float]] = {name: [] for name in sides}
         transport()  # warm: imports, the first connection, the header parser
         server.ask("clear")
         for _ in range(rounds):
             for name, run in sides.items():
                 gc.collect()
-                times[name].append(run())
+                seconds, cpu = run()
+                times[name].append(seconds)
+                cpus[name].append(cpu)
                 counted = server.ask("count")
                 if counted["delivered"] != count:
                     raise SystemExit(f"{name}: the server accepted {counted['delivered']} of {count}")
@@ -490,7 +487,7 @@ def smtp_bench(folder: Path, count: int, rounds: int, now: datetime) -> dict:
         connections = server.ask("count")["connections"]
     finally:
         server.stop()
-    return {"messages": count, "rounds": rounds, "times": times, "connections": connections,
+    return {"messages": count, "rounds": rounds, "times": times, "cpu": cpus, "connections": connections,
             "avg_body_bytes": sum(len(item.body) for item in outgoing) / count, "eight_bit": eight_bit}
 
 
@@ -639,7 +636,6 @@ def _bench(args) -> int:
         print(f"  {key:<10} {value}")
     print(f"  load       {load()} (1/5/15-minute load averages at the start: other work on the machine)")
     wait = first_wait()
-    setup_flags = ["--no-setup-index"] if args.no_setup_index else []
     with tempfile.TemporaryDirectory(prefix="bench-daemon-", dir=args.dir) as name:
         base = Path(name)
         folder = base / "project"
@@ -647,15 +643,13 @@ def _bench(args) -> int:
         print(f"\n1. tick rate: {args.contacts:,} contacts, one cart_abandoned each at {T.isoformat()} "
               f"(a Tuesday, 09:00 in Paris); workflows/{WORKFLOW}.yaml, its first wait {wait}")
         sys.stdout.flush()
-        prepared = child("--_setup", str(folder), str(args.contacts), *setup_flags)
+        prepared = child("--_setup", str(folder), str(args.contacts))
         enroll = prepared["enroll_tick"]
         print(f"  setup: generated in {prepared['generate_s']:.1f}s, contacts imported in {prepared['import_s']:.1f}s, "
               f"events ingested in {prepared['ingest_s']:.1f}s, first tick (history) {prepared['history_tick_s']:.1f}s")
         print(f"  enrolling tick at T+1m: {enroll['enrolled']:,} enrolled from {enroll['events']:,} events in "
               f"{prepared['enroll_tick_s']:.1f}s ({enroll['events'] / prepared['enroll_tick_s']:,.0f} events/s), "
-              f"{prepared['step_log_rows']:,} step_log rows so far"
-              + ("" if args.no_setup_index else " (with a temporary index on enrollments (contact), dropped before "
-                 "the measured tick: without it this tick is quadratic, see --no-setup-index)"))
+              f"{prepared['step_log_rows']:,} step_log rows so far")
         sys.stdout.flush()
         snapshot = base / "before-tick.db"
         shutil.copy(folder / "mauto.db", snapshot)  # the store is closed: its WAL was checkpointed
@@ -681,13 +675,16 @@ def _bench(args) -> int:
         print(f"    wall time {wall:8.1f}s   {steps / wall:9,.0f} contact-steps/s   {advanced / wall:8,.0f} "
               f"enrollments/s   {sent / wall:8,.0f} messages sent/s (whole tick)")
         print(f"      prepare  {phases.get('prepare', 0.0):7.1f}s   (read the {advanced:,} due enrollments)")
-        print(f"      drain    {phases.get('drain', 0.0):7.1f}s   {steps / phases.get('drain', 1):9,.0f} contact-steps/s "
+        print(f"      drain    {phases.get('drain', 0.0):7.1f}s   {steps / phases.get('drain', 1):9,.0f} "
+              "contact-steps/s "
               f"{advanced / phases.get('drain', 1):8,.0f} enrollments/s (advance, render, queue, commit)")
         print(f"      send     {phases.get('send', 0.0):7.1f}s   {sent / phases.get('send', 1):9,.0f} messages/s "
               "(send_outbox: check, hand-off commit, write + fsync, answer commit)")
         print(f"      other    {wall - drain_part - phases.get('send', 0.0):7.1f}s")
+        grown = 1024 * (result["vmhwm_mb"] - result["rss_before_mb"]) / max(advanced, 1)
         print(f"    memory: RSS {result['rss_before_mb']:,.0f} MB before the tick (Python, mauto, the project), "
-              f"peak {result['vmhwm_mb']:,.0f} MB (VmHWM), ru_maxrss {result['ru_maxrss_mb']:,.0f} MB")
+              f"peak {result['vmhwm_mb']:,.0f} MB (VmHWM), ru_maxrss {result['ru_maxrss_mb']:,.0f} MB: "
+              f"{grown:,.1f} KiB per due enrollment")
         sys.stdout.flush()
 
         floored = child("--_floor", str(snapshot), str(folder / "mauto.db"), str(base), result["now"])
@@ -715,7 +712,8 @@ def _bench(args) -> int:
             smtp = smtp_bench(folder, args.messages, args.rounds, datetime.fromisoformat(result["now"]))
             times = smtp["times"]
             rates = {name: args.messages / min(values) for name, values in times.items()}
-            print(f"    {smtp['avg_body_bytes']:,.0f} bytes a message on average, {smtp['eight_bit']} with 8-bit bytes; "
+            print(f"    {smtp['avg_body_bytes']:,.0f} bytes a message on average, {smtp['eight_bit']} with 8-bit "
+                  "bytes; "
                   f"{smtp['connections']} connections in all")
             labels = {"bare": "bare smtplib loop (one connection)",
                       "transport": "SmtpTransport (build_transports, reused)",
@@ -723,6 +721,10 @@ def _bench(args) -> int:
             for name, values in times.items():
                 print(f"    {labels[name]:<42} best {min(values):6.2f}s {rates[name]:8,.0f} msg/s   runs: "
                       + ", ".join(f"{value:.2f}" for value in values) + "s")
+            cpu = {name: 1e6 * min(values) / args.messages for name, values in smtp["cpu"].items()}
+            print(f"    this process's CPU time per message (the client's own work; the rest of the wall time is "
+                  f"the server's and the network's): bare {cpu['bare']:,.0f} µs, SmtpTransport "
+                  f"{cpu['transport']:,.0f} µs, send_outbox {cpu['full']:,.0f} µs (least of the rounds)")
             pairs = [bare / ours for bare, ours in zip(times["bare"], times["transport"])]
             print(f"    ratio SmtpTransport / bare: {rates['transport'] / rates['bare']:.2f} (best/best; per round: "
                   + ", ".join(f"{pair:.2f}" for pair in pairs) + f"); aim >= 0.80: "
@@ -739,7 +741,7 @@ def _bench(args) -> int:
                   "way), run twice from the same store: once with stopwatches around a few functions, once under "
                   "cProfile")
             sys.stdout.flush()
-            child("--_setup", str(pfolder), str(args.profile_contacts), *setup_flags)
+            child("--_setup", str(pfolder), str(args.profile_contacts))
             shutil.copytree(pfolder, sfolder)
             timed = child("--_tick", str(sfolder), "--_split")
             wall = timed["wall_s"]
@@ -747,7 +749,8 @@ def _bench(args) -> int:
                   + ", ".join(f"{k} {v:.1f}s" for k, v in timed["phases"].items()) + ")")
             print("     seconds  share     calls   per call  function")
             for label, (seconds, calls) in timed["split"].items():
-                print(f"    {seconds:8.2f} {100 * seconds / wall:5.1f}% {calls:>9,} {1e6 * seconds / max(calls, 1):8.0f} µs  "
+                per_call = 1e6 * seconds / max(calls, 1)
+                print(f"    {seconds:8.2f} {100 * seconds / wall:5.1f}% {calls:>9,} {per_call:8.0f} µs  "
                       f"{label}")
             stats = base / "tick.prof"
             profiled = child("--_tick", str(pfolder), "--_profile", str(stats))
@@ -776,9 +779,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-smtp", action="store_true", help="skip the SMTP runs")
     parser.add_argument("--no-profile", action="store_true", help="skip the cProfile run")
     parser.add_argument("--keep-profile", metavar="FILE", help="keep the profiled tick's pstats file")
-    parser.add_argument("--no-setup-index", action="store_true",
-                        help="enroll without the setup's temporary index on enrollments (contact): quadratic, "
-                             "hours at 100,000")
     parser.add_argument("--dir", default=None, help="where the temporary folder goes (default: the system's)")
     parser.add_argument("--_setup", nargs=2, dest="setup", help=argparse.SUPPRESS)
     parser.add_argument("--_tick", dest="tick", help=argparse.SUPPRESS)
@@ -788,7 +788,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--_smtp-server", dest="smtp_server", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.setup:
-        print(json.dumps(setup(Path(args.setup[0]), int(args.setup[1]), args.no_setup_index)))
+        print(json.dumps(setup(Path(args.setup[0]), int(args.setup[1]))))
         return 0
     if args.tick:
         print(json.dumps(measured_tick(Path(args.tick), args.profile, args.split)))
