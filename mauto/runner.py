@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 from mauto.channels import base as channels
 from mauto.config import Project
@@ -37,8 +37,8 @@ from mauto.errors import ExitCode, MautoError
 from mauto.messages import MessageRenderer
 from mauto.simulate import _DUE, _EVENT, _WAKE, Samples, Simulation
 from mauto.store import runtime
+from mauto.store.coupons import take_coupon_in
 from mauto.store.sqlite import Store, stamp
-from mauto.workflow.durations import parse_duration
 from mauto.workflow.loader import parse
 from mauto.workflow.model import Workflow, build
 
@@ -162,19 +162,9 @@ class TickReport:
 # --- the driver ----------------------------------------------------------------------------------------
 
 
-class _Contacts(dict):
-    """Contacts loaded from the store on first use, then kept for the tick (one object per contact)."""
-
-    def __init__(self, load: Callable[[str], ContactState]) -> None:
-        super().__init__()
-        self.load = load
-
-    def __missing__(self, contact_id: str) -> ContactState:
-        contact = self[contact_id] = self.load(contact_id)
-        return contact
-
-
 class _Lazy(dict):
+    """Rows loaded from the store on first use, then kept for the tick (one object per key)."""
+
     def __init__(self, load: Callable[[Any], Any]) -> None:
         super().__init__()
         self.load = load
@@ -208,7 +198,7 @@ class TickDriver(Simulation):
         super().__init__(project, taking, Samples([], []), now, now + timedelta(microseconds=1),
                          all_workflows=taking, keep_timeline=False, renderer=renderer)
         fields, tz = self.engine.settings.contact_fields, project.timezone
-        self.contacts = _Contacts(lambda contact_id: runtime.load_contact(self.db, contact_id, fields, tz))
+        self.contacts = _Lazy(lambda contact_id: runtime.load_contact(self.db, contact_id, fields, tz))
         self.enrollments = _Lazy(lambda enrollment_id: runtime.get_enrollment(self.db, enrollment_id))
         self.history = _Lazy(self._load_history)
         self.active = _Lazy(lambda contact_id: runtime.enrollment_ids(self.db, contact_id, in_flight=True))
@@ -305,19 +295,10 @@ class TickDriver(Simulation):
 
     # --- what the store does differently ----------------------------------------------------------------
 
-    def _schedule_inactivity(self, workflow: Workflow, contact: ContactState, now: datetime) -> None:
-        spec = workflow.trigger.value
-        last = self._last_event(workflow, contact, now)
-        if last is None:
-            return
-        key = (workflow.id, contact.id)
-        if self.inactive_since.get(key) == last.at:
-            return
-        self.inactive_since[key] = last.at
-        due = max(last.at + parse_duration(spec["for"]), now)
-        runtime.set_timer(self.db, workflow.id, contact.id, last.at, due)
-        if due < self.end:
-            self._push(due, _DUE, ("inactive", workflow.id, contact.id, last.at))
+    def _remember_inactivity(self, workflow: Workflow, contact: ContactState, last_at: datetime,
+                             due: datetime) -> None:
+        super()._remember_inactivity(workflow, contact, last_at, due)
+        runtime.set_timer(self.db, workflow.id, contact.id, last_at, due)  # a later tick wakes it if not this one
 
     def _emit(self, event: Event) -> None:
         self.event_seq[id(event)] = runtime.insert_event(self.db, event, self.at)
@@ -327,7 +308,7 @@ class TickDriver(Simulation):
         pending = enrollment.pending
         at = datetime.fromisoformat(pending["at"])
         if pending["kind"] == "coupon":
-            code = runtime.take_coupon(self.db, pending["pool"], contact.id, at)
+            code = take_coupon_in(self.db, pending["pool"], contact.id, at)
             self._handle(workflow, self.engine.resume(workflow, enrollment, contact, code, at))
             return
         # A webhook is called outside any transaction (a slow endpoint must not hold the store): queue the call;
@@ -693,30 +674,26 @@ def retry_message(store: Store, message_id: int, now: datetime) -> dict[str, Any
 
     An `unknown` message may already have been delivered (its hand-off was cut off): retrying it is the person's
     call, never mauto's. A sent or cancelled message cannot be retried."""
-    with store.transaction() as db:
-        row = runtime.message(db, message_id)
-        if row is None:
-            raise MautoError(f"no message {message_id} in the outbox", store.shown)
-        if row["status"] not in ("parked", "unknown", "pending"):
-            raise MautoError(f"message {message_id} is {row['status']}: only parked, unknown or pending messages "
-                             "can be retried", store.shown)
-        runtime.set_message_status(db, message_id, "pending", f"retry asked at {now.isoformat()} "
-                                   f"(was {row['status']}: {row['answer'] or '-'})", stamp(now), stamp(now))
-    return {**row, "status": "pending", "was": row["status"]}
+    return _decide(store, message_id, now, "pending", "retry asked", "retried", stamp(now))
 
 
 def drop_message(store: Store, message_id: int, now: datetime) -> dict[str, Any]:
     """Decide not to send a parked, unknown or pending message: it becomes `cancelled`, with who decided."""
+    return _decide(store, message_id, now, "cancelled", "dropped by hand", "dropped")
+
+
+def _decide(store: Store, message_id: int, now: datetime, status: str, what: str, verb: str,
+            next_try_at: str | None = None) -> dict[str, Any]:
     with store.transaction() as db:
         row = runtime.message(db, message_id)
         if row is None:
             raise MautoError(f"no message {message_id} in the outbox", store.shown)
         if row["status"] not in ("parked", "unknown", "pending"):
             raise MautoError(f"message {message_id} is {row['status']}: only parked, unknown or pending messages "
-                             "can be dropped", store.shown)
-        runtime.set_message_status(db, message_id, "cancelled", f"dropped by hand at {now.isoformat()} "
-                                   f"(was {row['status']}: {row['answer'] or '-'})", stamp(now))
-    return {**row, "status": "cancelled", "was": row["status"]}
+                             f"can be {verb}", store.shown)
+        runtime.set_message_status(db, message_id, status, f"{what} at {now.isoformat()} "
+                                   f"(was {row['status']}: {row['answer'] or '-'})", stamp(now), next_try_at)
+    return {**row, "status": status, "was": row["status"]}
 
 
 # --- the daemon ----------------------------------------------------------------------------------------------

@@ -240,10 +240,15 @@ class Simulation:
         key = (workflow.id, contact.id)
         if self.inactive_since.get(key) == last.at:
             return  # already scheduled (or done) for this last event: an event `where` filtered out changes nothing
-        self.inactive_since[key] = last.at
         due = max(last.at + parse_duration(spec["for"]), now)
+        self._remember_inactivity(workflow, contact, last.at, due)
         if due < self.end:
             self._push(due, _DUE, ("inactive", workflow.id, contact.id, last.at))
+
+    def _remember_inactivity(self, workflow: Workflow, contact: ContactState, last_at: datetime,
+                             due: datetime) -> None:
+        """The last event an inactivity timer counts from (the store also keeps the timer)."""
+        self.inactive_since[(workflow.id, contact.id)] = last_at
 
     def _last_event(self, workflow: Workflow, contact: ContactState, now: datetime) -> Event | None:
         spec = workflow.trigger.value

@@ -59,14 +59,18 @@ def load_coupons(store: Store, pool: str, path: Path) -> LoadResult:
 
 
 def take_coupon(store: Store, pool: str, contact: str, at: datetime) -> str | None:
-    """Hand the next free code of `pool` to `contact`, atomically; None when the pool is empty.
-
-    One UPDATE … RETURNING inside a write transaction: two takers never get the same code."""
+    """Hand the next free code of `pool` to `contact`, atomically; None when the pool is empty."""
     with store.transaction() as db:
-        row = db.execute(
-            "UPDATE coupons SET assigned_to = ?, assigned_at = ? WHERE rowid = ("
-            " SELECT rowid FROM coupons WHERE pool = ? AND assigned_to IS NULL ORDER BY rowid LIMIT 1) RETURNING code",
-            [contact, stamp(at), pool]).fetchall()
+        return take_coupon_in(db, pool, contact, at)
+
+
+def take_coupon_in(db: Any, pool: str, contact: str, at: datetime) -> str | None:
+    """The same inside the caller's write transaction (the daemon's batch). One UPDATE … RETURNING:
+    two takers never get the same code."""
+    row = db.execute(
+        "UPDATE coupons SET assigned_to = ?, assigned_at = ? WHERE rowid = ("
+        " SELECT rowid FROM coupons WHERE pool = ? AND assigned_to IS NULL ORDER BY rowid LIMIT 1) RETURNING code",
+        [contact, stamp(at), pool]).fetchall()
     return row[0][0] if row else None
 
 

@@ -96,21 +96,18 @@ def contact_ids(db: Any) -> Iterator[str]:
 
 def contact_rows(db: Any, fields: dict[str, Any], zone: str) -> Iterator[ContactState]:
     """Every contact's typed fields (no events): what date triggers look at."""
-    cursor = db.execute("SELECT * FROM contacts WHERE erased_at IS NULL ORDER BY id")
-    names = [column[0] for column in cursor.description]
-    for row in cursor:
-        record = _record(dict(zip(names, row)))
+    for row in db.query("SELECT * FROM contacts WHERE erased_at IS NULL ORDER BY id"):
+        record = _record(row)
         yield ContactState(record["id"], typed_fields(record, fields, zone))
 
 
 def load_contact(db: Any, contact_id: str, fields: dict[str, Any], zone: str) -> ContactState | None:
     """The contact as the engine reads it: typed fields, the events already processed, the messages made
     for it (frequency caps), and the channels its addresses are suppressed on."""
-    cursor = db.execute("SELECT * FROM contacts WHERE id = ? AND erased_at IS NULL", [contact_id])
-    row = cursor.fetchone()
+    row = next(db.query("SELECT * FROM contacts WHERE id = ? AND erased_at IS NULL", [contact_id]), None)
     if row is None:
         return None
-    record = _record(dict(zip([column[0] for column in cursor.description], row)))
+    record = _record(row)
     events = [_event(row) for row in db.execute(
         "SELECT contact, name, at, properties, id FROM events WHERE contact = ? AND processed_at IS NOT NULL "
         "ORDER BY at, seq", [contact_id])]
@@ -213,15 +210,6 @@ def insert_tasks(db: Any, tasks: list[dict[str, Any]]) -> None:
                    ":created_at)", tasks)
 
 
-def take_coupon(db: Any, pool: str, contact: str, at: datetime) -> str | None:
-    """The next free code of `pool`, given to `contact` for good (inside the caller's transaction)."""
-    row = db.execute(
-        "UPDATE coupons SET assigned_to = ?, assigned_at = ? WHERE rowid = ("
-        " SELECT rowid FROM coupons WHERE pool = ? AND assigned_to IS NULL ORDER BY rowid LIMIT 1) RETURNING code",
-        [contact, stamp(at), pool]).fetchall()
-    return row[0][0] if row else None
-
-
 def in_segment(db: Any, workflow: str, contact: str) -> bool:
     return db.execute("SELECT 1 FROM segment_members WHERE workflow = ? AND contact = ?",
                       [workflow, contact]).fetchone() is not None
@@ -279,11 +267,9 @@ def recover_handoffs(db: Any, at: str) -> list[tuple[int, str]]:
 
 
 def due_messages(db: Any, until: datetime, after_id: int, limit: int) -> list[dict[str, Any]]:
-    cursor = db.execute("SELECT * FROM messages WHERE status = 'pending' AND handoff_at IS NULL AND "
-                        "(next_try_at IS NULL OR next_try_at <= ?) AND id > ? ORDER BY id LIMIT ?",
-                        [stamp(until), after_id, limit])
-    names = [column[0] for column in cursor.description]
-    return [dict(zip(names, row)) for row in cursor]
+    return list(db.query("SELECT * FROM messages WHERE status = 'pending' AND handoff_at IS NULL AND "
+                         "(next_try_at IS NULL OR next_try_at <= ?) AND id > ? ORDER BY id LIMIT ?",
+                         [stamp(until), after_id, limit]))
 
 
 def messages(db: Any, statuses: tuple[str, ...] | None = None, limit: int = 100) -> list[dict[str, Any]]:
@@ -293,15 +279,11 @@ def messages(db: Any, statuses: tuple[str, ...] | None = None, limit: int = 100)
     if statuses:
         sql += f" WHERE status IN ({','.join('?' * len(statuses))})"
         args.extend(statuses)
-    cursor = db.execute(sql + " ORDER BY id LIMIT ?", [*args, limit])
-    names = [column[0] for column in cursor.description]
-    return [dict(zip(names, row)) for row in cursor]
+    return list(db.query(sql + " ORDER BY id LIMIT ?", [*args, limit]))
 
 
 def message(db: Any, message_id: int) -> dict[str, Any] | None:
-    cursor = db.execute("SELECT * FROM messages WHERE id = ?", [message_id])
-    row = cursor.fetchone()
-    return dict(zip([column[0] for column in cursor.description], row)) if row else None
+    return next(db.query("SELECT * FROM messages WHERE id = ?", [message_id]), None)
 
 
 def status_counts(db: Any) -> dict[str, int]:
