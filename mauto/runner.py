@@ -324,7 +324,7 @@ class TickDriver(Simulation):
         except MautoError as error:
             return self.engine.fail(workflow, enrollment, effect.at, f"template {effect.data['template']}: {error}",
                                     effect.data.get("path"))
-        body = bytes(message.to_email()) if message.channel == "email" else message.text.encode("utf-8")
+        body = message.to_bytes() if message.channel == "email" else message.text.encode("utf-8")
         self.batch_messages.append({
             "key": message.key, "message_id": message.message_id, "enrollment": enrollment.id,
             "workflow": workflow.id, "version": workflow.version, "step": message.step, "contact": contact.id,

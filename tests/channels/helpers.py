@@ -39,7 +39,7 @@ def email_outgoing(number: int = 1, to: str = "ann@example.com", first_name: str
                    message: RenderedMessage | None = None) -> Outgoing:
     message = message or rendered_email(number, to, first_name)
     return Outgoing(id=number, key=message.key, channel="email", to=to, sender=message.sender,
-                    message_id=message.message_id, body=bytes(message.to_email()), contact=message.contact,
+                    message_id=message.message_id, body=message.to_bytes(), contact=message.contact,
                     workflow=message.workflow, step=message.step)
 
 
