@@ -43,6 +43,7 @@ from mauto.workflow.loader import parse
 from mauto.workflow.model import Workflow, build
 
 BATCH = 500  # queue items per transaction
+KEEP = 5000  # contacts and enrollments kept in memory between batches; past it, forgotten (the store has them)
 SEND_BATCH = 200  # messages read from the outbox at a time
 Log = Callable[[str, dict[str, Any]], None]
 
@@ -474,15 +475,19 @@ class TickDriver(Simulation):
                 self._flush()
             if progress is not None:
                 progress(done)
-        self._release_ended()
-
-    def _release_ended(self) -> None:
-        """Forget the objects of a finished drain (the store has them): memory stays per batch of work."""
+            if len(self.contacts) + len(self.enrollments) > KEEP:
+                self._forget()
         if not self.queue:
-            self.contacts.clear()
-            self.enrollments.clear()
-            self.history.clear()
-            self.active.clear()
+            self._forget()
+
+    def _forget(self) -> None:
+        """Drop what was loaded: everything is committed, so the next use reads it back from the store.
+
+        Between two batches only; without it a tick with 100,000 due would hold every contact until it ends.
+        """
+        for loaded in (self.contacts, self.enrollments, self.history, self.active, self.segment_state,
+                       self.inactive_since):
+            loaded.clear()
 
     def answer_calls(self, call: Callable[[dict, str], Any]) -> int:
         """Make the webhook calls that are due (outside any transaction), then record each answer and go on."""

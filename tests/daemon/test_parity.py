@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from mauto.channels.webhook import call_webhook
+from mauto import runner
 from mauto.runner import tick
 from mauto.simulate import load_mapping, simulate
 from mauto.store.sqlite import stamp
@@ -67,10 +68,18 @@ def runs(tmp_path_factory):
         daemon = {name: run_daemon(copy_project(tmp_path_factory.mktemp(name)), cadence, server)
                   for name, cadence in (("hourly", timedelta(hours=1)), ("daily", timedelta(days=1)),
                                         ("once", None))}
+        # The month in one tick again, in batches of 7 items, everything loaded forgotten after each batch
+        # (as a tick with more than runner.KEEP contacts does): what is read back from the store must be
+        # what was in memory.
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(runner, "BATCH", 7)
+            patch.setattr(runner, "KEEP", 0)
+            daemon["once, forgetting"] = run_daemon(copy_project(tmp_path_factory.mktemp("forgetting")), None,
+                                                   server)
     return simulated_steps, simulated_messages, daemon
 
 
-@pytest.mark.parametrize("cadence", ["hourly", "daily", "once"])
+@pytest.mark.parametrize("cadence", ["hourly", "daily", "once", "once, forgetting"])
 @pytest.mark.parametrize("workflow", WORKFLOWS)
 def test_daemon_timeline_equals_the_simulation(runs, workflow: str, cadence: str) -> None:
     simulated_steps, simulated_messages, daemon = runs
