@@ -14,7 +14,9 @@ The runner gives `send` a `handoff` callback that records, committed, that the h
 transport calls it exactly once, immediately before the point of no return (SMTP: once MAIL FROM and RCPT TO
 were accepted, right before DATA; HTTP: right before the request is written), and only if it gets there. If
 `handoff()` raises, nothing is sent and the exception propagates. A crash between `handoff()` and the
-transport's answer therefore leaves a record that says "maybe sent", never a silent duplicate.
+transport's answer therefore leaves a record that says "maybe sent", never a silent duplicate. A transport
+whose hand-off can be repeated without making a second message (the `file` transport: the same key is the
+same file) has no point of no return and does not call it: after a crash its message is simply sent again.
 """
 from __future__ import annotations
 

@@ -2,15 +2,16 @@
 
 The file is written whole or not at all: to a temporary file in the same folder, then renamed over the
 name (`os.replace`), so a reader never sees half a message. The name comes from the idempotency key, so a
-message written twice (a retry after UNKNOWN) is one file. Always SENT, except when writing fails (a full
-disk, no permission): RETRY with the error.
+message written twice is one file. Hence no `handoff()`: there is no point of no return to record, and a
+crash between the write and the recorded answer leaves the message pending, to be written again over the
+same file (no second message, and no `unknown` for a person to decide). Always SENT, except when writing
+fails (a full disk, no permission): RETRY with the error.
 """
 from __future__ import annotations
 
 import hashlib
 import os
 import re
-import tempfile
 from pathlib import Path
 
 from mauto.channels.base import RETRY, SENT, Delivery, Handoff, Outgoing, Transport
@@ -51,21 +52,23 @@ class FileTransport(Transport):
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             return Delivery(RETRY, f"could not create {self.folder}: {error.strerror or error}")
-        handoff()
-        temporary = None
+        # Hidden, and named by the target and this process: no other writer shares it (one tick at a time per
+        # store; two stores writing one folder are two processes), so no random name is needed.
+        temporary = self.folder / f".{target.name}.{os.getpid()}.tmp"
         try:
-            with tempfile.NamedTemporaryFile("wb", dir=self.folder, prefix=".", suffix=".tmp",
-                                             delete=False) as handle:
-                temporary = handle.name
-                handle.write(content)
-                handle.flush()
-                os.fsync(handle.fileno())
+            descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                left = memoryview(content)
+                while left:  # a regular file takes it all at once; a short write is allowed, though
+                    left = left[os.write(descriptor, left):]
+                os.fsync(descriptor)
+            finally:
+                os.close(descriptor)
             os.replace(temporary, target)
         except OSError as error:
-            if temporary is not None:
-                try:
-                    os.unlink(temporary)
-                except OSError:
-                    pass
+            try:
+                os.unlink(temporary)
+            except OSError:
+                pass
             return Delivery(RETRY, f"could not write {target}: {error.strerror or error}")
         return Delivery(SENT, f"written to {target}", provider_id=target.name)

@@ -1,8 +1,8 @@
 """Email over SMTP, one connection reused across a batch.
 
-The envelope sender is the address of the message's From header (the `Outgoing.sender` when the message has
-none); the recipient is `Outgoing.to`. A message whose addresses cannot go into an envelope (a line break, no
-`@`) is PARKED without touching the network.
+The envelope sender is the address of `Outgoing.sender` (the From header's value; the body's From header
+when the row has none); the recipient is `Outgoing.to`. A message whose addresses cannot go into an envelope
+(a line break, no `@`) is PARKED without touching the network.
 
 When each answer is final:
 
@@ -69,16 +69,21 @@ def _local_hostname() -> str:
 
 
 def envelope_sender(message: Outgoing) -> str:
-    """The address of the message's From header, else of `message.sender`."""
+    """The address of `message.sender` (the From header's value, kept in the outbox row), else of the body's From.
+
+    The outbox row first: parsing the headers out of the body cost 0.4 ms a message.
+    """
+    addresses = [address for _, address in getaddresses([message.sender or ""]) if address]
+    if addresses:
+        return addresses[0]
     try:
         headers = BytesHeaderParser(policy=default_policy).parsebytes(message.body)
         from_header = str(headers.get("From") or "")
-    except Exception:  # noqa: BLE001 - a header the parser chokes on: fall back to the outbox row
+    except Exception:  # noqa: BLE001 - a header the parser chokes on: no address
         from_header = ""
-    for candidate in (from_header, message.sender or ""):
-        addresses = [address for _, address in getaddresses([candidate]) if address]
-        if addresses:
-            return addresses[0]
+    addresses = [address for _, address in getaddresses([from_header]) if address]
+    if addresses:
+        return addresses[0]
     raise ValueError("the message has no From address")
 
 

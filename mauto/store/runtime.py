@@ -190,7 +190,7 @@ def save_enrollments(db: Any, enrollments: list[Enrollment]) -> None:
         "version = excluded.version, state = excluded.state, position = excluded.position, "
         "wake_at = excluded.wake_at, data = excluded.data, ended_at = excluded.ended_at, reason = excluded.reason",
         [(e.id, e.workflow, e.version, e.contact, e.state, e.position,
-          stamp(datetime.fromisoformat(e.wake_at)) if e.wake_at else None, _json(e.to_dict()),
+          stamp(datetime.fromisoformat(e.wake_at)) if e.wake_at else None, _json(vars(e)),  # no asdict deep copy
           stamp(datetime.fromisoformat(e.entered_at)), e.ended_at, e.reason) for e in enrollments])
 
 
@@ -301,8 +301,11 @@ def mark_handoff(store: Store, message_id: int, at: str) -> None:
 
 def record_delivery(store: Store, message_id: int, status: str, answer: str, at: str,
                     next_try_at: str | None = None, provider_id: str | None = None, count_attempt: bool = False) -> None:
-    """The provider's answer. `status`: sent | pending (a retry at next_try_at) | parked | unknown | cancelled."""
-    with store.transaction() as db:
+    """The provider's answer. `status`: sent | pending (a retry at next_try_at) | parked | unknown | cancelled.
+
+    Committed without waiting for the disk: the next hand-off mark's durable commit carries it there. A power
+    loss in between loses the answer, and the message, its hand-off mark durable, becomes `unknown`."""
+    with store.transaction(durable=False) as db:
         db.execute("UPDATE messages SET status = ?, answer = ?, next_try_at = ?, provider_id = coalesce(?, provider_id), "
                    "handoff_at = NULL, attempts = attempts + ?, updated_at = ?, "
                    "sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END WHERE id = ?",

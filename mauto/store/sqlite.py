@@ -110,6 +110,7 @@ class Store:
                 self.db.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
                 if str(path) != ":memory:":
                     self.db.execute("PRAGMA journal_mode = WAL")
+                self.db.execute("PRAGMA synchronous = FULL")  # each commit on disk before it returns (the default)
                 self.db.execute("PRAGMA foreign_keys = ON")
                 if self.version < migrations.latest():
                     self.migrate()
@@ -162,16 +163,27 @@ class Store:
             raise StoreError(f"SQLite: {text}", self.shown) from None
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[Database]:
+    def transaction(self, durable: bool = True) -> Iterator[Database]:
         """One write transaction, taken at once (BEGIN IMMEDIATE) so that a second writer waits at the start,
-        never half-way; committed at the end, rolled back on any exception (`Rollback` is swallowed)."""
+        never half-way; committed at the end, rolled back on any exception (`Rollback` is swallowed).
+
+        `durable=False` commits without waiting for the disk (WAL with `synchronous = NORMAL`): the commit
+        survives the process being killed, and reaches the disk with the next durable commit; only a power
+        loss before that can undo it. For records whose loss is safe (the outbox's answers: a lost one leaves
+        the message `unknown`, never resent)."""
         with self.guard():
-            self.db.execute("BEGIN IMMEDIATE")
+            if not durable:
+                self.db.execute("PRAGMA synchronous = NORMAL")
             try:
-                with self.db.conn:  # commits, or rolls back on an exception
-                    yield self.db
-            except Rollback:
-                pass
+                self.db.execute("BEGIN IMMEDIATE")
+                try:
+                    with self.db.conn:  # commits, or rolls back on an exception
+                        yield self.db
+                except Rollback:
+                    pass
+            finally:
+                if not durable:
+                    self.db.execute("PRAGMA synchronous = FULL")
 
     def stamp(self) -> str:
         return stamp(self.now())

@@ -67,6 +67,7 @@ def test_the_file_transport_writes_one_file_per_key(tmp_path: Path, handoff: Han
         sms = texts.send(sms_outgoing(2), handoff)
 
     assert [first.status, again.status, sms.status] == [SENT] * 3
+    assert handoff.calls == 0  # writing again replaces the same file: nothing to mark before it
     names = sorted(path.name for path in folder.iterdir())
     assert names == [first.provider_id, sms.provider_id]  # no temporary file left behind
     assert first.provider_id.startswith("e1_welcome_hello_0-") and first.provider_id.endswith(".eml")
