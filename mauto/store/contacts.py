@@ -200,6 +200,9 @@ class ContactChecker:
         if values.get(self.key) is None:
             raise ValueError(f"row has no `{self.key}`"
                              + ("; import by email with --key email" if self.key == "id" else ""))
+        if "created_at" in values and values["created_at"] is None:
+            raise ValueError("`created_at` cannot be cleared: leave it out to keep the stored one "
+                             "(a new contact gets the time of the import)")
         return values
 
 
@@ -552,6 +555,10 @@ def where_filter(source: str, option: str = "--where") -> Where:
                     parse_duration(use.name)
                 except DurationError as error:
                     raise MautoError(f"{option}: {inside}{error}") from None
+            if use.kind == "since":
+                raise MautoError(f"{option}: {inside}`since='{use.name}'`: "
+                                 + ("a contact outside a workflow has no entry; " if use.name == "entry" else "")
+                                 + "since takes a datetime such as `now - duration('7d')`, or use within='7d'")
             if use.kind in ("call", "name") and use.name in EVENT_FUNCTIONS:
                 calls += 1
             if use.kind == "event-name":

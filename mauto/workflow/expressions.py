@@ -272,7 +272,7 @@ def _call_arguments(name: str, call: nodes.Call, source: str, offset: int) -> li
             uses.append(Use("duration", value, keyword_offset))
         elif keyword.key == "where" and isinstance(value, str):
             uses.append(Use("nested", value, keyword_offset, detail=event_name))
-        elif keyword.key == "since" and isinstance(value, str) and value != "entry":
+        elif keyword.key == "since" and isinstance(value, str):  # 'entry', or a mistake
             uses.append(Use("since", value, keyword_offset))
     return uses
 

@@ -198,6 +198,11 @@ def test_list_where_has_the_workflow_functions(project: Path) -> None:
     ("has_event('order_placed', where='evnt.total > 5')", "--where: in `where=\"evnt.total > 5\"`: unknown name "
                                                           "`evnt`; did you mean `event`? (names in scope: event, "
                                                           "contact, now)"),
+    ("has_event('order_placed', since='entry')",
+     "--where: `since='entry'`: a contact outside a workflow has no entry; since takes a datetime such as "
+     "`now - duration('7d')`, or use within='7d'"),
+    ("has_event('order_placed', since='last week')",
+     "--where: `since='last week'`: since takes a datetime such as `now - duration('7d')`, or use within='7d'"),
 ])
 def test_list_where_with_a_bad_helper_is_a_usage_error(project: Path, where: str, message: str) -> None:
     run("db", "init")

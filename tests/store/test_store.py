@@ -224,6 +224,20 @@ def test_import_by_email(tmp_path: Path, store: Store) -> None:
     assert ids["ann@example.com"] == "c1" and ids["new@example.com"].startswith("c-")
 
 
+def test_a_null_created_at_is_a_row_error_not_a_sqlite_one(tmp_path: Path, store: Store) -> None:
+    contacts_import(store, write(tmp_path / "a.csv", "id,email\nc1,ann@example.com\n"))
+    result = contacts_import(store, write(tmp_path / "b.jsonl", '{"id": "c2", "email": "bob@example.com"}\n'
+                                                                '{"id": "c1", "created_at": null}\n'
+                                                                '{"id": "c3", "created_at": null}\n'))
+    assert not result.committed
+    cleared = ("`created_at` cannot be cleared: leave it out to keep the stored one (a new contact gets the time "
+               "of the import)")
+    assert [(problem.line, problem.message) for problem in result.problems.kept] == [(2, cleared), (3, cleared)]
+    assert [row["id"] for row in rows(store, "contacts")] == ["c1"]  # nothing of b.jsonl written
+    empty_cell = contacts_import(store, write(tmp_path / "c.csv", "id,email,created_at\nc4,dan@example.com,\n"))
+    assert empty_cell.created == 1  # an empty CSV cell is no value: the import time
+
+
 def test_contact_state_has_typed_fields_and_events(tmp_path: Path, store: Store) -> None:
     contacts_import(store, write(tmp_path / "a.csv", "id,birthday,last_order_at,email_consent\n"
                                                      "c1,1990-01-02,2026-11-01T10:00:00,yes\n"))

@@ -90,9 +90,11 @@ def test_unknown_and_extra_arguments_are_reported_as_uses():
     assert ("argument", "2 positional", "days_since") in found
 
 
-def test_since_other_than_entry_is_reported():
+def test_since_strings_are_reported_entry_included():
+    # the lint accepts 'entry' in a workflow; `contacts list --where` refuses it (no enrollment there)
     assert ("since", "yesterday", 15) in uses("has_event('x', since='yesterday')")
-    assert not [use for use in uses("has_event('x', since='entry')") if use[0] == "since"]
+    assert ("since", "entry", 15) in uses("has_event('x', since='entry')")
+    assert not [use for use in uses("has_event('x', since=now - duration('7d'))") if use[0] == "since"]
 
 
 def test_filters_tests_and_step_references():

@@ -59,7 +59,7 @@ def check(ctx):
                 else:
                     message = (f"`{use.detail}()` has no argument `{use.name}`"
                                f"{_hint(use.name, list(allowed[1:]))}; it takes {', '.join(allowed)}")
-            elif use.kind == "since":
+            elif use.kind == "since" and use.name != "entry":
                 message = f"`since='{use.name}'`: since takes 'entry' or a datetime such as `now - duration('7d')`"
             elif use.kind == "filter" and use.name not in filters:
                 message = f"unknown filter `{use.name}`{_hint(use.name, sorted(filters))}"
