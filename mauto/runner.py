@@ -287,12 +287,11 @@ class TickDriver(Simulation):
         for workflow_id, contact_id, last_at, due_at in runtime.due_timers(db, now):
             if workflow_id in self.registry:
                 self._push(due_at, _DUE, ("inactive", workflow_id, contact_id, last_at))
-        for enrollment in runtime.due_enrollments(db, now):
-            enrollment = self.enrollments.setdefault(enrollment.id, enrollment)
-            wake = enrollment.wake_time or now
-            if enrollment.wake_at is None:  # left with no wake-up: go on from where it stands
-                enrollment.wake_at = wake.isoformat()
-            self._push(wake, _WAKE, ("wake", enrollment.id, enrollment.wake_at))
+        for number, enrollment in enumerate(runtime.due_enrollments(db, now)):
+            if number < KEEP:  # past it, each is read again when its turn comes: memory stays per batch
+                enrollment = self.enrollments.setdefault(enrollment.id, enrollment)
+            # wake_at None: left with no wake-up, goes on from where it stands, now (None matches None)
+            self._push(enrollment.wake_time or now, _WAKE, ("wake", enrollment.id, enrollment.wake_at))
 
     # --- what the store does differently ----------------------------------------------------------------
 

@@ -14,6 +14,7 @@ import pytest
 from mauto.channels import build_transports
 from mauto.config import load_project
 from mauto.errors import MautoError
+from mauto import runner
 from mauto.runner import RunnerBusy, TickLock, drop_message, retry_message, tick
 from mauto.store import Store
 from mauto.store import runtime
@@ -141,6 +142,28 @@ def test_a_tick_enrolls_sends_once_and_the_wait_resumes_a_day_later(daemon: Daem
     # the second send is decided at its own moment, not at the tick's
     assert daemon.rows("SELECT created_at FROM messages WHERE step = 'again'") == [("2026-12-02T09:00:00.000000+00:00",)]
     assert set(daemon.smtp.message_ids().values()) == {1}
+
+
+def test_a_big_tick_reads_enrollments_back_and_one_left_without_a_wake_up_still_goes_on(daemon: Daemon,
+                                                                                          monkeypatch) -> None:
+    # Past runner.KEEP a tick keeps nothing it loaded between batches; an enrollment the store holds as active
+    # with no wake-up (wake_at NULL: left so by an older tick) must still be advanced, from where it stands.
+    monkeypatch.setattr(runner, "KEEP", 0)
+    monkeypatch.setattr(runner, "BATCH", 1)
+    daemon.event("ana", "signed_up", T0)
+    daemon.event("ben", "signed_up", T0)
+    assert daemon.tick(T0 + timedelta(minutes=1)).sent == 2
+    [(ident, data)] = daemon.rows("SELECT id, data FROM enrollments WHERE contact = 'ben'")
+    left = dict(json.loads(data), wake_at=None)
+    daemon.store.db.execute("UPDATE enrollments SET wake_at = NULL, data = ? WHERE id = ?", [json.dumps(left), ident])
+    daemon.store.db.conn.commit()
+    report = daemon.tick(T0 + timedelta(days=1, minutes=5))
+    assert (report.advanced, report.sent) == (2, 2)
+    assert sorted(m.message["Subject"] for m in daemon.smtp.messages) == [
+        "again Ana", "again Ben Bcc: evil@example.com", "hello Ana", "hello Ben Bcc: evil@example.com"]
+    # ben went on at the tick's moment (he had no wake-up), ana at her own
+    assert daemon.rows("SELECT contact, created_at FROM messages WHERE step = 'again' ORDER BY contact") == [
+        ("ana", "2026-12-02T09:00:00.000000+00:00"), ("ben", "2026-12-02T09:05:00.000000+00:00")]
 
 
 def test_a_newline_in_a_first_name_adds_no_header(daemon: Daemon) -> None:
