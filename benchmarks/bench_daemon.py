@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """How fast is the daemon's tick, and how fast does it send mail, each against a bare floor in the same run.
 
-    python benchmarks/bench_daemon.py                     # 100,000 contacts, 2,000 SMTP messages: ~35 minutes
+    python benchmarks/bench_daemon.py                     # 100,000 contacts, 2,000 SMTP messages: ~15 minutes
     python benchmarks/bench_daemon.py --quick             # 2,000 contacts, 200 messages: a quick look
     python benchmarks/bench_daemon.py --contacts 20000 --messages 5000 --profile-contacts 5000 --no-profile
 
