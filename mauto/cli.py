@@ -511,11 +511,19 @@ def contacts_erase(
 
     if not yes:
         typer.confirm(f"Erase contact {contact_id}? This cannot be undone", abort=True)
+    from mauto.runner import TickLock
+
     with _store(ctx) as store:
-        done = erase(store, contact_id)
+        # Never in the middle of a tick: it may hold the contact in memory and write it back.
+        lock = TickLock(store.path, store.shown).acquire(wait=60.0, doing="nothing was erased; try again")
+        try:
+            done = erase(store, contact_id)
+        finally:
+            lock.release()
     suppressed = ", ".join(done["suppressed"]) or "no addresses"
+    ended = f"; {done['enrollments_ended']} enrollment(s) in flight ended" if done["enrollments_ended"] else ""
     _out().print(f"{contact_id}: erased; {done['events_kept']:,} events kept without their properties; "
-                 f"suppressed: {suppressed}")
+                 f"suppressed: {suppressed}{ended}")
 
 
 @contacts_app.command("export")

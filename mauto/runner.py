@@ -71,16 +71,23 @@ class TickLock:
         self.handle: Any = None
         self.took_over: str | None = None  # "pid 123 on host (started …)" when the last holder died holding it
 
-    def acquire(self) -> TickLock:
+    def acquire(self, wait: float = 0.0, doing: str = "this one did nothing") -> TickLock:
+        """Take the lock, or raise RunnerBusy naming the holder; `wait` seconds for it first (polling)."""
         handle = open(self.path, "a+", encoding="utf-8")
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            handle.close()
-            raise RunnerBusy(f"another tick is running against this store ({holder}); this one did nothing",
-                             self.shown) from None
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() < deadline:
+                    time.sleep(0.2)
+                    continue
+                handle.seek(0)
+                holder = handle.read().strip() or "another process"
+                handle.close()
+                raise RunnerBusy(f"another tick is running against this store ({holder}); {doing}",
+                                 self.shown) from None
         handle.seek(0)
         previous = handle.read().strip()
         if previous.startswith("pid "):
@@ -403,6 +410,10 @@ class TickDriver(Simulation):
         elif kind == "wake":
             enrollment = self.enrollments.get(payload[1])
             if enrollment is not None and enrollment.wake_at == payload[2] and not enrollment.ended:
+                if self.contacts[enrollment.contact] is None:  # erased (contacts erase ends them; a race)
+                    self.engine.exit(self._workflow_of(enrollment), enrollment, at, "the contact was erased")
+                    self.dirty[enrollment.id] = enrollment  # no step log: the contact is no more
+                    return
                 self.report.advanced += 1
             super()._process(at, payload)
         elif kind in ("due", "inactive"):

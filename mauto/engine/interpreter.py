@@ -298,6 +298,13 @@ class Engine:
             self._end(outcome, at, self.program(workflow), step or enrollment.position, FAILED, reason)
         return outcome
 
+    def exit(self, workflow: Workflow, enrollment: Enrollment, at: datetime, reason: str) -> Outcome:
+        """End an enrollment as exited for a reason the driver found (its contact was erased)."""
+        outcome = Outcome(enrollment)
+        if not enrollment.ended:
+            self._end(outcome, at, self.program(workflow), enrollment.position, EXITED, reason)
+        return outcome
+
     # --- running ----------------------------------------------------------------
 
     def _run(self, workflow: Workflow, contact: ContactState, at: datetime, outcome: Outcome) -> None:
