@@ -34,7 +34,7 @@ from mauto.engine.state import Enrollment, LogEntry, Outcome
 from mauto.engine.timing import zone
 from mauto.engine.triggers import date_occurrences, schedule_fires
 from mauto.errors import ExitCode, MautoError
-from mauto.messages import MessageRenderer
+from mauto.messages import MessageRenderer, RenderedMessage
 from mauto.simulate import _DUE, _EVENT, _WAKE, Samples, Simulation
 from mauto.store import runtime
 from mauto.store.coupons import take_coupon_in
@@ -324,13 +324,8 @@ class TickDriver(Simulation):
         key = f"{enrollment.id}:{position}:{enrollment.occurrences.get(position, 1)}"
         runtime.insert_call(self.db, key, enrollment.id, pending["request"], self.at)
 
-    def _deliver_message(self, workflow: Workflow, enrollment: Enrollment, contact: ContactState,
-                         effect) -> Outcome | None:
-        try:
-            message = self.renderer.render(effect, contact, self.engine.settings.contact_fields)
-        except MautoError as error:
-            return self.engine.fail(workflow, enrollment, effect.at, f"template {effect.data['template']}: {error}",
-                                    effect.data.get("path"))
+    def _rendered(self, workflow: Workflow, enrollment: Enrollment, contact: ContactState,
+                  message: RenderedMessage) -> None:
         body = message.to_bytes() if message.channel == "email" else message.text.encode("utf-8")
         self.batch_messages.append({
             "key": message.key, "message_id": message.message_id, "enrollment": enrollment.id,
@@ -338,7 +333,6 @@ class TickDriver(Simulation):
             "channel": message.channel, "template": message.template, "marketing": int(message.marketing),
             "to_address": message.to, "sender": message.sender, "subject": message.subject, "body": body,
             "status": "pending", "next_try_at": None, "created_at": stamp(message.at), "updated_at": self.at})
-        return None
 
     def _handle(self, workflow: Workflow, outcome: Outcome) -> None:
         enrollment = outcome.enrollment

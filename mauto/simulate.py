@@ -441,11 +441,16 @@ class Simulation:
         except MautoError as error:
             return self.engine.fail(workflow, enrollment, effect.at, f"template {effect.data['template']}: {error}",
                                     effect.data.get("path"))
+        self._rendered(workflow, enrollment, contact, message)
+        return None
+
+    def _rendered(self, workflow: Workflow, enrollment: Enrollment, contact: ContactState,
+                  message: RenderedMessage) -> None:
+        """A message rendered for a send: kept for the result here (the daemon queues it in the outbox)."""
         if self.keep_timeline and (self.contact_filter is None or contact.id == self.contact_filter):
             self.messages.append(message)  # rendered for everyone (a failure counts), kept as the timeline is
         if self.on_message is not None:
             self.on_message(message)
-        return None
 
     def _record(self, entries: list[LogEntry]) -> None:
         for entry in entries:
