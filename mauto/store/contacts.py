@@ -711,29 +711,8 @@ def _erase(store: Store, contact_id: str) -> dict[str, Any]:
                    "fields = '{}', updated_at = ?, erased_at = ? WHERE id = ?",
                    [anonymous, now, now, contact_id])
         events = db.execute("UPDATE events SET properties = '{}' WHERE contact = ?", [anonymous]).rowcount
-        ended = _erase_activity(db, anonymous, now)
+        from mauto.store.runtime import erase_activity  # the daemon's tables (runtime imports this module)
+
+        ended = erase_activity(db, anonymous, now)
     return {"contact": contact_id, "anonymous_id": anonymous, "events_kept": events, "suppressed": suppressed,
             "enrollments_ended": ended}
-
-
-def _erase_activity(db: Any, anonymous: str, now: str) -> int:
-    """What the daemon wrote about an erased contact (already renamed by cascade): scrubbed, in flight ended."""
-    ended = 0
-    rows = db.execute("SELECT id, data FROM enrollments WHERE contact = ?", [anonymous]).fetchall()
-    for enrollment_id, data in rows:
-        state = json.loads(data)
-        state.update(contact=anonymous, vars={}, trigger_event=None, pending=None, waiting=None)
-        if state["state"] in ("active", "waiting", "pending"):
-            state.update(state="exited", wake_at=None, ended_at=now, reason="the contact was erased")
-            ended += 1
-        db.execute("UPDATE enrollments SET data = ?, state = ?, wake_at = NULL, ended_at = ?, reason = ? "
-                   "WHERE id = ?", [_json(state), state["state"], state["ended_at"], state["reason"], enrollment_id])
-        db.execute("UPDATE calls SET request = '{}', answer = NULL, status = CASE status WHEN 'pending' THEN "
-                   "'failed' ELSE status END, updated_at = ? WHERE enrollment = ?", [now, enrollment_id])
-    db.execute("UPDATE messages SET to_address = NULL, subject = NULL, body = X'', updated_at = ?, "
-               "answer = CASE status WHEN 'pending' THEN 'not sent: the contact was erased' ELSE answer END, "
-               "status = CASE status WHEN 'pending' THEN 'cancelled' ELSE status END WHERE contact = ?",
-               [now, anonymous])
-    db.execute("UPDATE step_log SET detail = '', extra = '{}' WHERE contact = ?", [anonymous])
-    db.execute("UPDATE tasks SET notes = NULL WHERE contact = ?", [anonymous])
-    return ended

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any, Iterator
 
 from mauto.engine.records import ContactState, Event, SentMessage, jsonable
-from mauto.engine.state import Enrollment, LogEntry
+from mauto.engine.state import EXITED, Enrollment, LogEntry
 from mauto.store.contacts import ADDRESS, COLUMN_FIELDS, _record, typed_fields
 from mauto.store.sqlite import Store, address_hash, stamp
 
@@ -337,3 +337,30 @@ def due_calls(db: Any, until: datetime) -> list[dict[str, Any]]:
 def record_call(db: Any, call_id: int, status: str, answer: str, at: str, next_try_at: str | None = None) -> None:
     db.execute("UPDATE calls SET status = ?, answer = ?, attempts = attempts + 1, next_try_at = coalesce(?, "
                "next_try_at), updated_at = ? WHERE id = ?", [status, answer, next_try_at, at, call_id])
+
+
+# --- erasure ---------------------------------------------------------------------------------------------
+
+
+def erase_activity(db: Any, anonymous: str, now: str) -> int:
+    """What the daemon wrote about an erased contact (already renamed by cascade): scrubbed; its enrollments
+    in flight ended as exited. Returns how many were ended."""
+    enrollments = [_enrollment(row[0]) for row in db.execute("SELECT data FROM enrollments WHERE contact = ?",
+                                                             [anonymous])]
+    ended = 0
+    for enrollment in enrollments:
+        enrollment.contact, enrollment.vars, enrollment.trigger_event = anonymous, {}, None
+        if not enrollment.ended:
+            enrollment.state, enrollment.ended_at, enrollment.reason = EXITED, now, "the contact was erased"
+            ended += 1
+        enrollment.pending = enrollment.waiting = enrollment.wake_at = None
+        db.execute("UPDATE calls SET request = '{}', answer = NULL, status = CASE status WHEN 'pending' THEN "
+                   "'failed' ELSE status END, updated_at = ? WHERE enrollment = ?", [now, enrollment.id])
+    save_enrollments(db, enrollments)
+    db.execute("UPDATE messages SET to_address = NULL, subject = NULL, body = X'', updated_at = ?, "
+               "answer = CASE status WHEN 'pending' THEN 'not sent: the contact was erased' ELSE answer END, "
+               "status = CASE status WHEN 'pending' THEN 'cancelled' ELSE status END WHERE contact = ?",
+               [now, anonymous])
+    db.execute("UPDATE step_log SET detail = '', extra = '{}' WHERE contact = ?", [anonymous])
+    db.execute("UPDATE tasks SET notes = NULL WHERE contact = ?", [anonymous])
+    return ended
