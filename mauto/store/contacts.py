@@ -5,7 +5,7 @@ import csv
 import json
 import re
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Callable, Iterator, TextIO
@@ -13,8 +13,8 @@ from typing import Any, Callable, Iterator, TextIO
 from mauto.datafiles import LIST_SEPARATOR, DataError, coerce
 from mauto.engine.records import ContactState, Event
 from mauto.errors import ExitCode, MautoError
-from mauto.store.rows import (BATCH_SIZE, MAX_PROBLEMS, BatchProblems, Problems, Rejects, batches, shown_name,
-                               source_format)
+from mauto.store.rows import (BATCH_SIZE, MAX_PROBLEMS, BatchProblems, FileResult, Problems, Rejects, batches,
+                               shown_name, source_format)
 from mauto.store.sqlite import Rollback, Store, normalise_address, stamp
 
 # Built-in fields kept in their own columns (searched, or checked before every send); every
@@ -36,27 +36,18 @@ class ContactNotFound(MautoError):
 
 
 @dataclass
-class ImportResult:
+class ImportResult(FileResult):
     """What an import read, and did (or, when `committed` is False, would have done)."""
 
-    source: str
     read: int = 0
     created: int = 0
     updated: int = 0
     unchanged: int = 0
-    problems: Problems = field(default_factory=Problems)
-    committed: bool = False
-    rejects: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.problems.count == 0
 
     def to_dict(self) -> dict[str, Any]:
         return {"source": self.source, "read": self.read, "created": self.created, "updated": self.updated,
                 "unchanged": self.unchanged, "rejected": self.problems.count, "committed": self.committed,
-                "rejects": self.rejects,
-                "problems": [{"path": p.path, "line": p.line, "message": p.message} for p in self.problems.kept]}
+                "rejects": self.rejects, "problems": self.problem_dicts()}
 
 
 # --- values ---------------------------------------------------------------------------------

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mauto.datafiles import DataError, coerce, parse_time
-from mauto.store.rows import BATCH_SIZE, MAX_PROBLEMS, BatchProblems, Problems, Rejects, batches, shown_name
+from mauto.store.rows import (BATCH_SIZE, MAX_PROBLEMS, BatchProblems, FileResult, Problems, Rejects, batches,
+                               shown_name)
 from mauto.store.sqlite import Rollback, Store, stamp
 
 EVENT_KEYS = ("contact", "event", "at", "id", "properties")
@@ -15,23 +16,15 @@ INSERT_EVENT = "INSERT OR IGNORE INTO events (id, contact, name, at, properties,
 
 
 @dataclass
-class IngestResult:
-    source: str
+class IngestResult(FileResult):
     read: int = 0
     stored: int = 0
     duplicates: int = 0  # events whose id was already stored (or came earlier in the file): stored once
-    problems: Problems = field(default_factory=Problems)
-    committed: bool = False
-    rejects: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.problems.count == 0
 
     def to_dict(self) -> dict[str, Any]:
         return {"source": self.source, "read": self.read, "stored": self.stored, "duplicates": self.duplicates,
                 "rejected": self.problems.count, "committed": self.committed, "rejects": self.rejects,
-                "problems": [{"path": p.path, "line": p.line, "message": p.message} for p in self.problems.kept]}
+                "problems": self.problem_dicts()}
 
 
 def check_event(row: dict[str, Any], catalogue: dict[str, dict[str, Any]] | None, zone: str) -> dict[str, Any]:

@@ -119,6 +119,24 @@ class Problems:
             self.kept.append(problem)
 
 
+@dataclass
+class FileResult:
+    """What reading one data file into the store gave: its bad rows, where they were set aside, and whether
+    the transaction was committed. `contacts import` and `events ingest` add their counts."""
+
+    source: str
+    problems: Problems = field(default_factory=Problems)
+    committed: bool = False
+    rejects: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.problems.count == 0
+
+    def problem_dicts(self) -> list[dict[str, Any]]:
+        return [{"path": p.path, "line": p.line, "message": p.message} for p in self.problems.kept]
+
+
 class BatchProblems:
     """A batch's bad rows, found in several passes (row checks, duplicates, lookups), recorded in line order:
     counted in `problems` and written aside to `rejects` when asked."""
