@@ -20,6 +20,17 @@ DURATION = "^" + _DURATION_BODY + "$"
 SIGNED_DURATION = "^-?" + _DURATION_BODY + "$"
 TIME_OF_DAY = r"^(?:[01]\d|2[0-3]):[0-5]\d$"
 ENV_NAME = "^[A-Za-z_][A-Za-z0-9_]*$"
+# http or https, then the host (and port) written out up to the first `/`, `?` or `#`: a template may only
+# come after it, so that no contact's data can choose where a request goes. No `user:password@`.
+# `$` alone would let a final line break through (Python's `$` matches before one): END says nothing follows.
+END = r"$(?![\s\S])"
+WEBHOOK_URL = r"^[Hh][Tt][Tt][Pp][Ss]?://[^/?#@{}\s\\]+(?:[/?#][^\x00-\x1f\x7f]*)?" + END
+HEADER_NAME = r"^[!#\$%&'*+.^_`|~0-9A-Za-z-]+" + END  # an HTTP token (RFC 9110)
+HEADER_VALUE = r"^[^\x00-\x1f\x7f]*" + END  # one line: no control character can split it into two headers
+# Beyond the patterns, mauto's validator checks these formats (mauto/workflow/schema.py): a duration at most
+# about 1,000 years, a timeout at most 1h, a moment within years 1000 to 8999. Editors ignore them.
+DURATION_FORMAT, SIGNED_DURATION_FORMAT, TIMEOUT_FORMAT, MOMENT_FORMAT = (
+    "mauto-duration", "mauto-signed-duration", "mauto-timeout", "mauto-moment")
 
 
 def obj(properties: dict, required: list[str] | None = None, description: str | None = None, **extra) -> dict:
@@ -61,11 +72,15 @@ def union(description: str, branches: list[tuple[str, dict]]) -> dict:
 
 COMMON_DEFS = {
     "duration": string(
-        "A duration: a number and a unit (s, m, h, d, w), e.g. 30m, 1h, 3d, 2w, 1h30m; or ISO 8601 (P3D, PT1H).",
-        title="duration", pattern=DURATION),
+        "A duration: a number and a unit (s, m, h, d, w), e.g. 30m, 1h, 3d, 2w, 1h30m; or ISO 8601 (P3D, PT1H). "
+        "At most 365000d (about 1,000 years).",
+        title="duration", pattern=DURATION, format=DURATION_FORMAT),
     "signedDuration": string(
-        "A duration that may be negative: -7d is seven days before.",
-        title="duration", pattern=SIGNED_DURATION),
+        "A duration that may be negative: -7d is seven days before. At most 365000d (about 1,000 years) either way.",
+        title="duration", pattern=SIGNED_DURATION, format=SIGNED_DURATION_FORMAT),
+    "timeout": string(
+        "How long one network request may take: a duration longer than 0s and at most 1h, e.g. 10s.",
+        title="duration", pattern=DURATION, format=TIMEOUT_FORMAT),
     "timeOfDay": string("A time of day, 24-hour HH:MM, e.g. 09:00.", title="time-of-day", pattern=TIME_OF_DAY),
     "day": {"description": "A day of the week.", "enum": DAYS},
     "days": {"type": "array", "description": "Days of the week.", "items": {"$ref": "#/$defs/day"},
@@ -163,13 +178,26 @@ ACTIONS: dict[str, tuple[dict, dict]] = {
         "notes": string("More detail for the assignee; a template."),
     }, ["title"], "Create a task for a person."), {}),
     "webhook": (obj({
-        "url": string("URL to call; a template.", minLength=1),
+        "url": string("URL to call, http or https; a template after the host: "
+                      "https://crm.example/contacts/{{ contact.id }}. No user:password@: see headers_env.",
+                      title="webhook-url", minLength=1, pattern=WEBHOOK_URL),
         "method": {"enum": ["GET", "POST", "PUT", "PATCH", "DELETE"], "description": "HTTP method (default POST)."},
-        "headers": {"type": "object", "additionalProperties": {"type": "string"},
-                    "description": "Request headers; values are templates. Secrets come from env: {{ env.NAME }} is not allowed, use the project's webhook secrets."},
+        "headers": {"type": "object", "propertyNames": {"title": "header-name", "pattern": HEADER_NAME},
+                    "additionalProperties": string("A header value: one line; a template.", title="header-value",
+                                                   pattern=HEADER_VALUE),
+                    "description": "Request headers; values are templates. No secrets here (Authorization, "
+                                   "tokens, keys): give them with headers_env."},
+        "headers_env": {"type": "object", "minProperties": 1,
+                        "propertyNames": {"title": "header-name", "pattern": HEADER_NAME},
+                        "additionalProperties": string(
+                            "Name of the environment variable holding the header's whole value.",
+                            title="env-name", pattern=ENV_NAME),
+                        "description": "Headers whose values are secrets, each naming the environment variable "
+                                       "that holds its whole value (Authorization: SHOP_API_AUTH). Read when the "
+                                       "request is sent; never written to the store or the logs."},
         "body": {"description": "JSON body; strings inside are templates."},
         "as": string("Keep the JSON response in vars under this name.", pattern="^[A-Za-z_][A-Za-z0-9_]*$"),
-        "timeout": ref("duration", "Give up on one attempt after this long (default 10s)."),
+        "timeout": ref("timeout", "Give up on one attempt after this long (default 10s; at most 1h)."),
         "retries": {"type": "integer", "minimum": 0, "maximum": 20, "description": "Retries on temporary failures (default 3)."},
     }, ["url"], "Call another system."), {}),
     "assign_coupon": (obj({
@@ -321,14 +349,15 @@ def project_schema() -> dict:
         ("string", {"enum": property_types}),
         ("object", obj({"enum": {"type": "array", "minItems": 1, "uniqueItems": True}}, ["enum"])),
     ])
-    env = lambda what: string(f"Name of the environment variable holding the {what}.", pattern=ENV_NAME)  # noqa: E731
+    env = lambda what: string(f"Name of the environment variable holding the {what}.", title="env-name",  # noqa: E731
+                              pattern=ENV_NAME)
     email_channel = obj({
         "transport": {"enum": ["smtp", "console", "file"], "description": "smtp, console (print) or file (write .eml)."},
         "host": string("SMTP host."),
         "port": {"type": "integer", "minimum": 1, "maximum": 65535, "description": "SMTP port."},
         "starttls": {"type": "boolean", "description": "Upgrade the connection with STARTTLS."},
         "tls": {"type": "boolean", "description": "Connect with implicit TLS (port 465)."},
-        "timeout": ref("duration", "Socket timeout (default 30s)."),
+        "timeout": ref("timeout", "Socket timeout (default 30s; at most 1h)."),
         "username_env": env("SMTP user name"),
         "password_env": env("SMTP password"),
         "path": string("Directory for the file transport."),
@@ -337,7 +366,7 @@ def project_schema() -> dict:
         "transport": {"enum": ["http", "console", "file"], "description": "http (a provider), console or file."},
         "url": string("Provider endpoint for the http transport."),
         "token_env": env("provider's API token"),
-        "timeout": ref("duration", "Request timeout (default 10s)."),
+        "timeout": ref("timeout", "Request timeout (default 10s; at most 1h)."),
         "path": string("Directory for the file transport."),
     }, ["transport"], "How SMS are sent.")
     return {
@@ -349,6 +378,9 @@ def project_schema() -> dict:
         "properties": {
             "store": string("SQLite file of the contact store, relative to mauto.yaml.", minLength=1),
             "timezone": ref("timezone", "Default zone for contacts without one."),
+            "phone_region": string("the country whose national numbers (06 12 34 56 78) contacts' phones are read "
+                                   "in; without it, phones must be written in international form "
+                                   "(+33 6 12 34 56 78)", title="country-code", pattern="^[A-Z]{2}$"),
             "sender": obj({
                 "email": string("From address, e.g. \"Shop <news@shop.example>\".", minLength=1),
                 "reply_to": string("Reply-To address."),
@@ -382,8 +414,8 @@ def project_schema() -> dict:
 
 TEMPLATE_OR_CHANNEL = "^[A-Za-z0-9_][A-Za-z0-9_./-]*$"
 MOMENT = string("A moment: relative to the scenario's start (+1h, +2d3h) or absolute ISO 8601 "
-                "(2026-11-25T10:30:00+01:00; without an offset, in the project's zone).",
-                title="moment", minLength=1)
+                "(2026-11-25T10:30:00+01:00; without an offset, in the project's zone), within years 1000 to 8999.",
+                title="moment", minLength=1, format=MOMENT_FORMAT)
 
 EXPECTATION_MODIFIERS = {
     "at": ref("moment", "When it happens: +1h after the start, or an absolute time. Without `at`: any time in the run."),
@@ -483,7 +515,7 @@ def scenario_schema() -> dict:
                                          "A `start` step may still enroll contacts in others."},
             "start": string("When the virtual clock starts, ISO 8601 with an offset, e.g. "
                             "2026-11-24T09:00:00+01:00. Required, so that every run is the same.",
-                            title="start", minLength=1),
+                            title="start", minLength=1, format=MOMENT_FORMAT),
             "for": ref("duration", "How long the run lasts (default 30d)."),
             "contacts": file_or("The contacts", ("array", {"type": "array", "items": contact_row})),
             "events": file_or("The events", ("array", {"type": "array", "items": event_row})),

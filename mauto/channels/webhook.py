@@ -1,40 +1,51 @@
 """The workflow `webhook` step: one HTTP request, its answer for `as:`.
 
 The engine describes the request (`effect.data["request"]`, see `mauto/engine/interpreter.py`) as
-`{"url", "method", "headers", "body", "timeout", "retries"}`, with templates already rendered. `call_webhook`
-sends it with `Idempotency-Key: <key>` (the same for every try of one step, so a receiver can drop a
-repeat), `User-Agent: mauto` and, when there is a body, the body as JSON with `Content-Type:
-application/json` (the step's own headers override those two; Host, Content-Length, Transfer-Encoding and
-Connection are http.client's and ignored). `retries` is the runner's business: it
-calls again after a "retry" result, at most that many times.
+`{"url", "method", "headers", "headers_env"?, "body", "timeout", "retries"}`, with templates already
+rendered. `headers_env` maps a header to the NAME of the environment variable holding its whole value
+(`{"Authorization": "SHOP_API_AUTH"}`): the request is stored as it is, so the secret is read here, when the
+request is sent, and is never written to the store or the logs. `call_webhook` sends the request with
+`Idempotency-Key: <key>` (the same for every try of one step, so a receiver can drop a repeat), `User-Agent:
+mauto` and, when there is a body, the body as JSON with `Content-Type: application/json` (the step's own
+headers override those two, and `headers_env` overrides `headers`; Host, Content-Length, Transfer-Encoding
+and Connection are http.client's and ignored). `retries` is the runner's business: it calls again after a
+"retry" result, at most that many times.
 
 The result:
 
 - `ok`: a 2xx answer; `response` is the parsed JSON when the answer is JSON (by its Content-Type, or a body
   that is a JSON object or array), else the text.
 - `retry`: 429, 5xx, 408, a refused connection, a timeout, a lost connection.
-- `failed`: any other status (400, 404, a redirect, which is not followed), a URL that is not http(s), a bad
-  method, header or timeout, a body that is not JSON-able, an answer over 1 MiB.
+- `failed`: any other status (400, 404, a redirect, which is not followed), a URL that is not http(s) with a
+  host or that holds a user name or password, a bad method or timeout, a header name that is not a token or
+  a value with a control character (a line break would inject another header), an environment variable of
+  `headers_env` that is not set, a body that is not JSON-able, an answer over 1 MiB. These are never
+  retried: the same request would fail the same way.
 
 Only http and https URLs are called; any host the workflow names is, since webhooks go to the team's own
-services.
+services (lint makes the workflow write the host out, so a contact's data cannot choose it).
 """
 from __future__ import annotations
 
 import http.client
 import json
+import os
 import re
 import ssl
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from mauto.channels import _http
-from mauto.workflow.durations import DurationError, parse_duration
+from mauto.workflow.durations import DurationError, check_timeout
 
 OK, RETRY, FAILED = "ok", "retry", "failed"
 MAX_RESPONSE = 1024 * 1024  # the answer goes into the enrollment's vars: keep it small
 _METHOD = re.compile(r"[A-Z]{1,16}")
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _FRAMING = {"host", "content-length", "transfer-encoding", "connection"}  # http.client sets them
 
 
@@ -47,31 +58,31 @@ class WebhookResult:
 
 
 def call_webhook(request: dict, key: str, timeout_default: float = 10.0,
-                 context: ssl.SSLContext | None = None) -> WebhookResult:
-    """Send the webhook request the engine describes and classify the answer (see the module docstring)."""
+                 context: ssl.SSLContext | None = None, environ: Mapping[str, str] | None = None) -> WebhookResult:
+    """Send the webhook request the engine describes and classify the answer (see the module docstring).
+
+    `environ` holds the variables `headers_env` names (default: the process's environment).
+    """
     try:
-        where = _http.endpoint(request.get("url"))
+        where = _endpoint(request.get("url"))
         method = str(request.get("method") or "POST").upper()
         if not _METHOD.fullmatch(method):
             raise ValueError(f"{method!r} is not an HTTP method")
         timeout = timeout_default
         if request.get("timeout") is not None:
-            timeout = parse_duration(str(request["timeout"])).total_seconds()
-            if timeout <= 0:
-                raise ValueError(f"timeout {request['timeout']!r} must be longer than 0s")
+            timeout = check_timeout(str(request["timeout"])).total_seconds()
         headers = {"user-agent": ("User-Agent", _http.USER_AGENT)}  # by lower-case name: one of each
         payload = None
         if request.get("body") is not None:
             payload = json.dumps(request["body"], ensure_ascii=False).encode("utf-8")
             headers["content-type"] = ("Content-Type", "application/json")
         for name, value in (request.get("headers") or {}).items():
-            name, value = str(name), str(value)
-            if not _TOKEN.fullmatch(name) or re.search(r"[\r\n\0]", value):
-                raise ValueError(f"header {name!r} is not a valid header")
-            if name.lower() not in _FRAMING:
-                headers[name.lower()] = (name, value)
-        if re.search(r"[\r\n\0]", key):
-            raise ValueError("the idempotency key has a line break")
+            _add_header(headers, str(name), str(value), f"header {str(name)!r}")
+        for name, variable in (request.get("headers_env") or {}).items():
+            _add_header(headers, str(name), _from_environment(str(variable), environ),
+                        f"header {str(name)!r} (from environment variable {variable})")
+        if _CONTROL.search(key):
+            raise ValueError("the idempotency key has a control character")
         headers["idempotency-key"] = ("Idempotency-Key", key)
     except (ValueError, TypeError, DurationError) as problem:
         return WebhookResult(FAILED, None, None, f"not sent: {problem}")
@@ -112,3 +123,39 @@ def call_webhook(request: dict, key: str, timeout_default: float = 10.0,
     if 300 <= status < 400:
         detail += f" (redirects are not followed; Location: {response.getheader('Location') or '-'})"
     return WebhookResult(FAILED, status, answer, detail)
+
+
+def _endpoint(url: Any) -> _http.Endpoint:
+    """Where an http(s) URL points; ValueError for anything else, and for a URL holding credentials (a workflow
+    names its secrets with `headers_env`; http.client would drop them silently)."""
+    where = _http.endpoint(url)
+    parts = urlsplit(url.strip())
+    if parts.username is not None or parts.password is not None:
+        raise ValueError(f"the URL to {where.where} holds a user name or password; give credentials with "
+                         "headers_env")
+    return where
+
+
+def _add_header(headers: dict[str, tuple[str, str]], name: str, value: str, what: str) -> None:
+    """Add one header, by lower-case name (the last one given wins); ValueError for one that cannot be sent.
+
+    The value is never repeated in the message: it may be a secret, and the reason is stored.
+    """
+    if not _TOKEN.fullmatch(name):
+        raise ValueError(f"{what} is not a valid header name")
+    control = _CONTROL.search(value)
+    if control:
+        raise ValueError(f"{what} has a control character (U+{ord(control.group()):04X}) in its value; "
+                         "a header value is one line")
+    if name.lower() not in _FRAMING:
+        headers[name.lower()] = (name, value)
+
+
+def _from_environment(variable: str, environ: Mapping[str, str] | None) -> str:
+    """The value of an environment variable `headers_env` names; ValueError when it is not set."""
+    if not _ENV_NAME.fullmatch(variable):
+        raise ValueError(f"{variable!r} is not an environment variable name")
+    value = (os.environ if environ is None else environ).get(variable)
+    if value is None:
+        raise ValueError(f"environment variable {variable} is not set")
+    return value

@@ -7,7 +7,7 @@ from functools import lru_cache
 from typing import Any, Callable
 
 from mauto.engine.records import ContactState, Event, Record
-from mauto.engine.timing import later
+from mauto.engine.timing import shifted
 from mauto.workflow.durations import parse_duration
 from mauto.workflow.expressions import Expression
 
@@ -66,7 +66,7 @@ class Scope:
         return expression(source).evaluate(**self.names(event))
 
     def _matching(self, name: str, within: str | None, since: Any, where: str | None) -> list[Event]:
-        lower = later(self.now, -parse_duration(within)) if within else None
+        lower = shifted(self.now, -parse_duration(within)) if within else None  # `within` 1,000y from year 1000
         if since == "entry":
             since = self.entered_at
         elif isinstance(since, str):

@@ -13,8 +13,8 @@ from mauto.engine.context import Scope
 from mauto.engine.records import ContactState, Event, Record, SentMessage, jsonable
 from mauto.engine.state import (ACTIVE, COMPLETED, CONVERTED, EXITED, FAILED, PENDING, WAITING_EVENT, Effect,
                                 Enrollment, LogEntry, Outcome)
-from mauto.engine.timing import (Cap, QuietHours, SendRules, cap_release, later, local_moment, next_allowed,
-                                 contact_zone, next_time_of_day, zone)
+from mauto.engine.timing import (Cap, QuietHours, SendRules, cap_release, contact_zone, later_within, local_moment,
+                                 next_allowed, next_time_of_day, shifted, zone)
 from mauto.workflow.durations import parse_duration, parse_time_of_day
 from mauto.workflow.expressions import sandbox
 from mauto.workflow.model import Step, Workflow
@@ -230,8 +230,8 @@ class Engine:
             goal = workflow.goal
             if goal and not enrollment.converted and goal["event"] == event.name:
                 within = goal.get("within")
-                in_time = within is None or event.at <= later(datetime.fromisoformat(enrollment.entered_at),
-                                                              parse_duration(within))
+                in_time = within is None or event.at <= shifted(datetime.fromisoformat(enrollment.entered_at),
+                                                                parse_duration(within))
                 if in_time and ("where" not in goal or scope.evaluate(goal["where"], record)):
                     enrollment.converted = True
                     self._log(outcome, event.at, program, here, "goal", f"{event.name}")
@@ -354,7 +354,7 @@ class Engine:
             self._log(outcome, at, program, key, "wait", f"until {wake.isoformat()}", extra={"until": wake.isoformat()})
             return False
         if kind == "wait_for":
-            deadline = later(at, parse_duration(value["timeout"]))
+            deadline = later_within(at, parse_duration(value["timeout"]), "the wait_for")
             enrollment.state = WAITING_EVENT
             enrollment.waiting = {"event": value["event"], "where": value.get("where"), "since": at.isoformat(),
                                   "deadline": deadline.isoformat()}
@@ -411,7 +411,7 @@ class Engine:
             task = {field: self._render(value[field], scope) for field in ("title", "assignee", "notes")
                     if field in value}
             if "due" in value:
-                task["due"] = later(at, parse_duration(value["due"])).isoformat()
+                task["due"] = later_within(at, parse_duration(value["due"]), "the task's due date").isoformat()
             self._effect(outcome, "task", at, program, key, task)
             self._log(outcome, at, program, key, "task", task["title"], extra={"task": task})
             return True
@@ -420,6 +420,10 @@ class Engine:
                        "headers": {name: self._render(text, scope) for name, text in value.get("headers", {}).items()},
                        "body": self._render_tree(value.get("body"), scope),
                        "timeout": value.get("timeout", "10s"), "retries": value.get("retries", 3)}
+            if value.get("headers_env"):
+                # The variables' NAMES: the request is stored (calls, the enrollment's pending step) and logged;
+                # the channel reads the values when it sends (mauto/channels/webhook.py).
+                request["headers_env"] = dict(value["headers_env"])
             enrollment.state = PENDING
             enrollment.pending = {"kind": "webhook", "as": value.get("as"), "request": request, "at": at.isoformat()}
             self._effect(outcome, "webhook", at, program, key, {"request": request, "as": value.get("as")})
@@ -442,7 +446,7 @@ class Engine:
 
     def _wake(self, workflow: Workflow, contact: ContactState, at: datetime, value: Any) -> datetime:
         if isinstance(value, str):
-            return later(at, parse_duration(value))
+            return later_within(at, parse_duration(value), "the wait")
         tz = zone(self.zone_name(workflow, contact))
         until = parse_until(value["until"])
         days = tuple(value["days"]) if value.get("days") else None

@@ -1,10 +1,18 @@
-"""Time: zones, local times across daylight-saving changes, quiet hours, send days, frequency caps."""
+"""Time: zones, local times across daylight-saving changes, quiet hours, send days, frequency caps.
+
+The moments the engine keeps (a wake-up, a deadline, a due date, the end of a cap's window) stay within the
+times mauto handles (mauto.limits: before year 9000), so that every later sum of one of them and a
+duration is still a date: a sum past them is a ValueError that says so, which fails that enrollment alone.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from functools import lru_cache
 from zoneinfo import ZoneInfo
+
+from mauto.limits import LATEST, RANGE_TEXT
+from mauto.workflow.durations import format_duration
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -44,6 +52,29 @@ def later(moment: datetime, delta: timedelta) -> datetime:
     ZoneInfo adds wall-clock time instead, so the result would depend on how the caller's `now` was zoned.
     """
     return (moment.astimezone(timezone.utc) + delta).astimezone(moment.tzinfo)
+
+
+def later_within(moment: datetime, delta: timedelta, what: str) -> datetime:
+    """`later(moment, delta)` for a moment the engine keeps; ValueError naming `what` (e.g. "the wait") when it
+    would fall after the times mauto handles."""
+    try:
+        result = later(moment, delta)
+    except OverflowError:
+        result = None
+    if result is None or result >= LATEST:
+        length = f"{delta.days}d" if delta.days >= 7 and not delta.seconds else format_duration(delta)
+        raise ValueError(f"{what} would end after the times mauto handles ({RANGE_TEXT}): "
+                         f"{length} after {moment.isoformat()}")
+    return result
+
+
+def shifted(moment: datetime, delta: timedelta) -> datetime:
+    """`moment` plus `delta` as `later` adds it, for the edge of a window: past the calendar's end (or before
+    its start), the last (or first) moment datetime holds, in UTC: the window then reaches as far as there is."""
+    try:
+        return later(moment, delta)
+    except OverflowError:
+        return (datetime.max if delta > timedelta(0) else datetime.min).replace(tzinfo=timezone.utc)
 
 
 def next_time_of_day(after: datetime, at: time, tz: ZoneInfo, days: tuple[str, ...] | None = None) -> datetime:
@@ -121,8 +152,8 @@ def next_allowed(at: datetime, tz: ZoneInfo, rules: SendRules) -> tuple[datetime
 
 def cap_release(at: datetime, sent: list[datetime], cap: Cap) -> datetime | None:
     """None when one more message at `at` keeps within the cap; else the moment a slot frees up."""
-    start = later(at, -cap.per)
+    start = shifted(at, -cap.per)
     window = sorted(moment for moment in sent if start < moment <= at)
     if len(window) < cap.max:
         return None
-    return later(window[len(window) - cap.max], cap.per)
+    return later_within(window[len(window) - cap.max], cap.per, "the frequency cap's window")

@@ -6,9 +6,12 @@ from datetime import date, datetime, timedelta
 from typing import Any, Iterator
 from zoneinfo import ZoneInfo
 
-from mauto.engine.timing import local_moment
+from mauto.engine.timing import local_moment, shifted
+from mauto.limits import RANGE_TEXT
 from mauto.workflow.cron import parse_cron
 from mauto.workflow.durations import parse_duration, parse_time_of_day
+
+_MARGIN = timedelta(days=2)  # a local date is at most a day away from its UTC one; a day more for DST
 
 
 def _on(year: int, month: int, day: int) -> date:
@@ -16,12 +19,30 @@ def _on(year: int, month: int, day: int) -> date:
     return date(year, month, min(day, calendar.monthrange(year, month)[1]))
 
 
+def _local_day(moment: datetime, tz: ZoneInfo, margin: timedelta) -> date:
+    """The date of `moment` in `tz`, moved by `margin` days, kept within the calendar."""
+    try:
+        return moment.astimezone(tz).date() + margin
+    except OverflowError:  # a window edge at the calendar's end: it reaches as far as there is
+        return date.max if margin > timedelta(0) else date.min
+
+
 def date_occurrences(value: Any, spec: dict, tz: ZoneInfo, start: datetime, end: datetime) -> Iterator[datetime]:
-    """Moments in [start, end) when a date field comes round: `every` year/month/once, `at`, `offset`."""
+    """Moments in [start, end) when a date field comes round: `every` year/month/once, `at`, `offset`.
+
+    Only the days whose moment can fall in the window are looked at (the window moved back by the offset), so
+    a long offset costs no more than a short one, and a date at the calendar's edge (a birthday in 8999) is
+    never pushed past it. A datetime value too close to the edge to be read in `tz` is a ValueError naming
+    the contact's field.
+    """
     if value is None:
         return
     if isinstance(value, datetime):
-        value = value.astimezone(tz).date()
+        try:
+            value = value.astimezone(tz).date()
+        except OverflowError:
+            raise ValueError(f"the contact's `{spec.get('field')}` ({value.isoformat()}) is outside the times mauto "
+                             f"handles ({RANGE_TEXT})") from None
     elif isinstance(value, str):
         try:
             value = date.fromisoformat(value[:10])
@@ -30,10 +51,10 @@ def date_occurrences(value: Any, spec: dict, tz: ZoneInfo, start: datetime, end:
     at = parse_time_of_day(spec.get("at", "09:00"))
     offset = parse_duration(spec.get("offset", "0d"), signed=True)
     every = spec.get("every", "year")
-    first = (start - abs(offset) - timedelta(days=2)).astimezone(tz).date()
-    last = (end + abs(offset) + timedelta(days=2)).astimezone(tz).date()
+    first = _local_day(shifted(start, -offset), tz, -_MARGIN)
+    last = _local_day(shifted(end, -offset), tz, _MARGIN)
     if every == "once":
-        days = [value]
+        days = [value] if first <= value <= last else []
     elif every == "month":
         days = []
         year, month = first.year, first.month
@@ -43,7 +64,10 @@ def date_occurrences(value: Any, spec: dict, tz: ZoneInfo, start: datetime, end:
     else:
         days = [_on(year, value.month, value.day) for year in range(first.year, last.year + 1)]
     for day in days:
-        moment = local_moment(day, at, tz) + offset
+        try:
+            moment = local_moment(day, at, tz) + offset
+        except OverflowError:  # beyond the calendar, so beyond the window
+            continue
         if start <= moment < end:
             yield moment
 
@@ -52,7 +76,7 @@ def schedule_fires(cron: str, tz: ZoneInfo, start: datetime, end: datetime) -> I
     """Moments in [start, end) when a cron line fires, in `tz` (APScheduler computes them, as in the daemon)."""
     trigger = parse_cron(cron, str(tz))
     previous = None
-    moment = trigger.get_next_fire_time(previous, start)
+    moment = trigger.get_next_fire_time(previous, start)  # None past the calendar's end (APScheduler's own check)
     while moment is not None and moment < end:
         yield moment
         previous = moment

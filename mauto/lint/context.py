@@ -97,6 +97,14 @@ class LintContext:
 
     # --- places -------------------------------------------------------------
 
+    def schema_findings(self, rule: str) -> Iterator[Problem]:
+        """What the schema found under `rule` (each schema problem names its rule), in mauto.yaml and every
+        workflow: the rules that the schema checks yield these first."""
+        for file in [self.project_file, *self.files]:
+            for problem in file.schema_problems:
+                if problem.rule == rule:
+                    yield self.problem(file, problem.pos, problem.message)
+
     def problem(self, file: SourceFile, where: JsonPath | Pos, message: str, key: bool = False) -> Problem:
         """A finding in `file` at a JSON path (its value, or with `key` its key) or at a Pos."""
         if isinstance(where, Pos):

@@ -1,9 +1,15 @@
-"""Durations (`30m`, `1h`, `3d`, `2w`, `1h30m`, ISO 8601 `P3D`) and times of day."""
+"""Durations (`30m`, `1h`, `3d`, `2w`, `1h30m`, ISO 8601 `P3D`) and times of day.
+
+A duration is at most mauto.limits.LONGEST (about 1,000 years): a longer one would overflow the engine's
+date arithmetic, so it is refused here, where every duration of a file or an option is read.
+"""
 from __future__ import annotations
 
 import re
 from datetime import time, timedelta
 from functools import lru_cache
+
+from mauto.limits import LimitError, check_duration
 
 _UNITS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
 _COMPACT = re.compile(r"(?:\d+[wdhms])+")
@@ -16,8 +22,20 @@ _SPELLED_UNIT = {"second": "s", "sec": "s", "minute": "m", "min": "m", "hour": "
                  "s": "s", "m": "m", "h": "h", "d": "d", "w": "w"}
 
 
+# A network timeout (a webhook's, a channel's): a socket cannot wait more than about 292 years, and a tick
+# waiting even an hour for one answer is already stuck.
+LONGEST_TIMEOUT = timedelta(hours=1)
+# More digits than this in one amount is longer than LONGEST whatever the unit; int() of thousands of digits
+# is itself refused by Python.
+_MAX_DIGITS = 15
+
+
 class DurationError(ValueError):
-    """A string that is not a duration; the message says how to write it."""
+    """A string that is not a duration, or one too long; the message says how to write it."""
+
+
+class DurationTooLong(DurationError):
+    """A duration written right but longer than mauto handles (mauto.limits.LONGEST)."""
 
 
 @lru_cache(maxsize=4096)
@@ -30,16 +48,49 @@ def parse_duration(text: str, signed: bool = False) -> timedelta:
     if signed and body.startswith("-"):
         sign, body = -1, body[1:]
     if _COMPACT.fullmatch(body):
-        seconds = sum(int(amount) * _UNITS[unit] for amount, unit in _COMPACT_PART.findall(body))
-        return timedelta(seconds=sign * seconds)
+        parts = [(amount, unit) for amount, unit in _COMPACT_PART.findall(body)]
+        return _bounded(text, sign, parts)
     iso = _ISO.fullmatch(body)
     if iso and body not in ("P", "PT") and not body.endswith("T"):
-        seconds = sum(int(iso.group(unit) or 0) * _UNITS[unit] for unit in "wdhms")
-        return timedelta(seconds=sign * seconds)
+        return _bounded(text, sign, [(iso.group(unit), unit) for unit in "wdhms" if iso.group(unit)])
     raise DurationError(_advice(text))
 
 
+def _bounded(text: str, sign: int, parts: list[tuple[str, str]]) -> timedelta:
+    """The duration of `parts` ((amount, unit) pairs), or DurationError when it is longer than mauto handles."""
+    if any(len(amount.lstrip("0")) > _MAX_DIGITS for amount, _ in parts):
+        delta = timedelta.max
+    else:
+        seconds = sum(int(amount) * _UNITS[unit] for amount, unit in parts)
+        try:
+            delta = timedelta(seconds=sign * seconds)
+        except OverflowError:  # past timedelta's range: longer than anything mauto handles
+            delta = timedelta.max
+    try:
+        return check_duration(delta, _shown(text))
+    except LimitError as error:
+        raise DurationTooLong(str(error)) from None
+
+
+def _shown(text: str) -> str:
+    """`text` for a message: a long one cut short, so that a mistake never fills the screen."""
+    return text if len(text) <= 40 else text[:30] + "…"
+
+
+def check_timeout(text: str) -> timedelta:
+    """A network timeout (`10s`): a duration longer than 0s and at most LONGEST_TIMEOUT; DurationError otherwise."""
+    delta = parse_duration(text)
+    if delta <= timedelta(0):
+        raise DurationError(f"a timeout of `{text}` gives up before anything is sent; write at least 1s")
+    if delta > LONGEST_TIMEOUT:
+        raise DurationError(f"a timeout of `{text}` is longer than a request may wait "
+                            f"(at most {format_duration(LONGEST_TIMEOUT)})")
+    return delta
+
+
 def _advice(text: str) -> str:
+    if len(text) > 40:
+        return f"`{_shown(text)}` is not a duration; write a number and a unit (s, m, h, d, w), e.g. 30m, 1h, 3d, 2w"
     spelled = _SPELLED.fullmatch(text)
     if spelled:
         amount, unit = spelled.groups()

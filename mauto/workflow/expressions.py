@@ -13,7 +13,14 @@ from functools import cached_property, lru_cache
 from typing import Any, Callable
 from zoneinfo import ZoneInfo
 
-from jinja2 import BaseLoader, StrictUndefined, TemplateSyntaxError, nodes, pass_context
+from jinja2 import (
+    BaseLoader,
+    StrictUndefined,
+    TemplateSyntaxError,
+    Undefined,
+    nodes,
+    pass_context,
+)
 from jinja2.environment import TemplateExpression
 from jinja2.parser import Parser
 from jinja2.sandbox import SandboxedEnvironment
@@ -29,6 +36,13 @@ FUNCTIONS = {
     "duration": ("text",),
 }
 TEMPLATE_NAMES = NAMES + ("unsubscribe_url",)
+
+# Bounds on what an expression may be. Jinja2's parser spends about 14 Python frames per bracket level and
+# its compiler a few per node level, and Python refuses more than 200 nested parentheses in the code Jinja2
+# writes: past these bounds parsing or compiling would fail with a RecursionError instead of a sentence.
+MAX_LENGTH = 10_000  # characters
+MAX_NESTING = 32  # brackets: ( [ { inside one another
+MAX_DEPTH = 100  # levels of the parsed tree: `a or b or c` is three levels deep
 
 
 @pass_context
@@ -116,11 +130,19 @@ class Expression:
     def evaluator(self) -> Callable[..., Any]:
         """A callable taking the names in scope as keyword arguments and returning the value."""
         body = [nodes.Assign(nodes.Name("result", "store"), self.tree, lineno=1)]
-        template = _ENVIRONMENT.from_string(nodes.Template(body, lineno=1))
+        try:
+            template = _ENVIRONMENT.from_string(nodes.Template(body, lineno=1))
+        except (RecursionError, MemoryError):  # parse() bounds the tree; this is the last guard
+            raise ExpressionError(f"expression too deeply nested (more than {MAX_DEPTH} levels)") from None
         return TemplateExpression(template, undefined_to_none=False)
 
     def evaluate(self, **names: Any) -> Any:
-        return self.evaluator(**names)
+        """The value for these names. Never an Undefined: a missing or refused name raises here, so the caller
+        knows which expression failed (an Undefined would raise later, wherever its value is first used)."""
+        value = self.evaluator(**names)
+        if isinstance(value, Undefined):
+            value._fail_with_undefined_error()
+        return value
 
 
 @lru_cache(maxsize=8192)
@@ -134,11 +156,23 @@ def _parsed(source: str) -> tuple[nodes.Expr, list[Use]]:
 
 
 def parse(source: str) -> nodes.Expr:
-    """Parse an expression (no `{{ }}`) into Jinja2's AST."""
+    """Parse an expression (no `{{ }}`) into Jinja2's AST.
+
+    Refused with an ExpressionError: an empty one, one longer than MAX_LENGTH or nested deeper than
+    MAX_NESTING brackets or MAX_DEPTH levels, and one that reads an attribute whose name starts with `_`
+    (Python's internals: the sandbox would refuse it at run time, for every contact).
+    """
     if not isinstance(source, str) or not source.strip():
         raise ExpressionError("the expression is empty")
+    if len(source) > MAX_LENGTH:
+        raise ExpressionError(f"expression too long ({len(source):,} characters; at most {MAX_LENGTH:,}); "
+                              "name a segment in mauto.yaml, or test a list with `in [...]`")
     if "{{" in source or "{%" in source:
         raise ExpressionError("write the expression without `{{ }}` or `{% %}`", source.find("{"))
+    nesting, opened = _bracket_nesting(source)
+    if nesting > MAX_NESTING:
+        raise ExpressionError(f"expression too deeply nested ({nesting} levels of brackets; at most {MAX_NESTING})",
+                              opened)
     try:
         parser = Parser(_ENVIRONMENT, source, state="variable")
         tree = parser.parse_expression()
@@ -148,8 +182,73 @@ def parse(source: str) -> nodes.Expr:
                                   _end_of_expression(source))
     except TemplateSyntaxError as error:
         raise ExpressionError(_syntax_message(error.message or "invalid syntax")) from None
+    except (RecursionError, MemoryError):  # `not not not …` thousands of times: one frame each
+        raise ExpressionError(f"expression too deeply nested (more than {MAX_DEPTH} levels)") from None
+    depth = _check_tree(tree, source)
+    if depth > MAX_DEPTH:
+        hint = "; test a list of values with `in [...]` rather than a chain of `or`" if " or " in source else ""
+        raise ExpressionError(f"expression too deeply nested ({depth:,} levels; at most {MAX_DEPTH}){hint}")
     tree.set_environment(_ENVIRONMENT)
     return tree
+
+
+def _bracket_nesting(source: str) -> tuple[int, int]:
+    """How deep brackets nest in `source` (strings left out), and the offset of the first one past MAX_NESTING."""
+    deepest = level = 0
+    opened = -1
+    for offset, char in enumerate(mask_strings(source)):
+        if char in "([{":
+            level += 1
+            if level > deepest:
+                deepest = level
+                if level == MAX_NESTING + 1:
+                    opened = offset
+        elif char in ")]}":
+            level = max(level - 1, 0)
+    return deepest, opened
+
+
+def _check_tree(tree: nodes.Node, source: str) -> int:
+    """The depth of `tree`; raises ExpressionError at the first read of an internal (`_`) attribute.
+
+    A loop rather than recursion: the tree may be thousands of levels deep (a long chain of `or`).
+    """
+    deepest = 0
+    private: set[str] = set()
+    stack: list[tuple[nodes.Node, int]] = [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        name = _private_name(node)
+        if name is not None:
+            private.add(name)
+        stack.extend((child, depth + 1) for child in node.iter_child_nodes())
+    if private:  # the first one written
+        offset, name = min((_private_offset(source, name), name) for name in private)
+        raise ExpressionError(f"`{name}` cannot be read: names starting with `_` are internal; an expression "
+                              "reads fields, such as contact.first_name", offset)
+    return deepest
+
+
+def _private_name(node: nodes.Node) -> str | None:
+    """The internal name `node` reads: `contact.__class__`, `contact['_x']`, `contact|attr('_x')`."""
+    if isinstance(node, nodes.Getattr):
+        name = node.attr
+    elif isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const):
+        name = node.arg.value
+    elif isinstance(node, nodes.Filter) and node.name == "attr" and node.args and isinstance(node.args[0], nodes.Const):
+        name = node.args[0].value
+    else:
+        return None
+    return name if isinstance(name, str) and name.startswith("_") else None
+
+
+def _private_offset(source: str, name: str) -> int:
+    found = _find(mask_strings(source), rf"\.\s*{re.escape(name)}\b")
+    if found >= 0:
+        return source.index(name, found)
+    found = _find(source, rf"['\"]{re.escape(name)}['\"]")
+    return found + 1 if found >= 0 else -1
 
 
 def _syntax_message(message: str) -> str:
@@ -181,7 +280,7 @@ def _end_of_expression(source: str) -> int:
                 if parser.stream.eos:
                     rest = source[end:]
                     return end + (len(rest) - len(rest.lstrip()))
-            except TemplateSyntaxError:
+            except (TemplateSyntaxError, RecursionError):
                 continue
     return -1
 

@@ -4,20 +4,34 @@ jsonschema finds the errors; this module turns each into one sentence that
 names the thing ("unknown key `delay` in step 3; did you mean `wait`?") and
 places it with the document's position map: an unknown key on that key's own
 line, a bad value on the value.
+
+Beyond JSON Schema's own keywords, the validator checks mauto's formats (an
+editor ignores them): `mauto-duration` and `mauto-signed-duration` (at most
+mauto.limits.LONGEST), `mauto-timeout` (longer than 0s, at most 1h) and
+`mauto-moment` (within mauto.limits' years). Past those bounds the engine's date
+arithmetic or a socket would overflow, so they are refused where they are written.
 """
 from __future__ import annotations
 
 import difflib
 import json
+import re
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from functools import lru_cache
 from importlib import resources
 from typing import Any, Callable, Iterator
 
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError, relevance
 
-from mauto.workflow.durations import DurationError, parse_duration
+from mauto.limits import RANGE_TEXT, LimitError, check_moment
+from mauto.workflow.durations import (
+    DurationError,
+    DurationTooLong,
+    check_timeout,
+    parse_duration,
+)
 from mauto.workflow.loader import Document, JsonPath, Pos
 
 SCHEMA_NAMES = ("workflow", "project", "scenario")
@@ -33,15 +47,83 @@ def schema(name: str) -> dict:
     return json.loads(schema_text(name))
 
 
+# --- mauto's formats -----------------------------------------------------------
+
+def format_problem(format_name: str, value: Any) -> str | None:
+    """Why `value` is not of mauto's format `format_name` (a sentence), or None when it is or when the format
+    is not mauto's. A value the pattern beside the format refuses is left to the pattern's own message."""
+    if not isinstance(value, str):
+        return None
+    if format_name in ("mauto-duration", "mauto-signed-duration", "mauto-timeout"):
+        try:
+            if format_name == "mauto-timeout":
+                check_timeout(value)
+            else:
+                parse_duration(value, signed=format_name == "mauto-signed-duration")
+        except DurationTooLong as error:
+            return str(error)
+        except DurationError as error:
+            return str(error) if format_name == "mauto-timeout" and _is_duration(value) else None
+        return None
+    if format_name == "mauto-moment":
+        return _moment_problem(value)
+    return None
+
+
+def _is_duration(value: str) -> bool:
+    try:
+        parse_duration(value)
+        return True
+    except DurationError:
+        return False
+
+
+def _moment_problem(value: str) -> str | None:
+    """A scenario's moment past the bounds: `+99999999999d`, `9999-12-31T23:59:59-12:00`. Other mistakes are
+    the scenario reader's to word."""
+    text = value.strip()
+    if text[:1] in ("+", "-"):
+        try:
+            parse_duration(text[1:])
+        except DurationTooLong as error:
+            return str(error)
+        except DurationError:
+            return None
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    try:
+        check_moment(moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc))
+    except LimitError:
+        return f"`{value}` is outside the times mauto handles ({RANGE_TEXT})"
+    return None
+
+
+def _format(validator_: Any, format_name: Any, instance: Any, schema_: dict) -> Iterator[ValidationError]:
+    """jsonschema's `format` keyword, with mauto's formats checked and worded."""
+    message = format_problem(format_name, instance)
+    if message is not None:
+        yield ValidationError(message)
+        return
+    yield from _STANDARD_FORMAT(validator_, format_name, instance, schema_)
+
+
+_STANDARD_FORMAT = Draft202012Validator.VALIDATORS["format"]
+_Validator = validators.extend(Draft202012Validator, {"format": _format})
+_FORMATS = ("mauto-duration", "mauto-signed-duration", "mauto-timeout", "mauto-moment")
+
+
 @lru_cache(maxsize=None)
 def validator(name: str) -> Draft202012Validator:
-    """A validator over the schema with its non-recursive `$ref`s inlined.
+    """A validator over the schema with its non-recursive `$ref`s inlined, checking mauto's formats.
 
     Resolving a `$ref` through jsonschema's registry on every value costs about
     a fifth of the validation time; the inlined schema validates the same.
     """
     shipped = schema(name)
-    return Draft202012Validator(_inline_refs(shipped, shipped.get("$defs", {}), keep={"step"}))
+    return _Validator(_inline_refs(shipped, shipped.get("$defs", {}), keep={"step"}))
 
 
 def _inline_refs(node: Any, defs: dict, keep: set[str]) -> Any:
@@ -88,7 +170,9 @@ def fast_check(name: str) -> Callable[[Any], Any]:
     draft7 = _as_draft7(_inline_refs(shipped, shipped.get("$defs", {}), keep={"step"}))
     draft7["$schema"] = "http://json-schema.org/draft-07/schema#"
     draft7.pop("$id", None)
-    return fastjsonschema.compile(draft7)
+    formats = {format_name: (lambda value, format_name=format_name: format_problem(format_name, value) is None)
+               for format_name in _FORMATS}
+    return fastjsonschema.compile(draft7, formats=formats)
 
 
 def _as_draft7(node: Any) -> Any:
@@ -322,8 +406,16 @@ def _explain(error: ValidationError, document: Document, name: str) -> Iterator[
             yield at_key(f"unknown key `{instance}` in {where}", key_path=path + (instance,))
         return
     if kind == "pattern" and "propertyNames" in error.relative_schema_path and isinstance(instance, str):
+        if schema_.get("title") == "header-name":
+            yield at_key(f"`{_shown(instance)}` is not a header name in {where}: use letters, digits and `-`, "
+                         "e.g. X-Request-Id", rule="webhook-header", key_path=path + (instance,))
+            return
         yield at_key(f"`{instance}` is not a valid name in {where}: it must match {error.validator_value}",
                      key_path=path + (instance,))
+        return
+    if kind == "format":
+        rule = "duration" if schema_.get("title") == "duration" else "schema"
+        yield at_value(f"{what}: {error.message}", rule)
         return
     if kind == "required":
         missing = [key for key in error.validator_value if not (isinstance(instance, dict) and key in instance)]
@@ -387,6 +479,18 @@ def _pattern(error: ValidationError, path: JsonPath, what: str, at_value) -> Sch
         suggestion = "-".join(filter(None, "".join(c if c.isalnum() else "-" for c in value.lower()).split("-")))
         hint = f", e.g. `{suggestion}`" if suggestion and suggestion != value else ""
         return at_value(f"{what}: `{value}` must be lowercase letters, digits and dashes{hint}")
+    if title == "webhook-url":
+        rule, message = webhook_url_problem(value)
+        return at_value(f"{what}: {message}", rule)
+    if title == "header-value":
+        return at_value(f"{what}: {_control_character(value)} in a header value; a header is one line of text, "
+                        "and a line break in it would start another header", "webhook-header")
+    if title == "env-name":
+        return at_value(f"{what}: `{_shown(value)}` is not an environment variable name; use letters, digits "
+                        "and `_`, e.g. SHOP_API_AUTH")
+    if title == "country-code":
+        return at_value(f"{what}: `{_shown(value)}` is not a country code; write its two capital letters "
+                        "(ISO 3166-1 alpha-2), e.g. FR")
     if title == "template-name":
         return at_value(f"{what}: `{value}` is not a template name; write its path under templates/ "
                         "without the extension, e.g. cart/reminder-1")
@@ -394,6 +498,52 @@ def _pattern(error: ValidationError, path: JsonPath, what: str, at_value) -> Sch
         return at_value(f"{what}: `{value}` is not an event name; use letters, digits, `_`, `.`, `:` or `-`, "
                         "e.g. order_placed")
     return at_value(f"{what}: `{value}` does not match the pattern {error.validator_value}")
+
+
+def _shown(text: str) -> str:
+    """A value for a message: visible control characters, cut short when long."""
+    shown = "".join(f"\\x{ord(char):02x}" if ord(char) < 32 or ord(char) == 127 else char for char in text)
+    return shown if len(shown) <= 60 else shown[:50] + "…"
+
+
+def _control_character(text: str) -> str:
+    """Which control character `text` holds, in words: "a line break (U+000A)"."""
+    names = {"\r": "a carriage return", "\n": "a line break", "\0": "a NUL byte", "\t": "a tab"}
+    char = next((char for char in text if ord(char) < 32 or ord(char) == 127), "\0")
+    return f"{names.get(char, 'a control character')} (U+{ord(char):04X})"
+
+
+def webhook_url_problem(url: str) -> tuple[str, str]:
+    """(rule, message) saying why a webhook's `url` cannot be called as written (see the schema's pattern).
+
+    A URL holding a user name and password is `secret-in-workflow`'s; anything else is `webhook-url`'s. The
+    message never repeats the URL's credentials.
+    """
+    head, separator, rest = url.partition("://")
+    if "{" in head or (not separator and "{" in url):
+        return "webhook-url", ("write the scheme and host out before any `{{ }}`, e.g. "
+                               "https://crm.example/contacts/{{ contact.id }}: contact data must not choose "
+                               "where a request goes")
+    if not separator or not re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]*", head):
+        return "webhook-url", f"`{_shown(url)}` is not a URL; write it whole, e.g. https://crm.example/hooks/lead"
+    if head.lower() not in ("http", "https"):
+        return "webhook-url", f"`{head}:` URLs cannot be called; a webhook calls an http or https URL"
+    authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    if "@" in authority:
+        return "secret-in-workflow", ("the URL holds a user name or password (`…@`); a workflow is committed "
+                                      "to git: give credentials with `headers_env`, e.g. "
+                                      "headers_env: {Authorization: CRM_AUTH}")
+    if "{" in authority or "}" in authority:
+        return "webhook-url", ("write the host out before any `{{ }}` and end it with `/`, e.g. "
+                               "https://crm.example/contacts/{{ contact.id }}: contact data must not choose "
+                               "where a request goes")
+    if not authority:
+        return "webhook-url", f"`{_shown(url)}` has no host; write e.g. https://crm.example/hooks/lead"
+    if re.search(r"[\s\\\x00-\x1f\x7f]", authority):
+        return "webhook-url", f"`{_shown(url)}`: the host has a space, a backslash or a control character"
+    if re.search(r"[\x00-\x1f\x7f]", rest):
+        return "webhook-url", f"{_control_character(rest)} in the URL; percent-encode it"
+    return "webhook-url", f"`{_shown(url)}` is not an http or https URL mauto can call"
 
 
 def _dispatch_kinds(error: ValidationError) -> list[str]:

@@ -1,6 +1,8 @@
 """The workflow `webhook` step, against a real http.server on 127.0.0.1."""
 from __future__ import annotations
 
+import pytest
+
 from mauto.channels import WebhookResult, call_webhook
 from tests.servers import HttpServer
 
@@ -88,3 +90,95 @@ def test_only_http_urls_and_valid_requests_are_sent(http_server: HttpServer) -> 
     assert [result.status for result in results] == ["failed"] * 5
     assert results[0].detail == "not sent: 'file:///etc/passwd' is not an http or https URL"
     assert http_server.requests == []
+
+
+# --- what may not be sent: each fails at once, for good, with its reason, and nothing is sent ----------------
+
+@pytest.mark.parametrize(("url", "detail"), [
+    ("file:///etc/passwd", "not sent: 'file:///etc/passwd' is not an http or https URL"),
+    ("ftp://127.0.0.1/x", "not sent: 'ftp://127.0.0.1/x' is not an http or https URL"),
+    ("gopher://127.0.0.1:70/_x", "not sent: 'gopher://127.0.0.1:70/_x' is not an http or https URL"),
+    ("127.0.0.1/hook", "not sent: '127.0.0.1/hook' is not an http or https URL"),
+    ("http:///hook", "not sent: 'http:///hook' has no host"),
+])
+def test_a_rendered_url_that_is_not_http_with_a_host_fails_for_good(http_server: HttpServer, url, detail) -> None:
+    result = call_webhook(request(url), key="k1")
+
+    assert result == WebhookResult("failed", None, None, detail)
+    assert http_server.requests == []
+
+
+def test_a_url_holding_credentials_is_not_called(http_server: HttpServer) -> None:
+    # Before: called, with the user name and password silently dropped by http.client.
+    url = http_server.url("/hook").replace("http://", "http://shop:hunter2@")
+    result = call_webhook(request(url), key="k1")
+
+    assert result.status == "failed"
+    assert result.detail == (f"not sent: the URL to 127.0.0.1:{http_server.port} holds a user name or password; "
+                             "give credentials with headers_env")
+    assert http_server.requests == []
+
+
+@pytest.mark.parametrize("value", ["a\r\nX-Admin: yes", "a\nb", "a\0b", "a\x0bb", "a\x7fb", "a\tb"])
+def test_a_header_value_with_a_control_character_fails_for_good(http_server: HttpServer, value) -> None:
+    # Before: only CR, LF and NUL were refused; VT, DEL, tab went out.
+    result = call_webhook(request(http_server.url("/x"), headers={"X-Name": value}), key="k1")
+
+    assert result.status == "failed" and result.code is None
+    assert result.detail == (f"not sent: header 'X-Name' has a control character (U+{ord(value[1]):04X}) in its "
+                             "value; a header value is one line")
+    assert http_server.requests == []
+
+
+def test_a_timeout_past_what_a_socket_can_wait_fails_for_good(http_server: HttpServer) -> None:
+    # Before: OverflowError out of call_webhook (the daemon's tick stopped).
+    results = [call_webhook(request(http_server.url("/x"), timeout=timeout), key="k1")
+               for timeout in ("99999999999d", "2h", "0s")]
+
+    assert [result.detail for result in results] == [
+        "not sent: `99999999999d` is longer than mauto handles (at most 365000d (about 1,000 years))",
+        "not sent: a timeout of `2h` is longer than a request may wait (at most 1h)",
+        "not sent: a timeout of `0s` gives up before anything is sent; write at least 1s",
+    ]
+    assert http_server.requests == []
+
+
+# --- headers_env: secrets from the environment, read when sending -----------------------------------------
+
+def test_headers_env_sends_the_variables_value(http_server: HttpServer) -> None:
+    http_server.respond("/crm", 200, {"ok": True})
+    hook = request(http_server.url("/crm"), headers={"Authorization": "overridden", "X-Team": "growth"},
+                   headers_env={"Authorization": "SHOP_API_AUTH", "X-Api-Key": "SHOP_API_KEY"})
+    result = call_webhook(hook, key="k1", environ={"SHOP_API_AUTH": "Bearer s3cr3t", "SHOP_API_KEY": "k3y"})
+
+    assert result.status == "ok"
+    [received] = http_server.requests
+    assert received.headers.get_all("Authorization") == ["Bearer s3cr3t"]
+    assert received.headers["X-Api-Key"] == "k3y" and received.headers["X-Team"] == "growth"
+    assert hook["headers_env"] == {"Authorization": "SHOP_API_AUTH", "X-Api-Key": "SHOP_API_KEY"}  # untouched
+
+
+def test_headers_env_reads_the_process_environment_by_default(http_server: HttpServer, monkeypatch) -> None:
+    monkeypatch.setenv("MAUTO_TEST_HOOK_AUTH", "Bearer from-env")
+    http_server.respond("/crm", 200, {})
+    call_webhook(request(http_server.url("/crm"), headers_env={"Authorization": "MAUTO_TEST_HOOK_AUTH"}), key="k1")
+
+    assert http_server.requests[0].headers["Authorization"] == "Bearer from-env"
+
+
+def test_a_variable_that_is_not_set_fails_the_call_for_good(http_server: HttpServer) -> None:
+    result = call_webhook(request(http_server.url("/crm"), headers_env={"Authorization": "SHOP_API_AUTH"}),
+                          key="k1", environ={})
+
+    assert result == WebhookResult("failed", None, None, "not sent: environment variable SHOP_API_AUTH is not set")
+    assert http_server.requests == []
+
+
+def test_a_variable_holding_a_line_break_fails_without_showing_it(http_server: HttpServer) -> None:
+    result = call_webhook(request(http_server.url("/crm"), headers_env={"Authorization": "SHOP_API_AUTH"}),
+                          key="k1", environ={"SHOP_API_AUTH": "Bearer s3cr3t\r\nX-Admin: yes"})
+
+    assert result.status == "failed"
+    assert result.detail == ("not sent: header 'Authorization' (from environment variable SHOP_API_AUTH) has a "
+                             "control character (U+000D) in its value; a header value is one line")
+    assert "s3cr3t" not in result.detail and http_server.requests == []

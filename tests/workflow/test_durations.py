@@ -5,7 +5,8 @@ from datetime import time, timedelta
 
 import pytest
 
-from mauto.workflow.durations import DurationError, format_duration, parse_duration, parse_time_of_day
+from mauto.workflow.durations import (DurationError, DurationTooLong, check_timeout, format_duration, parse_duration,
+                                      parse_time_of_day)
 
 MINUTE, HOUR, DAY, WEEK = 60, 3600, 86400, 604800
 
@@ -89,3 +90,46 @@ def test_bad_time_of_day(text):
     with pytest.raises(DurationError) as caught:
         parse_time_of_day(text)
     assert str(caught.value) == f"`{text}` is not a time of day; write 24-hour HH:MM, e.g. 09:00 or 21:30"
+
+
+# --- the bound: at most 365000d (mauto.limits.LONGEST) -------------------------------------------
+
+LONGEST_TEXT = "at most 365000d (about 1,000 years)"
+
+
+@pytest.mark.parametrize(("text", "signed"), [
+    ("99999999999d", False), ("365001d", False), ("52143w", False), ("31536000001s", False),
+    ("P99999999999D", False), ("PT8760001H", False), ("364999d99999999h", False),
+    ("-99999999999d", True), ("99999999999999999999999999999999s", False),  # past timedelta's own range
+])
+def test_a_duration_longer_than_mauto_handles_is_refused(text, signed):
+    # Before: accepted (or an OverflowError from timedelta); every tick then overflowed on `now + it`.
+    with pytest.raises(DurationTooLong) as caught:
+        parse_duration(text, signed=signed)
+    assert str(caught.value) == f"`{text}` is longer than mauto handles ({LONGEST_TEXT})"
+    assert isinstance(caught.value, DurationError)
+
+
+def test_thousands_of_digits_are_refused_in_a_short_message():
+    # Before: ValueError from int() ("Exceeds the limit (4300 digits)"), not a DurationError.
+    with pytest.raises(DurationTooLong) as caught:
+        parse_duration("9" * 5000 + "d")
+    assert str(caught.value) == f"`{'9' * 30}…` is longer than mauto handles ({LONGEST_TEXT})"
+
+
+def test_the_bound_itself_is_accepted():
+    assert parse_duration("365000d") == timedelta(days=365_000)
+    assert parse_duration("-365000d", signed=True) == timedelta(days=-365_000)
+    assert parse_duration("000000000000000000000003d") == timedelta(days=3)  # leading zeros are not size
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("0s", "a timeout of `0s` gives up before anything is sent; write at least 1s"),
+    ("2h", "a timeout of `2h` is longer than a request may wait (at most 1h)"),
+    ("99999999999d", f"`99999999999d` is longer than mauto handles ({LONGEST_TEXT})"),
+])
+def test_a_timeout_is_longer_than_0s_and_at_most_an_hour(text, message):
+    with pytest.raises(DurationError) as caught:
+        check_timeout(text)
+    assert str(caught.value) == message
+    assert check_timeout("1h") == timedelta(hours=1)

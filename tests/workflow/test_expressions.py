@@ -179,19 +179,29 @@ class Contact:
         return "hidden"
 
 
-@pytest.mark.parametrize("source", ["contact._secret", "contact._private()", "contact.__class__.__mro__",
-                                    "contact.__dict__.items()", "contact.visible.__class__.__base__"])
-def test_attributes_starting_with_an_underscore_are_refused_at_evaluation(source):
-    with pytest.raises(SecurityError):
-        result = Expression(source).evaluate(contact=Contact())
-        str(result)  # a refused attribute may come back as an undefined that raises when used
+@pytest.mark.parametrize(("source", "name", "offset"), [
+    ("contact._secret", "_secret", 8), ("contact._private()", "_private", 8),
+    ("contact.__class__.__mro__", "__class__", 8), ("contact.__dict__.items()", "__dict__", 8),
+    ("contact.visible.__class__.__base__", "__class__", 16), ("contact['__class__']", "__class__", 9),
+    ("contact|attr('__class__')", "__class__", 14), ("contact.score > 5 and vars.__init__", "__init__", 27),
+])
+def test_attributes_starting_with_an_underscore_are_refused_when_parsed(source, name, offset):
+    # Before: parsed fine and failed only when evaluated, for every contact (`contacts list --where
+    # "contact.__class__"` was an internal error: SecurityError).
+    with pytest.raises(ExpressionError) as caught:
+        parse(source)
+    assert str(caught.value) == (f"`{name}` cannot be read: names starting with `_` are internal; an expression "
+                                 "reads fields, such as contact.first_name")
+    assert caught.value.offset == offset
 
 
-@pytest.mark.parametrize("source", ["contact.__class__", "vars.__init__", "''.__class__"])
-def test_dunder_attributes_of_plain_data_are_refused_when_used(source):
-    result = Expression(source).evaluate(contact={}, vars={})
+def test_a_computed_underscore_name_is_refused_by_the_sandbox_when_evaluated():
+    # Only a name the expression computes reaches the sandbox; the refusal is raised by evaluate() itself,
+    # not by whatever first uses the undefined it used to return.
     with pytest.raises(SecurityError):
-        bool(result)
+        Expression("contact[vars.key]").evaluate(contact=Contact(), vars={"key": "_secret"})
+    with pytest.raises(SecurityError):
+        Expression("contact[vars.key]").evaluate(contact={}, vars={"key": "__class__"})
 
 
 def test_public_attributes_of_objects_are_readable():
@@ -200,3 +210,47 @@ def test_public_attributes_of_objects_are_readable():
 
 def test_the_sandbox_has_no_globals():
     assert sandbox().globals == {}
+
+
+# --- size and depth: a sentence, never a RecursionError ---------------------------------------------
+
+def test_five_thousand_or_clauses_are_too_long():
+    # Before: RecursionError (`contacts list --where` and lint ended in an internal error).
+    source = " or ".join(f"contact.score > {number}" for number in range(5000))
+    with pytest.raises(ExpressionError) as caught:
+        Expression(source).uses
+    assert str(caught.value) == ("expression too long (118,886 characters; at most 10,000); name a segment in "
+                                 "mauto.yaml, or test a list with `in [...]`")
+
+
+def test_a_long_chain_of_or_is_too_deeply_nested():
+    # Before: SyntaxError "too many nested parentheses" from the code Jinja2 wrote, when first evaluated.
+    source = " or ".join(f"contact.score > {number}" for number in range(250))
+    with pytest.raises(ExpressionError) as caught:
+        parse(source)
+    assert str(caught.value) == ("expression too deeply nested (252 levels; at most 100); test a list of values "
+                                 "with `in [...]` rather than a chain of `or`")
+
+
+def test_a_chain_within_the_bound_parses_compiles_and_runs():
+    source = " or ".join(f"contact.score == {number}" for number in range(95))
+    assert Expression(source).evaluate(contact={"score": 94}) is True
+
+
+@pytest.mark.parametrize(("source", "message", "offset"), [
+    ("(" * 40 + "1" + ")" * 40, "expression too deeply nested (40 levels of brackets; at most 32)", 32),
+    ("[" * 33 + "1" + "]" * 33, "expression too deeply nested (33 levels of brackets; at most 32)", 32),
+    ("contact.x in " + "[" * 33 + "]" * 33, "expression too deeply nested (33 levels of brackets; at most 32)", 45),
+    ("not " * 2400 + "true", "expression too deeply nested (more than 100 levels)", -1),
+    ("a" + ".b" * 3000, "expression too deeply nested (3,001 levels; at most 100)", -1),
+])
+def test_deep_nesting_is_refused_in_words(source, message, offset):
+    # Before: RecursionError in Jinja2's parser or compiler.
+    with pytest.raises(ExpressionError) as caught:
+        parse(source)
+    assert str(caught.value) == message
+    assert caught.value.offset == offset
+
+
+def test_brackets_inside_strings_do_not_count():
+    assert Expression("contact.x == '" + "(" * 50 + "'").evaluate(contact={"x": "(" * 50}) is True

@@ -222,3 +222,88 @@ def test_describe_names_nested_steps_by_number():
     assert container((), {}) == "the workflow"
     assert container((), {}, "project") == "mauto.yaml"
     assert container(("steps", 0), data) == "step 1 (`first`)"
+
+
+# --- what cannot run: bounds, webhooks (each passed the schema before) -------------------------------------
+
+TOO_LONG = "`99999999999d` is longer than mauto handles (at most 365000d (about 1,000 years))"
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    (HEAD + "steps:\n  - wait: 99999999999d\n", ("duration", 6, 11, f"`wait` in step 1: {TOO_LONG}")),
+    (HEAD + "reentry: {after: 99999999999d}\nsteps:\n  - wait: 1d\n",
+     ("duration", 5, 18, f"`reentry.after`: {TOO_LONG}")),
+    ("id: w\nversion: 1\nname: W\ntrigger: {date: {field: birthday, offset: -99999999999d}}\nsteps:\n  - wait: 1d\n",
+     ("duration", 4, 43, "`trigger.date.offset`: `-99999999999d` is longer than mauto handles (at most 365000d "
+                         "(about 1,000 years))")),
+    (HEAD + "steps:\n  - webhook: {url: 'https://x.example/', timeout: 0s}\n",
+     ("duration", 6, 51, "`webhook.timeout` in step 1: a timeout of `0s` gives up before anything is sent; "
+                         "write at least 1s")),
+    (HEAD + "steps:\n  - webhook: {url: 'gopher://x.example/'}\n",
+     ("webhook-url", 6, 20, "`webhook.url` in step 1: `gopher:` URLs cannot be called; a webhook calls an http "
+                            "or https URL")),
+    (HEAD + "steps:\n  - webhook: {url: 'https://a:b@x.example/'}\n",
+     ("secret-in-workflow", 6, 20, "`webhook.url` in step 1: the URL holds a user name or password (`…@`); a "
+                                   "workflow is committed to git: give credentials with `headers_env`, e.g. "
+                                   "headers_env: {Authorization: CRM_AUTH}")),
+    (HEAD + "steps:\n  - webhook: {url: \"https://x.example/\\n\"}\n",
+     ("webhook-url", 6, 20, "`webhook.url` in step 1: a line break (U+000A) in the URL; percent-encode it")),
+    (HEAD + "steps:\n  - webhook: {url: 'https://x.example/', headers: {X-A: \"1\\r\\n\"}}\n",
+     ("webhook-header", 6, 57, "`webhook.headers.X-A` in step 1: a carriage return (U+000D) in a header value; "
+                               "a header is one line of text, and a line break in it would start another header")),
+    (HEAD + "steps:\n  - webhook: {url: 'https://x.example/', headers_env: {Authorization: $AUTH}}\n",
+     ("schema", 6, 71, "`webhook.headers_env.Authorization` in step 1: `$AUTH` is not an environment variable "
+                       "name; use letters, digits and `_`, e.g. SHOP_API_AUTH")),
+])
+def test_what_cannot_run_is_refused_by_its_rule(text, expected):
+    assert problems(text) == [expected]
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("limits:\n  frequency_cap: {sms: {max: 1, per: 99999999999d}}\n",
+     ("duration", 2, 38, f"`limits.frequency_cap.sms.per`: {TOO_LONG}")),
+    ("channels:\n  sms: {transport: http, url: 'https://sms.example/', timeout: 2h}\n",
+     ("duration", 2, 64, "`channels.sms.timeout`: a timeout of `2h` is longer than a request may wait (at most "
+                         "1h)")),
+    ("phone_region: fr\n", ("schema", 1, 15, "`phone_region`: `fr` is not a country code; write its two capital "
+                                             "letters (ISO 3166-1 alpha-2), e.g. FR")),
+    ("channels:\n  sms: {transport: http, token_env: 'SMS TOKEN'}\n",
+     ("schema", 2, 37, "`channels.sms.token_env`: `SMS TOKEN` is not an environment variable name; use letters, "
+                       "digits and `_`, e.g. SHOP_API_AUTH")),
+])
+def test_project_values_that_cannot_run(text, expected):
+    assert problems(text, "project") == [expected]
+
+
+def test_phone_region_is_in_the_project_schema():
+    assert problems("phone_region: FR\n", "project") == []
+
+
+@pytest.mark.parametrize("data", [
+    {"id": "w", "version": 1, "name": "W", "trigger": {"event": "a"}, "steps": [{"wait": "99999999999d"}]},
+    {"id": "w", "version": 1, "name": "W", "trigger": {"event": "a"},
+     "steps": [{"webhook": {"url": "https://x.example/", "timeout": "2h"}}]},
+    {"id": "w", "version": 1, "name": "W", "trigger": {"event": "a"},
+     "steps": [{"webhook": {"url": "https://x.example/\n"}}]},
+    {"id": "w", "version": 1, "name": "W", "trigger": {"event": "a"},
+     "steps": [{"webhook": {"url": "https://x.example/", "headers": {"X-A\n": "1"}}}]},
+])
+def test_the_fast_check_refuses_what_cannot_run_too(data):
+    from mauto.workflow.schema import fast_valid, validator
+
+    assert not validator("workflow").is_valid(data)
+    assert not fast_valid(data, "workflow")  # else lint of a large project would let it through
+
+
+def test_a_scenario_past_the_bounds_is_refused_at_its_line(tmp_path):
+    # Before: `mauto test` ended in an OverflowError (start + for).
+    from mauto.scenarios import schema_problems
+
+    document = parse("start: 9999-12-31T23:59:59-12:00\nfor: 99999999999d\ncontacts: [{id: a}]\n"
+                     "events: [{contact: a, event: x, at: +400000d}]\nexpect: [{contact: a, enters: w}]\n",
+                     "scenarios/s.yaml")
+    assert [(p.line, p.col, p.message) for p in schema_problems(document)] == [
+        (1, 8, "`start`: `9999-12-31T23:59:59-12:00` is outside the times mauto handles (years 1000 to 8999)"),
+        (2, 6, f"`for`: {TOO_LONG}"),
+        (4, 37, "`at` in event 1: `400000d` is longer than mauto handles (at most 365000d (about 1,000 years))"),
+    ]

@@ -43,3 +43,21 @@ def test_refused(text, message):
     with pytest.raises(UntilError) as caught:
         parse_until(text)
     assert str(caught.value) == message
+
+
+@pytest.mark.parametrize("text", ["9999-12-31T23:59:59-12:00", "9999-12-31", "9000-01-01", "9000-01-01T00:00Z",
+                                  "0999-12-31", "0001-01-01T00:00", "1000-01-01T00:00:00+01:00"])
+def test_a_moment_outside_the_times_mauto_handles_is_refused(text):
+    # Before: accepted; `9999-12-31T23:59:59-12:00` overflowed in every tick (its UTC form is past year 9999).
+    with pytest.raises(UntilError) as caught:
+        parse_until(text)
+    assert str(caught.value) == f"`{text}` is outside the times mauto handles (years 1000 to 8999)"
+
+
+@pytest.mark.parametrize(("text", "value"), [
+    ("1000-01-01", date(1000, 1, 1)),
+    ("8999-12-31T23:59", datetime(8999, 12, 31, 23, 59)),
+    ("8999-12-31T23:59:59+00:00", datetime(8999, 12, 31, 23, 59, 59, tzinfo=timezone.utc)),
+])
+def test_the_edges_of_the_times_mauto_handles_are_accepted(text, value):
+    assert parse_until(text) == value

@@ -5,10 +5,10 @@ from types import ModuleType
 
 from mauto.lint.rules import (
     contact_field, cron, duplicate_step_id, duplicate_workflow_id, duration, expression_name, expression_syntax,
-    reentry_without_wait, schema, secret_in_config, sms_length, split_weights, start_cycle, start_target,
-    template_missing, template_scope, template_syntax, time_of_day, timezone, unknown_event, unknown_event_property,
-    unknown_segment, unreachable_step, unsubscribe_link, vars_undefined, version_not_bumped, wait_date_past,
-    wait_for_target, wait_for_trigger_event, yaml_syntax,
+    reentry_without_wait, schema, secret_in_config, secret_in_workflow, sms_length, split_weights, start_cycle,
+    start_target, template_missing, template_scope, template_syntax, time_of_day, timezone, unknown_event,
+    unknown_event_property, unknown_segment, unreachable_step, unsubscribe_link, vars_undefined, version_not_bumped,
+    wait_date_past, wait_for_target, wait_for_trigger_event, webhook_header, webhook_url, yaml_syntax,
 )
 
 RULES: dict[str, ModuleType] = {module.ID: module for module in (
@@ -17,7 +17,7 @@ RULES: dict[str, ModuleType] = {module.ID: module for module in (
     template_missing, template_syntax, template_scope, vars_undefined,
     expression_syntax, expression_name, contact_field, unknown_segment,
     split_weights, wait_for_target, start_target, start_cycle, unreachable_step,
-    unsubscribe_link, sms_length, secret_in_config,
+    unsubscribe_link, sms_length, secret_in_config, secret_in_workflow, webhook_url, webhook_header,
     reentry_without_wait, wait_date_past, wait_for_trigger_event, unknown_event, unknown_event_property,
     version_not_bumped,
 )}

@@ -25,7 +25,4 @@ LEVEL = "error"
 
 
 def check(ctx):
-    for file in [ctx.project_file, *ctx.files]:
-        for problem in file.schema_problems:
-            if problem.rule == ID:
-                yield ctx.problem(file, problem.pos, problem.message)
+    yield from ctx.schema_findings(ID)

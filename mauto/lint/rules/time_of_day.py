@@ -27,10 +27,7 @@ LEVEL = "error"
 
 
 def check(ctx):
-    for file in [ctx.project_file, *ctx.files]:
-        for problem in file.schema_problems:
-            if problem.rule == ID:
-                yield ctx.problem(file, problem.pos, problem.message)
+    yield from ctx.schema_findings(ID)
     for file, workflow in ctx.workflows:
         for step in workflow.iter_steps():
             if step.kind == "wait" and isinstance(step.value, dict):
