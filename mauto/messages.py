@@ -11,15 +11,19 @@ import string
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.header import Header
-from email.utils import format_datetime, formataddr, getaddresses
+from email.utils import format_datetime, getaddresses
 from html import unescape
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from mauto.addresses import shown
+from mauto.channels.files import bounded_name, safe_name
+from mauto.channels.smtp import idna_address
 from mauto.config import Project
 from mauto.engine.context import Scope
 from mauto.engine.records import ContactState, Event
+from mauto.errors import MautoError
 from mauto.templates import TEXT_PART, TemplateProblem, TemplateSet
 
 SIMULATION_SECRET = "mauto-simulation"  # signs unsubscribe links in simulations only
@@ -32,43 +36,135 @@ def unsubscribe_token(contact_id: str, channel: str, secret: str) -> str:
     return payload + "." + base64.urlsafe_b64encode(signature).decode().rstrip("=")[:22]
 
 
-def header_safe(value: str) -> str:
-    """A header value from contact data, with line breaks folded to spaces: no header injection."""
-    return re.sub(r"[\r\n]+", " ", value).strip()
+_LINE_BREAKS = re.compile("[\t\n\x0b\x0c\r\x1c-\x1e\x85\u2028\u2029]+")  # every break str.splitlines knows, and tab
+_CONTROLS = re.compile("[\x00-\x08\x0e-\x1b\x1f\x7f-\x84\x86-\x9f]")  # the other C0 controls, DEL and C1
+_SURROGATES = re.compile("[\ud800-\udfff]")
+_MAX_LINE = 998  # RFC 5322 §2.1.1: a line MUST be at most 998 characters (and SHOULD be at most 78)
+_HEADER_NAME = re.compile(r"[!-9;-~]+")  # RFC 5322 §3.6.8: printable ASCII but the colon
+
+
+def header_safe(value: object) -> str:
+    """A header value from contact data, made safe to write: it can neither add a header nor carry a control.
+
+    - every line break (CR, LF, VT, FF, the file/group/record separators, NEL, U+2028, U+2029) and tab
+      becomes one space, as a line break in a first name should read: no header injection;
+    - every other control character (the rest of C0, DEL, C1) is removed: it means nothing in a header, and
+      raw it breaks parsers, logs and terminals (a NUL, an ESC sequence); encoding it would only carry it to
+      the reader;
+    - a lone surrogate (a `"\\ud800"` from JSON, which is not text) becomes U+FFFD;
+    - leading and trailing spaces are dropped.
+    """
+    if not isinstance(value, str):
+        value = "" if value is None else str(value)
+    if value.isascii() and value.isprintable():  # the usual case: nothing to do
+        return value.strip()
+    value = _CONTROLS.sub("", _SURROGATES.sub("\ufffd", value))
+    return _LINE_BREAKS.sub(" ", value).strip()
 
 
 _ADDRESS_HEADERS = {"From", "To", "Cc", "Reply-To", "Sender"}
+_OWN_HEADERS = {"from", "to", "subject", "date", "message-id", "mime-version", "content-type",
+                "content-transfer-encoding"}  # written by `to_bytes` itself, once
 _FOLD_AT = 78  # RFC 5322 §2.1.1: lines SHOULD be at most 78 characters (and MUST be at most 998)
 _URL_SAFE = string.punctuation  # what `quote` leaves alone in a List-* header: all of printable ASCII
+_SPECIALS = re.compile(r'[][\\()<>@,:;".]')  # a display name holding one of these is written quoted
+
+
+def _fold(name: str, words: list[str]) -> list[str]:
+    """`name:` and the words, one space between each, folded before a word that would pass column 78
+    (also right after `name:` when the first word does not fit there: RFC 5322 allows folding there).
+
+    A word longer than a line stays whole on a line of its own: callers make sure none passes 998. Never
+    before an empty word (two spaces in a row), so that no folded line is only white space (RFC 5322 §3.2.2)."""
+    lines, current, width = [], f"{name}:", len(name) + 1
+    for word in words:
+        size = len(word) if word.isascii() else len(word.encode("utf-8"))  # octets: RFC 6532 counts those
+        if word and width + 1 + size > _FOLD_AT and (current != f"{name}:" or 1 + size <= _FOLD_AT):
+            lines.append(current)
+            current, width = "", 0
+        current += " " + word
+        width += 1 + size
+    return lines + [current]
+
+
+def _encoded_words(value: str, name: str | None = None) -> list[str]:
+    """`value` as RFC 2047 encoded words (UTF-8), each short enough to fit a folded line of 78; the first
+    also after `name: ` when `name` is given."""
+    encoded = Header(value, "utf-8", maxlinelen=_FOLD_AT, header_name=name).encode(linesep="\n")
+    return [word for line in encoded.split("\n") for word in line.split(" ") if word]
 
 
 def _text_header(name: str, value: str) -> str:
-    """An unstructured header: ASCII folded at spaces to 78 columns, anything else as RFC 2047 encoded words.
+    """An unstructured header (Subject): printable ASCII folded at spaces to 78 columns when that fits;
+    otherwise (text outside ASCII, a word too long for a line, or what would read as an encoded word, `=?`)
+    RFC 2047 encoded words, which always fold to 78.
 
     Only these get encoded words: the `email` package's default policy also folds a long `List-Unsubscribe`
     URL into one (`=?utf-8?q?=3Chttps…`), which is not valid there and breaks one-click unsubscribe.
     """
-    if not value.isascii():
-        return f"{name}: " + Header(value, "utf-8", header_name=name).encode(linesep="\n")
     line = f"{name}: {value}"
-    if len(line) <= _FOLD_AT:
+    if len(line) <= _FOLD_AT and value.isascii() and "=?" not in value:
         return line
-    folded, current = [], f"{name}:"
-    for word in value.split(" "):
-        if len(current) + 1 + len(word) > _FOLD_AT and current != f"{name}:":
-            folded.append(current)
-            current = ""
-        current += " " + word
-    return "\n".join(folded + [current])
+    if value.isascii() and "=?" not in value:
+        lines = _fold(name, value.split(" "))
+        if all(len(line) <= _FOLD_AT for line in lines):
+            return "\n".join(lines)
+    return "\n".join(_fold(name, _encoded_words(value, name)))
+
+
+def _display_name(name: str, header: str | None) -> list[str]:
+    """A display name as the words of a phrase: ASCII atoms or one quoted string (which may be folded at its
+    spaces: unfolding gives it back), else RFC 2047 encoded words (outside ASCII, a word too long to fold, or
+    what would read as an encoded word). `header`: the header's name when the phrase comes first in it."""
+    words = name.split(" ")
+    if name.isascii() and "=?" not in name and max(map(len, words)) <= _FOLD_AT - 8:
+        if _SPECIALS.search(name):
+            name = '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+            words = name.split(" ")
+        return words
+    return _encoded_words(name, header)
 
 
 def _address_header(name: str, value: str | None) -> str:
-    """An address header: display names outside ASCII as encoded words, the addresses as they are."""
+    """An address header: each mailbox as `display name <address>` or a bare address, folded at 78.
+
+    Display names outside ASCII are RFC 2047 encoded words. Addresses cannot be encoded (RFC 2047 §5): the
+    domain goes out in its ASCII (IDNA) form, and a local part outside ASCII is written as UTF-8, as RFC 6532
+    allows in a message sent with SMTPUTF8 (which the SMTP transport then asks for, or parks the message).
+    An address too long for any header line (998) is left out: no server would take it anyway.
+    """
     value = header_safe(value or "")
-    if value.isascii():
-        return _text_header(name, value)
-    pairs = getaddresses([value])
-    return f"{name}: " + ", ".join(formataddr(pair, "utf-8") for pair in pairs)
+    if len(value) <= _FOLD_AT - len(name) - 2 and value.isascii() and _PLAIN_ADDRESS.fullmatch(value):
+        return f"{name}: {value}"  # the usual `ann@example.com` or `Shop <shop@example.com>`: as it is
+    mailboxes: list[list[str]] = []
+    for display, address in getaddresses([value]):
+        display, address = header_safe(display), header_safe(address)  # again: the parser unquotes
+        if not address and not display:
+            continue
+        try:
+            written = idna_address(address)
+        except ValueError:  # not a valid IDN: as it is (UTF-8 is allowed with SMTPUTF8, which it then needs)
+            written = address
+        if len(written.encode("utf-8")) > _MAX_LINE - len(name) - 5:  # octets: "<", ">", ",", the fold's space
+            continue
+        mailboxes.append(_display_name(display, None if mailboxes else name) + [f"<{written}>"] if display
+                         else [written])
+    words = [word for mailbox in mailboxes for word in mailbox[:-1] + [mailbox[-1] + ","]]
+    if words:
+        words[-1] = words[-1][:-1]
+    return "\n".join(_fold(name, words))
+
+
+_ADDR_SPEC = r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+"
+_PLAIN_ADDRESS = re.compile(rf"{_ADDR_SPEC}|[A-Za-z0-9]+(?: [A-Za-z0-9]+)* <{_ADDR_SPEC}>")
+
+
+def _list_header(name: str, value: str) -> str | None:
+    """A List-* header (RFC 2369: URLs in angle brackets) as one plain line, never an encoded word: a mail
+    client does not decode one there. None when even so it would pass 998 characters: `MessageRenderer`
+    refuses such an `unsubscribe_url` first, so only a message made by hand loses the header."""
+    line = f"{name}: {_url_safe(value)}"
+    return line if len(line) <= _MAX_LINE else None
 
 
 def _url_safe(value: str) -> str:
@@ -78,7 +174,11 @@ def _url_safe(value: str) -> str:
 def _body(text: str) -> tuple[str, str, bytes]:
     """(charset, transfer encoding, encoded body): 7bit when it can be, else whichever of quoted-printable
     and base64 is shorter (the `email` package's choice)."""
-    data = text.encode("utf-8")
+    try:
+        data = text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate, which is not text
+        text = _SURROGATES.sub("\ufffd", text)
+        data = text.encode("utf-8")
     if data.isascii() and max(map(len, data.split(b"\n"))) <= 998:
         return "utf-8", "7bit", data
     wide = len(data) - len(text)  # bytes beyond the first of each non-ASCII character, roughly
@@ -91,7 +191,7 @@ def _boundary(key: str, *bodies: bytes) -> str:
     """A boundary made from the message's key (the same message gives the same bytes), checked absent."""
     salt = 0
     while True:
-        boundary = "=_mauto_" + hashlib.sha256(f"{key}:{salt}".encode()).hexdigest()[:16]
+        boundary = "=_mauto_" + hashlib.sha256(f"{key}:{salt}".encode("utf-8", "surrogatepass")).hexdigest()[:16]
         if not any(boundary.encode() in body for body in bodies):
             return boundary
         salt += 1
@@ -143,7 +243,7 @@ class RenderedMessage:
 
     @property
     def message_id(self) -> str:
-        digest = hashlib.sha256(self.key.encode()).hexdigest()[:32]
+        digest = hashlib.sha256(self.key.encode("utf-8", "surrogatepass")).hexdigest()[:32]
         return f"<{digest}@mauto>"
 
     def to_bytes(self) -> bytes:
@@ -151,27 +251,37 @@ class RenderedMessage:
 
         Written directly rather than through `email.message.EmailMessage`, which cost 4.3 ms of the daemon's
         5.5 ms per message (docs/performance.md); the tests read it back with the `email` parser.
+
+        Never raises, whatever the text in it (contact data ends up in the subject, the display names and the
+        addresses): every header value goes through `header_safe` (no line break, no control character), every
+        line is folded to 78 columns where it can be and is never longer than 998 (RFC 5322 §2.1.1). The
+        head is ASCII unless an address has a local part outside ASCII (then UTF-8, RFC 6532: the SMTP
+        transport sends such a message only with SMTPUTF8, or parks it).
         """
         lines = [_address_header("From", self.sender), _address_header("To", self.to),
-                 _text_header("Subject", header_safe(self.subject or "")),
+                 _text_header("Subject", header_safe(self.subject)),
                  f"Date: {format_datetime(self.at)}", f"Message-ID: {self.message_id}"]
         for name, value in self.headers.items():
+            if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name) or name.lower() in _OWN_HEADERS:
+                continue  # not a header name, or one written above: nothing may make a second one
             value = header_safe(value)
             if name in _ADDRESS_HEADERS:
                 lines.append(_address_header(name, value))
             elif name.startswith("List-"):  # URLs in angle brackets: never an encoded word (RFC 2369)
-                lines.append(f"{name}: {_url_safe(value)}")
+                line = _list_header(name, value)
+                if line is not None:
+                    lines.append(line)
             else:
                 lines.append(_text_header(name, value))
         lines.append("MIME-Version: 1.0")
         text_type, text_encoding, text_body = _body(self.text)
         if self.html is None:
             lines += [f'Content-Type: text/plain; charset="{text_type}"', f"Content-Transfer-Encoding: {text_encoding}"]
-            return "\n".join(lines).encode() + b"\n\n" + text_body
+            return "\n".join(lines).encode("utf-8") + b"\n\n" + text_body
         html_type, html_encoding, html_body = _body(self.html)
         boundary = _boundary(self.key, text_body, html_body)
         lines += [f'Content-Type: multipart/alternative; boundary="{boundary}"', ""]
-        head = "\n".join(lines).encode()
+        head = "\n".join(lines).encode("utf-8")
         return b"".join((
             head, b"\n--", boundary.encode(), b"\n",
             f'Content-Type: text/plain; charset="{text_type}"\nContent-Transfer-Encoding: {text_encoding}\n\n'.encode(),
@@ -180,19 +290,26 @@ class RenderedMessage:
             html_body, b"\n--", boundary.encode(), b"--\n"))
 
     def file_name(self, index: int) -> str:
+        """`NNN-YYYYMMDDTHHMM-<workflow>-<step>.eml` (or `.txt`), in safe characters, shortened with a hash when
+        long: a file name has at most 255 bytes."""
         stamp = self.at.strftime("%Y%m%dT%H%M")
         suffix = ".eml" if self.channel == "email" else ".txt"
-        return re.sub(r"[^A-Za-z0-9._+-]", "_", f"{index:03d}-{stamp}-{self.workflow}-{self.step}") + suffix
+        whole = f"{index:03d}-{stamp}-{self.workflow}-{self.step}"
+        return bounded_name(re.sub(r"[^A-Za-z0-9._+-]", "_", whole), whole) + suffix
 
     def write(self, folder: Path, index: int) -> Path:
-        """Write under `folder`/<contact>/: the contact id is made a safe file name, never a path."""
-        safe_contact = re.sub(r"[^A-Za-z0-9._@+-]", "_", self.contact).lstrip(".") or "_"
-        target = folder / safe_contact / self.file_name(index)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if self.channel == "email":
-            target.write_bytes(self.to_bytes())
-        else:
-            target.write_text(f"To: {self.to}\nAt: {self.at.isoformat()}\n\n{self.text}", encoding="utf-8")
+        """Write under `folder`/<contact>/: the contact id is made a safe file name (`files.safe_name`: never a
+        path, never hidden, bounded), the message a bounded one. MautoError when the file cannot be written."""
+        target = folder / safe_name(self.contact) / self.file_name(index)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if self.channel == "email":
+                target.write_bytes(self.to_bytes())
+            else:
+                target.write_text(f"To: {header_safe(self.to)}\nAt: {self.at.isoformat()}\n\n{self.text}",
+                                  encoding="utf-8", errors="replace")
+        except OSError as error:
+            raise MautoError(f"--render: cannot write {target}: {error.strerror or error}") from None
         return target
 
 
@@ -209,6 +326,14 @@ class MessageRenderer:
         self._token_slot = slot.groups() if slot else None
         env_name = data.get("unsubscribe_secret_env")
         self.secret = secret or (os.environ.get(env_name) if env_name else None) or SIMULATION_SECRET
+
+    def _unsubscribe_too_long(self, contact_id: str, url: str) -> MautoError:
+        """The List-Unsubscribe header must be one line (never an encoded word) of at most 998 characters."""
+        position = self.project.document.pos(("unsubscribe_url",))
+        return MautoError(f"unsubscribe_url: the link for contact `{shown(contact_id)}` is {len(url)} characters "
+                          f"long, too long for the List-Unsubscribe header (one line of at most {_MAX_LINE} "
+                          "characters, RFC 5322); shorten unsubscribe_url", self.project.document.path,
+                          position.line, position.col)
 
     def render(self, effect, contact: ContactState, declared: dict[str, Any]) -> RenderedMessage:
         data = effect.data
@@ -255,6 +380,8 @@ class MessageRenderer:
         if common["marketing"] and unsubscribe_url:
             headers["List-Unsubscribe"] = f"<{unsubscribe_url}>"
             headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+            if _list_header("List-Unsubscribe", header_safe(headers["List-Unsubscribe"])) is None:
+                raise self._unsubscribe_too_long(contact.id, unsubscribe_url)
         return RenderedMessage(to=fields.get("email"), text=text, subject=subject, html=html, sender=sender,
                                preheader=preheader, headers=headers, **common)
 

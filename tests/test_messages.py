@@ -1,13 +1,18 @@
 """The email writer (RenderedMessage.to_bytes): what it writes, read back with the standard library's parser."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from email import message_from_bytes, policy
+import re
+from datetime import datetime, timedelta, timezone
+from email import message_from_bytes, message_from_string, policy
+from email.header import decode_header, make_header
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mauto.messages import RenderedMessage
+from mauto.engine.records import ContactState, Event
+from mauto.errors import MautoError
+from mauto.messages import RenderedMessage, header_safe
 
 UNSUBSCRIBE = "<https://shop.example.com/unsubscribe/" + "Y29udGFjdC0xMjM0NTY3ODk6ZW1haWw" * 3 + ".abcdefghij0123456789AB>"
 
@@ -142,3 +147,209 @@ def test_any_subject_and_bodies_read_back_unchanged(subject, text, html):
     email = message_from_bytes(data, policy=policy.default)
     assert email["Subject"] == " ".join(subject.split()) or email["Subject"] == subject.strip()
     assert contents(email) == {"text/plain": text.replace("\r\n", "\n"), "text/html": html.replace("\r\n", "\n")}
+
+
+# --- contact data that used to break the writer (issue 10) -----------------------------------------------
+
+def utf8_parsed(rendered: RenderedMessage):
+    """Read back a message whose head may be UTF-8 (RFC 6532): the bytes parser would take it as unknown-8bit."""
+    return message_from_string(rendered.to_bytes().decode("utf-8"), policy=policy.default)
+
+
+def test_a_non_ascii_local_part_is_written_as_utf8_per_rfc_6532():
+    rendered = message(to="josé@example.com")
+    data = rendered.to_bytes()  # raised UnicodeEncodeError in formataddr
+    assert "To: josé@example.com".encode() in data.split(b"\n")
+    email = utf8_parsed(rendered)
+    assert email["To"].addresses[0].addr_spec == "josé@example.com"
+    assert email["Subject"] == "Welcome"
+
+
+def test_an_idn_domain_goes_out_in_its_ascii_form_and_a_non_ascii_name_stays_an_encoded_word():
+    rendered = message(to="user@bücher.example", sender="Zoë Störe <josé@Bücher.example>")
+    data = rendered.to_bytes()
+    lines = header_lines(data.replace("josé".encode(), b"jose"))
+    assert "To: user@xn--bcher-kva.example" in lines
+    assert "From: =?utf-8?b?Wm/DqyBTdMO2cmU=?= <jose@xn--bcher-kva.example>" in lines  # "Zoë Störe"
+    email = utf8_parsed(rendered)
+    assert email["From"].addresses[0].display_name == "Zoë Störe"
+    assert email["From"].addresses[0].addr_spec == "josé@xn--bcher-kva.example"
+    assert message(to="user@bücher.example").to_bytes().isascii()  # no SMTPUTF8 needed for an IDN domain
+
+
+def test_a_line_separator_in_an_address_neither_raises_nor_breaks_the_header():
+    rendered = message(to="ann\u2028@example.com", sender="Ann\u2029Shop <shop@example.com>")
+    data = rendered.to_bytes()  # raised UnicodeEncodeError
+    head = data.split(b"\n\n", 1)[0].decode("utf-8")
+    assert "\u2028" not in head and "\u2029" not in head
+    email = utf8_parsed(rendered)
+    assert email["From"].addresses[0].display_name == "Ann Shop"
+
+
+def test_a_2000_character_first_name_is_folded_and_reads_back():
+    name = "A" * 2000
+    rendered = message(subject=f"Welcome, {name}", sender=f"{name} Shop <shop@example.com>",
+                       headers={"Reply-To": f"{name} <care@example.com>"})
+    lines = header_lines(rendered.to_bytes())
+    assert all(len(line) <= 78 for line in lines if not line.startswith("List-Unsubscribe:"))  # was 2,010
+    email = parsed(rendered)
+    assert email["Subject"] == f"Welcome, {name}"
+    assert email["From"].addresses[0].addr_spec == "shop@example.com"
+    # Python's address parser keeps the spaces between encoded words of a phrase (RFC 2047 §6.2 drops them)
+    assert rfc2047(rendered, "From") == f"{name} Shop <shop@example.com>"
+    assert rfc2047(rendered, "Reply-To") == f"{name} <care@example.com>"
+
+    words = " ".join(["Ann"] * 500)  # a long name of short words is folded at its spaces and stays plain
+    rendered = message(subject=f"Welcome, {words}", sender=f"{words} <shop@example.com>")
+    lines = header_lines(rendered.to_bytes())
+    assert all(len(line) <= 78 for line in lines if not line.startswith("List-Unsubscribe:"))
+    assert not any("=?" in line for line in lines)
+    email = parsed(rendered)
+    assert email["Subject"] == f"Welcome, {words}"
+    assert email["From"].addresses[0].display_name == words
+
+
+def rfc2047(rendered: RenderedMessage, name: str) -> str:
+    """A header's value unfolded and decoded as RFC 2047 says (`email.header.decode_header`)."""
+    raw = message_from_bytes(rendered.to_bytes(), policy=policy.compat32)[name]
+    return str(make_header(decode_header(raw)))
+
+
+def test_no_folded_line_is_white_space_only():
+    subject = "a" * 69 + "  " + "b" * 77  # a fold before the empty word between the two spaces left " " alone
+    lines = header_lines(message(subject=subject).to_bytes())
+    assert all(line.strip() for line in lines)
+    assert parsed(message(subject=subject))["Subject"] == subject
+
+
+def test_control_characters_never_reach_a_header_raw():
+    subject = "Hi\x0bAnn\x0c\x00\x7f\x1b[31m\x85\u2028x\u2029 and\tTab"
+    rendered = message(subject=subject, sender="Sh\x00op\x9b <shop@example.com>", to="ann@exam\x01ple.com")
+    head = rendered.to_bytes().split(b"\n\n", 1)[0].decode("ascii")
+    assert not re.search("[\x00-\x09\x0b-\x1f\x7f-\x9f]", head)
+    email = parsed(rendered)
+    # line breaks of every kind and tabs are spaces; the other controls are removed
+    assert email["Subject"] == "Hi Ann [31m x  and Tab"
+    assert email["From"].addresses[0].display_name == "Shop"
+    assert email["To"] == "ann@example.com"
+
+
+def test_something_that_reads_as_an_encoded_word_is_encoded_so_it_reads_back_as_written():
+    subject = "=?utf-8?q?Bcc=3A_x?= really"
+    assert parsed(message(subject=subject))["Subject"] == subject
+    assert parsed(message(sender="=?utf-8?q?Boss?= <shop@example.com>"))["From"].addresses[0].display_name == \
+        "=?utf-8?q?Boss?="
+
+
+def test_a_list_unsubscribe_url_too_long_for_a_header_line_is_left_out_never_folded():
+    url = "<https://shop.example.com/u/" + "x" * 1000 + ">"
+    rendered = message(headers={"List-Unsubscribe": url, "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"})
+    data = rendered.to_bytes()
+    assert max(len(line) for line in data.split(b"\n")) <= 998
+    assert b"List-Unsubscribe:" not in data  # MessageRenderer refuses to make such a message: see below
+
+
+def test_an_odd_header_name_or_a_second_from_is_not_written():
+    rendered = message(headers={"X-Ok": "yes", "Bad Name": "x", "Bcc:": "a@b.c", "from": "evil@example.com",
+                                "Content-Type": "text/plain"})
+    head = rendered.to_bytes().split(b"\n\n", 1)[0].decode()
+    assert "X-Ok: yes" in head.split("\n")
+    assert [line.split(":")[0] for line in head.split("\n") if not line.startswith(" ")] == [
+        "From", "To", "Subject", "Date", "Message-ID", "X-Ok", "MIME-Version", "Content-Type"]
+
+
+def test_a_lone_surrogate_anywhere_is_replaced_not_raised():
+    rendered = message(subject="a\ud800b", text="x\udfffy\n", html="<p>\ud83d</p>\n", to="\ud800@example.com",
+                       key="k\ud800")
+    email = utf8_parsed(rendered)
+    assert email["Subject"] == "a\ufffdb"
+    assert contents(email)["text/plain"] == "x\ufffdy\n"
+
+
+def test_write_makes_a_bounded_safe_name_for_a_300_character_contact_id(tmp_path):
+    contact = "c" * 300
+    rendered = message(contact=contact, workflow="w" * 200, step="s" * 200)
+    path = rendered.write(tmp_path / "out", 1)  # was OSError: File name too long
+    assert path.is_file() and (tmp_path / "out") in path.parents
+    assert len(path.name) <= 140 and len(path.parent.name) <= 140
+    assert path.parent.name.startswith("c" * 120 + "-")
+    assert path.name.startswith("001-20261201T0900-www") and path.name.endswith(".eml")
+    other = message(contact="c" * 299 + "d").write(tmp_path / "out", 1)
+    assert other.parent != path.parent  # the hash of the whole id keeps two long ids apart
+    sms = message(channel="sms", contact="../../x", to="+3360000\n0000").write(tmp_path / "out", 2)
+    assert (tmp_path / "out") in sms.parents
+    assert sms.read_text(encoding="utf-8").startswith("To: +3360000 0000\nAt: ")
+
+
+def test_write_says_which_file_it_cannot_write(tmp_path):
+    (tmp_path / "out").write_text("a file, not a folder")
+    with pytest.raises(MautoError, match=r"^--render: cannot write .*out/c1/001-20261201T0900-welcome-hello.eml: "):
+        message().write(tmp_path / "out", 1)
+
+
+# --- the header writer never raises, never breaks a line, never adds a header ------------------------
+
+_ANY = st.characters(codec=None, categories=None, exclude_categories=())  # controls and lone surrogates too
+any_text = st.one_of(
+    st.text(_ANY, max_size=120),
+    st.builds(lambda part, times: part * times, st.text(_ANY, min_size=1, max_size=6), st.integers(1, 600)))
+addresses = st.one_of(
+    any_text, st.emails(),
+    st.builds(lambda local, domain: f"{local}@{domain}",
+              st.text(st.characters(min_codepoint=0x21, max_codepoint=0x2FFF), min_size=1, max_size=70),
+              st.sampled_from(["example.com", "bücher.example", "例え.jp", "xn--bcher-kva.example", "-x-.com"])))
+HEAD_NAMES = ["From", "To", "Subject", "Date", "Message-ID", "Reply-To", "X-Campaign", "List-Unsubscribe",
+              "List-Unsubscribe-Post", "MIME-Version", "Content-Type"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(name=any_text, subject=any_text, to=addresses, sender=addresses, reply_to=any_text, campaign=any_text,
+       unsubscribe=any_text)
+def test_to_bytes_never_raises_and_keeps_every_header_whole(name, subject, to, sender, reply_to, campaign,
+                                                            unsubscribe):
+    rendered = message(subject=f"Welcome, {name}! {subject}", to=to, sender=f"{name} <{sender}>",
+                       headers={"Reply-To": reply_to, "X-Campaign": campaign, "List-Unsubscribe": unsubscribe,
+                                "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"})
+    data = rendered.to_bytes()
+    assert max(len(line) for line in data.split(b"\n")) <= 998
+    head = data.split(b"\n\n", 1)[0].decode("utf-8")  # ASCII, or UTF-8 for an address (RFC 6532): never other bytes
+    assert not re.search("[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]", head)
+    lines = head.split("\n")
+    assert all(line.strip() for line in lines)  # no folded line of white space only
+    starts = [line.split(":", 1)[0] for line in lines if not line.startswith(" ")]
+    assert [name for name in starts if name != "List-Unsubscribe"] == \
+        [name for name in HEAD_NAMES if name != "List-Unsubscribe"]  # nothing added, nothing lost
+    assert all(len(line) <= 78 for line in _header_lines(lines, "Subject"))
+    email = message_from_string(data.decode("utf-8"), policy=policy.default)
+    assert " ".join(email["Subject"].split()) == " ".join(header_safe(rendered.subject).split())
+
+
+def _header_lines(lines: list[str], name: str) -> list[str]:
+    """The lines of one header: its first and the folded ones after it."""
+    start = next(n for n, line in enumerate(lines) if line.startswith(f"{name}:"))
+    following = [lines[start]]
+    for line in lines[start + 1:]:
+        if not line.startswith(" "):
+            break
+        following.append(line)
+    return following
+
+
+def test_an_unsubscribe_link_too_long_for_its_header_fails_that_enrollment_alone(tmp_path):
+    from tests.engine.conftest import SimProject
+
+    sim = SimProject(tmp_path)
+    long_id = "c" * 800  # the link carries the contact id: this one's is over 998 characters
+    start = datetime(2026, 6, 10, tzinfo=timezone.utc)
+    contacts = [ContactState(contact, {"email": "ann@example.com", "email_consent": True})
+                for contact in ("c1", long_id, "c3")]
+    workflow = "id: hi\nversion: 1\nname: hi\ntrigger: {event: signed_up}\nsteps:\n  - id: hello\n    email: t/hi\n"
+    result = sim.run([workflow], contacts,
+                     [Event(contact.id, "signed_up", start + timedelta(hours=1)) for contact in contacts],
+                     start, start + timedelta(days=1))
+    assert [message.contact for message in result.messages] == ["c1", "c3"]
+    (failed,) = [entry for entry in result.timeline if entry.kind == "failed"]
+    assert failed.contact == long_id
+    assert re.fullmatch(r"template t/hi: mauto.yaml:3:18: unsubscribe_url: the link for contact `c{80}…` is 1131 "
+                        r"characters long, too long for the List-Unsubscribe header \(one line of at most 998 "
+                        r"characters, RFC 5322\); shorten unsubscribe_url", failed.detail), failed.detail

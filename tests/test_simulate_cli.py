@@ -756,6 +756,28 @@ def test_render_writes_only_inside_its_folder(project: Path, write_files, tmp_pa
     assert written and all(out in path.parents for path in written)
 
 
+def test_render_of_a_hostile_contact_writes_a_bounded_file_and_a_readable_message(project: Path, write_files,
+                                                                                    tmp_path: Path):
+    # A 300-character id used to give "File name too long" (an internal error); a 2,000-character name and
+    # an internationalised address must still make a message the email parser reads without a defect.
+    contact = "c" * 300
+    write_files(project, {
+        "contacts.yaml": f'- {{id: "{contact}", email: "josé@bücher.example", first_name: "{"Z" * 2000}", '
+                         'email_consent: true}\n',
+        "events.yaml": f'- {{contact: "{contact}", event: signed_up, at: "+1h", source: footer}}\n',
+    })
+    out = tmp_path / "out"
+    result = run(project, "--render", str(out))
+    assert result.exit_code == 0, result.output
+    written = sorted(out.rglob("*.eml"))
+    assert len(written) == 2  # hello and tips
+    for path in written:
+        assert all(len(part) <= 255 for part in path.relative_to(out).parts)
+        message = read_eml(path)
+        assert message.defects == [] and message["To"] == "josé@xn--bcher-kva.example"
+        assert max(len(line) for line in path.read_bytes().split(b"\n")) <= 998
+
+
 # --- webhooks and coupons from the samples ------------------------------------------------------
 
 WEBHOOK_PROJECT = {

@@ -5,14 +5,20 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import ssl
+import time
 from dataclasses import dataclass
+from datetime import timezone
+from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 from mauto.channels.base import one_line
 
 USER_AGENT = "mauto"
+RETRY_AFTER_CAP = 86400.0  # a provider asking for more than a day is capped at a day: the backoff goes on after
+_DELAY_SECONDS = re.compile(r"\s*(\d{1,15}(?:\.\d{1,9})?)\s*")
 
 
 @dataclass(frozen=True)
@@ -88,3 +94,44 @@ def decode(response: http.client.HTTPResponse, raw: bytes) -> Any:
         except ValueError:
             pass
     return text
+
+
+def _http_date(value: str) -> float | None:
+    """An HTTP-date (RFC 9110 §5.6.7: `Wed, 21 Oct 2026 07:28:00 GMT`, and the obsolete forms) as a POSIX
+    timestamp, or None when it is not one."""
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if moment is None:
+        return None
+    if moment.tzinfo is None:  # "-0000": UTC, "no information about the local time zone" (RFC 5322)
+        moment = moment.replace(tzinfo=timezone.utc)
+    try:
+        return moment.timestamp()
+    except (OverflowError, ValueError):
+        return None
+
+
+def retry_after(value: str | None, date: str | None = None, now: float | None = None) -> float | None:
+    """Seconds to wait before trying again, from a `Retry-After` answer header (RFC 9110 §10.2.3), or None
+    when there is none or it is neither form of it (garbage is ignored, not guessed at).
+
+    `delay-seconds` (`120`; a fraction is taken too) is used as it is. An HTTP-date is taken relative to the
+    answer's own `Date` header when it has a valid one (so a provider's clock that is off does not matter),
+    else to `now` (the clock, seconds since the epoch). Never below 0, never above RETRY_AFTER_CAP (a day)."""
+    if value is None:
+        return None
+    delay: float | None
+    number = _DELAY_SECONDS.fullmatch(value)
+    if number is not None:
+        delay = float(number.group(1))
+    else:
+        until = _http_date(value.strip())
+        if until is None:
+            return None
+        reference = _http_date(date.strip()) if date else None
+        if reference is None:
+            reference = time.time() if now is None else now
+        delay = until - reference
+    return min(max(delay, 0.0), RETRY_AFTER_CAP)

@@ -41,6 +41,10 @@ class Delivery:
     status: str  # SENT, RETRY, PARKED or UNKNOWN
     detail: str  # the provider's answer in one line: "250 2.0.0 Ok: queued as ABC", "HTTP 503: ..."
     provider_id: str | None = None
+    retry_after: float | None = None
+    """RETRY only: the provider asked not to be tried again for this many seconds (HTTP `Retry-After` on a
+    429 or 503, at most a day); the runner schedules the next attempt no earlier than that, nor earlier than
+    its own backoff. None: the provider said nothing, and the backoff alone decides."""
 
 
 @dataclass

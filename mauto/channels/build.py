@@ -30,7 +30,7 @@ from mauto.channels.sms import HttpSmsTransport
 from mauto.channels.smtp import SmtpTransport
 from mauto.config import Project
 from mauto.errors import MautoError
-from mauto.workflow.durations import DurationError, parse_duration
+from mauto.workflow.durations import DurationError, check_timeout
 
 TRANSPORTS = {"email": ("smtp", "console", "file"), "sms": ("http", "console", "file")}
 DEFAULT_TIMEOUT = {"email": 30.0, "sms": 10.0}
@@ -70,13 +70,12 @@ class _Settings:
         value = self.data.get("timeout")
         if value is None:
             return DEFAULT_TIMEOUT[self.channel]
-        try:
-            timeout = parse_duration(value).total_seconds() if isinstance(value, str) else None
+        if not isinstance(value, str):
+            raise self.error(f"timeout `{value}` must be a duration longer than 0s, e.g. 30s", "timeout")
+        try:  # at most an hour: a socket overflows on a 1,000-year timeout, and no provider needs one
+            return check_timeout(value).total_seconds()
         except DurationError as error:
             raise self.error(str(error), "timeout") from None
-        if not timeout or timeout <= 0:
-            raise self.error(f"timeout `{value}` must be a duration longer than 0s, e.g. 30s", "timeout")
-        return timeout
 
     def secret(self, key: str, environ: Mapping[str, str], advice: str) -> str:
         name = self.text(key)

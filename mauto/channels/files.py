@@ -5,7 +5,9 @@ name (`os.replace`), so a reader never sees half a message. The name comes from 
 message written twice is one file. Hence no `handoff()`: there is no point of no return to record, and a
 crash between the write and the recorded answer leaves the message pending, to be written again over the
 same file (no second message, and no `unknown` for a person to decide). Always SENT, except when writing
-fails (a full disk, no permission): RETRY with the error.
+fails (a full disk, no permission): RETRY with the error. Nothing in one message makes `send` raise: an SMS's
+address or sender with a line break or another control character is written escaped (`\\n`, `\\x00`), so it
+cannot add a line to the file's header; a message that cannot be written at all is PARKED with the reason.
 """
 from __future__ import annotations
 
@@ -14,19 +16,35 @@ import os
 import re
 from pathlib import Path
 
-from mauto.channels.base import RETRY, SENT, Delivery, Handoff, Outgoing, Transport
+from mauto.channels.base import PARKED, RETRY, SENT, Delivery, Handoff, Outgoing, Transport, one_line
+from mauto.errors import printable
 
 _MAX_NAME = 120
 
 
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+
+
 def safe_name(key: str) -> str:
-    """A file name from an idempotency key: only letters, digits, `.`, `_`, `-`, `+`, `@`; never hidden,
-    never a path; a long key shortened with a hash of the whole, so two keys never share a name by it."""
+    """A file name from an idempotency key (or a contact id): only letters, digits, `.`, `_`, `-`, `+`, `@`;
+    never hidden, never a path, at most 133 characters; a key that had to be changed or shortened gets a hash
+    of the whole, so two keys never share a name by it."""
     name = re.sub(r"[^A-Za-z0-9._+@-]", "_", key).lstrip(".") or "_"
     if len(name) > _MAX_NAME or name != key:
-        digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:12]
-        name = f"{name[:_MAX_NAME]}-{digest}"
+        name = f"{name[:_MAX_NAME]}-{_digest(key)}"
     return name
+
+
+def bounded_name(name: str, whole: str) -> str:
+    """`name` (already in safe characters) as it is when short, else its first 120 characters and a hash of
+    `whole` (what it was made from): a file name has at most 255 bytes ("File name too long")."""
+    return name if len(name) <= _MAX_NAME else f"{name[:_MAX_NAME]}-{_digest(whole)}"
+
+
+def _field(value: object) -> str:
+    """A value for a line of the SMS file's header: control characters escaped, so it stays one line."""
+    return printable(value if isinstance(value, str) else "" if value is None else str(value))
 
 
 class FileTransport(Transport):
@@ -42,16 +60,20 @@ class FileTransport(Transport):
         return self.folder / (safe_name(message.key) + (".eml" if message.channel == "email" else ".txt"))
 
     def send(self, message: Outgoing, handoff: Handoff) -> Delivery:
-        target = self.path_for(message)
-        if message.channel == "email":
-            content = message.body
-        else:
-            header = f"To: {message.to}\nFrom: {message.sender or ''}\nMessage-ID: {message.message_id}\n\n"
-            content = header.encode("utf-8") + message.body
+        try:
+            target = self.path_for(message)
+            if message.channel == "email":
+                content = bytes(message.body)
+            else:
+                header = (f"To: {_field(message.to)}\nFrom: {_field(message.sender)}\n"
+                          f"Message-ID: {_field(message.message_id)}\n\n")
+                content = header.encode("utf-8", "backslashreplace") + bytes(message.body)
+        except Exception as error:  # noqa: BLE001 - this message's odd data, not the transport's: park it alone
+            return Delivery(PARKED, one_line(f"not written: {type(error).__name__}: {error}"))
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            return Delivery(RETRY, f"could not create {self.folder}: {error.strerror or error}")
+        except (OSError, ValueError) as error:
+            return Delivery(RETRY, f"could not create {self.folder}: {getattr(error, 'strerror', None) or error}")
         # Hidden, and named by the target and this process: no other writer shares it (one tick at a time per
         # store; two stores writing one folder are two processes), so no random name is needed.
         temporary = self.folder / f".{target.name}.{os.getpid()}.tmp"
@@ -65,10 +87,10 @@ class FileTransport(Transport):
             finally:
                 os.close(descriptor)
             os.replace(temporary, target)
-        except OSError as error:
+        except (OSError, ValueError) as error:
             try:
                 os.unlink(temporary)
             except OSError:
                 pass
-            return Delivery(RETRY, f"could not write {target}: {error.strerror or error}")
+            return Delivery(RETRY, f"could not write {target}: {getattr(error, 'strerror', None) or error}")
         return Delivery(SENT, f"written to {target}", provider_id=target.name)

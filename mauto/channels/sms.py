@@ -7,7 +7,9 @@ The request: `POST <url>` with `{"to", "from", "text", "idempotency_key"}` and t
 The answer:
 
 - 2xx → SENT; `provider_id` is the `id` of the JSON answer when there is one.
-- 429, 5xx and 408 → RETRY, with the provider's Retry-After in the detail when it gives one.
+- 429, 5xx and 408 → RETRY, with the provider's Retry-After in the detail when it gives one, and in
+  `Delivery.retry_after` (seconds: `120`, or an HTTP-date taken relative to the answer's `Date`; at most a
+  day; a value that is neither is ignored), which the runner waits at least before the next attempt.
 - any other status (400, 401, 404, 422, a redirect, which is not followed) → PARKED, with the status and the
   start of the body.
 - a refused connection, a connect timeout or a failed TLS handshake → RETRY; `handoff()` was not called.
@@ -23,11 +25,15 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import select
 import ssl
 
 from mauto.channels import _http
-from mauto.channels.base import PARKED, RETRY, SENT, Delivery, Handoff, Outgoing, Transport, seconds
+from mauto.channels.base import PARKED, RETRY, SENT, Delivery, Handoff, Outgoing, Transport, one_line, seconds
+
+
+_HEADER_TOKEN = re.compile(r"[!-~]{1,998}")
 
 
 def _retryable(status: int) -> bool:
@@ -55,8 +61,9 @@ class HttpSmsTransport(Transport):
             text = message.body.decode("utf-8")
         except UnicodeDecodeError:
             return Delivery(PARKED, "not sent: the SMS text is not UTF-8")
-        if any(char in message.message_id for char in "\r\n"):
-            return Delivery(PARKED, "not sent: the idempotency key has a line break")
+        if not _HEADER_TOKEN.fullmatch(message.message_id or ""):  # it goes into a request header as it is
+            return Delivery(PARKED, f"not sent: the idempotency key {message.message_id!r} is not printable ASCII "
+                                    "without spaces")
         payload = json.dumps({"to": message.to, "from": message.sender, "text": text,
                               "idempotency_key": message.message_id}).encode("utf-8")
         headers = {"Authorization": f"Bearer {self.token}", "Idempotency-Key": message.message_id,
@@ -114,8 +121,8 @@ class HttpSmsTransport(Transport):
         if _retryable(status):
             retry_after = response.getheader("Retry-After")
             if retry_after:
-                detail += f" (Retry-After: {retry_after.strip()})"
-            return Delivery(RETRY, detail)
+                detail += f" (Retry-After: {one_line(retry_after, 60)})"
+            return Delivery(RETRY, detail, retry_after=_http.retry_after(retry_after, response.getheader("Date")))
         if 300 <= status < 400:
             detail += f" (redirects are not followed; Location: {response.getheader('Location') or '-'})"
         return Delivery(PARKED, detail)

@@ -2,15 +2,24 @@
 
 The envelope sender is the address of `Outgoing.sender` (the From header's value; the body's From header
 when the row has none); the recipient is `Outgoing.to`. A message whose addresses cannot go into an envelope
-(a line break, no `@`) is PARKED without touching the network.
+(a line break or another control character, no `@`, a domain that is not a valid internationalised domain
+name) is PARKED without touching the network.
+
+Internationalised addresses: a domain outside ASCII (`user@bücher.example`) goes into the envelope in its
+ASCII (IDNA) form, `user@xn--bcher-kva.example`, and needs nothing of the server. A local part outside ASCII
+(`josé@example.com`) cannot be written in ASCII at all: the message goes with the SMTPUTF8 option (RFC 6531)
+when the server offers it (so does a message whose headers carry such an address, RFC 6532), and is PARKED
+("the server does not offer SMTPUTF8, which josé@example.com needs") when it does not.
 
 When each answer is final:
 
 - before DATA (connecting, TLS, login, MAIL FROM, RCPT TO) nothing was handed off: a refused or timed-out
   connection, a failed TLS handshake or login, a 4xx reply → RETRY; a 5xx reply to MAIL FROM or RCPT TO →
-  PARKED, with the server's code and text. A connection the server closed between two messages (an idle
-  timeout, a 421) is re-opened once, transparently: nothing was sent yet. A 530 (authentication or
-  STARTTLS required) is RETRY, not PARKED: it is the configuration's fault, and every message would get it.
+  PARKED, with the server's code and text (the same for a command the message's data makes the client or
+  the server refuse: only that message is parked, and the connection goes on with the next). A connection
+  the server closed between two messages (an idle timeout, a 421) is re-opened once, transparently: nothing
+  was sent yet. A 530 (authentication or STARTTLS required) is RETRY, not PARKED: it is the configuration's
+  fault, and every message would get it.
 - `handoff()` is called once MAIL FROM and RCPT TO were accepted, right before DATA.
 - the server's reply to the DATA command itself (before any of the message was sent): 354 goes on; 4xx →
   RETRY, 5xx → PARKED; a connection lost here → RETRY, since not a byte of the message was sent.
@@ -37,10 +46,12 @@ from email.policy import default as default_policy
 from email.utils import getaddresses
 from functools import lru_cache
 
+import idna
+
 from mauto.channels.base import PARKED, RETRY, SENT, UNKNOWN, Delivery, Handoff, Outgoing, Transport, one_line, \
     seconds
 
-_ADDRESS = re.compile(r"[^\s<>@\"(),;:\\\[\]]+@[^\s<>@\"(),;:\\\[\]]+")
+_ADDRESS = re.compile(r"[^\s<>@\"(),;:\\\[\]\x00-\x1f\x7f-\x9f]+@[^\s<>@\"(),;:\\\[\]\x00-\x1f\x7f-\x9f]+")
 _QUEUED = re.compile(r"queued as\s+<?([^\s>]+)>?", re.IGNORECASE)
 _CRLF = b"\r\n"
 
@@ -87,10 +98,39 @@ def envelope_sender(message: Outgoing) -> str:
     raise ValueError("the message has no From address")
 
 
+def idna_address(address: str) -> str:
+    """`address` with its domain in ASCII: IDNA 2008 with the UTS #46 mapping, as email-validator does
+    (`user@Bücher.example` → `user@xn--bcher-kva.example`); the local part as it is. An address without a
+    domain outside ASCII comes back unchanged. ValueError when the domain is not a valid IDN."""
+    local, at, domain = address.rpartition("@")
+    if not at or domain.isascii():
+        return address
+    try:
+        ascii_domain = idna.encode(domain, uts46=True).decode("ascii")
+    except (idna.IDNAError, UnicodeError) as error:
+        raise ValueError(f"the domain of {address!r} is not a valid internationalised domain name: {error}") \
+            from None
+    return f"{local}@{ascii_domain}"
+
+
 def _check_address(address: str, what: str) -> str:
-    if not _ADDRESS.fullmatch(address or ""):
+    """The address as the envelope carries it (see `idna_address`); ValueError when it cannot be one."""
+    if not isinstance(address, str) or not _ADDRESS.fullmatch(address):
         raise ValueError(f"{what} {address!r} is not an email address")
-    return address
+    return idna_address(address)
+
+
+def _needs_smtputf8(addresses: dict[str, str], body: bytes) -> str | None:
+    """What needs SMTPUTF8 in this message, in words, or None: an envelope address outside ASCII (only its
+    local part can be, after `idna_address`; named as the message has it, the key of `addresses`), or
+    headers that are not ASCII (RFC 6532 addresses)."""
+    for written, envelope in addresses.items():
+        if not envelope.isascii():
+            return written
+    head = body.split(b"\n\n", 1)[0].split(b"\r\n\r\n", 1)[0]
+    if not head.isascii():
+        return "a header of the message (an address outside ASCII)"
+    return None
 
 
 def _reply(code: int, text: bytes | str) -> str:
@@ -150,16 +190,21 @@ class SmtpTransport(Transport):
 
     def send(self, message: Outgoing, handoff: Handoff) -> Delivery:
         try:
-            sender = _check_address(envelope_sender(message), "sender")
+            from_address = envelope_sender(message)
+            sender = _check_address(from_address, "sender")
             recipient = _check_address(message.to, "recipient")
         except ValueError as problem:
             return Delivery(PARKED, f"not sent: {problem}")
         eight_bit = not message.body.isascii()
+        utf8_for = _needs_smtputf8({message.to: recipient, from_address: sender}, message.body)
         for attempt in (1, 2):
             reused = self._smtp is not None  # open since an earlier message: the server may have closed it
             try:
                 smtp = self._connection()
-                self._envelope(smtp, sender, recipient, eight_bit)
+                if utf8_for is not None and not smtp.has_extn("smtputf8"):
+                    return Delivery(PARKED, f"not sent: the server {self.where} does not offer SMTPUTF8, which "
+                                            f"{utf8_for} needs")
+                self._envelope(smtp, sender, recipient, eight_bit, utf8_for is not None)
                 break
             except _Failure as failure:
                 self._reset()
@@ -241,6 +286,8 @@ class SmtpTransport(Transport):
         except (smtplib.SMTPNotSupportedError, UnicodeEncodeError):  # SMTPUTF8 needed and not offered
             raise _Failure(Delivery(PARKED, f"{stage}: the address is not ASCII and {self.where} does not "
                                             "offer SMTPUTF8")) from None
+        except ValueError as error:  # smtplib refuses the command: this message's data, not the connection's
+            raise _Failure(Delivery(PARKED, one_line(f"{stage}: not sent: {error}"))) from None
         if code == 421:  # the server is closing the connection: maybe just an idle one
             raise _Lost(f"{stage}: {_reply(code, text)}")
         if code == 530:  # RFC 4954/3207: log in or STARTTLS first; mauto.yaml's fault, not the message's
@@ -250,10 +297,10 @@ class SmtpTransport(Transport):
             raise _Failure(Delivery(PARKED if 500 <= code < 600 else RETRY, f"{stage}: {_reply(code, text)}"))
         return code, text
 
-    def _envelope(self, smtp: smtplib.SMTP, sender: str, recipient: str, eight_bit: bool) -> None:
-        smtp.command_encoding = "ascii"
+    def _envelope(self, smtp: smtplib.SMTP, sender: str, recipient: str, eight_bit: bool, smtputf8: bool) -> None:
+        smtp.command_encoding = "ascii"  # smtplib makes it UTF-8 for a MAIL FROM with SMTPUTF8; reset it after
         options = []
-        if not (sender.isascii() and recipient.isascii()):
+        if smtputf8:
             options.append("SMTPUTF8")  # smtplib refuses it when the server does not offer SMTPUTF8
         if eight_bit and smtp.has_extn("8bitmime"):
             options.append("BODY=8BITMIME")

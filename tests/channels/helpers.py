@@ -1,11 +1,13 @@
-"""Messages and a handoff callback for the channel tests."""
+"""Messages, a handoff callback and an SMTP server with or without SMTPUTF8 for the channel tests."""
 from __future__ import annotations
 
 import socket
 from datetime import datetime, timezone
+from typing import Any
 
 from mauto.channels import Outgoing
 from mauto.messages import RenderedMessage
+from tests.servers import ReceivedMessage, SmtpServer
 
 SENDER = "Lumio <hello@lumio.example>"
 
@@ -55,3 +57,17 @@ def closed_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+class EnvelopeSmtpServer(SmtpServer):
+    """An SmtpServer that offers SMTPUTF8 or not (aiosmtpd's `enable_SMTPUTF8`, which its Controller turns on
+    by default) and keeps the MAIL FROM options of every message it receives (`mail_options`, in order)."""
+
+    def __init__(self, *, smtputf8: bool, **settings: Any) -> None:
+        super().__init__(**settings)
+        self._controller.SMTP_kwargs["enable_SMTPUTF8"] = smtputf8
+        self.mail_options: list[list[str]] = []
+
+    def _record(self, envelope: Any, content: bytes, server: Any) -> ReceivedMessage:
+        self.mail_options.append(list(envelope.mail_options))
+        return super()._record(envelope, content, server)

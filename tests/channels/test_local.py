@@ -5,7 +5,7 @@ import io
 from email import message_from_bytes
 from pathlib import Path
 
-from mauto.channels import MAX_ATTEMPTS, RETRY, SENT, ConsoleTransport, Delivery, FileTransport, \
+from mauto.channels import MAX_ATTEMPTS, PARKED, RETRY, SENT, ConsoleTransport, Delivery, FileTransport, \
     RecordingTransport, backoff
 from mauto.messages import RenderedMessage
 
@@ -131,3 +131,77 @@ def test_a_rendered_message_without_html_is_one_text_part(handoff: Handoffs) -> 
         transport.send(email_outgoing(1, message=message), handoff)
 
     assert "    Hello Ann," in stream.getvalue()
+
+
+# --- one message's odd data never raises out of `send` (issue 10) ------------------------------------------
+
+def test_the_file_transport_writes_odd_addresses_escaped_on_one_line(tmp_path: Path, handoff: Handoffs) -> None:
+    outgoing = sms_outgoing(1, to="+336\nFrom: forged\x00\ud800")
+    outgoing.sender = "LU\rMIO"
+    with FileTransport("sms", tmp_path / "out") as transport:
+        delivery = transport.send(outgoing, handoff)
+
+    assert delivery.status == SENT, delivery.detail
+    assert (tmp_path / "out" / delivery.provider_id).read_text(encoding="utf-8") == (
+        f"To: +336\\nFrom: forged\\x00\\ud800\nFrom: LU\\rMIO\nMessage-ID: {outgoing.message_id}\n\n"
+        "Your cart misses you: 10% off today")
+
+
+def test_the_file_transport_names_a_key_that_is_not_text(tmp_path: Path, handoff: Handoffs) -> None:
+    outgoing = email_outgoing(1)
+    outgoing.key = "e1:\ud800:" + "x" * 400  # a lone surrogate: `key.encode()` raised UnicodeEncodeError
+    with FileTransport("email", tmp_path / "out") as transport:
+        delivery = transport.send(outgoing, handoff)
+
+    assert delivery.status == SENT, delivery.detail
+    assert len(delivery.provider_id) <= 140
+    assert (tmp_path / "out" / delivery.provider_id).read_bytes() == outgoing.body
+
+
+def test_the_file_transport_parks_a_message_it_cannot_make_bytes_of(tmp_path: Path, handoff: Handoffs) -> None:
+    outgoing = sms_outgoing(1)
+    outgoing.body = None  # type: ignore[assignment] - a row without a body
+    with FileTransport("sms", tmp_path / "out") as transport:
+        delivery = transport.send(outgoing, handoff)
+
+    assert (delivery.status, delivery.detail) == (
+        PARKED, "not written: TypeError: cannot convert 'NoneType' object to bytes")
+
+
+def test_the_console_shows_control_characters_escaped(handoff: Handoffs) -> None:
+    stream = io.StringIO()
+    message = rendered_email(1, to="ann@example.com", first_name="Ann\x1b[2J")
+    outgoing = email_outgoing(1, message=message)
+    outgoing.to = "ann@example.com\n--- email #99 to forged"
+    sms = sms_outgoing(2, text="Hi\x1b]0;owned\x07 there\u2028next")
+    sms.sender = "LU\x00MIO"
+    with ConsoleTransport("email", stream) as email, ConsoleTransport("sms", stream) as texts:
+        deliveries = [email.send(outgoing, handoff), texts.send(sms, handoff)]
+
+    assert [delivery.status for delivery in deliveries] == [SENT, SENT]
+    printed = stream.getvalue()
+    assert "\x1b" not in printed and "\x00" not in printed and "\x07" not in printed
+    assert printed.splitlines()[0] == "--- email #1 to ann@example.com\\n--- email #99 to forged (welcome/hello)"
+    assert "Subject: Welcome, Ann[2J" in printed  # the writer removed the ESC from the header
+    assert "    Hello Ann\\x1b[2J," in printed  # the body keeps it, shown escaped
+    assert "From:    LU\\x00MIO" in printed
+    assert "    Hi\\x1b]0;owned\\x07 there\n    next" in printed
+
+
+def test_the_console_escapes_what_its_stream_cannot_encode(tmp_path: Path, handoff: Handoffs) -> None:
+    with open(tmp_path / "out.txt", "w", encoding="ascii") as stream, ConsoleTransport("sms", stream) as transport:
+        delivery = transport.send(sms_outgoing(1, to="+33\ud800", text="Zoë"), handoff)
+
+    assert delivery.status == SENT
+    printed = (tmp_path / "out.txt").read_text(encoding="ascii")
+    assert printed.startswith("--- sms #1 to +33\\ud800 (cart/remind)\n")
+    assert "    Zo\\xeb\n" in printed
+
+
+def test_the_console_says_retry_when_its_stream_is_closed(handoff: Handoffs) -> None:
+    stream = io.StringIO()
+    stream.close()
+    with ConsoleTransport("sms", stream) as transport:
+        delivery = transport.send(sms_outgoing(1), handoff)
+
+    assert (delivery.status, delivery.detail) == (RETRY, "could not print to the console: I/O operation on closed file")

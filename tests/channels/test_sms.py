@@ -1,9 +1,12 @@
 """SMS over HTTP, against a real http.server on 127.0.0.1."""
 from __future__ import annotations
 
+import time
+from email.utils import formatdate
+
 import pytest
 
-from mauto.channels import PARKED, RETRY, SENT, HttpSmsTransport, build_transports
+from mauto.channels import PARKED, RETRY, SENT, HttpSmsTransport, _http, build_transports
 from mauto.errors import MautoError
 from tests.servers import HttpServer
 
@@ -141,3 +144,70 @@ channels:
 
     assert str(raised.value) == ("mauto.yaml:6:16: channels.sms.token_env: the environment variable SMS_TOKEN "
                                  "named by `token_env` is not set (set it to the provider's API token)")
+
+
+# --- Retry-After and one message's bad data (issue 10) -----------------------------------------------------
+
+@pytest.mark.parametrize(("status", "headers", "retry_after"), [
+    (503, {"Retry-After": "120"}, 120.0),
+    (429, {"Retry-After": " 30 "}, 30.0),
+    (503, {"Retry-After": "99999999999"}, 86400.0),  # a day at most
+    (503, {"Retry-After": "Wed, 21 Oct 2015 07:00:00 GMT"}, 0.0),  # a moment past: at once (the backoff decides)
+    (503, {"Retry-After": "soon, please"}, None),  # garbage is ignored: the backoff decides
+    (503, {"Retry-After": "-5"}, None),
+    (503, {}, None),
+])
+def test_a_retry_after_on_429_or_503_is_in_the_delivery_in_seconds(http_server: HttpServer, status: int,
+                                                                    headers: dict, retry_after: float | None) -> None:
+    http_server.respond("/v1/sms", status, {"error": "later"}, headers=headers)
+    with transport_for(http_server) as transport:
+        delivery = transport.send(sms_outgoing(1), Handoffs())
+
+    assert (delivery.status, delivery.retry_after) == (RETRY, retry_after)
+
+
+def test_a_retry_after_http_date_counts_from_the_answers_date(http_server: HttpServer) -> None:
+    http_server.respond("/v1/sms", 429, {"error": "later"},
+                        headers={"Retry-After": formatdate(time.time() + 120, usegmt=True)})
+    with transport_for(http_server) as transport:
+        delivery = transport.send(sms_outgoing(1), Handoffs())
+
+    assert delivery.status == RETRY
+    assert 118 <= delivery.retry_after <= 121  # HTTP-dates have whole seconds
+
+
+def test_retry_after_reads_both_forms_and_ignores_garbage() -> None:
+    at_0728 = 1792567680.0  # Wed, 21 Oct 2026 07:28:00 GMT
+    assert _http.retry_after("Wed, 21 Oct 2026 07:30:00 GMT", "Wed, 21 Oct 2026 07:28:00 GMT", now=0.0) == 120.0
+    assert _http.retry_after("Wed, 21 Oct 2026 07:30:00 GMT", None, now=at_0728) == 120.0  # no Date: the clock
+    assert _http.retry_after("Wed, 21 Oct 2026 07:30:00 GMT", "garbage", now=at_0728) == 120.0
+    assert _http.retry_after("Wednesday, 21-Oct-26 07:30:00 GMT", None, now=at_0728) == 120.0  # RFC 850 form
+    assert _http.retry_after("1.5") == 1.5
+    assert _http.retry_after("") is None
+    assert _http.retry_after("Mon, 99 Foo 2026 99:99:99 GMT") is None
+
+
+def test_a_sent_or_parked_answer_has_no_retry_after(http_server: HttpServer) -> None:
+    http_server.respond("/v1/sms", 400, {"error": "bad"}, headers={"Retry-After": "60"})
+    with transport_for(http_server) as transport:
+        delivery = transport.send(sms_outgoing(1), Handoffs())
+
+    assert (delivery.status, delivery.retry_after) == (PARKED, None)
+
+
+@pytest.mark.parametrize("key", ["<clé@mauto>", "<a\x00b@mauto>", "<a b@mauto>", ""])
+def test_an_idempotency_key_no_header_can_carry_is_parked_before_the_handoff(http_server: HttpServer,
+                                                                            key: str) -> None:
+    http_server.respond("/v1/sms", 200, {"id": "x"})
+    outgoing = sms_outgoing(1)
+    outgoing.message_id = key
+    handoff = Handoffs()
+    with transport_for(http_server) as transport:
+        delivery = transport.send(outgoing, handoff)
+        after = transport.send(sms_outgoing(2), Handoffs())
+
+    assert delivery.status == PARKED
+    assert delivery.detail == f"not sent: the idempotency key {key!r} is not printable ASCII without spaces"
+    assert handoff.calls == 0  # it raised UnicodeEncodeError after the hand-off: the tick took it for unknown
+    assert after.status == SENT
+    assert [request.json["idempotency_key"] for request in http_server.requests] == [sms_outgoing(2).message_id]

@@ -10,7 +10,7 @@ import pytest
 from mauto.channels import PARKED, RETRY, SENT, UNKNOWN, SmtpTransport, build_transports
 from tests.servers import SmtpServer, self_signed_certificate
 
-from .helpers import Handoffs, closed_port, email_outgoing, rendered_email
+from .helpers import EnvelopeSmtpServer, Handoffs, closed_port, email_outgoing, rendered_email
 
 
 def transport_for(server: SmtpServer, **settings) -> SmtpTransport:
@@ -259,3 +259,99 @@ def test_starttls_with_a_certificate_the_client_trusts(smtp_server: SmtpServer, 
     assert plain.status == RETRY and plain.detail.startswith("MAIL FROM: 530")
     assert handoffs.calls == 1
     assert [received.message_id for received in server.messages] == [email_outgoing(1).message_id]
+
+
+# --- internationalised addresses and one message's bad data (issue 10) -------------------------------------
+
+def test_a_non_ascii_local_part_goes_with_smtputf8_when_the_server_offers_it(handoff: Handoffs) -> None:
+    with EnvelopeSmtpServer(smtputf8=True) as server, transport_for(server) as transport:
+        delivery = transport.send(email_outgoing(1, to="josé@example.com"), handoff)
+
+    assert delivery.status == SENT, delivery.detail
+    [received] = server.messages
+    assert received.rcpt_tos == ["josé@example.com"]
+    assert "SMTPUTF8" in server.mail_options[0]
+    assert "To: josé@example.com".encode() in received.content.split(b"\r\n")  # RFC 6532: UTF-8 in the header
+
+
+def test_a_non_ascii_local_part_is_parked_when_the_server_does_not_offer_smtputf8() -> None:
+    with EnvelopeSmtpServer(smtputf8=False) as server, transport_for(server) as transport:
+        parked_handoff, next_handoff = Handoffs(), Handoffs()
+        parked = transport.send(email_outgoing(1, to="josé@example.com"), parked_handoff)
+        after = transport.send(email_outgoing(2), next_handoff)
+
+    assert (parked.status, parked.detail) == (
+        PARKED, f"not sent: the server 127.0.0.1:{server.port} does not offer SMTPUTF8, which josé@example.com needs")
+    assert parked_handoff.calls == 0
+    assert (after.status, next_handoff.calls) == (SENT, 1)  # the same connection goes on with the batch
+    assert server.connections == 1
+    assert [received.rcpt_tos for received in server.messages] == [["ann@example.com"]]
+
+
+def test_headers_with_a_utf8_address_need_smtputf8_too() -> None:
+    message = rendered_email(1)
+    message.headers = {"Reply-To": "josé@example.com"}
+    with EnvelopeSmtpServer(smtputf8=False) as server, transport_for(server) as transport:
+        delivery = transport.send(email_outgoing(1, message=message), Handoffs())
+
+    assert delivery.status == PARKED
+    assert delivery.detail == (f"not sent: the server 127.0.0.1:{server.port} does not offer SMTPUTF8, which a "
+                               "header of the message (an address outside ASCII) needs")
+    assert server.messages == []
+
+
+@pytest.mark.parametrize("smtputf8", [True, False])
+def test_an_idn_domain_goes_into_rcpt_to_in_its_ascii_form_without_smtputf8(smtputf8: bool) -> None:
+    message = rendered_email(1, to="user@bücher.example")
+    message.sender = "Zoë <hello@Lumiö.example>"
+    with EnvelopeSmtpServer(smtputf8=smtputf8) as server, transport_for(server) as transport:
+        delivery = transport.send(email_outgoing(1, to="user@bücher.example", message=message), Handoffs())
+
+    assert delivery.status == SENT, delivery.detail
+    [received] = server.messages
+    assert (received.mail_from, received.rcpt_tos) == ("hello@xn--lumi-8qa.example", ["user@xn--bcher-kva.example"])
+    assert server.mail_options == [[]]  # neither SMTPUTF8 nor 8BITMIME: the message is all ASCII
+    assert received.content.isascii()
+    assert received.message["To"] == "user@xn--bcher-kva.example"
+    assert received.message["From"].addresses[0].display_name == "Zoë"
+
+
+@pytest.mark.parametrize(("to", "reason"), [
+    ("ann\x00@example.com", "not sent: recipient 'ann\\x00@example.com' is not an email address"),
+    ("ann@exam\x7fple.com", "not sent: recipient 'ann@exam\\x7fple.com' is not an email address"),
+    ("ann@bü..example", "not sent: the domain of 'ann@bü..example' is not a valid internationalised domain name"),
+])
+def test_an_address_no_envelope_can_carry_is_parked_without_the_network(smtp_server: SmtpServer, to: str,
+                                                                        reason: str) -> None:
+    handoff = Handoffs()
+    with transport_for(smtp_server) as transport:
+        delivery = transport.send(email_outgoing(1, to=to), handoff)
+        after = transport.send(email_outgoing(2), Handoffs())
+
+    assert delivery.status == PARKED
+    assert delivery.detail.startswith(reason)
+    assert handoff.calls == 0
+    assert after.status == SENT
+    assert [received.rcpt_tos for received in smtp_server.messages] == [["ann@example.com"]]
+
+
+def test_a_line_the_server_finds_too_long_parks_that_message_and_the_batch_goes_on(smtp_server: SmtpServer) -> None:
+    long_line = email_outgoing(1)
+    long_line.body = b"X-Long: " + b"x" * 2000 + b"\n" + long_line.body  # not made by mauto: it folds
+    handoff = Handoffs()
+    with transport_for(smtp_server) as transport:
+        refused = transport.send(long_line, handoff)
+        after = transport.send(email_outgoing(2), handoff)
+
+    assert refused.status == PARKED
+    assert refused.detail.startswith("500 "), refused.detail  # aiosmtpd: "500 Line too long (see RFC5321 ...)"
+    assert after.status == SENT
+    assert smtp_server.connections == 1
+    assert [received.message_id for received in smtp_server.delivered()] == [email_outgoing(2).message_id]
+
+
+def test_the_parked_reason_names_the_address_as_the_message_has_it() -> None:
+    with EnvelopeSmtpServer(smtputf8=False) as server, transport_for(server) as transport:
+        delivery = transport.send(email_outgoing(1, to="josé@bücher.example"), Handoffs())
+
+    assert delivery.detail.endswith("does not offer SMTPUTF8, which josé@bücher.example needs")  # as stored
