@@ -7,7 +7,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from mauto.errors import ProjectNotFound, YamlError
+from mauto.errors import MautoError, ProjectNotFound, YamlError
 from mauto.workflow.expressions import Expression
 from mauto.workflow.loader import Document, load
 
@@ -78,6 +78,22 @@ class Project:
     def timezone(self) -> str:
         zone = self.data.get("timezone")
         return zone if isinstance(zone, str) else "UTC"
+
+    @cached_property
+    def phone_region(self) -> str | None:
+        """`phone_region` (two letters, e.g. FR): the country whose national numbers an import reads
+        (`06 12 34 56 78` is +33612345678 in FR). None when unset: numbers must then be written in
+        international form (+33…). An unknown region is an error at its line in mauto.yaml."""
+        from mauto.addresses import check_region
+
+        region = self.data.get("phone_region")
+        if region is None:
+            return None
+        try:
+            return check_region(region)
+        except ValueError as error:
+            position = self.document.pos(("phone_region",))
+            raise MautoError(f"`phone_region`: {error}", self.document.path, position.line, position.col) from None
 
     @cached_property
     def contact_fields(self) -> dict[str, Any]:

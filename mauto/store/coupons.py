@@ -2,14 +2,19 @@
 from __future__ import annotations
 
 import csv
-import io
+import itertools
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from mauto.datafiles import DataError
+from mauto.datafiles import MAX_CSV_LINE, DataError, csv_rows, open_bytes, text_lines
 from mauto.store.sqlite import Store, stamp
+
+MAX_CODE_LENGTH = 200  # characters in one code: a longer one is a mistake (a whole line, a missing separator)
+_CODE_REFUSED = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")  # controls and line breaks: never in a code
 
 
 @dataclass
@@ -17,45 +22,99 @@ class LoadResult:
     pool: str
     read: int = 0
     added: int = 0  # new codes; the others were already in the pool (and keep their assignment)
+    repeated: int = 0  # codes read again further down the same file: loaded once
 
     def to_dict(self) -> dict[str, Any]:
-        return {"pool": self.pool, "read": self.read, "added": self.added, "already_loaded": self.read - self.added}
+        return {"pool": self.pool, "read": self.read, "added": self.added,
+                "already_loaded": self.read - self.added - self.repeated, "repeated": self.repeated}
 
 
 def read_codes(path: Path) -> list[str]:
-    """Codes from a file: one a line, or a CSV with a `code` column."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except OSError as error:
-        raise DataError(f"cannot read: {error.strerror}", str(path)) from None
-    lines = text.splitlines()
-    header = next((line for line in lines if line.strip()), "")
-    if path.suffix.lower() == ".csv" or "," in header:
-        reader = csv.DictReader(io.StringIO(text))
-        if "code" not in (reader.fieldnames or []):
-            raise DataError("a CSV of codes needs a `code` column", str(path), 1, 1)
-        codes = []
-        for row in reader:
-            code = (row.get("code") or "").strip()
-            if code:
-                codes.append(code)
-        return codes
-    codes = [line.strip() for line in lines if line.strip()]
-    return codes[1:] if codes[:1] == ["code"] else codes
+    """Codes from a file: one a line, or a CSV with a `code` column (see `iter_codes`)."""
+    return [code for _, code in iter_codes(path)]
 
 
-def load_coupons(store: Store, pool: str, path: Path) -> LoadResult:
+def iter_codes(path: Path) -> Iterator[tuple[int, str]]:
+    """(line, code) for each code of a file: one a line (a first line `code` is a header), or a CSV with a
+    `code` column (a `.csv` file, or one whose first line has a comma). Blank lines and empty cells are
+    skipped; surrounding spaces trimmed. The file must be UTF-8; a code holding a control character or a line
+    break, or longer than MAX_CODE_LENGTH characters, is a DataError at its line."""
+    shown = str(path)
+    with open_bytes(path) as binary:
+        lines = text_lines(binary, shown, MAX_CSV_LINE)
+        read: list[str] = []  # the lines up to the first one that is not blank, given back to the reader
+        for text in lines:
+            read.append(text)
+            if text.strip():
+                break
+        header = read[-1] if read else ""
+        every = itertools.chain(read, lines)
+        if not header.strip():
+            return
+        if path.suffix.lower() == ".csv" or "," in header:
+            if "code" not in next(csv.reader([header]), []):
+                raise DataError("a CSV of codes needs a `code` column", shown, len(read), 1)
+            for line, row in csv_rows(every, shown):
+                if isinstance(row, DataError):
+                    raise row
+                code = (row.get("code") or "").strip()
+                if code:
+                    yield line, _checked(code, shown, line)
+            return
+        for line, text in enumerate(every, start=1):
+            code = text.strip()
+            if not code or (code == "code" and line == len(read)):
+                continue
+            yield line, _checked(code, shown, line)
+
+
+def _checked(code: str, shown: str, line: int) -> str:
+    """`code` itself when it is one line of printable text of at most MAX_CODE_LENGTH characters."""
+    from mauto.addresses import shown as quoted
+
+    found = _CODE_REFUSED.search(code)
+    if found is not None:
+        character = found.group()
+        kind = ("a NUL character" if character == "\x00" else
+                "a line break" if character in "\n\r\u2028\u2029" else "a control character")
+        written = quoted(code).replace("\t", "\\t")  # the one control character `quoted` leaves as it is
+        raise DataError(f"the code `{written}` contains {kind} (U+{ord(character):04X}); "
+                        "a code is one line of printable text", shown, line)
+    if len(code) > MAX_CODE_LENGTH:
+        raise DataError(f"a code of {len(code):,} characters (`{code[:20]}…`); a code has at most {MAX_CODE_LENGTH} "
+                        "characters: is a separator missing?", shown, line)
+    return code
+
+
+def load_coupons(store: Store, pool: str, path: Path, batch_size: int = 2000) -> LoadResult:
     """Add the codes of `path` to `pool`. A code already in the pool is left as it is: reloading
-    a file never frees a code that was handed out."""
-    codes = read_codes(path)
-    result = LoadResult(pool, read=len(codes))
+    a file never frees a code that was handed out. A code given twice in the file is loaded once (counted
+    in `repeated`). All or nothing: a bad line (see `iter_codes`) or a file without codes writes nothing."""
+    result = LoadResult(pool)
+    seen: set[str] = set()
     with store.transaction() as db:
         before = db.conn.total_changes
         now = store.stamp()
-        db["coupons"].insert_all(({"pool": pool, "code": code, "loaded_at": now} for code in codes),
-                                 batch_size=2000, ignore=True)
+        batch: list[tuple[str, str, str]] = []
+        for _, code in iter_codes(path):
+            result.read += 1
+            if code in seen:
+                result.repeated += 1
+                continue
+            seen.add(code)
+            batch.append((pool, code, now))
+            if len(batch) >= batch_size:
+                db.conn.executemany(INSERT_CODE, batch)
+                batch.clear()
+        if batch:
+            db.conn.executemany(INSERT_CODE, batch)
+        if not result.read:
+            raise DataError("no codes in this file: one code a line, or a CSV with a `code` column", str(path))
         result.added = db.conn.total_changes - before
     return result
+
+
+INSERT_CODE = "INSERT OR IGNORE INTO coupons (pool, code, loaded_at) VALUES (?, ?, ?)"
 
 
 def take_coupon(store: Store, pool: str, contact: str, at: datetime) -> str | None:

@@ -8,7 +8,7 @@ from typing import Any
 
 from mauto.datafiles import DataError, coerce, parse_time
 from mauto.store.rows import (BATCH_SIZE, MAX_PROBLEMS, BatchProblems, FileResult, Problems, Rejects, batches,
-                               shown_name)
+                               check_rejects_path, shown_name)
 from mauto.store.sqlite import Rollback, Store, stamp
 
 EVENT_KEYS = ("contact", "event", "at", "id", "properties")
@@ -20,47 +20,76 @@ class IngestResult(FileResult):
     read: int = 0
     stored: int = 0
     duplicates: int = 0  # events whose id was already stored (or came earlier in the file): stored once
-
     def to_dict(self) -> dict[str, Any]:
         return {"source": self.source, "read": self.read, "stored": self.stored, "duplicates": self.duplicates,
                 "rejected": self.problems.count, "committed": self.committed, "rejects": self.rejects,
-                "problems": self.problem_dicts()}
+                "problems": self.problem_dicts(),
+                "notices": [{"path": n.path, "line": n.line, "message": n.message} for n in self.notices]}
 
 
-def check_event(row: dict[str, Any], catalogue: dict[str, dict[str, Any]] | None, zone: str) -> dict[str, Any]:
+def check_event(row: dict[str, Any], catalogue: dict[str, dict[str, Any]] | None, zone: str,
+                notices: list[str] | None = None) -> dict[str, Any]:
     """A line as an events row (without `received_at`); ValueError saying what is wrong.
 
-    Properties are the `properties` object and every other key beside contact, event, at, id."""
+    Properties are the `properties` object and every other key beside contact, event, at, id. The event's
+    name, `contact` and `id` may hold no control character (they end up in logs and keys); no text anywhere
+    may hold a NUL or a lone surrogate; `at` must lie within mauto.limits. Properties the catalogue declares
+    are typed and checked as contact fields are. `notices` receives what is worth saying about how a time
+    was read (a local time that does not exist, and the moment taken)."""
+    from mauto.addresses import check_value, shown, text_problem
+
     missing = [name for name in ("contact", "event", "at") if row.get(name) in (None, "")]
     if missing:
         raise ValueError(f"event has no `{missing[0]}`")
     name = row["event"]
     if not isinstance(name, str):
         raise ValueError("`event` must be an event name")
+    problem = text_problem(name, strict=True)
+    if problem is not None:
+        raise ValueError(f"`event`: `{shown(name)}` {problem}")
     if catalogue is not None and name not in catalogue:
-        raise ValueError(f"unknown event `{name}`; add it to `events` in mauto.yaml")
+        raise ValueError(f"unknown event `{shown(name)}`; add it to `events` in mauto.yaml")
     if isinstance(row["contact"], (dict, list, bool)):
         raise ValueError("`contact` must be a contact id")
+    contact = str(row["contact"])
+    problem = text_problem(contact, strict=True)
+    if problem is not None:
+        raise ValueError(f"`contact`: `{shown(contact)}` {problem}")
+    found: list[str] = []
     try:
-        at = parse_time(row["at"], None, zone)
+        at = parse_time(row["at"], None, zone, found)
     except ValueError as error:
         raise ValueError(f"`at`: {error}") from None
+    said = [f"`at`: {text}" for text in found]
     nested = row.get("properties", {})
     if not isinstance(nested, dict):
         raise ValueError("`properties` must be an object")
     properties = {**nested, **{key: value for key, value in row.items() if key not in EVENT_KEYS}}
     declared = (catalogue or {}).get(name) or {}
     for key, value in properties.items():
+        try:
+            check_value(key)
+            check_value(value)
+        except ValueError as error:
+            raise ValueError(f"property `{shown(key)}`: {error}") from None
         if key in declared and declared[key] != "object":
+            typed_said: list[str] = []
             try:
-                typed = coerce(value, declared[key], zone)
+                typed = coerce(value, declared[key], zone, typed_said)
             except ValueError as error:
-                raise ValueError(f"property `{key}`: {error}") from None
+                raise ValueError(f"property `{shown(key)}`: {error}") from None
+            said.extend(f"property `{shown(key)}`: {text}" for text in typed_said)
             properties[key] = typed.isoformat() if hasattr(typed, "isoformat") else typed
     event_id = row.get("id")
     if isinstance(event_id, (dict, list, bool)):
         raise ValueError("`id` must be a text or number")
-    event = {"contact": str(row["contact"]), "name": name, "at": stamp(at),
+    if event_id is not None:
+        problem = text_problem(str(event_id), strict=True)
+        if problem is not None:
+            raise ValueError(f"`id`: `{shown(event_id)}` {problem}")
+    if notices is not None:
+        notices.extend(said)
+    event = {"contact": contact, "name": name, "at": stamp(at),
              "properties": json.dumps(properties, ensure_ascii=False, default=str)}
     if event_id not in (None, ""):
         event["id"] = str(event_id)
@@ -77,6 +106,7 @@ def ingest_events(store: Store, source: str | Path, *, catalogue: dict[str, dict
     properties. An event whose `id` is already stored is skipped: ingestion is idempotent.
     All or nothing as for contacts, unless `skip_invalid`.
     """
+    check_rejects_path(source, rejects)  # before anything is opened: never truncate the input
     shown = shown_name(source)
     result = IngestResult(shown, problems=Problems(max_problems), rejects=str(rejects) if rejects else None)
     aside = Rejects(rejects, "jsonl") if rejects is not None else None
@@ -93,10 +123,14 @@ def ingest_events(store: Store, source: str | Path, *, catalogue: dict[str, dict
                     if isinstance(row, DataError):
                         reject(line, None, row.message)
                         continue
+                    said: list[str] = []
                     try:
-                        checked.append((line, row, check_event(row, catalogue, zone)))
+                        checked.append((line, row, check_event(row, catalogue, zone, said)))
                     except ValueError as error:
                         reject(line, row, str(error))
+                        continue
+                    for notice in said:
+                        result.notice(line, notice)
                 contacts = list({event["contact"] for _, _, event in checked})
                 marks = ",".join("?" * len(contacts))
                 known = {found for (found,) in db.execute(

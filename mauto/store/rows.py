@@ -2,17 +2,19 @@
 from __future__ import annotations
 
 import csv
-import io
 import json
+import os
 import sys
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import yaml
 
-from mauto.datafiles import DataError, data_format, read_rows
+from mauto.datafiles import DataError, data_format, iter_rows
+from mauto.errors import UsageError
 
 BATCH_SIZE = 2000  # rows read, checked and written together
 MAX_PROBLEMS = 100  # problems kept (and shown); the rest are counted
@@ -31,67 +33,27 @@ def source_format(source: str | Path, fmt: str | None) -> str:
 
 
 def rows(source: str | Path, fmt: str) -> Iterator[tuple[int, dict[str, Any] | DataError]]:
-    """(line, row) for each row, or (line, DataError) for a JSON line that is not an object, so that reading
-    goes on after it. CSV and JSON Lines stream; YAML is parsed whole."""
-    shown = shown_name(source)
-    if fmt == "csv":
-        yield from _csv_rows(source, shown)
-        return
-    if fmt != "jsonl":
-        yield from read_rows(source, fmt)
-        return
-    if str(source) == "-":
-        stream = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8-sig")
-    else:
-        try:
-            stream = open(source, encoding="utf-8-sig")
-        except OSError as error:
-            raise DataError(f"cannot read: {error.strerror}", shown) from None
-    with stream:
-        for number, text in enumerate(stream, start=1):
-            if not text.strip():
-                continue
-            try:
-                row = json.loads(text)
-            except json.JSONDecodeError as error:
-                yield number, DataError(f"invalid JSON: {error.msg}", shown, number, error.colno)
-                continue
-            if not isinstance(row, dict):
-                yield number, DataError("each line must be a JSON object", shown, number, 1)
-                continue
-            yield number, row
+    """(line, row) for each row, or (line, DataError) for a bad row, so that reading goes on after it
+    (datafiles.iter_rows). CSV and JSON Lines stream; YAML is parsed whole, its plain scalars kept as written
+    for the declared field types to decide (`phone: +33612345678` is that text, not a number)."""
+    return iter_rows(source, fmt, shown_name(source), as_written=True)
 
 
-def _csv_rows(source: str | Path, shown: str) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line, row) for each CSV row, as datafiles.read_rows gives them (empty cells left out, the cells a short
-    row lacks as None, cells past the header dropped, blank lines skipped), from csv.reader and the header
-    rather than csv.DictReader, which costs a Python-level call per row. The line is the row's last (a
-    quoted cell may span lines)."""
-    if str(source) == "-":
-        stream = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8-sig")
-    else:
+def check_rejects_path(source: str | Path, rejects: Path | None) -> None:
+    """Refuse a --rejects file that is the input itself (by name, link or another path to it): writing the
+    rejects there would destroy the input. Called before anything is opened."""
+    if rejects is None or str(source) == "-":
+        return
+    same = os.path.abspath(source) == os.path.abspath(rejects) or \
+        os.path.realpath(source) == os.path.realpath(rejects)
+    if not same and os.path.exists(source) and os.path.exists(rejects):
         try:
-            stream = open(source, encoding="utf-8-sig", newline="")  # Excel writes CSV with a byte order mark
-        except OSError as error:
-            raise DataError(f"cannot read: {error.strerror}", shown) from None
-    with stream:
-        reader = csv.reader(stream)
-        header = next(reader, None)
-        if header is None:
-            return
-        width = len(header)
-        unique = len(set(header)) == width  # else a later column of the same name wins, as in a dict
-        for cells in reader:
-            if not cells:
-                continue
-            if unique:
-                row = {name: value for name, value in zip(header, cells) if value != ""}
-            else:
-                row = {name: value for name, value in dict(zip(header, cells)).items() if value != ""}
-            if len(cells) < width:
-                for name in header[len(cells):]:
-                    row[name] = None
-            yield reader.line_num, row
+            same = os.path.samefile(source, rejects)
+        except OSError:
+            same = False
+    if same:
+        raise UsageError(f"--rejects {rejects}: that is the input file; writing the bad rows there would "
+                         "destroy it: name another file")
 
 
 def batches(source: str | Path, fmt: str, size: int = BATCH_SIZE) -> Iterator[list[tuple[int, Any]]]:
@@ -128,6 +90,15 @@ class FileResult:
     problems: Problems = field(default_factory=Problems)
     committed: bool = False
     rejects: str | None = None
+    # What was read in a way worth saying, the row being good (a local time that does not exist, and the
+    # moment taken for it): the first `problems.limit` kept, all counted.
+    notices: list[DataError] = field(default_factory=list)
+    notice_count: int = 0
+
+    def notice(self, line: int, message: str) -> None:
+        self.notice_count += 1
+        if len(self.notices) < self.problems.limit:
+            self.notices.append(DataError(message, self.source, line))
 
     @property
     def ok(self) -> bool:
@@ -161,17 +132,22 @@ class BatchProblems:
 class Rejects:
     """Bad rows written aside in the input's format, each with `_line` and `_error`.
 
-    CSV rows are spooled as JSON Lines first (their columns are known only at the end), so
-    memory stays flat however many rows are rejected."""
+    The file appears whole or not at all: rows go to a temporary file beside it, renamed into place by
+    `close`; when `close` runs while an exception propagates (the file could not be read as a whole, the store
+    failed), the temporary file is removed and nothing is left. CSV rows are spooled as JSON Lines first (their
+    columns are known only at the end), so memory stays flat however many rows are rejected."""
 
     def __init__(self, path: Path, fmt: str) -> None:
-        self.path = path
+        self.path = Path(path)
         self.fmt = fmt
         self.count = 0
         self._columns: dict[str, None] = {}
+        self._handling = sys.exc_info()[1]  # an exception already being handled by the caller is not ours
         try:
-            self._out = tempfile.TemporaryFile("w+", encoding="utf-8") if fmt == "csv" else \
-                open(path, "w", encoding="utf-8", newline="")
+            # Both live as long as this object; `close` closes them.
+            self._part = tempfile.NamedTemporaryFile("w", dir=self.path.parent, prefix=f".{self.path.name}.",  # noqa: SIM115
+                                                     suffix=".part", delete=False, encoding="utf-8", newline="")
+            self._out = tempfile.TemporaryFile("w+", encoding="utf-8") if fmt == "csv" else self._part  # noqa: SIM115
         except OSError as error:
             raise DataError(f"cannot write: {error.strerror}", str(path)) from None
 
@@ -187,21 +163,28 @@ class Rejects:
         self._out.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
 
     def close(self) -> None:
-        if self.fmt != "csv":
-            self._out.close()
-            return
-        self._out.seek(0)
-        columns = [key for key in self._columns if key not in ("_line", "_error")] + ["_line", "_error"]
+        failed = sys.exc_info()[1] not in (None, self._handling)
         try:
-            with open(self.path, "w", encoding="utf-8", newline="") as handle:
-                writer = csv.DictWriter(handle, columns)
-                writer.writeheader()
-                for text in self._out:
-                    writer.writerow({key: _cell(value) for key, value in json.loads(text).items()})
+            if self.fmt == "csv" and not failed:
+                self._write_csv()
+            self._part.close()
+            if not failed:
+                os.replace(self._part.name, self.path)
         except OSError as error:
             raise DataError(f"cannot write: {error.strerror}", str(self.path)) from None
         finally:
             self._out.close()
+            self._part.close()
+            if os.path.exists(self._part.name):
+                os.unlink(self._part.name)
+
+    def _write_csv(self) -> None:
+        self._out.seek(0)
+        columns = [key for key in self._columns if key not in ("_line", "_error")] + ["_line", "_error"]
+        writer = csv.DictWriter(self._part, columns)
+        writer.writeheader()
+        for text in self._out:
+            writer.writerow({key: _cell(value) for key, value in json.loads(text).items()})
 
 
 def _plain(value: Any) -> Any:

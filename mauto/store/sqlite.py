@@ -17,7 +17,7 @@ from mauto.store import migrations
 
 Clock = Callable[[], datetime]
 TABLES = ("contacts", "events", "coupons", "suppressions", "workflow_versions", "workflows", "enrollments",
-          "messages", "calls", "step_log", "tasks", "segment_members", "timers", "runner_state")
+          "messages", "calls", "step_log", "tasks", "segment_members", "timers", "runner_state", "failures")
 DEFAULT_TIMEOUT = 5.0  # seconds a write waits for another writer before giving up
 
 
@@ -48,16 +48,19 @@ def stamp(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).isoformat(timespec="microseconds")
 
 
-def normalise_address(address: str, channel: str) -> str:
-    """An email lower-cased and trimmed; a phone number as its digits with a leading +."""
-    address = address.strip()
-    if channel == "sms":
-        return ("+" if address.startswith("+") else "") + "".join(ch for ch in address if ch.isdigit())
-    return address.lower()
+def normalise_address(address: str, channel: str, region: str | None = None) -> str:
+    """The one form an address is compared in (mauto.addresses.comparison_form): an email checked and
+    lower-cased, its domain in Unicode; a phone number in E.164 (`+33612345678`), national numbers read in
+    `region` (the project's `phone_region`). A value that cannot be parsed at all (stored by an older
+    version) keeps the old form: an email trimmed and lower-cased, a phone number's digits with a leading +."""
+    from mauto.addresses import comparison_form
+
+    return comparison_form(address, channel, region)
 
 
-def address_hash(address: str, channel: str) -> str:
-    return hashlib.sha256(normalise_address(address, channel).encode("utf-8")).hexdigest()
+def address_hash(address: str, channel: str, region: str | None = None) -> str:
+    """The SHA-256 of the address's normal form (`normalise_address`): what the suppression list keeps."""
+    return hashlib.sha256(normalise_address(address, channel, region).encode("utf-8", "surrogatepass")).hexdigest()
 
 
 @dataclass
@@ -84,8 +87,10 @@ class Store:
     """
 
     def __init__(self, path: str | Path, now: Clock | None = None, *, create: bool = False,
-                 migrate: bool = False, timeout: float = DEFAULT_TIMEOUT, shown: str | None = None) -> None:
+                 migrate: bool = False, timeout: float = DEFAULT_TIMEOUT, shown: str | None = None,
+                 phone_region: str | None = None) -> None:
         self.path = Path(path)
+        self.phone_region = phone_region  # national phone numbers on the suppression list are read in it
         self.shown = shown or str(path)
         self.now = now or wall_clock
         self.timeout = timeout
@@ -201,14 +206,14 @@ class Store:
     def is_suppressed(self, address: str, channel: str) -> bool:
         with self.guard():
             row = self.db.execute("SELECT 1 FROM suppressions WHERE address_hash = ? AND channel = ?",
-                                  [address_hash(address, channel), channel]).fetchone()
+                                  [address_hash(address, channel, self.phone_region), channel]).fetchone()
         return row is not None
 
     def suppress(self, address: str, channel: str, reason: str) -> bool:
         """Put an address on the suppression list (inside the caller's transaction); False if it already was."""
         before = self.db.conn.total_changes
         self.db.execute("INSERT OR IGNORE INTO suppressions (address_hash, channel, reason, at) VALUES (?, ?, ?, ?)",
-                        [address_hash(address, channel), channel, reason, self.stamp()])
+                        [address_hash(address, channel, self.phone_region), channel, reason, self.stamp()])
         return self.db.conn.total_changes > before
 
 
