@@ -6,9 +6,10 @@ import json
 import os
 import sys
 import traceback
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from enum import Enum
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Callable, List, Optional
 
 import typer
@@ -17,7 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from mauto import __version__
-from mauto.errors import ExitCode, MautoError, UsageError
+from mauto.errors import ExitCode, MautoError, UsageError, printable
 
 app = typer.Typer(
     name="mauto",
@@ -57,6 +58,10 @@ def handle_errors(command: Callable) -> Callable:
         except KeyboardInterrupt:
             _err().print("interrupted")
             raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+        except BrokenPipeError:  # `mauto contacts export | head -1`: the reader has had enough; so have we
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())  # Python's own flush at exit must not fail again
+            raise typer.Exit(int(ExitCode.OK)) from None
         except (SystemExit, GeneratorExit):
             raise
         except BaseException as error:  # a bug in mauto (or a library panic): one line, the traceback to the log
@@ -111,7 +116,15 @@ def _parse_now(value: Optional[str], option: str = "--now", zone_name: str | Non
         from zoneinfo import ZoneInfo
 
         moment = moment.replace(tzinfo=ZoneInfo(zone_name) if zone_name else timezone.utc)
-    return moment
+    from mauto.limits import LimitError, check_moment
+
+    try:
+        return check_moment(moment, option)
+    except LimitError as error:
+        raise UsageError(str(error)) from None
+
+
+MAX_HORIZON = timedelta(days=3650)  # `simulate --for`: a decade is more than any campaign, and stays quick
 
 
 class LintFormat(str, Enum):
@@ -208,6 +221,10 @@ def simulate(
         length = parse_duration(horizon)
     except DurationError as error:
         raise UsageError(f"--for: {error}") from None
+    if length > MAX_HORIZON:
+        raise UsageError(f"--for {horizon}: a simulation covers at most 3650d (10 years)")
+    if length.total_seconds() <= 0:
+        raise UsageError(f"--for {horizon}: must be longer than 0s")
     project = _project(ctx)
     begin = _parse_now(None).replace(second=0, microsecond=0) if start is None else \
         _parse_now(start, "--start", project.timezone)
@@ -320,7 +337,7 @@ def _store(ctx: typer.Context, project=None, **options):
 
     project = project or _project(ctx)
     path = store_path(project)
-    return Store(path, shown=project.display(path), **options)
+    return Store(path, shown=project.display(path), phone_region=project.phone_region, **options)
 
 
 def _report_problems(result) -> None:
@@ -330,6 +347,12 @@ def _report_problems(result) -> None:
     hidden = result.problems.count - len(result.problems.kept)
     if hidden:
         err.print(Text(f"… and {hidden} more bad row{'s' if hidden != 1 else ''}", style="red"))
+    notices = getattr(result, "notices", [])  # what was taken, and how (a local time the clocks skipped)
+    for notice in notices:
+        err.print(Text(str(notice), style="yellow"))
+    unshown = getattr(result, "notice_count", len(notices)) - len(notices)
+    if unshown:
+        err.print(Text(f"… and {unshown} more notice{'s' if unshown != 1 else ''}", style="yellow"))
 
 
 def _finish_load(result, what: str, done: str) -> None:
@@ -352,8 +375,15 @@ def _finish_load(result, what: str, done: str) -> None:
 @handle_errors
 def db_init(ctx: typer.Context) -> None:
     """Create the store (or bring it to this mauto's schema)."""
+    from mauto.store import runtime
+
     store = _store(ctx, create=True)
     with store:
+        with store.transaction() as db:
+            made = runtime.ensure_unsubscribe_secret(db)
+        if made:
+            _out().print(f"{store.shown}: made a new key to sign unsubscribe links with, kept in the store "
+                         "(the environment variable `unsubscribe_secret_env` names takes precedence)")
         if store.applied:
             _out().print(f"{store.shown}: schema version {store.version} (applied {len(store.applied)} "
                          f"migration{'s' if len(store.applied) != 1 else ''})")
@@ -410,7 +440,7 @@ def contacts_import(
     with _store(ctx, project) as store:
         result = import_contacts(store, source, fields=project.contact_fields, zone=project.timezone,
                                  fmt=data_format.value if data_format else None, key=key.value,
-                                 skip_invalid=skip_invalid, rejects=rejects)
+                                 skip_invalid=skip_invalid, rejects=rejects, phone_region=project.phone_region)
     _finish_load(result, "imported", f"{result.created:,} created, {result.updated:,} updated, "
                                      f"{result.unchanged:,} unchanged")
 
@@ -520,10 +550,35 @@ def contacts_erase(
             done = erase(store, contact_id)
         finally:
             lock.release()
+    removed = _purge_written_messages(ctx, done["message_keys"])
     suppressed = ", ".join(done["suppressed"]) or "no addresses"
     ended = f"; {done['enrollments_ended']} enrollment(s) in flight ended" if done["enrollments_ended"] else ""
+    files = f"; {removed} message file(s) of the file transport deleted" if removed else ""
     _out().print(f"{contact_id}: erased; {done['events_kept']:,} events kept without their properties; "
-                 f"suppressed: {suppressed}{ended}")
+                 f"suppressed: {suppressed}{ended}{files}")
+
+
+def _purge_written_messages(ctx: typer.Context, keys: list[tuple[str, str]]) -> int:
+    """Delete what the `file` transport wrote for these messages ((key, channel) pairs): erasure reaches the
+    copies mauto itself made outside the store. (Logs and rejects files are the operator's: docs/store.md.)"""
+    from mauto.channels.files import FileTransport
+
+    try:
+        transports = _transports(_project(ctx))
+    except MautoError as error:
+        _err().print(Text(f"files written by the file transport were not looked for: {error}", style="yellow"))
+        return 0
+    removed = 0
+    for key, channel in keys:
+        transport = transports.get(channel)
+        if isinstance(transport, FileTransport):
+            path = transport.path_for(SimpleNamespace(key=key, channel=channel))
+            try:
+                path.unlink()
+                removed += 1
+            except FileNotFoundError:
+                pass
+    return removed
 
 
 @contacts_app.command("export")
@@ -577,7 +632,9 @@ def coupons_load(
 
     with _store(ctx) as store:
         result = load_coupons(store, pool, source)
-    _out().print(f"{pool}: {result.added:,} codes added, {result.read - result.added:,} already loaded")
+    already = result.read - result.repeated - result.added
+    repeated = f", {result.repeated:,} repeated in the file (loaded once)" if result.repeated else ""
+    _out().print(f"{pool}: {result.added:,} codes added, {already:,} already loaded{repeated}")
 
 
 def _interactive() -> bool:
@@ -769,6 +826,7 @@ def _action_logger(log_format: LogFormat, quiet: bool, console: Console | None =
                     f"{data['step']}" + (f" {what}" if what else "") + (f" — {data['why']}" if data.get("why") else ""))
         else:
             text = f"{kind:<10} " + " ".join(f"{key}={value}" for key, value in data.items() if value not in (None, ""))
+        text = printable(text)  # contact data may hold CR/LF or escapes: one action is one line, as written
         style = {"parked": "red", "unknown": "red", "error": "red", "busy": "yellow", "retry": "yellow"}.get(kind)
         err.print(Text(text, style=style or ""), soft_wrap=True, highlight=False)
 
@@ -811,7 +869,7 @@ def run_command(
         for note in report.notes:
             _err().print(note)
         _out().print(report.line())
-    if report.parked or report.unknown:
+    if report.needs_attention:  # docs/daemon.md, "Exit codes"
         raise typer.Exit(int(ExitCode.FINDINGS))
 
 
@@ -861,8 +919,10 @@ def daemon_command(
     if every.total_seconds() < 1:
         raise UsageError(f"--interval {interval}: at least 1s")
     log = _action_logger(log_format, quiet)
-    with _store(ctx, project):
-        pass  # refuse a missing, too new or unmigrated store before starting
+    from mauto.runner import message_renderer
+
+    with _store(ctx, project) as store:
+        message_renderer(project, store)  # refuse a missing, too new or unmigrated store, or no unsubscribe key
     _transports(project)  # and a channel that is not configured
     stop = threading.Event()
     reason: list[str] = []
@@ -891,6 +951,8 @@ def _store_path(ctx: typer.Context, project):
 
     return project.display(store_path(project))
 
+
+MAX_ID = 2**63 - 1  # SQLite's largest row id: a larger one is no message, not an internal error
 
 outbox_app = typer.Typer(help="The outbox: messages sent, pending, parked and unknown.", no_args_is_help=False,
                          invoke_without_command=True)
@@ -950,7 +1012,8 @@ def outbox_command(
 @handle_errors
 def outbox_retry_command(
     ctx: typer.Context,
-    message_id: int = typer.Argument(..., metavar="ID", help="The message's id (from `mauto outbox`)."),
+    message_id: int = typer.Argument(..., metavar="ID", min=1, max=MAX_ID,
+                                     help="The message's id (from `mauto outbox`)."),
 ) -> None:
     """Queue a parked or unknown message again: the next tick hands it to its provider."""
     from mauto.runner import retry_message
@@ -964,7 +1027,8 @@ def outbox_retry_command(
 @handle_errors
 def outbox_drop_command(
     ctx: typer.Context,
-    message_id: int = typer.Argument(..., metavar="ID", help="The message's id (from `mauto outbox`)."),
+    message_id: int = typer.Argument(..., metavar="ID", min=1, max=MAX_ID,
+                                     help="The message's id (from `mauto outbox`)."),
 ) -> None:
     """Decide not to send a parked, unknown or pending message (it becomes cancelled, never sent)."""
     from mauto.runner import drop_message
@@ -972,6 +1036,33 @@ def outbox_drop_command(
     with _store(ctx) as store:
         row = drop_message(store, message_id, _parse_now(None))
     _out().print(f"message {message_id} ({row['key']}) dropped (was {row['was']})")
+
+
+@app.command("failures")
+@handle_errors
+def failures_command(
+    ctx: typer.Context,
+    limit: int = typer.Option(50, "--limit", "-n", min=1, max=MAX_ID, help="At most this many (default 50)."),
+    output_format: OutputFormat = typer.Option(OutputFormat.text, "--format", "-f", help="text or json."),
+) -> None:
+    """What ticks could not handle, newest first: failed enrollments, events and triggers, with the reason."""
+    from mauto.store import runtime
+
+    with _store(ctx) as store, store.guard():
+        rows = runtime.failures(store.db, limit)
+    if output_format is OutputFormat.json:
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
+    out = _out()
+    if not rows:
+        out.print("No failures.")
+        return
+    table = Table("when", "what", "contact", "workflow", "reason", box=None, pad_edge=False)
+    table.columns[4].overflow = "fold"
+    for row in rows:
+        table.add_row(row["at"][:19], f"{row['kind']} {row['ref'] or ''}".strip(), row["contact"] or "-",
+                      row["workflow"] or "-", printable(row["reason"]))
+    out.print(table)
 
 
 def main() -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import enum
+import re
 from pathlib import Path
 
 
@@ -48,3 +49,12 @@ class YamlError(MautoError):
 
 class UsageError(MautoError):
     """A bad command-line argument."""
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def printable(text: str) -> str:
+    """`text` with its control characters (CR, LF, ESC, NUL ... and the Unicode line separators) written as
+    escapes: a value from a contact's data can never start a new line in a log or move a terminal's cursor."""
+    return _CONTROL.sub(lambda match: repr(match.group())[1:-1], text)

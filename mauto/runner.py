@@ -21,9 +21,10 @@ import fcntl
 import heapq
 import os
 import socket
+import sqlite3
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable
 
@@ -33,19 +34,36 @@ from mauto.engine.records import ContactState, Event
 from mauto.engine.state import Enrollment, LogEntry, Outcome
 from mauto.engine.timing import zone
 from mauto.engine.triggers import date_occurrences, schedule_fires
-from mauto.errors import ExitCode, MautoError
+from mauto.errors import ExitCode, MautoError, printable
 from mauto.messages import MessageRenderer, RenderedMessage
 from mauto.simulate import _DUE, _EVENT, _WAKE, Samples, Simulation
 from mauto.store import runtime
 from mauto.store.coupons import take_coupon_in
-from mauto.store.sqlite import Store, stamp
+from mauto.store.sqlite import Rollback, Store, StoreError, stamp
 from mauto.workflow.loader import parse
 from mauto.workflow.model import Workflow, build
 
 BATCH = 500  # queue items per transaction
 KEEP = 5000  # contacts and enrollments kept in memory between batches; past it, forgotten (the store has them)
 SEND_BATCH = 200  # messages read from the outbox at a time
+PROBLEMS_SHOWN = 100  # failures listed in a tick's JSON report (all are in `mauto failures`)
 Log = Callable[[str, dict[str, Any]], None]
+
+
+def _store_failure(error: BaseException) -> bool:
+    """Whether an error is the store's own (the disk, a lock, a damaged file), which stops the tick, rather
+    than one item's (a value SQLite refuses, a bug met by one contact's data), which fails that item alone."""
+    if isinstance(error, StoreError):
+        return True
+    if isinstance(error, (sqlite3.OperationalError, sqlite3.InternalError)):
+        return True
+    return type(error) is sqlite3.DatabaseError  # "database disk image is malformed", "file is not a database"
+
+
+def _reason(error: BaseException) -> str:
+    """An error as one line for the failures list and the log: its type and text, control characters shown."""
+    text = str(error) if isinstance(error, MautoError) else f"{type(error).__name__}: {error}"
+    return printable(text)[:runtime.REASON_LIMIT]
 
 
 class RunnerBusy(MautoError):
@@ -146,14 +164,29 @@ class TickReport:
     unknown: int = 0
     cancelled: int = 0
     failed: int = 0  # enrollments that ended failed
+    errors: int = 0  # other items the tick could not handle (an event, a trigger, a workflow): `mauto failures`
     calls: int = 0
     duration: float = 0.0
     notes: list[str] = field(default_factory=list)
+    problems: list[dict[str, Any]] = field(default_factory=list)  # what failed, as `mauto failures` lists it
+
+    @property
+    def needs_attention(self) -> bool:
+        """Something failed or waits for a person: `run --once` exits 1."""
+        return bool(self.parked or self.unknown or self.failed or self.errors)
+
+    def counters(self) -> tuple[int, ...]:
+        return (self.enrolled, self.advanced, self.events, self.queued, self.failed, self.errors)
+
+    def restore(self, counters: tuple[int, ...]) -> None:
+        self.enrolled, self.advanced, self.events, self.queued, self.failed, self.errors = counters
 
     def line(self) -> str:
         parts = [f"tick {self.now.isoformat(timespec='seconds')}: {self.enrolled} enrolled",
                  f"{self.advanced} advanced", f"{self.sent} sent", f"{self.retried} retried",
                  f"{self.parked} parked", f"{self.failed} failed"]
+        if self.errors:
+            parts.append(f"{self.errors} error{'s' if self.errors != 1 else ''}")
         if self.unknown:
             parts.append(f"{self.unknown} unknown")
         if self.cancelled:
@@ -164,7 +197,8 @@ class TickReport:
         return {"now": self.now.isoformat(), "enrolled": self.enrolled, "advanced": self.advanced,
                 "events": self.events, "queued": self.queued, "sent": self.sent, "retried": self.retried,
                 "parked": self.parked, "unknown": self.unknown, "cancelled": self.cancelled, "failed": self.failed,
-                "calls": self.calls, "duration_s": round(self.duration, 3), "notes": self.notes}
+                "errors": self.errors, "calls": self.calls, "duration_s": round(self.duration, 3), "notes": self.notes,
+                "problems": self.problems[:PROBLEMS_SHOWN]}
 
 
 # --- the driver ----------------------------------------------------------------------------------------
@@ -197,16 +231,22 @@ class TickDriver(Simulation):
         self.at = stamp(now)
         self.log_action = log
         self.report = report
+        self.logged: list[tuple[str, dict[str, Any]]] = []  # action lines, written once their batch commits
+        self.pushed: set[int] | None = None  # sequence numbers queued by the item in hand (isolated mode)
+        self.emitted: list[int] | None = None  # id() of the events it emitted (isolated mode)
         self.versions: dict[tuple[str, int], Workflow] = {}
+        self.broken: dict[tuple[str, int], str] = {}  # deployed versions this mauto cannot load, and why
         running = runtime.running_workflows(self.db)
         self.states = {row[0]: row[2] for row in running}
         self.enrolling_since = {row[0]: datetime.fromisoformat(row[3]) for row in running}
-        current = [self._version(row[0], row[1]) for row in running]
+        current = [workflow for workflow in (self._loadable(row[0], row[1]) for row in running)
+                   if workflow is not None]
         taking = [workflow for workflow in current if self.states[workflow.id] == "active"]
         super().__init__(project, taking, Samples([], []), now, now + timedelta(microseconds=1),
                          all_workflows=taking, keep_timeline=False, renderer=renderer)
         fields, tz = self.engine.settings.contact_fields, project.timezone
-        self.contacts = _Lazy(lambda contact_id: runtime.load_contact(self.db, contact_id, fields, tz))
+        self.contacts = _Lazy(lambda contact_id: runtime.load_contact(self.db, contact_id, fields, tz,
+                                                                      store.phone_region))
         self.enrollments = _Lazy(lambda enrollment_id: runtime.get_enrollment(self.db, enrollment_id))
         self.history = _Lazy(self._load_history)
         self.active = _Lazy(lambda contact_id: runtime.enrollment_ids(self.db, contact_id, in_flight=True))
@@ -227,6 +267,25 @@ class TickDriver(Simulation):
                 raise MautoError(f"workflow `{workflow_id}` v{version} is not in the store", self.store.shown)
             workflow = self.versions[key] = build(parse(source, f"{workflow_id} v{version} (deployed)"))
         return workflow
+
+    def _loadable(self, workflow_id: str, version: int) -> Workflow | None:
+        """The deployed version, or None when this mauto cannot load it: recorded once a tick (a `workflow`
+        failure), and its enrollments left as they are (not failed) until it is fixed and deployed again."""
+        key = (workflow_id, version)
+        if key in self.broken:
+            return None
+        try:
+            return self._version(workflow_id, version)
+        except Exception as error:  # noqa: BLE001 - one workflow that does not load must not stop the others
+            if _store_failure(error):
+                raise
+            why = self.broken[key] = f"workflow `{workflow_id}` v{version} (deployed) cannot be loaded: " \
+                                     f"{_reason(error)}; its enrollments wait until it is deployed again"
+            runtime.record_failure(self.db, self.at, "workflow", why, ref=f"{workflow_id}:{version}",
+                                   workflow=workflow_id)
+            self.report.errors += 1
+            self._log("error", {"workflow": workflow_id, "version": version, "why": why})
+            return None
 
     def _workflow_of(self, enrollment: Enrollment) -> Workflow:
         return self._version(enrollment.workflow, enrollment.version)
@@ -274,12 +333,25 @@ class TickDriver(Simulation):
             if kind == "date":
                 fields, tz_name = self.engine.settings.contact_fields, self.project.timezone
                 for contact in runtime.contact_rows(db, fields, tz_name):
-                    tz = zone(self.engine.zone_name(workflow, contact))
-                    for moment in date_occurrences(contact.fields.get(spec["field"]), spec, tz, start, self.end):
+                    try:  # a contact's odd date fails that contact's trigger, not the tick
+                        value = contact.fields.get(spec["field"])
+                        if value is not None and not isinstance(value, date):  # stored before imports checked
+                            raise ValueError(f"field `{spec['field']}` holds {printable(repr(value))[:80]}, "
+                                             "not a date")
+                        tz = zone(self.engine.zone_name(workflow, contact))
+                        moments = list(date_occurrences(value, spec, tz, start, self.end))
+                    except Exception as error:  # noqa: BLE001
+                        self._trigger_failed(error, workflow.id, contact.id, now)
+                        continue
+                    for moment in moments:
                         self._push(moment, _DUE, ("due", workflow.id, contact.id, f"{spec['field']} comes round"))
             elif kind == "schedule":
-                tz = zone(spec.get("timezone") or self.project.timezone)
-                fires = list(schedule_fires(spec["cron"], tz, start, self.end))
+                try:
+                    tz = zone(spec.get("timezone") or self.project.timezone)
+                    fires = list(schedule_fires(spec["cron"], tz, start, self.end))
+                except Exception as error:  # noqa: BLE001
+                    self._trigger_failed(error, workflow.id, None, now)
+                    continue
                 if fires:
                     ids = list(runtime.contact_ids(db))
                     for moment in fires:
@@ -287,7 +359,10 @@ class TickDriver(Simulation):
                             self._push(moment, _DUE, ("due", workflow.id, contact_id, f"schedule {spec['cron']}"))
             elif kind == "inactivity" and first:
                 for contact_id in runtime.contact_ids(db):
-                    self._schedule_inactivity(workflow, self.contacts[contact_id], now)
+                    try:
+                        self._schedule_inactivity(workflow, self.contacts[contact_id], now)
+                    except Exception as error:  # noqa: BLE001
+                        self._trigger_failed(error, workflow.id, contact_id, now)
                 runtime.set_state(db, f"started:{workflow.id}", self.at)
             elif kind == "segment" and first:
                 self._push(now, _DUE, ("segments", workflow.id))  # marked started when done
@@ -295,6 +370,9 @@ class TickDriver(Simulation):
             if workflow_id in self.registry:
                 self._push(due_at, _DUE, ("inactive", workflow_id, contact_id, last_at))
         for number, enrollment in enumerate(runtime.due_enrollments(db, now)):
+            if isinstance(enrollment, runtime.Unreadable):
+                self._fail_enrollment(enrollment.id, enrollment.error, now)
+                continue
             if number < KEEP:  # past it, each is read again when its turn comes: memory stays per batch
                 enrollment = self.enrollments.setdefault(enrollment.id, enrollment)
             # wake_at None: left with no wake-up, goes on from where it stands, now (None matches None)
@@ -309,7 +387,24 @@ class TickDriver(Simulation):
 
     def _emit(self, event: Event) -> None:
         self.event_seq[id(event)] = runtime.insert_event(self.db, event, self.at)
+        if self.emitted is not None:
+            self.emitted.append(id(event))
         super()._emit(event)
+
+    def _push(self, at: datetime, priority: int, payload: tuple) -> None:
+        number = next(self.sequence)
+        heapq.heappush(self.queue, (at.timestamp(), priority, number, at, payload))
+        if self.pushed is not None:
+            self.pushed.add(number)
+
+    def _log(self, kind: str, data: dict[str, Any]) -> None:
+        """An action line, written when what it tells is committed (a batch rolled back never logged)."""
+        self.logged.append((kind, data))
+
+    def write_log(self) -> None:
+        for kind, data in self.logged:
+            self.log_action(kind, data)
+        self.logged.clear()
 
     def _answer_pending(self, workflow: Workflow, enrollment: Enrollment, contact: ContactState) -> None:
         pending = enrollment.pending
@@ -354,7 +449,7 @@ class TickDriver(Simulation):
                 self.report.enrolled += 1
             elif entry.kind == "failed":
                 self.report.failed += 1
-            self.log_action("step", {"at": entry.at.isoformat(), "contact": entry.contact,
+            self._log("step", {"at": entry.at.isoformat(), "contact": entry.contact,
                                      "workflow": entry.workflow, "version": entry.version, "step": entry.step,
                                      "kind": entry.kind, "channel": entry.channel, "template": entry.template,
                                      "why": entry.detail})
@@ -369,7 +464,7 @@ class TickDriver(Simulation):
             address = contact.fields.get("email")
             if address and self.store.suppress(address, channel, event.name):
                 contact.suppressed.add(channel)
-                self.log_action("suppressed", {"contact": contact.id, "channel": channel, "why": event.name})
+                self._log("suppressed", {"contact": contact.id, "channel": channel, "why": event.name})
         if event.name == "unsubscribed":
             channel = event.properties.get("channel", "email")
             if channel in ("email", "sms"):
@@ -404,6 +499,8 @@ class TickDriver(Simulation):
         elif kind == "wake":
             enrollment = self.enrollments.get(payload[1])
             if enrollment is not None and enrollment.wake_at == payload[2] and not enrollment.ended:
+                if self._loadable(enrollment.workflow, enrollment.version) is None:
+                    return  # its version cannot be loaded: said once for the tick, the enrollment waits
                 if self.contacts[enrollment.contact] is None:  # erased (contacts erase ends them; a race)
                     self.engine.exit(self._workflow_of(enrollment), enrollment, at, "the contact was erased")
                     self.dirty[enrollment.id] = enrollment  # no step log: the contact is no more
@@ -421,12 +518,14 @@ class TickDriver(Simulation):
                 return  # done by an earlier tick that stopped before its end (date, schedule: same window again)
             super()._process(at, payload)
         elif kind == "segments":
-            workflow = self.registry[payload[1]]
-            runtime.set_state(self.db, f"started:{workflow.id}", self.at)
+            # One item per contact, at the same moment, so that one contact's failure is that contact's alone.
+            runtime.set_state(self.db, f"started:{payload[1]}", self.at)
             for contact_id in list(runtime.contact_ids(self.db)):
-                contact = self.contacts[contact_id]
-                if contact is not None:
-                    self._check_segment(workflow, contact, at)
+                self._push(at, _DUE, ("segment", payload[1], contact_id))
+        elif kind == "segment":
+            contact = self.contacts[payload[2]]
+            if contact is not None:
+                self._check_segment(self.registry[payload[1]], contact, at)
         else:
             super()._process(at, payload)
 
@@ -459,30 +558,147 @@ class TickDriver(Simulation):
         runtime.mark_processed(db, self.batch_processed, self.at)
         self.report.queued += len(self.batch_messages)
         for message in self.batch_messages:
-            self.log_action("queued", {"key": message["key"], "contact": message["contact"],
+            self._log("queued", {"key": message["key"], "contact": message["contact"],
                                        "channel": message["channel"], "template": message["template"],
                                        "at": message["created_at"]})
         self._reset_batch()
 
     def drain(self, progress: Callable[[int], None] | None = None) -> None:
-        """Handle every queued item due by `now`, BATCH items to a transaction; stop between batches when asked."""
+        """Handle every queued item due by `now`, BATCH items to a transaction; stop between batches when asked.
+
+        One bad item never stops the tick. A batch runs at full speed in one transaction; when an item in it
+        fails (anything but the store itself), the batch is rolled back, memory is put back as it was at the
+        batch's start, and the same items run again one at a time, each in a savepoint of its own: the item
+        that fails again is rolled back alone and recorded as failed, with its reason (`_item_failed`), and
+        the others are committed. The usual batch pays nothing for this but a copy of the queue."""
         while self.queue and self.queue[0][3] < self.end and not self.stopping():
+            queue, event_seq, counters = list(self.queue), dict(self.event_seq), self.report.counters()
+            failure: list[BaseException] = []
             with self.store.transaction():
-                done = 0
-                while self.queue and done < BATCH:
-                    _, _, _, at, payload = self.queue[0]
-                    if at >= self.end:
-                        break
-                    heapq.heappop(self.queue)
-                    self._process(at, payload)
-                    done += 1
-                self._flush()
+                try:
+                    done = self._batch(isolated=False)
+                except Exception as error:  # noqa: BLE001 - sorted out below: the store's, or one item's
+                    if _store_failure(error):
+                        raise
+                    failure.append(error)
+                    raise Rollback from None
+            if failure:
+                self.queue, self.event_seq = queue, event_seq
+                self.report.restore(counters)
+                self.logged.clear()
+                self._reset_batch()
+                self._forget()
+                with self.store.transaction():
+                    done = self._batch(isolated=True)
+            self.write_log()
             if progress is not None:
                 progress(done)
             if len(self.contacts) + len(self.enrollments) > KEEP:
                 self._forget()
         if not self.queue:
             self._forget()
+
+    def _batch(self, isolated: bool) -> int:
+        """Up to BATCH due items, inside the caller's transaction; how many were handled."""
+        done = 0
+        while self.queue and done < BATCH:
+            _, _, _, at, payload = self.queue[0]
+            if at >= self.end:
+                break
+            heapq.heappop(self.queue)
+            if isolated:
+                self._isolated(at, payload)
+            else:
+                self._process(at, payload)
+            done += 1
+        if not isolated:
+            self._flush()
+        return done
+
+    def _isolated(self, at: datetime, payload: tuple) -> None:
+        """One item in a savepoint of its own, flushed at once: when it fails, it alone is undone and failed."""
+        db = self.db
+        seq = self.event_seq.get(id(payload[1])) if payload[0] == "event" else None
+        logged, counters = len(self.logged), self.report.counters()
+        self.pushed, self.emitted = set(), []
+        db.execute("SAVEPOINT item")
+        try:
+            self._process(at, payload)
+            self._flush()
+        except Exception as error:  # noqa: BLE001 - the store's failures go up; any other is this item's
+            if _store_failure(error):
+                raise
+            db.execute("ROLLBACK TO item")
+            db.execute("RELEASE item")
+            pushed, emitted = self.pushed, self.emitted
+            self.queue = [entry for entry in self.queue if entry[2] not in pushed]
+            heapq.heapify(self.queue)
+            for key in emitted:
+                self.event_seq.pop(key, None)
+            del self.logged[logged:]
+            self.report.restore(counters)
+            self._reset_batch()
+            self._forget()
+            self._item_failed(at, payload, error, seq)
+        else:
+            db.execute("RELEASE item")
+        finally:
+            self.pushed = self.emitted = None
+
+    def _item_failed(self, at: datetime, payload: tuple, error: BaseException, seq: int | None) -> None:
+        """Record that an item could not be handled, and why; make sure it does not come back every tick."""
+        kind, reason = payload[0], _reason(error)
+        if kind == "wake":
+            self._fail_enrollment(payload[1], error, at)
+            return
+        db = self.db
+        if kind == "event":
+            event = payload[1]
+            if seq is not None:
+                runtime.mark_processed(db, [seq], self.at)  # not handled, and not to be tried again each tick
+            runtime.record_failure(db, self.at, "event", f"event {event.name}: {reason}", moment=at,
+                                   ref=str(seq) if seq is not None else None, contact=event.contact)
+            self._log("error", {"event": event.name, "contact": event.contact, "at": at.isoformat(), "why": reason})
+        else:  # due, inactive, segment: one workflow's trigger for one contact
+            workflow_id, contact_id = payload[1], payload[2]
+            if kind == "inactive":
+                runtime.clear_timer(db, workflow_id, contact_id)
+            runtime.record_failure(db, self.at, "trigger", f"{kind} trigger: {reason}", moment=at,
+                                   contact=contact_id, workflow=workflow_id)
+            self._log("error", {"workflow": workflow_id, "contact": contact_id, "at": at.isoformat(),
+                                "why": reason})
+        self.report.errors += 1
+
+    def _trigger_failed(self, error: BaseException, workflow_id: str, contact_id: str | None,
+                        at: datetime) -> None:
+        """A trigger that cannot be listed for a contact (its data): said once, not again every tick."""
+        if _store_failure(error):
+            raise error
+        reason = _reason(error)
+        why = f"listing the trigger: {reason}"
+        if runtime.has_failure(self.db, "trigger", why, contact_id, workflow_id):
+            return
+        runtime.record_failure(self.db, self.at, "trigger", why, moment=at, contact=contact_id,
+                               workflow=workflow_id)
+        self._log("error", {"workflow": workflow_id, "contact": contact_id, "why": reason})
+        self.report.errors += 1
+
+    def _fail_enrollment(self, enrollment_id: str, error: BaseException, at: datetime) -> None:
+        """End an enrollment that cannot go on as failed, with the reason, in the step log and the failures."""
+        reason = _reason(error)
+        db = self.db
+        row = db.execute("SELECT workflow, version, contact, position FROM enrollments WHERE id = ?",
+                         [enrollment_id]).fetchone()
+        if row is None or not runtime.fail_enrollment(db, enrollment_id, f"could not go on: {reason}", self.at):
+            return
+        workflow_id, version, contact_id, position = row
+        runtime.insert_log(db, [LogEntry(at, contact_id, workflow_id, version, position or "", "failed",
+                                         f"could not go on: {reason}")])
+        runtime.record_failure(db, self.at, "enrollment", reason, moment=at, ref=enrollment_id, contact=contact_id,
+                               workflow=workflow_id)
+        self.enrollments.pop(enrollment_id, None)
+        self.report.failed += 1
+        self._log("error", {"enrollment": enrollment_id, "contact": contact_id, "at": at.isoformat(), "why": reason})
 
     def _forget(self) -> None:
         """Drop what was loaded: everything is committed, so the next use reads it back from the store.
@@ -497,46 +713,75 @@ class TickDriver(Simulation):
         """Make the webhook calls that are due (outside any transaction), then record each answer and go on."""
         done = 0
         for item in runtime.due_calls(self.db, self.now):
-            result = call(item["request"], item["key"])
+            try:
+                result = call(item["request"], item["key"])
+            except Exception as error:  # noqa: BLE001 - a transport's surprise fails this call, not the tick
+                from mauto.channels.webhook import FAILED, WebhookResult
+
+                result = WebhookResult(FAILED, None, None, _reason(error))
             done += 1
             self.report.calls += 1
-            with self.store.transaction() as db:
-                enrollment = runtime.get_enrollment(db, item["enrollment"])
-                if enrollment is None or enrollment.state != "pending":
-                    runtime.record_call(db, item["id"], "failed", "the enrollment is no longer waiting", self.at)
-                    continue
-                enrollment = self.enrollments[enrollment.id] = enrollment
-                workflow = self._workflow_of(enrollment)
-                contact = self.contacts[enrollment.contact]
-                request = item["request"]
-                attempts = item["attempts"] + 1
-                self.log_action("webhook", {"key": item["key"], "url": request["url"], "status": result.status,
-                                            "answer": result.detail})
-                if result.status == "ok":
-                    runtime.record_call(db, item["id"], "done", result.detail, self.at)
-                    # answered at once: at the step's own moment (as the simulation does); else when it came
-                    at = datetime.fromisoformat(enrollment.pending["at"]) if attempts == 1 else self.now
-                    self._handle(workflow, self.engine.resume(workflow, enrollment, contact, result.response, at))
-                elif result.status == "retry" and attempts <= int(request.get("retries", 3)):
-                    delay = channels.backoff(attempts)
-                    runtime.record_call(db, item["id"], "pending", result.detail, self.at,
-                                        stamp(self.now + timedelta(seconds=delay)))
-                else:
-                    runtime.record_call(db, item["id"], "failed", result.detail, self.at)
-                    why = f"webhook {request['method']} {request['url']}: {result.detail}"
-                    if result.status == "retry":
-                        why += f" (after {attempts} attempts)"
-                    self._handle(workflow, self.engine.fail(workflow, enrollment, self.now, why))
-                self._flush()
+            failure: list[BaseException] = []
+            with self.store.transaction():
+                try:
+                    self._answer_call(item, result)
+                except Exception as error:  # noqa: BLE001 - this call's enrollment fails; the tick goes on
+                    if _store_failure(error):
+                        raise
+                    failure.append(error)
+                    raise Rollback from None
+            if failure:
+                self.logged.clear()
+                self._reset_batch()
+                self._forget()
+                with self.store.transaction() as db:
+                    runtime.record_call(db, item["id"], "failed", _reason(failure[0]), self.at)
+                    self._fail_enrollment(item["enrollment"], failure[0], self.now)
+            self.write_log()
             self.drain()
         return done
+
+    def _answer_call(self, item: dict[str, Any], result: Any) -> None:
+        """Record a webhook's answer and take its enrollment on from there (inside the caller's transaction)."""
+        db = self.db
+        enrollment = runtime.get_enrollment(db, item["enrollment"])
+        if enrollment is None or enrollment.state != "pending":
+            runtime.record_call(db, item["id"], "failed", "the enrollment is no longer waiting", self.at)
+            return
+        enrollment = self.enrollments[enrollment.id] = enrollment
+        workflow = self._workflow_of(enrollment)
+        contact = self.contacts[enrollment.contact]
+        request = item["request"]
+        attempts = item["attempts"] + 1
+        self._log("webhook", {"key": item["key"], "url": request["url"], "status": result.status,
+                              "answer": result.detail})
+        if result.status == "ok":
+            runtime.record_call(db, item["id"], "done", result.detail, self.at)
+            # answered at once: at the step's own moment (as the simulation does); else when it came
+            at = datetime.fromisoformat(enrollment.pending["at"]) if attempts == 1 else self.now
+            self._handle(workflow, self.engine.resume(workflow, enrollment, contact, result.response, at))
+        elif result.status == "retry" and attempts <= int(request.get("retries", 3)):
+            delay = channels.backoff(attempts)
+            runtime.record_call(db, item["id"], "pending", result.detail, self.at,
+                                stamp(self.now + timedelta(seconds=delay)))
+        else:
+            runtime.record_call(db, item["id"], "failed", result.detail, self.at)
+            why = f"webhook {request['method']} {request['url']}: {result.detail}"
+            if result.status == "retry":
+                why += f" (after {attempts} attempts)"
+            self._handle(workflow, self.engine.fail(workflow, enrollment, self.now, why))
+        self._flush()
 
 
 # --- sending ---------------------------------------------------------------------------------------------
 
 
-def _refusal(info: dict[str, Any] | None, channel: str, store: Store) -> str | None:
-    """Why a marketing message may not go now (the contact changed since it was queued), or None."""
+def _refusal(db: Any, contact_id: str, channel: str, store: Store) -> str | None:
+    """Why a marketing message may not go now (the contact changed since it was queued), or None.
+
+    What the store knows at the hand-off wins: consent, the suppression list, and withdrawals received but not
+    yet processed (an `unsubscribed` stamped after the moment the message was decided for)."""
+    info = runtime.address_of(db, contact_id)
     if info is None:
         return "the contact was erased"
     address = info["email"] if channel == "email" else info["phone"]
@@ -546,15 +791,166 @@ def _refusal(info: dict[str, Any] | None, channel: str, store: Store) -> str | N
         return f"no {'email' if channel == 'email' else 'SMS'} consent"
     if store.is_suppressed(address, channel):
         return f"{channel} address on the suppression list"
+    if channel in runtime.withdrawals_pending(db, contact_id):
+        return f"the contact withdrew {'email' if channel == 'email' else 'SMS'} consent (an event not yet processed)"
     return None
+
+
+class _Outbox:
+    """One tick's sending: the transports opened so far, and the channels found unusable (misconfigured)."""
+
+    def __init__(self, store: Store, now: datetime, transports: dict[str, channels.Transport], log: Log,
+                 report: TickReport) -> None:
+        self.store, self.now, self.at = store, now, stamp(now)
+        self.transports, self.log, self.report = transports, log, report
+        self.opened: dict[str, channels.Transport] = {}
+        self.unusable: dict[str, str] = {}  # channel -> why: its messages wait for the next tick
+        self.started = time.monotonic()  # a Retry-After counts from the answer, which came this long after `now`
+
+    def close(self) -> None:
+        for transport in self.opened.values():
+            try:
+                transport.__exit__(None, None, None)
+            except Exception:  # noqa: BLE001, S110 - closing a connection that failed already: nothing to tell
+                pass
+
+    def transport(self, channel: str) -> channels.Transport | None:
+        if channel in self.unusable:
+            return None
+        transport = self.opened.get(channel)
+        if transport is not None:
+            return transport
+        try:
+            if channel not in self.transports:
+                raise MautoError(f"no transport for {channel} messages: configure channels.{channel} in mauto.yaml")
+            transport = self.opened[channel] = self.transports[channel].__enter__()
+        except Exception as error:  # noqa: BLE001 - a channel that cannot open leaves its messages waiting
+            if _store_failure(error):
+                raise
+            self._unusable(channel, _reason(error))
+            return None
+        return transport
+
+    def _unusable(self, channel: str, why: str) -> None:
+        self.unusable[channel] = why
+        self.report.errors += 1
+        self.report.notes.append(f"{channel} messages were not sent: {why}; they wait in the outbox")
+        self.log("error", {"channel": channel, "why": why})
+
+    def send(self, row: dict[str, Any]) -> None:
+        """Hand one message over, or decide why not; whatever this message's data does, never raise for it
+        (the store's own failures aside)."""
+        try:
+            self._send(row)
+        except Exception as error:  # noqa: BLE001 - one message's surprise parks it (never sent blind)
+            if _store_failure(error):
+                raise
+            with self.store.guard():
+                status = self.store.db.execute("SELECT status, handoff_at FROM messages WHERE id = ?",
+                                               [row["id"]]).fetchone()
+            handed = status is not None and status[1] is not None
+            verdict = "unknown" if handed else "parked"
+            answer = f"could not be sent: {_reason(error)}"
+            runtime.record_delivery(self.store, row["id"], verdict, answer, self.at)
+            if handed:
+                self.report.unknown += 1
+            else:
+                self.report.parked += 1
+            self.log(verdict, {"key": row["key"], "contact": row["contact"], "channel": row["channel"],
+                               "answer": answer})
+
+    def _send(self, row: dict[str, Any]) -> None:
+        store, at, report, log = self.store, self.at, self.report, self.log
+        channel = row["channel"]
+        if row["marketing"]:
+            try:
+                with store.guard():
+                    refusal = _refusal(store.db, row["contact"], channel, store)
+            except Exception as error:  # noqa: BLE001 - consent that cannot be checked is consent not given
+                if _store_failure(error):
+                    raise
+                refusal = f"consent could not be checked ({_reason(error)})"
+            if refusal:
+                runtime.record_delivery(store, row["id"], "cancelled", f"not sent: {refusal}", at)
+                report.cancelled += 1
+                log("cancelled", {"key": row["key"], "contact": row["contact"], "why": refusal})
+                return
+        transport = self.transport(channel)
+        if transport is None:
+            return  # the channel cannot be used this tick: the message stays pending, untouched
+        outgoing = channels.Outgoing(row["id"], row["key"], channel, row["to_address"] or "", row["sender"],
+                                     row["message_id"], bytes(row["body"]), row["contact"], row["workflow"],
+                                     row["step"])
+        handed = []
+
+        def handoff() -> None:
+            runtime.mark_handoff(store, row["id"], at)
+            handed.append(True)
+
+        try:
+            delivery = transport.send(outgoing, handoff)
+        except Exception as error:  # noqa: BLE001 - a transport's surprise is this message's, not the tick's
+            if _store_failure(error):
+                raise
+            if isinstance(error, MautoError) and not handed:  # the channel's configuration: all its messages wait
+                self._unusable(channel, _reason(error))
+                return
+            status = channels.UNKNOWN if handed else channels.RETRY
+            delivery = channels.Delivery(status, _reason(error))
+        self._record(row, delivery, bool(handed))
+
+    def _record(self, row: dict[str, Any], delivery: channels.Delivery, handed: bool) -> None:
+        store, at, report, log = self.store, self.at, self.report, self.log
+        attempts = row["attempts"] + 1
+        # The contact by id, never by address: the action log goes to files that erasure cannot reach.
+        answer = _without_address(delivery.detail, row["to_address"])
+        fields = {"key": row["key"], "contact": row["contact"], "channel": row["channel"], "answer": answer}
+        if delivery.status == channels.SENT:
+            runtime.record_delivery(store, row["id"], "sent", delivery.detail, at, provider_id=delivery.provider_id,
+                                    count_attempt=not handed)
+            report.sent += 1
+            log("sent", fields)
+        elif delivery.status == channels.RETRY and attempts < channels.MAX_ATTEMPTS:
+            delay = channels.backoff(attempts)
+            if delivery.retry_after is not None:  # the provider's Retry-After: never earlier than it asked
+                delay = max(delay, delivery.retry_after + time.monotonic() - self.started)
+            retry_at = self.now + timedelta(seconds=delay)
+            runtime.record_delivery(store, row["id"], "pending", delivery.detail, at, next_try_at=stamp(retry_at),
+                                    count_attempt=not handed)
+            report.retried += 1
+            log("retry", {**fields, "attempt": attempts, "next_try_at": retry_at.isoformat()})
+        elif delivery.status == channels.UNKNOWN:
+            runtime.record_delivery(store, row["id"], "unknown", delivery.detail, at)
+            report.unknown += 1
+            log("unknown", fields)
+        else:
+            detail = delivery.detail if delivery.status == channels.PARKED else \
+                f"gave up after {attempts} attempts: {delivery.detail}"
+            runtime.record_delivery(store, row["id"], "parked", detail, at, count_attempt=not handed)
+            report.parked += 1
+            log("parked", {**fields, "answer": _without_address(detail, row["to_address"])})
+
+
+def _without_address(text: str | None, address: str | None) -> str | None:
+    """A provider's answer for the log, the recipient's address in it replaced ("550 <ana@…> rejected")."""
+    if not text or not address:
+        return text
+    from mauto.channels.smtp import idna_address
+
+    try:
+        forms = {address, address.lower(), idna_address(address)}  # servers quote the envelope's ASCII form
+    except ValueError:
+        forms = {address, address.lower()}
+    for form in sorted(forms, key=len, reverse=True):
+        text = text.replace(form, "<recipient>")
+    return text
 
 
 def send_outbox(store: Store, now: datetime, transports: dict[str, channels.Transport], log: Log,
                 report: TickReport, stopping: Callable[[], bool] = lambda: False,
                 progress: Callable[[int], None] | None = None) -> None:
     """Hand every due message to its channel, once: the hand-off is recorded before it begins."""
-    at = stamp(now)
-    opened: dict[str, channels.Transport] = {}
+    outbox = _Outbox(store, now, transports, log, report)
     after = 0
     try:
         while not stopping():
@@ -566,72 +962,38 @@ def send_outbox(store: Store, now: datetime, transports: dict[str, channels.Tran
                 if stopping():
                     break
                 after = row["id"]
-                _send_one(store, row, now, at, transports, opened, log, report)
+                outbox.send(row)
                 if progress is not None:
                     progress(1)
     finally:
-        for transport in opened.values():
-            transport.__exit__(None, None, None)
-
-
-def _send_one(store: Store, row: dict[str, Any], now: datetime, at: str, transports: dict[str, channels.Transport],
-              opened: dict[str, channels.Transport], log: Log, report: TickReport) -> None:
-    channel = row["channel"]
-    if row["marketing"]:
-        with store.guard():
-            refusal = _refusal(runtime.address_of(store.db, row["contact"]), channel, store)
-        if refusal:
-            runtime.record_delivery(store, row["id"], "cancelled", f"not sent: {refusal}", at)
-            report.cancelled += 1
-            log("cancelled", {"key": row["key"], "contact": row["contact"], "why": refusal})
-            return
-    transport = opened.get(channel)
-    if transport is None:
-        if channel not in transports:
-            raise MautoError(f"no transport for {channel} messages: configure channels.{channel} in mauto.yaml")
-        transport = opened[channel] = transports[channel].__enter__()
-    outgoing = channels.Outgoing(row["id"], row["key"], channel, row["to_address"] or "", row["sender"],
-                                 row["message_id"], bytes(row["body"]), row["contact"], row["workflow"], row["step"])
-    handed = []
-
-    def handoff() -> None:
-        runtime.mark_handoff(store, row["id"], at)
-        handed.append(True)
-
-    try:
-        delivery = transport.send(outgoing, handoff)
-    except MautoError:
-        raise
-    except Exception as error:  # noqa: BLE001 - a transport's surprise is this message's problem, not the tick's
-        status = channels.UNKNOWN if handed else channels.RETRY
-        delivery = channels.Delivery(status, f"{type(error).__name__}: {error}")
-    attempts = row["attempts"] + 1
-    fields = {"key": row["key"], "contact": row["contact"], "channel": channel, "to": row["to_address"],
-              "answer": delivery.detail}
-    if delivery.status == channels.SENT:
-        runtime.record_delivery(store, row["id"], "sent", delivery.detail, at, provider_id=delivery.provider_id,
-                                count_attempt=not handed)
-        report.sent += 1
-        log("sent", fields)
-    elif delivery.status == channels.RETRY and attempts < channels.MAX_ATTEMPTS:
-        retry_at = now + timedelta(seconds=channels.backoff(attempts))
-        runtime.record_delivery(store, row["id"], "pending", delivery.detail, at, next_try_at=stamp(retry_at),
-                                count_attempt=not handed)
-        report.retried += 1
-        log("retry", {**fields, "attempt": attempts, "next_try_at": retry_at.isoformat()})
-    elif delivery.status == channels.UNKNOWN:
-        runtime.record_delivery(store, row["id"], "unknown", delivery.detail, at)
-        report.unknown += 1
-        log("unknown", fields)
-    else:
-        answer = delivery.detail if delivery.status == channels.PARKED else \
-            f"gave up after {attempts} attempts: {delivery.detail}"
-        runtime.record_delivery(store, row["id"], "parked", answer, at, count_attempt=not handed)
-        report.parked += 1
-        log("parked", {**fields, "answer": answer})
+        outbox.close()
 
 
 # --- the tick --------------------------------------------------------------------------------------------
+
+
+def unsubscribe_secret(project: Project, store: Store) -> str | None:
+    """The key unsubscribe links are signed with: the environment variable `unsubscribe_secret_env` names
+    when it is set (stores, or `mauto serve` on another machine, sharing one), else the store's own."""
+    name = project.data.get("unsubscribe_secret_env")
+    value = os.environ.get(name) if isinstance(name, str) and name else None
+    if value:
+        return value
+    with store.guard():
+        return runtime.unsubscribe_secret(store.db)
+
+
+def message_renderer(project: Project, store: Store) -> MessageRenderer:
+    """The renderer a tick sends with. Never the public key simulations sign with: with no secret anywhere,
+    links cannot be signed, and nothing is sent (anyone could forge an unsubscribe for any contact)."""
+    secret = unsubscribe_secret(project, store)
+    if secret is None and project.data.get("unsubscribe_url"):
+        name = project.data.get("unsubscribe_secret_env")
+        where = f"set the environment variable {name}, or " if name else ""
+        raise MautoError(f"no key to sign unsubscribe links with: {where}run `mauto db init` to make one and keep "
+                         "it in the store (a tick never signs them with the public key simulations use)",
+                         store.shown)
+    return MessageRenderer(project, secret=secret)
 
 
 def tick(project: Project, store: Store, now: datetime, transports: dict[str, channels.Transport],
@@ -655,9 +1017,10 @@ def tick(project: Project, store: Store, now: datetime, transports: dict[str, ch
                 log("unknown", {"key": key, "id": message_id,
                                 "why": "its hand-off began before a crash; not resent (see `mauto outbox --unknown`)"})
         with store.transaction():
-            driver = TickDriver(project, store, now, log, renderer or MessageRenderer(project), report)
+            driver = TickDriver(project, store, now, log, renderer or message_renderer(project, store), report)
             driver.stopping = stopping
             driver._prepare()
+        driver.write_log()
         driver.drain(progress)
         if call is None:
             from mauto.channels.webhook import call_webhook as call
@@ -747,7 +1110,11 @@ def serve(project: Project, open_store: Callable[[], Store], interval: timedelta
         crons = [(row[0], runtime.workflow_source(store.db, row[0], row[1])) for row in
                  runtime.running_workflows(store.db)]
     for workflow_id, source in crons:
-        workflow = build(parse(source, workflow_id))
+        try:
+            workflow = build(parse(source or "", workflow_id))
+        except Exception as error:  # noqa: BLE001 - each tick reports it (a `workflow` failure); the rest run
+            log("error", {"workflow": workflow_id, "why": f"cannot be loaded: {_reason(error)}"})
+            continue
         if workflow.trigger.kind == "schedule":
             spec = workflow.trigger.value
             scheduler.add_job(run, parse_cron(spec["cron"], spec.get("timezone") or project.timezone),

@@ -19,10 +19,10 @@ from mauto.config import Project
 from mauto.datafiles import DataError, coerce, parse_time, read_rows
 from mauto.engine.interpreter import Engine, Settings
 from mauto.engine.records import ContactState, Event
-from mauto.engine.state import PENDING, Enrollment, LogEntry, Outcome
+from mauto.engine.state import FAILED, PENDING, Enrollment, LogEntry, Outcome
 from mauto.engine.timing import zone
 from mauto.engine.triggers import date_occurrences, schedule_fires
-from mauto.errors import MautoError
+from mauto.errors import MautoError, printable
 from mauto.messages import MessageRenderer, RenderedMessage
 from mauto.workflow.durations import parse_duration
 from mauto.workflow.model import Workflow
@@ -41,7 +41,7 @@ class Samples:
 def load_contacts(path: Path, project: Project) -> list[ContactState]:
     fields = project.contact_fields
     contacts: dict[str, ContactState] = {}
-    for line, row in read_rows(path):
+    for line, row in read_rows(path, as_written=True):  # declared types decide, as `contacts import` does
         contact_id = row.get("id")
         if contact_id is None or contact_id == "":
             raise DataError("row has no `id`", str(path), line)
@@ -267,7 +267,10 @@ class Simulation:
             _, _, _, at, payload = heapq.heappop(self.queue)
             if at >= self.end:
                 break
-            self._process(at, payload)
+            try:
+                self._process(at, payload)
+            except Exception as error:  # noqa: BLE001 - one item's failure is shown, the others go on
+                self._item_failed(at, payload, error)
         zones = {contact.id: self.engine.contact_zone(contact) for contact in self.contacts.values()}
         return SimulationResult(self.start, self.end, self.timeline, self.funnels, self.messages, self.contacts,
                                 zones, list(self.enrollments.values()))
@@ -297,10 +300,38 @@ class Simulation:
         elif kind == "segments":
             workflow = self.registry[payload[1]]
             for contact in self.contacts.values():
-                self._check_segment(workflow, contact, at)
+                try:
+                    self._check_segment(workflow, contact, at)
+                except Exception as error:  # noqa: BLE001 - this contact's failure alone
+                    self._item_failed(at, ("due", workflow.id, contact.id), error)
 
     def _workflow_of(self, enrollment: Enrollment) -> Workflow:
         return self.registry[enrollment.workflow]
+
+    def _item_failed(self, at: datetime, payload: tuple, error: Exception) -> None:
+        """An item the engine could not handle (a bug met by one contact's data, a moment out of range): its
+        enrollment ends failed, or the failure is shown on the contact's timeline; the run goes on, as a
+        tick does (where the item is also rolled back: docs/daemon.md)."""
+        reason = printable(f"{type(error).__name__}: {error}")
+        kind = payload[0]
+        if kind == "wake":
+            enrollment = self.enrollments.get(payload[1])
+            if enrollment is None:
+                return
+            if not enrollment.ended:
+                enrollment.state, enrollment.wake_at = FAILED, None
+                enrollment.ended_at, enrollment.reason = at.isoformat(), f"could not go on: {reason}"
+                if enrollment.id in self.active[enrollment.contact]:
+                    self.active[enrollment.contact].remove(enrollment.id)
+            self._record([LogEntry(at, enrollment.contact, enrollment.workflow, enrollment.version,
+                                   enrollment.position or "", "failed", f"could not go on: {reason}")])
+        elif kind == "event":
+            event = payload[1]
+            self._record([LogEntry(at, event.contact, "-", 0, "event", "failed", f"event {event.name}: {reason}")])
+        elif kind in ("due", "inactive"):
+            workflow = self.registry.get(payload[1])
+            self._record([LogEntry(at, payload[2], payload[1], workflow.version if workflow else 0, "trigger",
+                                   "failed", f"{kind} trigger: {reason}")])
 
     def _on_event(self, event: Event) -> None:
         contact = self.contacts[event.contact]

@@ -9,6 +9,7 @@ number.
 """
 from __future__ import annotations
 
+import secrets
 from typing import Callable
 
 from sqlite_utils import Database
@@ -255,3 +256,28 @@ def daemon_tables(db: Database) -> None:
     db.execute("CREATE TABLE runner_state (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
     # The tick looks up a contact's enrollments (in flight, and every one for reentry) for each item it handles.
     db.execute("CREATE INDEX enrollments_contact_workflow ON enrollments (contact, workflow)")
+
+
+@migration(4)
+def failures_and_unsubscribe_secret(db: Database) -> None:
+    """The list of items ticks could not handle, and the store's own unsubscribe-signing key."""
+    # What a tick could not handle (an event, a trigger, an enrollment, a call, a message), one row each, with
+    # the reason: one bad item fails alone and is shown here (`mauto failures`), the tick goes on.
+    db.execute("""
+        CREATE TABLE failures (
+            id INTEGER PRIMARY KEY,
+            at TEXT NOT NULL,
+            moment TEXT,
+            kind TEXT NOT NULL CHECK (kind IN ('event', 'trigger', 'enrollment', 'call', 'message', 'workflow')),
+            ref TEXT,
+            contact TEXT,
+            workflow TEXT,
+            reason TEXT NOT NULL
+        )""")
+    db.execute("CREATE INDEX failures_at ON failures (at)")
+    db.execute("CREATE INDEX failures_contact ON failures (contact)")
+    # The key that signs unsubscribe links, made once per store: outside a simulation a link is never signed
+    # with a public constant (anyone could forge an unsubscribe). The environment variable named by
+    # `unsubscribe_secret_env` takes precedence (several stores, or `mauto serve` elsewhere, sharing one).
+    db.execute("INSERT OR IGNORE INTO runner_state (key, value) VALUES ('unsubscribe_secret', ?)",
+               [secrets.token_urlsafe(32)])

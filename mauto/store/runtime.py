@@ -6,7 +6,9 @@ say they commit on their own (the outbox hand-off marks, which must be on disk b
 from __future__ import annotations
 
 import json
+import secrets
 from bisect import insort
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Iterator
 
@@ -101,7 +103,8 @@ def contact_rows(db: Any, fields: dict[str, Any], zone: str) -> Iterator[Contact
         yield ContactState(record["id"], typed_fields(record, fields, zone))
 
 
-def load_contact(db: Any, contact_id: str, fields: dict[str, Any], zone: str) -> ContactState | None:
+def load_contact(db: Any, contact_id: str, fields: dict[str, Any], zone: str,
+                 region: str | None = None) -> ContactState | None:
     """The contact as the engine reads it: typed fields, the events already processed, the messages made
     for it (frequency caps), and the channels its addresses are suppressed on."""
     row = next(db.query("SELECT * FROM contacts WHERE id = ? AND erased_at IS NULL", [contact_id]), None)
@@ -117,7 +120,7 @@ def load_contact(db: Any, contact_id: str, fields: dict[str, Any], zone: str) ->
                     "status != 'cancelled' ORDER BY created_at", [contact_id])]
     suppressed = {channel for channel, column in ADDRESS.items() if record.get(column) and db.execute(
         "SELECT 1 FROM suppressions WHERE address_hash = ? AND channel = ?",
-        [address_hash(record[column], channel), channel]).fetchone()}
+        [address_hash(record[column], channel, region), channel]).fetchone()}
     return ContactState(contact_id, typed_fields(record, fields, zone), events, messages, suppressed)
 
 
@@ -158,13 +161,28 @@ def _enrollment(data: str) -> Enrollment:
     return Enrollment.from_dict(json.loads(data))
 
 
-def due_enrollments(db: Any, until: datetime) -> Iterator[Enrollment]:
+@dataclass
+class Unreadable:
+    """An enrollment row whose data does not read back (written by hand, or by a bug): failed alone."""
+
+    id: str
+    error: Exception
+
+
+def due_enrollments(db: Any, until: datetime) -> Iterator[Enrollment | Unreadable]:
     """In-flight enrollments whose wake-up has come (or that were left with none), paused workflows aside;
     read one at a time (a tick may find 100,000 due)."""
-    return (_enrollment(row[0]) for row in db.execute(
-        "SELECT e.data FROM enrollments e JOIN workflows w ON w.id = e.workflow "
-        "WHERE e.state IN ('active', 'waiting') AND (e.wake_at IS NULL OR e.wake_at <= ?) AND w.state != 'paused' "
-        "ORDER BY e.wake_at, e.id", [stamp(until)]))
+    for enrollment_id, data in db.execute(
+            "SELECT e.id, e.data FROM enrollments e JOIN workflows w ON w.id = e.workflow "
+            "WHERE e.state IN ('active', 'waiting') AND (e.wake_at IS NULL OR e.wake_at <= ?) AND "
+            "w.state != 'paused' ORDER BY e.wake_at, e.id", [stamp(until)]):
+        try:
+            enrollment = _enrollment(data)
+            enrollment.wake_time  # noqa: B018 - a wake-up that does not parse is this row's problem too
+        except Exception as error:  # noqa: BLE001
+            yield Unreadable(enrollment_id, error)
+            continue
+        yield enrollment
 
 
 def enrollment_ids(db: Any, contact: str, workflow: str | None = None, in_flight: bool = False) -> list[str]:
@@ -339,6 +357,85 @@ def record_call(db: Any, call_id: int, status: str, answer: str, at: str, next_t
                "next_try_at), updated_at = ? WHERE id = ?", [status, answer, next_try_at, at, call_id])
 
 
+# --- failures: what a tick could not handle -------------------------------------------------------------
+
+REASON_LIMIT = 1000  # characters of a failure's reason kept (an exception's text can be long)
+
+
+def record_failure(db: Any, at: str, kind: str, reason: str, *, moment: datetime | None = None,
+                   ref: str | None = None, contact: str | None = None, workflow: str | None = None) -> None:
+    """One item a tick could not handle, with why: listed by `mauto failures`, counted in the tick's report."""
+    db.execute("INSERT INTO failures (at, moment, kind, ref, contact, workflow, reason) VALUES (?, ?, ?, ?, ?, ?, ?)",
+               [at, stamp(moment) if moment is not None else None, kind, ref, contact, workflow,
+                reason[:REASON_LIMIT]])
+
+
+def has_failure(db: Any, kind: str, reason: str, contact: str | None, workflow: str | None) -> bool:
+    """Whether the same failure was recorded already (a trigger that fails for a contact every tick)."""
+    return db.execute("SELECT 1 FROM failures WHERE kind = ? AND reason = ? AND contact IS ? AND workflow IS ? "
+                      "LIMIT 1", [kind, reason[:REASON_LIMIT], contact, workflow]).fetchone() is not None
+
+
+def fail_enrollment(db: Any, enrollment_id: str, reason: str, at: str) -> bool:
+    """End an enrollment as failed without reading it through the engine (its data may be what is broken):
+    the columns always, the JSON too when it parses. False when there is no such enrollment in flight."""
+    reason = reason[:REASON_LIMIT]
+    changed = db.execute(
+        "UPDATE enrollments SET state = 'failed', wake_at = NULL, ended_at = ?, reason = ? WHERE id = ? AND "
+        f"state IN ({','.join('?' * len(IN_FLIGHT))})", [at, reason, enrollment_id, *IN_FLIGHT]).rowcount
+    if changed:
+        db.execute("UPDATE enrollments SET data = json_set(data, '$.state', 'failed', '$.wake_at', NULL, "
+                   "'$.ended_at', ?, '$.reason', ?, '$.pending', NULL) WHERE id = ? AND json_valid(data)",
+                   [at, reason, enrollment_id])
+    return bool(changed)
+
+
+def failures(db: Any, limit: int = 100, since: str | None = None) -> list[dict[str, Any]]:
+    """The newest items ticks could not handle, and the enrollments that ended failed, newest first."""
+    sql = ("SELECT * FROM (SELECT at, moment, kind, ref, contact, workflow, reason FROM failures "
+           "UNION ALL SELECT ended_at, NULL, 'enrollment', id, contact, workflow, coalesce(reason, '') "
+           "FROM enrollments WHERE state = 'failed' AND id NOT IN (SELECT ref FROM failures WHERE kind = "
+           "'enrollment' AND ref IS NOT NULL))")
+    args: list[Any] = []
+    if since is not None:
+        sql += " WHERE at >= ?"
+        args.append(since)
+    return list(db.query(sql + " ORDER BY at DESC LIMIT ?", [*args, limit]))
+
+
+def withdrawals_pending(db: Any, contact_id: str) -> set[str]:
+    """Channels a contact withdrew from in events the store holds but no tick has processed yet (an
+    `unsubscribed` stamped a little after the tick's moment, a complaint or a hard bounce just received):
+    an unsubscribe known to the store when a message is handed over wins."""
+    channels: set[str] = set()
+    for name, properties in db.execute(
+            "SELECT name, properties FROM events WHERE contact = ? AND processed_at IS NULL AND name IN "
+            "('unsubscribed', 'email_complained', 'email_bounced')", [contact_id]):
+        try:
+            data = json.loads(properties)
+        except ValueError:
+            data = {}
+        data = data if isinstance(data, dict) else {}
+        if name == "unsubscribed":
+            channels.add(data.get("channel") if data.get("channel") in ("email", "sms") else "email")
+        elif name == "email_complained" or data.get("kind", "hard") == "hard":
+            channels.add("email")
+    return channels
+
+
+def unsubscribe_secret(db: Any) -> str | None:
+    """The store's own key for signing unsubscribe links (made by migration 4), or None."""
+    return get_state(db, "unsubscribe_secret")
+
+
+def ensure_unsubscribe_secret(db: Any) -> bool:
+    """Make the store's unsubscribe key when it has none (inside the caller's transaction); True if made."""
+    if get_state(db, "unsubscribe_secret") is not None:
+        return False
+    set_state(db, "unsubscribe_secret", secrets.token_urlsafe(32))
+    return True
+
+
 # --- erasure ---------------------------------------------------------------------------------------------
 
 
@@ -353,14 +450,20 @@ def erase_activity(db: Any, anonymous: str, now: str) -> int:
         if not enrollment.ended:
             enrollment.state, enrollment.ended_at, enrollment.reason = EXITED, now, "the contact was erased"
             ended += 1
+        elif enrollment.reason is not None:  # a webhook's error or a template's may echo the contact's data
+            enrollment.reason = f"{enrollment.state} (the reason went with the erased contact)"
         enrollment.pending = enrollment.waiting = enrollment.wake_at = None
         db.execute("UPDATE calls SET request = '{}', answer = NULL, status = CASE status WHEN 'pending' THEN "
                    "'failed' ELSE status END, updated_at = ? WHERE enrollment = ?", [now, enrollment.id])
     save_enrollments(db, enrollments)
+    # A provider's answer often quotes the address ("550 5.1.1 <ana@example.com>: Recipient address rejected").
     db.execute("UPDATE messages SET to_address = NULL, subject = NULL, body = X'', updated_at = ?, "
-               "answer = CASE status WHEN 'pending' THEN 'not sent: the contact was erased' ELSE answer END, "
+               "answer = CASE status WHEN 'pending' THEN 'not sent: the contact was erased' "
+               "ELSE status || ' (the answer went with the erased contact)' END, "
                "status = CASE status WHEN 'pending' THEN 'cancelled' ELSE status END WHERE contact = ?",
                [now, anonymous])
     db.execute("UPDATE step_log SET detail = '', extra = '{}' WHERE contact = ?", [anonymous])
-    db.execute("UPDATE tasks SET notes = NULL WHERE contact = ?", [anonymous])
+    db.execute("UPDATE tasks SET title = 'a task for an erased contact', notes = NULL WHERE contact = ?", [anonymous])
+    db.execute("UPDATE failures SET reason = kind || ' failed (the reason went with the erased contact)' "
+               "WHERE contact = ?", [anonymous])
     return ended

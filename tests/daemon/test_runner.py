@@ -258,9 +258,12 @@ def test_a_crash_during_the_hand_off_leaves_the_message_unknown(daemon: Daemon) 
 
 
 def test_advancing_and_queueing_commit_together(daemon: Daemon) -> None:
+    # A failure of the store itself (here SQLite's own error inside the insert of the message) stops the tick
+    # and undoes the whole batch: nothing half-written.
     daemon.event("ana", "signed_up", T0)
-    daemon.store.db.execute("CREATE TRIGGER boom BEFORE INSERT ON messages BEGIN SELECT RAISE(ABORT, 'disk full'); END")
-    with pytest.raises(MautoError, match="disk full"):
+    daemon.store.db.execute("CREATE TRIGGER boom BEFORE INSERT ON messages BEGIN "
+                            "INSERT INTO vanished (x) VALUES (1); END")
+    with pytest.raises(MautoError, match="no such table: main.vanished"):
         daemon.tick(T0 + timedelta(minutes=1))
     assert daemon.rows("SELECT count(*) FROM enrollments") == [(0,)]
     assert daemon.rows("SELECT count(*) FROM step_log") == [(0,)]
@@ -269,6 +272,24 @@ def test_advancing_and_queueing_commit_together(daemon: Daemon) -> None:
     assert daemon.tick(T0 + timedelta(minutes=2)).sent == 1
     assert daemon.rows("SELECT state, position FROM enrollments") == [("active", "steps.2")]
     assert len(daemon.smtp.messages) == 1
+
+
+def test_an_item_the_store_refuses_fails_alone_and_the_others_are_sent(daemon: Daemon) -> None:
+    # A write refused for one item's data (a constraint) is that item's failure: it is undone whole (no
+    # enrollment, no step, no message), recorded with its reason, and the rest of its batch is committed.
+    daemon.event("ana", "signed_up", T0)
+    daemon.event("ben", "signed_up", T0)
+    daemon.store.db.execute("CREATE TRIGGER boom BEFORE INSERT ON messages WHEN NEW.contact = 'ana' BEGIN "
+                            "SELECT RAISE(ABORT, 'refused for ana'); END")
+    report = daemon.tick(T0 + timedelta(minutes=1))
+    assert (report.sent, report.errors, report.needs_attention) == (1, 1, True)
+    assert daemon.rows("SELECT contact, state FROM enrollments") == [("ben", "active")]
+    assert daemon.rows("SELECT DISTINCT contact FROM step_log") == [("ben",)]
+    assert daemon.rows("SELECT contact FROM messages") == [("ben",)]
+    assert daemon.rows("SELECT count(*) FROM events WHERE processed_at IS NULL") == [(0,)]  # not tried forever
+    [(kind, contact, reason)] = daemon.rows("SELECT kind, contact, reason FROM failures")
+    assert (kind, contact) == ("event", "ana")
+    assert reason == "event signed_up: IntegrityError: refused for ana"
 
 
 def test_a_template_error_fails_that_enrollment_and_the_batch_goes_on(daemon: Daemon) -> None:
