@@ -176,10 +176,16 @@ class TickReport:
         return bool(self.parked or self.unknown or self.failed or self.errors)
 
     def counters(self) -> tuple[int, ...]:
-        return (self.enrolled, self.advanced, self.events, self.queued, self.failed, self.errors)
+        return (self.enrolled, self.advanced, self.events, self.queued, self.failed, self.errors, len(self.problems))
 
     def restore(self, counters: tuple[int, ...]) -> None:
-        self.enrolled, self.advanced, self.events, self.queued, self.failed, self.errors = counters
+        self.enrolled, self.advanced, self.events, self.queued, self.failed, self.errors, problems = counters
+        del self.problems[problems:]
+
+    def problem(self, kind: str, reason: str, **where: Any) -> None:
+        """One failure, as `mauto failures` lists it, for the JSON report."""
+        self.problems.append({"kind": kind, **{key: value for key, value in where.items() if value is not None},
+                              "reason": reason})
 
     def line(self) -> str:
         parts = [f"tick {self.now.isoformat(timespec='seconds')}: {self.enrolled} enrolled",
@@ -247,7 +253,7 @@ class TickDriver(Simulation):
         fields, tz = self.engine.settings.contact_fields, project.timezone
         self.contacts = _Lazy(lambda contact_id: runtime.load_contact(self.db, contact_id, fields, tz,
                                                                       store.phone_region))
-        self.enrollments = _Lazy(lambda enrollment_id: runtime.get_enrollment(self.db, enrollment_id))
+        self.enrollments = _Lazy(self._load_enrollment)
         self.history = _Lazy(self._load_history)
         self.active = _Lazy(lambda contact_id: runtime.enrollment_ids(self.db, contact_id, in_flight=True))
         self.segment_state = _Lazy(lambda key: runtime.in_segment(self.db, *key))
@@ -283,12 +289,23 @@ class TickDriver(Simulation):
                                      f"{_reason(error)}; its enrollments wait until it is deployed again"
             runtime.record_failure(self.db, self.at, "workflow", why, ref=f"{workflow_id}:{version}",
                                    workflow=workflow_id)
+            self.report.problem("workflow", why, workflow=workflow_id)
             self.report.errors += 1
             self._log("error", {"workflow": workflow_id, "version": version, "why": why})
             return None
 
-    def _workflow_of(self, enrollment: Enrollment) -> Workflow:
-        return self._version(enrollment.workflow, enrollment.version)
+    def _workflow_of(self, enrollment: Enrollment) -> Workflow | None:  # type: ignore[override]
+        return self._loadable(enrollment.workflow, enrollment.version)
+
+    def _load_enrollment(self, enrollment_id: str) -> Enrollment | None:
+        """An enrollment from the store; one whose data does not read back is failed there and then (None)."""
+        try:
+            return runtime.get_enrollment(self.db, enrollment_id)
+        except Exception as error:  # noqa: BLE001 - this enrollment's problem, not the tick's
+            if _store_failure(error):
+                raise
+            self._fail_enrollment(enrollment_id, error, self.now)
+            return None
 
     def _enrollment(self, enrollment_id: str) -> Enrollment:
         enrollment = self.enrollments.get(enrollment_id)
@@ -324,6 +341,14 @@ class TickDriver(Simulation):
             history = boundary.isoformat()
         lower = last + timedelta(microseconds=1) if last is not None else datetime.fromisoformat(history)
         for seq, event in runtime.unprocessed_events(db, now):
+            if isinstance(event, runtime.Unreadable):
+                runtime.mark_processed(db, [seq], self.at)
+                why = f"event {seq} does not read back: {_reason(event.error)}"
+                runtime.record_failure(db, self.at, "event", why, ref=str(seq), contact=event.contact)
+                self.report.problem("event", why, contact=event.contact)
+                self.report.errors += 1
+                self._log("error", {"event": seq, "contact": event.contact, "why": why})
+                continue
             self.event_seq[id(event)] = seq
             self._push(event.at, _EVENT, ("event", event))
         for workflow in self.workflows:
@@ -367,6 +392,10 @@ class TickDriver(Simulation):
             elif kind == "segment" and first:
                 self._push(now, _DUE, ("segments", workflow.id))  # marked started when done
         for workflow_id, contact_id, last_at, due_at in runtime.due_timers(db, now):
+            if isinstance(last_at, Exception):
+                runtime.clear_timer(db, workflow_id, contact_id)
+                self._trigger_failed(last_at, workflow_id, contact_id, now)
+                continue
             if workflow_id in self.registry:
                 self._push(due_at, _DUE, ("inactive", workflow_id, contact_id, last_at))
         for number, enrollment in enumerate(runtime.due_enrollments(db, now)):
@@ -459,18 +488,30 @@ class TickDriver(Simulation):
         contact = self.contacts[event.contact]
         if contact is None:  # erased since the event arrived
             return
-        channel = runtime.SUPPRESSING.get(event.name)
-        if channel and (event.name != "email_bounced" or event.properties.get("kind", "hard") == "hard"):
+        suppress, withdraw = runtime.withdrawal(event)
+        if suppress:
             address = contact.fields.get("email")
-            if address and self.store.suppress(address, channel, event.name):
-                contact.suppressed.add(channel)
-                self._log("suppressed", {"contact": contact.id, "channel": channel, "why": event.name})
-        if event.name == "unsubscribed":
-            channel = event.properties.get("channel", "email")
-            if channel in ("email", "sms"):
-                contact.fields[f"{channel}_consent"] = False
-                runtime.withdraw_consent(self.db, contact.id, channel, self.at)
+            if address and self.store.suppress(address, suppress, event.name):
+                contact.suppressed.add(suppress)
+                self._log("suppressed", {"contact": contact.id, "channel": suppress, "why": event.name})
+        if withdraw:
+            contact.fields[f"{withdraw}_consent"] = False
+            runtime.withdraw_consent(self.db, contact.id, withdraw, self.at)
         self._on_event_enrolling(event)
+
+    def _withdrawal_of_failed(self, event: Event) -> None:
+        """What an event says of consent holds even when the rest of its handling failed and was rolled back:
+        an unsubscribe, a complaint or a hard bounce is never lost with it."""
+        suppress, withdraw = runtime.withdrawal(event)
+        if not (suppress or withdraw):
+            return
+        info = runtime.address_of(self.db, event.contact)
+        if info is None:
+            return
+        if suppress and info["email"]:
+            self.store.suppress(info["email"], suppress, event.name)
+        if withdraw:
+            runtime.withdraw_consent(self.db, event.contact, withdraw, self.at)
 
     def _remember(self, contact: ContactState, event: Event) -> None:
         runtime.add_event(contact, event)  # a late event lands in its place
@@ -518,10 +559,15 @@ class TickDriver(Simulation):
                 return  # done by an earlier tick that stopped before its end (date, schedule: same window again)
             super()._process(at, payload)
         elif kind == "segments":
-            # One item per contact, at the same moment, so that one contact's failure is that contact's alone.
-            runtime.set_state(self.db, f"started:{payload[1]}", self.at)
+            # One item per contact, so that one contact's failure is that contact's alone; at the events'
+            # priority, so that they all run before what they cause at the same moment (as the simulation's
+            # one loop over the contacts does); the first check is done once all are (a tick stopped between
+            # batches does it again, and contacts already in the segment are not entered twice).
             for contact_id in list(runtime.contact_ids(self.db)):
-                self._push(at, _DUE, ("segment", payload[1], contact_id))
+                self._push(at, _EVENT, ("segment", payload[1], contact_id))
+            self._push(at, _EVENT, ("segments-done", payload[1]))
+        elif kind == "segments-done":
+            runtime.set_state(self.db, f"started:{payload[1]}", self.at)
         elif kind == "segment":
             contact = self.contacts[payload[2]]
             if contact is not None:
@@ -572,7 +618,7 @@ class TickDriver(Simulation):
         that fails again is rolled back alone and recorded as failed, with its reason (`_item_failed`), and
         the others are committed. The usual batch pays nothing for this but a copy of the queue."""
         while self.queue and self.queue[0][3] < self.end and not self.stopping():
-            queue, event_seq, counters = list(self.queue), dict(self.event_seq), self.report.counters()
+            saved = self._save()
             failure: list[BaseException] = []
             with self.store.transaction():
                 try:
@@ -583,11 +629,7 @@ class TickDriver(Simulation):
                     failure.append(error)
                     raise Rollback from None
             if failure:
-                self.queue, self.event_seq = queue, event_seq
-                self.report.restore(counters)
-                self.logged.clear()
-                self._reset_batch()
-                self._forget()
+                self._restore(saved)
                 with self.store.transaction():
                     done = self._batch(isolated=True)
             self.write_log()
@@ -597,6 +639,20 @@ class TickDriver(Simulation):
                 self._forget()
         if not self.queue:
             self._forget()
+
+    def _save(self) -> tuple:
+        """What a rolled-back transaction must find in memory again: the queue, the events' rows, the
+        report's counts, the versions found broken (so that they are said again), the log not yet written."""
+        return list(self.queue), dict(self.event_seq), self.report.counters(), dict(self.broken), len(self.logged)
+
+    def _restore(self, saved: tuple) -> None:
+        """Memory as `_save` found it; what was loaded is forgotten (the store has it as it was)."""
+        queue, event_seq, counters, broken, logged = saved
+        self.queue, self.event_seq, self.broken = queue, event_seq, broken
+        self.report.restore(counters)
+        del self.logged[logged:]
+        self._reset_batch()
+        self._forget()
 
     def _batch(self, isolated: bool) -> int:
         """Up to BATCH due items, inside the caller's transaction; how many were handled."""
@@ -619,7 +675,7 @@ class TickDriver(Simulation):
         """One item in a savepoint of its own, flushed at once: when it fails, it alone is undone and failed."""
         db = self.db
         seq = self.event_seq.get(id(payload[1])) if payload[0] == "event" else None
-        logged, counters = len(self.logged), self.report.counters()
+        logged, counters, broken = len(self.logged), self.report.counters(), dict(self.broken)
         self.pushed, self.emitted = set(), []
         db.execute("SAVEPOINT item")
         try:
@@ -637,6 +693,7 @@ class TickDriver(Simulation):
                 self.event_seq.pop(key, None)
             del self.logged[logged:]
             self.report.restore(counters)
+            self.broken = broken
             self._reset_batch()
             self._forget()
             self._item_failed(at, payload, error, seq)
@@ -658,13 +715,16 @@ class TickDriver(Simulation):
                 runtime.mark_processed(db, [seq], self.at)  # not handled, and not to be tried again each tick
             runtime.record_failure(db, self.at, "event", f"event {event.name}: {reason}", moment=at,
                                    ref=str(seq) if seq is not None else None, contact=event.contact)
+            self.report.problem("event", f"event {event.name}: {reason}", contact=event.contact, at=at.isoformat())
+            self._withdrawal_of_failed(event)
             self._log("error", {"event": event.name, "contact": event.contact, "at": at.isoformat(), "why": reason})
         else:  # due, inactive, segment: one workflow's trigger for one contact
-            workflow_id, contact_id = payload[1], payload[2]
+            workflow_id, contact_id = payload[1], payload[2] if len(payload) > 2 else None
             if kind == "inactive":
                 runtime.clear_timer(db, workflow_id, contact_id)
             runtime.record_failure(db, self.at, "trigger", f"{kind} trigger: {reason}", moment=at,
                                    contact=contact_id, workflow=workflow_id)
+            self.report.problem("trigger", f"{kind} trigger: {reason}", contact=contact_id, workflow=workflow_id)
             self._log("error", {"workflow": workflow_id, "contact": contact_id, "at": at.isoformat(),
                                 "why": reason})
         self.report.errors += 1
@@ -680,6 +740,7 @@ class TickDriver(Simulation):
             return
         runtime.record_failure(self.db, self.at, "trigger", why, moment=at, contact=contact_id,
                                workflow=workflow_id)
+        self.report.problem("trigger", why, contact=contact_id, workflow=workflow_id)
         self._log("error", {"workflow": workflow_id, "contact": contact_id, "why": reason})
         self.report.errors += 1
 
@@ -696,6 +757,7 @@ class TickDriver(Simulation):
                                          f"could not go on: {reason}")])
         runtime.record_failure(db, self.at, "enrollment", reason, moment=at, ref=enrollment_id, contact=contact_id,
                                workflow=workflow_id)
+        self.report.problem("enrollment", reason, enrollment=enrollment_id, contact=contact_id, workflow=workflow_id)
         self.enrollments.pop(enrollment_id, None)
         self.report.failed += 1
         self._log("error", {"enrollment": enrollment_id, "contact": contact_id, "at": at.isoformat(), "why": reason})
@@ -713,6 +775,13 @@ class TickDriver(Simulation):
         """Make the webhook calls that are due (outside any transaction), then record each answer and go on."""
         done = 0
         for item in runtime.due_calls(self.db, self.now):
+            if "error" in item:  # its stored request does not read back: this call fails, and its enrollment
+                with self.store.transaction() as db:
+                    runtime.record_call(db, item["id"], "failed", _reason(item["error"]), self.at)
+                    self._fail_enrollment(item["enrollment"], item["error"], self.now)
+                self.write_log()
+                done += 1
+                continue
             try:
                 result = call(item["request"], item["key"])
             except Exception as error:  # noqa: BLE001 - a transport's surprise fails this call, not the tick
@@ -721,6 +790,7 @@ class TickDriver(Simulation):
                 result = WebhookResult(FAILED, None, None, _reason(error))
             done += 1
             self.report.calls += 1
+            saved = self._save()
             failure: list[BaseException] = []
             with self.store.transaction():
                 try:
@@ -731,9 +801,7 @@ class TickDriver(Simulation):
                     failure.append(error)
                     raise Rollback from None
             if failure:
-                self.logged.clear()
-                self._reset_batch()
-                self._forget()
+                self._restore(saved)  # what the rolled-back answer queued or emitted goes with it
                 with self.store.transaction() as db:
                     runtime.record_call(db, item["id"], "failed", _reason(failure[0]), self.at)
                     self._fail_enrollment(item["enrollment"], failure[0], self.now)
@@ -750,6 +818,8 @@ class TickDriver(Simulation):
             return
         enrollment = self.enrollments[enrollment.id] = enrollment
         workflow = self._workflow_of(enrollment)
+        if workflow is None:
+            raise MautoError(self.broken[(enrollment.workflow, enrollment.version)])
         contact = self.contacts[enrollment.contact]
         request = item["request"]
         attempts = item["attempts"] + 1
@@ -762,6 +832,8 @@ class TickDriver(Simulation):
             self._handle(workflow, self.engine.resume(workflow, enrollment, contact, result.response, at))
         elif result.status == "retry" and attempts <= int(request.get("retries", 3)):
             delay = channels.backoff(attempts)
+            if getattr(result, "retry_after", None) is not None:  # the endpoint's Retry-After: never earlier
+                delay = max(delay, result.retry_after)
             runtime.record_call(db, item["id"], "pending", result.detail, self.at,
                                 stamp(self.now + timedelta(seconds=delay)))
         else:
@@ -794,6 +866,10 @@ def _refusal(db: Any, contact_id: str, channel: str, store: Store) -> str | None
     if channel in runtime.withdrawals_pending(db, contact_id):
         return f"the contact withdrew {'email' if channel == 'email' else 'SMS'} consent (an event not yet processed)"
     return None
+
+
+class _NotPending(Exception):
+    """Raised by the hand-off mark when the message is no longer pending: the transport stops before DATA."""
 
 
 class _Outbox:
@@ -840,11 +916,15 @@ class _Outbox:
     def send(self, row: dict[str, Any]) -> None:
         """Hand one message over, or decide why not; whatever this message's data does, never raise for it
         (the store's own failures aside)."""
+        self.decided = False  # set once the message's fate is recorded: nothing after may record it again
         try:
             self._send(row)
         except Exception as error:  # noqa: BLE001 - one message's surprise parks it (never sent blind)
             if _store_failure(error):
                 raise
+            if self.decided:  # recorded already (sent, say); what failed after is not the message's
+                self.report.notes.append(f"message {row['id']}: {_reason(error)}")
+                return
             with self.store.guard():
                 status = self.store.db.execute("SELECT status, handoff_at FROM messages WHERE id = ?",
                                                [row["id"]]).fetchone()
@@ -872,6 +952,7 @@ class _Outbox:
                 refusal = f"consent could not be checked ({_reason(error)})"
             if refusal:
                 runtime.record_delivery(store, row["id"], "cancelled", f"not sent: {refusal}", at)
+                self.decided = True
                 report.cancelled += 1
                 log("cancelled", {"key": row["key"], "contact": row["contact"], "why": refusal})
                 return
@@ -884,11 +965,17 @@ class _Outbox:
         handed = []
 
         def handoff() -> None:
-            runtime.mark_handoff(store, row["id"], at)
+            if not runtime.mark_handoff(store, row["id"], at):
+                raise _NotPending  # a person dropped it (or it was decided) since it was read: never send it
             handed.append(True)
 
         try:
             delivery = transport.send(outgoing, handoff)
+        except _NotPending:
+            self.decided = True
+            log("cancelled", {"key": row["key"], "contact": row["contact"],
+                              "why": "decided meanwhile (outbox drop?); not sent"})
+            return
         except Exception as error:  # noqa: BLE001 - a transport's surprise is this message's, not the tick's
             if _store_failure(error):
                 raise
@@ -900,35 +987,31 @@ class _Outbox:
         self._record(row, delivery, bool(handed))
 
     def _record(self, row: dict[str, Any], delivery: channels.Delivery, handed: bool) -> None:
-        store, at, report, log = self.store, self.at, self.report, self.log
+        """The provider's answer, recorded once; then counted and logged."""
         attempts = row["attempts"] + 1
-        # The contact by id, never by address: the action log goes to files that erasure cannot reach.
-        answer = _without_address(delivery.detail, row["to_address"])
-        fields = {"key": row["key"], "contact": row["contact"], "channel": row["channel"], "answer": answer}
+        detail, options, verdict = delivery.detail, {"count_attempt": not handed}, "parked"
+        extra: dict[str, Any] = {}
         if delivery.status == channels.SENT:
-            runtime.record_delivery(store, row["id"], "sent", delivery.detail, at, provider_id=delivery.provider_id,
-                                    count_attempt=not handed)
-            report.sent += 1
-            log("sent", fields)
+            verdict, options["provider_id"] = "sent", delivery.provider_id
         elif delivery.status == channels.RETRY and attempts < channels.MAX_ATTEMPTS:
             delay = channels.backoff(attempts)
             if delivery.retry_after is not None:  # the provider's Retry-After: never earlier than it asked
                 delay = max(delay, delivery.retry_after + time.monotonic() - self.started)
             retry_at = self.now + timedelta(seconds=delay)
-            runtime.record_delivery(store, row["id"], "pending", delivery.detail, at, next_try_at=stamp(retry_at),
-                                    count_attempt=not handed)
-            report.retried += 1
-            log("retry", {**fields, "attempt": attempts, "next_try_at": retry_at.isoformat()})
+            verdict, options["next_try_at"] = "pending", stamp(retry_at)
+            extra = {"attempt": attempts, "next_try_at": retry_at.isoformat()}
         elif delivery.status == channels.UNKNOWN:
-            runtime.record_delivery(store, row["id"], "unknown", delivery.detail, at)
-            report.unknown += 1
-            log("unknown", fields)
-        else:
-            detail = delivery.detail if delivery.status == channels.PARKED else \
-                f"gave up after {attempts} attempts: {delivery.detail}"
-            runtime.record_delivery(store, row["id"], "parked", detail, at, count_attempt=not handed)
-            report.parked += 1
-            log("parked", {**fields, "answer": _without_address(detail, row["to_address"])})
+            verdict, options = "unknown", {}
+        elif delivery.status != channels.PARKED:
+            detail = f"gave up after {attempts} attempts: {detail}"
+        runtime.record_delivery(self.store, row["id"], verdict, detail, self.at, **options)
+        self.decided = True  # recorded: whatever the log does now, the message is not recorded again
+        counted = {"sent": "sent", "pending": "retried", "unknown": "unknown", "parked": "parked"}[verdict]
+        setattr(self.report, counted, getattr(self.report, counted) + 1)
+        # The contact by id, never by address: the action log goes to files that erasure cannot reach.
+        self.log({"pending": "retry"}.get(verdict, verdict), {
+            "key": row["key"], "contact": row["contact"], "channel": row["channel"],
+            "answer": _without_address(detail, row["to_address"]), **extra})
 
 
 def _without_address(text: str | None, address: str | None) -> str | None:
@@ -980,7 +1063,7 @@ def unsubscribe_secret(project: Project, store: Store) -> str | None:
     if value:
         return value
     with store.guard():
-        return runtime.unsubscribe_secret(store.db)
+        return runtime.unsubscribe_secret(store.db) or None  # an empty key is no key
 
 
 def message_renderer(project: Project, store: Store) -> MessageRenderer:

@@ -337,8 +337,10 @@ class Simulation:
         contact = self.contacts[event.contact]
         self._remember(contact, event)
         for enrollment_id in list(self.active[contact.id]):
-            enrollment = self.enrollments[enrollment_id]
-            workflow = self._workflow_of(enrollment)
+            enrollment = self.enrollments.get(enrollment_id)
+            workflow = self._workflow_of(enrollment) if enrollment is not None else None
+            if workflow is None:  # over a store: an enrollment that does not read back, a version that does not load
+                continue
             self._handle(workflow, self.engine.deliver(workflow, enrollment, contact, event))
         for workflow in self.workflows:
             trigger = workflow.trigger

@@ -55,6 +55,7 @@ class WebhookResult:
     code: int | None  # the HTTP status, None when there was no answer
     response: Any  # parsed JSON when the answer is JSON, else its text; None without an answer
     detail: str  # one line: "HTTP 200", "HTTP 503: busy", "timed out after 10s"
+    retry_after: float | None = None  # seconds the endpoint asked to wait (Retry-After), on a retry
 
 
 def call_webhook(request: dict, key: str, timeout_default: float = 10.0,
@@ -119,7 +120,8 @@ def call_webhook(request: dict, key: str, timeout_default: float = 10.0,
         retry_after = response.getheader("Retry-After")
         if retry_after:
             detail += f" (Retry-After: {retry_after.strip()})"
-        return WebhookResult(RETRY, status, answer, detail)
+        return WebhookResult(RETRY, status, answer, detail,
+                             _http.retry_after(retry_after, response.getheader("Date")))
     if 300 <= status < 400:
         detail += f" (redirects are not followed; Location: {response.getheader('Location') or '-'})"
     return WebhookResult(FAILED, status, answer, detail)

@@ -72,10 +72,22 @@ def skip_history(db: Any, before: datetime, at: str) -> int:
                       [at, stamp(before)]).rowcount
 
 
-def unprocessed_events(db: Any, until: datetime) -> list[tuple[int, Event]]:
-    return [(row[0], _event(row[1:])) for row in db.execute(
-        "SELECT seq, contact, name, at, properties, id FROM events WHERE processed_at IS NULL AND at <= ? "
-        "ORDER BY at, seq", [stamp(until)])]
+def unprocessed_events(db: Any, until: datetime) -> list[tuple[int, Event | Unreadable]]:
+    """(seq, event) of the events no tick has processed, up to `until`; a row that does not read back (its
+    properties or time written by hand) comes as Unreadable, to be failed alone."""
+    found: list[tuple[int, Event | Unreadable]] = []
+    for row in db.execute("SELECT seq, contact, name, at, properties, id FROM events WHERE processed_at IS NULL "
+                          "AND at <= ? ORDER BY at, seq", [stamp(until)]):
+        try:
+            event = _event(row[1:])
+            if not isinstance(event.properties, dict):
+                raise ValueError("the event's properties are not an object")
+            event.at.timestamp()  # noqa: B018 - a time without an offset fails here, not in the queue
+        except Exception as error:  # noqa: BLE001
+            found.append((row[0], Unreadable(str(row[0]), error, row[1])))
+            continue
+        found.append((row[0], event))
+    return found
 
 
 def mark_processed(db: Any, seqs: list[int], at: str) -> None:
@@ -149,6 +161,20 @@ def address_of(db: Any, contact_id: str) -> dict[str, Any] | None:
     return {"email": row[0], "phone": row[1], "email_consent": bool(row[2]), "sms_consent": bool(row[3])}
 
 
+def withdrawal(event: Event) -> tuple[str | None, str | None]:
+    """What an event says of consent: (the channel whose address goes on the suppression list, the channel
+    whose consent is withdrawn), each None when it says nothing. A hard bounce or a complaint suppresses
+    the email address; an unsubscribe withdraws its channel's consent."""
+    suppress = SUPPRESSING.get(event.name)
+    if suppress and event.name == "email_bounced" and event.properties.get("kind", "hard") != "hard":
+        suppress = None
+    withdraw = None
+    if event.name == "unsubscribed":
+        channel = event.properties.get("channel", "email")
+        withdraw = channel if channel in ("email", "sms") else None
+    return suppress, withdraw
+
+
 def withdraw_consent(db: Any, contact_id: str, channel: str, at: str) -> None:
     column = {"email": "email_consent", "sms": "sms_consent"}[channel]
     db.execute(f"UPDATE contacts SET {column} = 0, updated_at = ? WHERE id = ?", [at, contact_id])
@@ -163,10 +189,11 @@ def _enrollment(data: str) -> Enrollment:
 
 @dataclass
 class Unreadable:
-    """An enrollment row whose data does not read back (written by hand, or by a bug): failed alone."""
+    """A row that does not read back (written by hand, or by a bug): failed alone, with why."""
 
     id: str
     error: Exception
+    contact: str | None = None
 
 
 def due_enrollments(db: Any, until: datetime) -> Iterator[Enrollment | Unreadable]:
@@ -253,10 +280,24 @@ def set_timer(db: Any, workflow: str, contact: str, last_at: datetime, due_at: d
                [workflow, contact, stamp(last_at), stamp(due_at) if due_at else None])
 
 
-def due_timers(db: Any, until: datetime) -> list[tuple[str, str, datetime, datetime]]:
-    return [(row[0], row[1], datetime.fromisoformat(row[2]), datetime.fromisoformat(row[3])) for row in db.execute(
-        "SELECT workflow, contact, last_at, due_at FROM timers WHERE due_at IS NOT NULL AND due_at <= ? "
-        "ORDER BY due_at", [stamp(until)])]
+def due_timers(db: Any, until: datetime) -> list[tuple[str, str, datetime | Exception, datetime]]:
+    """(workflow, contact, last event's time, due time) of the inactivity timers due; a last time that does
+    not read back comes as the exception, to be failed alone."""
+    found: list[tuple[str, str, datetime | Exception, datetime]] = []
+    for workflow, contact, last_at, due_at in db.execute(
+            "SELECT workflow, contact, last_at, due_at FROM timers WHERE due_at IS NOT NULL AND due_at <= ? "
+            "ORDER BY due_at", [stamp(until)]):
+        try:
+            due = datetime.fromisoformat(due_at)
+            due.timestamp()  # noqa: B018
+        except Exception:  # noqa: BLE001 - due_at <= until in text order: due now
+            due = until
+        try:
+            last: datetime | Exception = datetime.fromisoformat(last_at)
+        except Exception as error:  # noqa: BLE001
+            last = error
+        found.append((workflow, contact, last, due))
+    return found
 
 
 def clear_timer(db: Any, workflow: str, contact: str) -> None:
@@ -311,11 +352,12 @@ def status_counts(db: Any) -> dict[str, int]:
     return counts
 
 
-def mark_handoff(store: Store, message_id: int, at: str) -> None:
-    """Record, committed, that the hand-off of a message begins: after a crash it is `unknown`, never resent."""
+def mark_handoff(store: Store, message_id: int, at: str) -> bool:
+    """Record, committed, that the hand-off of a message begins: after a crash it is `unknown`, never resent.
+    False when the message is no longer pending (a person dropped it meanwhile): then it must not go."""
     with store.transaction() as db:
-        db.execute("UPDATE messages SET handoff_at = ?, attempts = attempts + 1, updated_at = ? WHERE id = ? AND "
-                   "status = 'pending' AND handoff_at IS NULL", [at, at, message_id])
+        return db.execute("UPDATE messages SET handoff_at = ?, attempts = attempts + 1, updated_at = ? WHERE id = ? "
+                          "AND status = 'pending' AND handoff_at IS NULL", [at, at, message_id]).rowcount == 1
 
 
 def record_delivery(store: Store, message_id: int, status: str, answer: str, at: str,
@@ -324,11 +366,20 @@ def record_delivery(store: Store, message_id: int, status: str, answer: str, at:
 
     Committed without waiting for the disk: the next hand-off mark's durable commit carries it there. A power
     loss in between loses the answer, and the message, its hand-off mark durable, becomes `unknown`."""
+    answer, provider_id = _storable(answer), _storable(provider_id)
     with store.transaction(durable=False) as db:
+        # Only a pending message takes an answer: one a person dropped meanwhile stays as they decided.
         db.execute("UPDATE messages SET status = ?, answer = ?, next_try_at = ?, provider_id = coalesce(?, provider_id), "
                    "handoff_at = NULL, attempts = attempts + ?, updated_at = ?, "
-                   "sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END WHERE id = ?",
+                   "sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END WHERE id = ? AND status = 'pending'",
                    [status, answer, next_try_at, provider_id, 1 if count_attempt else 0, at, status, at, message_id])
+
+
+def _storable(text: str | None) -> str | None:
+    """A provider's text as SQLite can keep it: lone surrogates (which UTF-8 cannot encode) as escapes."""
+    if text is None or not isinstance(text, str):
+        return text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def set_message_status(db: Any, message_id: int, status: str, answer: str, at: str,
@@ -348,8 +399,17 @@ def insert_call(db: Any, key: str, enrollment: str, request: dict[str, Any], at:
 def due_calls(db: Any, until: datetime) -> list[dict[str, Any]]:
     cursor = db.execute("SELECT id, key, enrollment, request, attempts FROM calls WHERE status = 'pending' AND "
                         "next_try_at <= ? ORDER BY next_try_at, id", [stamp(until)])
-    return [{"id": row[0], "key": row[1], "enrollment": row[2], "request": json.loads(row[3]), "attempts": row[4]}
-            for row in cursor]
+    found = []
+    for call_id, key, enrollment, request, attempts in cursor:
+        item: dict[str, Any] = {"id": call_id, "key": key, "enrollment": enrollment, "attempts": attempts}
+        try:  # a request that does not read back (written by hand) fails this call alone
+            item["request"] = json.loads(request)
+            if not isinstance(item["request"], dict) or not isinstance(item["request"].get("url"), str):
+                raise ValueError("the stored request has no URL")
+        except Exception as error:  # noqa: BLE001
+            item["request"], item["error"] = None, error
+        found.append(item)
+    return found
 
 
 def record_call(db: Any, call_id: int, status: str, answer: str, at: str, next_try_at: str | None = None) -> None:
@@ -387,7 +447,26 @@ def fail_enrollment(db: Any, enrollment_id: str, reason: str, at: str) -> bool:
         db.execute("UPDATE enrollments SET data = json_set(data, '$.state', 'failed', '$.wake_at', NULL, "
                    "'$.ended_at', ?, '$.reason', ?, '$.pending', NULL) WHERE id = ? AND json_valid(data)",
                    [at, reason, enrollment_id])
+        if get_enrollment_or_none(db, enrollment_id) is None:  # its data is what was broken: made anew
+            save_enrollments(db, [_from_columns(db, enrollment_id)])
     return bool(changed)
+
+
+def get_enrollment_or_none(db: Any, enrollment_id: str) -> Enrollment | None:
+    """The enrollment, or None when there is none or its data does not read back."""
+    try:
+        return get_enrollment(db, enrollment_id)
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def _from_columns(db: Any, enrollment_id: str) -> Enrollment:
+    """An enrollment whose data does not read back, made again from its columns (no vars, no history)."""
+    row = db.execute("SELECT workflow, version, contact, state, position, entered_at, ended_at, reason FROM "
+                     "enrollments WHERE id = ?", [enrollment_id]).fetchone()
+    workflow, version, contact, state, position, entered_at, ended_at, reason = row
+    return Enrollment(enrollment_id, workflow, version, contact, entered_at, state=state, position=position,
+                      ended_at=ended_at, reason=reason)
 
 
 def failures(db: Any, limit: int = 100, since: str | None = None) -> list[dict[str, Any]]:
@@ -415,11 +494,12 @@ def withdrawals_pending(db: Any, contact_id: str) -> set[str]:
             data = json.loads(properties)
         except ValueError:
             data = {}
-        data = data if isinstance(data, dict) else {}
-        if name == "unsubscribed":
-            channels.add(data.get("channel") if data.get("channel") in ("email", "sms") else "email")
-        elif name == "email_complained" or data.get("kind", "hard") == "hard":
-            channels.add("email")
+        if not isinstance(data, dict):
+            data = {}
+        if name == "unsubscribed" and data.get("channel") not in ("email", "sms"):
+            data["channel"] = "email"  # an unsubscribe whose channel cannot be read: the safe reading
+        suppress, withdraw = withdrawal(Event(contact_id, name, None, data))  # type: ignore[arg-type]
+        channels.update(channel for channel in (suppress, withdraw) if channel)
     return channels
 
 
@@ -442,8 +522,8 @@ def ensure_unsubscribe_secret(db: Any) -> bool:
 def erase_activity(db: Any, anonymous: str, now: str) -> int:
     """What the daemon wrote about an erased contact (already renamed by cascade): scrubbed; its enrollments
     in flight ended as exited. Returns how many were ended."""
-    enrollments = [_enrollment(row[0]) for row in db.execute("SELECT data FROM enrollments WHERE contact = ?",
-                                                             [anonymous])]
+    enrollments = [get_enrollment_or_none(db, enrollment_id) or _from_columns(db, enrollment_id)
+                   for (enrollment_id,) in db.execute("SELECT id FROM enrollments WHERE contact = ?", [anonymous])]
     ended = 0
     for enrollment in enrollments:
         enrollment.contact, enrollment.vars, enrollment.trigger_event = anonymous, {}, None

@@ -37,6 +37,10 @@ class Rollback(Exception):
     """Raised inside `Store.transaction()` to undo the transaction without an error."""
 
 
+def _text(data: bytes) -> str:
+    return data.decode("utf-8", "replace")
+
+
 def wall_clock() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -100,6 +104,10 @@ class Store:
                 raise StoreError("no store here; create it with `mauto db init`", self.shown)
             self.path.parent.mkdir(parents=True, exist_ok=True)
         connection = sqlite3.connect(str(path), timeout=timeout)
+        # Text that is not UTF-8 (a row written by another program, or by hand) reads back with U+FFFD where
+        # its bad bytes were: one damaged value must not make every query that meets it fail ("Could not
+        # decode to UTF-8"), which would stop every tick. About 0.3 µs a value more than the C default.
+        connection.text_factory = _text
         self.db = Database(connection, execute_plugins=False)
         try:
             with self.guard():
