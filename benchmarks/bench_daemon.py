@@ -139,7 +139,7 @@ def generate(folder: Path, count: int, seed: int = 7) -> tuple[Path, Path]:
             if row["first_name"] is None:
                 del row["first_name"]
             if rng.random() < SMS_SHARE:
-                row["phone"] = f"+336{rng.randrange(10**7, 10**8)}"
+                row["phone"] = f"+3361{rng.randrange(10**6, 10**7)}"  # numbers phonenumbers knows are valid
                 row["sms_consent"] = True
             people.write(json.dumps(row, ensure_ascii=False) + "\n")
             carts.write(json.dumps({"id": f"cart-{index:07d}", "contact": row["id"], "event": "cart_abandoned",

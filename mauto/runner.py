@@ -479,9 +479,9 @@ class TickDriver(Simulation):
             elif entry.kind == "failed":
                 self.report.failed += 1
             self._log("step", {"at": entry.at.isoformat(), "contact": entry.contact,
-                                     "workflow": entry.workflow, "version": entry.version, "step": entry.step,
-                                     "kind": entry.kind, "channel": entry.channel, "template": entry.template,
-                                     "why": entry.detail})
+                               "workflow": entry.workflow, "version": entry.version, "step": entry.step,
+                               "kind": entry.kind, "channel": entry.channel, "template": entry.template,
+                               "why": entry.detail})
         self.batch_log.extend(entries)
 
     def _on_event(self, event: Event) -> None:
@@ -605,8 +605,8 @@ class TickDriver(Simulation):
         self.report.queued += len(self.batch_messages)
         for message in self.batch_messages:
             self._log("queued", {"key": message["key"], "contact": message["contact"],
-                                       "channel": message["channel"], "template": message["template"],
-                                       "at": message["created_at"]})
+                                 "channel": message["channel"], "template": message["template"],
+                                 "at": message["created_at"]})
         self._reset_batch()
 
     def drain(self, progress: Callable[[int], None] | None = None) -> None:
