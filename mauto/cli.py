@@ -228,6 +228,12 @@ def simulate(
     project = _project(ctx)
     begin = _parse_now(None).replace(second=0, microsecond=0) if start is None else \
         _parse_now(start, "--start", project.timezone)
+    from mauto.limits import LimitError, check_moment
+
+    try:
+        check_moment(begin + length, "--start + --for: the simulation's end")
+    except LimitError as error:
+        raise UsageError(str(error)) from None
     result = run_simulation(project, targets or None, begin, length, contacts, events, coupons, webhooks, contact)
     if render is not None:
         messages = [m for m in result.messages if contact is None or m.contact == contact]
@@ -554,7 +560,7 @@ def contacts_erase(
     suppressed = ", ".join(done["suppressed"]) or "no addresses"
     ended = f"; {done['enrollments_ended']} enrollment(s) in flight ended" if done["enrollments_ended"] else ""
     files = f"; {removed} message file(s) of the file transport deleted" if removed else ""
-    _out().print(f"{contact_id}: erased; {done['events_kept']:,} events kept without their properties; "
+    _out().print(f"{printable(contact_id)}: erased; {done['events_kept']:,} events kept without their properties; "
                  f"suppressed: {suppressed}{ended}{files}")
 
 
@@ -596,6 +602,9 @@ def contacts_export(
         if output is None:
             export_contacts(store, sys.stdout, export_format.value, project.contact_fields)
             return
+        from mauto.store.rows import refuse_overwrite, store_files
+
+        refuse_overwrite(output, "--output", store_files(store.path), "the contacts")
         with output.open("w", encoding="utf-8", newline="") as handle:
             count = export_contacts(store, handle, export_format.value, project.contact_fields)
     _err().print(f"wrote {count:,} contact{'s' if count != 1 else ''} to {output}")

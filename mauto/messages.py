@@ -171,6 +171,9 @@ def _url_safe(value: str) -> str:
     return value if value.isascii() else quote(value, safe=_URL_SAFE)
 
 
+_NOT_7BIT = re.compile(rb"\x00|\r(?!\n)")  # RFC 2045 §2.7: 7bit data holds no NUL and no bare CR
+
+
 def _body(text: str) -> tuple[str, str, bytes]:
     """(charset, transfer encoding, encoded body): 7bit when it can be, else whichever of quoted-printable
     and base64 is shorter (the `email` package's choice)."""
@@ -179,7 +182,7 @@ def _body(text: str) -> tuple[str, str, bytes]:
     except UnicodeEncodeError:  # a lone surrogate, which is not text
         text = _SURROGATES.sub("\ufffd", text)
         data = text.encode("utf-8")
-    if data.isascii() and max(map(len, data.split(b"\n"))) <= 998:
+    if data.isascii() and max(map(len, data.split(b"\n"))) <= 998 and not _NOT_7BIT.search(data):
         return "utf-8", "7bit", data
     wide = len(data) - len(text)  # bytes beyond the first of each non-ASCII character, roughly
     if wide * 3 > len(data):

@@ -47,6 +47,9 @@ BATCH = 500  # queue items per transaction
 KEEP = 5000  # contacts and enrollments kept in memory between batches; past it, forgotten (the store has them)
 SEND_BATCH = 200  # messages read from the outbox at a time
 PROBLEMS_SHOWN = 100  # failures listed in a tick's JSON report (all are in `mauto failures`)
+# Steps whose detail is made of rendered templates or set values (a task's title, a field's new value, a
+# webhook's URL): the action log leaves it out.
+_RENDERED_DETAIL = frozenset({"task", "update", "webhook", "coupon"})
 Log = Callable[[str, dict[str, Any]], None]
 
 
@@ -478,10 +481,13 @@ class TickDriver(Simulation):
                 self.report.enrolled += 1
             elif entry.kind == "failed":
                 self.report.failed += 1
+            # The step log in the store keeps every detail (erasure reaches it); the action log, which goes to
+            # files erasure cannot reach, leaves out the details made of the contact's data.
+            why = entry.detail if entry.kind not in _RENDERED_DETAIL else None
             self._log("step", {"at": entry.at.isoformat(), "contact": entry.contact,
                                "workflow": entry.workflow, "version": entry.version, "step": entry.step,
                                "kind": entry.kind, "channel": entry.channel, "template": entry.template,
-                               "why": entry.detail})
+                               "why": why})
         self.batch_log.extend(entries)
 
     def _on_event(self, event: Event) -> None:
@@ -823,8 +829,8 @@ class TickDriver(Simulation):
         contact = self.contacts[enrollment.contact]
         request = item["request"]
         attempts = item["attempts"] + 1
-        self._log("webhook", {"key": item["key"], "url": request["url"], "status": result.status,
-                              "answer": result.detail})
+        # Not the URL nor the answer: both may hold the contact's data (a rendered URL, an echoed body).
+        self._log("webhook", {"key": item["key"], "status": result.status, "code": result.code})
         if result.status == "ok":
             runtime.record_call(db, item["id"], "done", result.detail, self.at)
             # answered at once: at the step's own moment (as the simulation does); else when it came
@@ -1020,10 +1026,13 @@ def _without_address(text: str | None, address: str | None) -> str | None:
         return text
     from mauto.channels.smtp import idna_address
 
+    # The address as given, lower-cased, as servers quote the envelope (ASCII domain), as reasons quote it
+    # (repr, printable).
+    forms = {address, address.lower(), repr(address)[1:-1], printable(address)}
     try:
-        forms = {address, address.lower(), idna_address(address)}  # servers quote the envelope's ASCII form
+        forms.add(idna_address(address))
     except ValueError:
-        forms = {address, address.lower()}
+        pass
     for form in sorted(forms, key=len, reverse=True):
         text = text.replace(form, "<recipient>")
     return text

@@ -360,7 +360,7 @@ def import_contacts(store: Store, source: str | Path, *, fields: dict[str, Any],
     """
     if key not in ("id", "email"):
         raise MautoError(f"--key must be id or email, not `{key}`")
-    check_rejects_path(source, rejects)  # before anything is opened: never truncate the input
+    check_rejects_path(source, rejects, store.path)  # before anything is opened: never the input, never the store
     fmt = source_format(source, fmt)
     shown = shown_name(source)
     result = ImportResult(shown, problems=Problems(max_problems), rejects=str(rejects) if rejects else None)

@@ -106,7 +106,7 @@ def ingest_events(store: Store, source: str | Path, *, catalogue: dict[str, dict
     properties. An event whose `id` is already stored is skipped: ingestion is idempotent.
     All or nothing as for contacts, unless `skip_invalid`.
     """
-    check_rejects_path(source, rejects)  # before anything is opened: never truncate the input
+    check_rejects_path(source, rejects, store.path)  # before anything is opened: never the input, never the store
     shown = shown_name(source)
     result = IngestResult(shown, problems=Problems(max_problems), rejects=str(rejects) if rejects else None)
     aside = Rejects(rejects, "jsonl") if rejects is not None else None

@@ -39,21 +39,41 @@ def rows(source: str | Path, fmt: str) -> Iterator[tuple[int, dict[str, Any] | D
     return iter_rows(source, fmt, shown_name(source), as_written=True)
 
 
-def check_rejects_path(source: str | Path, rejects: Path | None) -> None:
-    """Refuse a --rejects file that is the input itself (by name, link or another path to it): writing the
-    rejects there would destroy the input. Called before anything is opened."""
-    if rejects is None or str(source) == "-":
+def check_rejects_path(source: str | Path, rejects: Path | None, store: Path | None = None) -> None:
+    """Refuse a --rejects file that is the input itself or the store (by name, link or another path to
+    it): writing the rejects there would destroy it. Called before anything is opened."""
+    if rejects is None:
         return
-    same = os.path.abspath(source) == os.path.abspath(rejects) or \
-        os.path.realpath(source) == os.path.realpath(rejects)
-    if not same and os.path.exists(source) and os.path.exists(rejects):
-        try:
-            same = os.path.samefile(source, rejects)
-        except OSError:
-            same = False
-    if same:
-        raise UsageError(f"--rejects {rejects}: that is the input file; writing the bad rows there would "
-                         "destroy it: name another file")
+    if str(rejects) == "-":
+        raise UsageError("--rejects -: name a file (standard output carries the command's report)")
+    protected = {} if str(source) == "-" else {str(source): "the input file"}
+    if store is not None:
+        protected.update(store_files(store))
+    refuse_overwrite(rejects, "--rejects", protected, "the bad rows")
+
+
+def store_files(store: Path) -> dict[str, str]:
+    """The files of a SQLite store in WAL mode, each with what it is: never to be written over."""
+    if str(store) == ":memory:":
+        return {}
+    return {str(store): "the store", f"{store}-wal": "the store's write-ahead log",
+            f"{store}-shm": "the store's shared memory", f"{store}.lock": "the store's tick lock"}
+
+
+def refuse_overwrite(target: Path, option: str, protected: dict[str, str], what: str) -> None:
+    """UsageError when `target` is one of the `protected` files (path -> what it is), by name, link or
+    another path to it."""
+    for path, role in protected.items():
+        same = os.path.abspath(path) == os.path.abspath(target) or \
+            os.path.realpath(path) == os.path.realpath(target)
+        if not same and os.path.exists(path) and os.path.exists(target):
+            try:
+                same = os.path.samefile(path, target)
+            except OSError:
+                same = False
+        if same:
+            raise UsageError(f"{option} {target}: that is {role}; writing {what} there would destroy it: "
+                             "name another file")
 
 
 def batches(source: str | Path, fmt: str, size: int = BATCH_SIZE) -> Iterator[list[tuple[int, Any]]]:

@@ -23,6 +23,10 @@ from tests.daemon.test_runner import T0, Daemon
      "--for: `99999999999d` is longer than mauto handles (at most 365000d (about 1,000 years))"),
     (["simulate", "--for", "4000d"], "--for 4000d: a simulation covers at most 3650d (10 years)"),
     (["simulate", "--for", "0s"], "--for 0s: must be longer than 0s"),
+    (["simulate", "--start", "8999-12-01T00:00:00Z", "--for", "3650d"],
+     "--start + --for: the simulation's end `9009-11-29T00:00:00+00:00` is outside the times mauto handles"),
+    (["contacts", "import", "contacts.jsonl", "--skip-invalid", "--rejects", "-"],
+     "--rejects -: name a file (standard output carries the command's report)"),
 ])
 def test_an_option_out_of_range_is_a_usage_error(daemon: Daemon, args: list[str], message: str) -> None:
     before = daemon.rows("SELECT count(*) FROM runner_state")
