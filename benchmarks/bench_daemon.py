@@ -16,11 +16,12 @@
    at the moment that first wait ends: all N enrollments are due at once, and each goes through the A/B
    split, renders and queues reminder-1, and stops at the next wait; the tick then sends the N emails with
    the file transport (one file each, written and fsync'ed, its answer committed after; the file transport
-   needs no hand-off mark: writing a key again replaces the same file). The contacts are imported (store clock) two days before T, before the
-   deploy, so that their `contact_created` events are history. Contact-steps are counted from the
-   `step_log` rows that tick wrote (rows after minus rows before), beside the tick's own `advanced` count
-   (enrollments woken). The tick's phases (prepare: load what is due; drain: advance, render, queue; send:
-   the outbox) are timed by wrapping `TickDriver._prepare`, `TickDriver.drain` and `runner.send_outbox`.
+   needs no hand-off mark: writing a key again replaces the same file). The contacts are imported (store
+   clock) two days before T, before the deploy, so that their `contact_created` events are history.
+   Contact-steps are counted from the `step_log` rows that tick wrote (rows after minus rows before), beside
+   the tick's own `advanced` count (enrollments woken). The tick's phases (prepare: load what is due; drain:
+   advance, render, queue; send: the outbox) are timed by wrapping `TickDriver._prepare`, `TickDriver.drain`
+   and `runner.send_outbox`.
 
    The floor, in the same run: a bare `sqlite3` loop over a table with the layout of `enrollments` (its
    `CREATE TABLE` and indexes copied from the store file's `sqlite_master`) and the same rows (copied from a
@@ -73,7 +74,7 @@ import sys
 import tempfile
 import time
 import unicodedata
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -83,7 +84,7 @@ if str(ROOT) not in sys.path:
 import yaml  # noqa: E402
 
 WORKFLOW = "abandoned-cart"
-T = datetime(2026, 12, 1, 8, 0, tzinfo=timezone.utc)  # a Tuesday, 09:00 in Paris: no quiet hours, no Sunday
+T = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)  # a Tuesday, 09:00 in Paris: no quiet hours, no Sunday
 DEPLOYED = T - timedelta(days=1)
 IMPORTED = T - timedelta(days=2)  # the contacts are there before the deploy: their contact_created is history
 FIRST_NAMES = ["Ana", "Ben", "Chloé", "Dmitri", "Emma", "Farid", "Greta", "Hana", "Ines", "Jonas", "Kenji", "Léa"]
@@ -221,7 +222,8 @@ SPLIT = [
     ("FileTransport.send (file written, fsync, rename; no hand-off mark)", "mauto.channels.files",
      "FileTransport.send"),
     ("runtime.mark_handoff (UPDATE + COMMIT before the hand-off; SMTP, SMS)", "mauto.store.runtime", "mark_handoff"),
-    ("runtime.record_delivery (UPDATE + COMMIT of the answer, not waiting for the disk)", "mauto.store.runtime", "record_delivery"),
+    ("runtime.record_delivery (UPDATE + COMMIT of the answer, not waiting for the disk)", "mauto.store.runtime",
+     "record_delivery"),
     ("runtime.address_of (consent check: the contact's addresses)", "mauto.store.runtime", "address_of"),
     ("runner._refusal (the suppression list lookup)", "mauto.runner", "_refusal"),
     ("runtime.due_messages (the outbox read, 200 at a time)", "mauto.store.runtime", "due_messages"),
@@ -444,7 +446,7 @@ def smtp_bench(folder: Path, count: int, rounds: int, now: datetime) -> dict:
         with Store(folder / "mauto.db", lambda: now, timeout=30.0) as store:
             cursor = store.db.execute("SELECT * FROM messages WHERE channel = 'email' ORDER BY id LIMIT ?", [count])
             names = [column[0] for column in cursor.description]
-            rows = [dict(zip(names, row)) for row in cursor]
+            rows = [dict(zip(names, row, strict=True)) for row in cursor]
         if len(rows) < count:
             raise SystemExit(f"only {len(rows)} emails in the store for --messages {count}")
         outgoing = [Outgoing(row["id"], row["key"], "email", row["to_address"], row["sender"], row["message_id"],
@@ -574,7 +576,7 @@ def profile_tables(path: Path, top: int = 20) -> str:
 
     def table(rows, title):
         out = [title, head]
-        for (filename, line, function), (cc, nc, tt, ct, _) in rows:
+        for (filename, line, function), (_cc, nc, tt, ct, _) in rows:
             out.append(f"  {ct:8.3f} {tt:8.3f} {nc:>9}  {where(filename)}:{line}({function})")
         return "\n".join(out)
 
@@ -750,11 +752,11 @@ def _bench(args) -> int:
             print(f"    this process's CPU time per message (the client's own work; the rest of the wall time is "
                   f"the server's and the network's): bare {cpu['bare']:,.0f} µs, SmtpTransport "
                   f"{cpu['transport']:,.0f} µs, send_outbox {cpu['full']:,.0f} µs (least of the rounds)")
-            pairs = [bare / ours for bare, ours in zip(times["bare"], times["transport"])]
+            pairs = [bare / ours for bare, ours in zip(times["bare"], times["transport"], strict=True)]
             print(f"    ratio SmtpTransport / bare: {rates['transport'] / rates['bare']:.2f} (best/best; per round: "
                   + ", ".join(f"{pair:.2f}" for pair in pairs) + f"); aim >= 0.80: "
                   f"{'MET' if rates['transport'] / rates['bare'] >= 0.8 else 'NOT MET'}")
-            full_pairs = [bare / ours for bare, ours in zip(times["bare"], times["full"])]
+            full_pairs = [bare / ours for bare, ours in zip(times["bare"], times["full"], strict=True)]
             print(f"    ratio send_outbox / bare: {rates['full'] / rates['bare']:.2f} (per round: "
                   + ", ".join(f"{pair:.2f}" for pair in full_pairs) + f"); send_outbox / SmtpTransport: "
                   f"{rates['full'] / rates['transport']:.2f}   (load now {load()})")

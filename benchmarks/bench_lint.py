@@ -27,6 +27,7 @@ each rule's `check`), so its total should land close to (b).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
 import gc
 import json
@@ -40,7 +41,7 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import yaml
@@ -49,7 +50,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-NOW = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)  # fixed, so absolute waits in 2027 are never past
+NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # fixed, so absolute waits in 2027 are never past
 
 # --------------------------------------------------------------------------------------------------------------------
 # The generated project
@@ -530,7 +531,7 @@ class WorkflowGen:
                             ["treatment", "holdout"]])
         weights = {2: rng.choice([[50, 50], [90, 10], [80, 20]]), 3: [45, 45, 10]}[len(names)]
         variants = {}
-        for name, weight in zip(names, weights):
+        for name, weight in zip(names, weights, strict=True):
             variant: dict = {"weight": weight}
             if name != "holdout":
                 variant["steps"] = self.steps(rng.choice([1, 2, 3]), depth + 1) or [{"score": 5}]
@@ -543,7 +544,7 @@ class WorkflowGen:
 
     # --- the workflow --------------------------------------------------------------------------------------------
 
-    def workflow(self) -> tuple[dict, list[str]]:
+    def workflow(self) -> tuple[dict, list[str]]:  # noqa: C901 - one branch per feature it draws
         """The workflow's data, and comments to sprinkle over its steps."""
         rng = self.rng
         theme = THEMES[self.index % len(THEMES)]
@@ -818,9 +819,9 @@ def machine() -> dict:
     except AttributeError:  # pragma: no cover - not Linux
         usable = os.cpu_count()
     import subprocess
+    from importlib.metadata import version
 
     import jinja2
-    from importlib.metadata import version
     try:
         commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
                                 text=True, check=True).stdout.strip()
@@ -965,10 +966,8 @@ def phase_split(project_path: Path, root: Path) -> tuple[list[tuple[str, float]]
 
     start = clock()
     for site in ctx.expression_sites():
-        try:
+        with contextlib.suppress(ExpressionError):
             site.expression.uses  # noqa: B018 - cached on the Expression
-        except ExpressionError:
-            pass
     phases.append(("expressions: Jinja parse + analyse (first use)", clock() - start))
 
     start = clock()
@@ -999,7 +998,7 @@ def profile_lint(project_path: Path, root: Path, top: int = 15) -> tuple[str, st
 
     def table(rows, header):
         lines = [header]
-        for (filename, line, function), (cc, nc, tt, ct, _) in rows:
+        for (filename, line, function), (_cc, nc, tt, ct, _) in rows:
             where = filename.replace(mauto_dir + os.sep, "mauto/")
             if "site-packages" in where:
                 where = where.split("site-packages" + os.sep, 1)[1]
@@ -1082,7 +1081,7 @@ def _bench(args, root: Path) -> int:
                                            lambda: run_lint(project_path, root), gc_enabled)
         best_bare, best_lint = min(bare_runs), min(lint_runs)
         ratio = best_lint / best_bare
-        pairs = [b_lint / b_bare for b_bare, b_lint in zip(bare_runs, lint_runs)]
+        pairs = [b_lint / b_bare for b_bare, b_lint in zip(bare_runs, lint_runs, strict=True)]
         if gc_enabled:
             full, bare = best_lint, best_bare
             print(f"\nbest of {repeat} slots, interleaved (bare: best of 3 per slot; time.perf_counter; "

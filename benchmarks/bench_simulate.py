@@ -305,7 +305,7 @@ class Floor:
         """Every message's renders, in the simulation's order. Returns the number of renders."""
         plans, lines, contexts = self.plans, self.subject_lines, self.contexts
         renders = 0
-        for kind, index in zip(self.recorder.kind_of, self.recorder.contact_of):
+        for kind, index in zip(self.recorder.kind_of, self.recorder.contact_of, strict=True):
             names = dict(contexts[index])
             names["vars"] = {"coupon": "CART10-0000001", "subject_line": lines[kind]}
             for template in plans[kind]:
@@ -570,7 +570,7 @@ def profile_run(project, workflow, samples: Samples, horizon: timedelta, top: in
 
     def table(rows, header):
         lines = [header]
-        for (filename, line, function), (cc, nc, tt, ct, _) in rows:
+        for (filename, line, function), (_cc, nc, tt, ct, _) in rows:
             lines.append(f"  {ct:8.3f} {tt:8.3f} {nc:>9}  {where(filename)}:{line}({function})")
         return "\n".join(lines)
 

@@ -23,12 +23,12 @@ import sys
 import tempfile
 import time
 import tracemalloc
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 FIELDS_DECLARED = {"first_name": "string", "country": "string", "birthday": "date",
                    "lifecycle": {"enum": ["lead", "trial", "customer"]}}
 CATALOGUE = {"order_placed": {"total": "number", "currency": "string"}, "page_viewed": {"url": "string"}}
@@ -44,7 +44,8 @@ def generate(folder: Path, rows: int) -> tuple[Path, Path]:
                          "email_consent"])
         for n in range(rows):
             writer.writerow([f"c{n}", f"person{n}@example.com", rng.choice(["Ann", "Bob", "Zoé", "Li"]),
-                             rng.choice(["FR", "DE", "US"]), f"19{rng.randint(50, 99)}-0{rng.randint(1, 9)}-1{rng.randint(0, 9)}",
+                             rng.choice(["FR", "DE", "US"]),
+                             f"19{rng.randint(50, 99)}-0{rng.randint(1, 9)}-1{rng.randint(0, 9)}",
                              rng.choice(["lead", "trial", "customer"]), rng.randint(0, 100),
                              rng.choice(["", "vip", "vip;newsletter"]), rng.choice(["true", "false"])])
     start = NOW - timedelta(days=365)
@@ -162,7 +163,7 @@ def one(side: str, folder: Path, traced: bool) -> dict:
     for suffix in ("", "-wal", "-shm"):
         Path(str(db_path) + suffix).unlink(missing_ok=True)
     load_contacts, load_events = (bare_contacts, bare_events) if side == "bare" else (mauto_contacts, mauto_events)
-    import mauto.config, mauto.store.contacts, mauto.store.events  # noqa: E401,F401  (imports are not timed)
+    import mauto.config  # noqa: E401,F401  (imports are not timed)
     if traced:
         tracemalloc.start()
     figures = {}
@@ -190,8 +191,8 @@ def main() -> None:
         return
     import sqlite_utils
 
-    print(f"Python {sys.version.split()[0]}, SQLite {sqlite3.sqlite_version}, sqlite-utils {sqlite_utils.__version__}"
-          if hasattr(sqlite_utils, "__version__") else f"Python {sys.version.split()[0]}, SQLite {sqlite3.sqlite_version}")
+    versions = f"Python {sys.version.split()[0]}, SQLite {sqlite3.sqlite_version}"
+    print(f"{versions}, sqlite-utils {sqlite_utils.__version__}" if hasattr(sqlite_utils, "__version__") else versions)
     for rows in options.rows or [100_000, 1_000_000]:
         with tempfile.TemporaryDirectory() as name:
             folder = Path(name)
@@ -212,8 +213,8 @@ def main() -> None:
                 print(f"  {what:8}  bare executemany {bare['seconds']:7.1f}s {bare_rate:9,.0f} rows/s"
                       f" | mauto {ours['seconds']:7.1f}s {our_rate:9,.0f} rows/s | ratio {our_rate / bare_rate:.2f}")
                 if not options.no_trace:
-                    print(f"            tracemalloc peak: bare {results['bare', True][what]['tracemalloc_peak_mb']:.1f} MB"
-                          f" | mauto {results['mauto', True][what]['tracemalloc_peak_mb']:.1f} MB")
+                    peaks = [results[kind, True][what]["tracemalloc_peak_mb"] for kind in ("bare", "mauto")]
+                    print(f"            tracemalloc peak: bare {peaks[0]:.1f} MB | mauto {peaks[1]:.1f} MB")
             print(f"  ru_maxrss (whole untraced run): bare {results['bare', False]['ru_maxrss_mb']:.0f} MB"
                   f" | mauto {results['mauto', False]['ru_maxrss_mb']:.0f} MB")
 

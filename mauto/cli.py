@@ -6,11 +6,11 @@ import json
 import os
 import sys
 import traceback
-from datetime import datetime, timedelta, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from enum import Enum
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Callable, List, Optional
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -19,6 +19,9 @@ from rich.text import Text
 
 from mauto import __version__
 from mauto.errors import ExitCode, MautoError, UsageError, printable
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 app = typer.Typer(
     name="mauto",
@@ -69,7 +72,7 @@ def handle_errors(command: Callable) -> Callable:
             try:
                 log.parent.mkdir(parents=True, exist_ok=True)
                 with log.open("a", encoding="utf-8") as handle:
-                    handle.write(f"--- {datetime.now(timezone.utc).isoformat()} mauto {__version__} "
+                    handle.write(f"--- {datetime.now(UTC).isoformat()} mauto {__version__} "
                                  f"{' '.join(sys.argv)}\n{traceback.format_exc()}\n")
                 where = f"; the traceback is in {log}"
             except OSError:
@@ -91,7 +94,7 @@ def _version(value: bool) -> None:
 @app.callback()
 def root(
     ctx: typer.Context,
-    project: Optional[Path] = typer.Option(None, "--project", "-p", help="mauto.yaml, or the folder holding it "
+    project: Path | None = typer.Option(None, "--project", "-p", help="mauto.yaml, or the folder holding it "
                                            "(default: the nearest one from the current folder up)."),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
 ) -> None:
@@ -104,10 +107,10 @@ def _project(ctx: typer.Context, lenient: bool = False):
     return load_project(find_project(explicit=ctx.obj.get("project") if ctx.obj else None), lenient=lenient)
 
 
-def _parse_now(value: Optional[str], option: str = "--now", zone_name: str | None = None) -> datetime:
+def _parse_now(value: str | None, option: str = "--now", zone_name: str | None = None) -> datetime:
     """An option's ISO 8601 time; without an offset it is read in `zone_name` (the project's zone), else UTC."""
     if value is None:
-        return datetime.now(timezone.utc)
+        return datetime.now(UTC)
     try:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
@@ -115,7 +118,7 @@ def _parse_now(value: Optional[str], option: str = "--now", zone_name: str | Non
     if moment.tzinfo is None:
         from zoneinfo import ZoneInfo
 
-        moment = moment.replace(tzinfo=ZoneInfo(zone_name) if zone_name else timezone.utc)
+        moment = moment.replace(tzinfo=ZoneInfo(zone_name) if zone_name else UTC)
     from mauto.limits import LimitError, check_moment
 
     try:
@@ -153,13 +156,13 @@ class SchemaName(str, Enum):
 @handle_errors
 def lint(
     ctx: typer.Context,
-    paths: Optional[List[Path]] = typer.Argument(None, help="Files or folders to report on (default: the whole project)."),
+    paths: list[Path] | None = typer.Argument(None, help="Files or folders to report on (default: the whole project)."),
     output_format: LintFormat = typer.Option(LintFormat.text, "--format", "-f", help="text, json or github."),
     strict: bool = typer.Option(False, "--strict", help="Fail on warnings too."),
-    base: Optional[str] = typer.Option(None, "--base", metavar="GIT_REF",
+    base: str | None = typer.Option(None, "--base", metavar="GIT_REF",
                                        help="Also flag workflows changed since this ref without a version bump."),
-    explain: Optional[str] = typer.Option(None, "--explain", metavar="RULE", help="Show a rule's documentation."),
-    now: Optional[str] = typer.Option(None, "--now", metavar="TIME", help="Check dates against this time."),
+    explain: str | None = typer.Option(None, "--explain", metavar="RULE", help="Show a rule's documentation."),
+    now: str | None = typer.Option(None, "--now", metavar="TIME", help="Check dates against this time."),
 ) -> None:
     """Check workflows, templates and mauto.yaml; findings as path:line:col: RULE message."""
     from mauto.lint import formatters
@@ -170,7 +173,7 @@ def lint(
         rule = RULES.get(explain)
         if rule is None:
             raise UsageError(f"no rule `{explain}`; rules: {', '.join(RULES)}")
-        print(f"{rule.ID} ({rule.LEVEL})\n\n{rule.__doc__.strip()}")
+        print(f"{rule.ID} ({rule.LEVEL})\n\n{(rule.__doc__ or '').strip()}")
         return
     result = run_lint(_project(ctx, lenient=True), _parse_now(now), paths or None, base)
     out = _out()
@@ -182,12 +185,12 @@ def lint(
         print(formatters.summary(result))
     else:
         for problem in result.problems:
-            line = Text()
-            line.append(f"{problem.path}:{problem.line}:{problem.col}:", style="bold")
-            line.append(" ")
-            line.append(problem.rule, style="red" if problem.severity == "error" else "yellow")
-            line.append(" " + problem.message)
-            out.print(line)
+            shown = Text()
+            shown.append(f"{problem.path}:{problem.line}:{problem.col}:", style="bold")
+            shown.append(" ")
+            shown.append(problem.rule, style="red" if problem.severity == "error" else "yellow")
+            shown.append(" " + problem.message)
+            out.print(shown)
         out.print(Text(formatters.summary(result), style="red" if result.failed() else "green"))
     if result.failed(strict):
         raise typer.Exit(int(ExitCode.FINDINGS))
@@ -197,19 +200,19 @@ def lint(
 @handle_errors
 def simulate(
     ctx: typer.Context,
-    targets: Optional[List[Path]] = typer.Argument(None, metavar="WORKFLOW_OR_DIR",
+    targets: list[Path] | None = typer.Argument(None, metavar="WORKFLOW_OR_DIR",
                                                    help="Workflow files, folders or ids (default: all)."),
-    contacts: Optional[Path] = typer.Option(None, "--contacts", help="Contacts: YAML, JSON Lines or CSV "
+    contacts: Path | None = typer.Option(None, "--contacts", help="Contacts: YAML, JSON Lines or CSV "
                                             "(default: samples/contacts.yaml)."),
-    events: Optional[Path] = typer.Option(None, "--events", help="Events (default: samples/events.yaml)."),
-    coupons: Optional[Path] = typer.Option(None, "--coupons", help="Coupon pools (default: samples/coupons.yaml)."),
-    webhooks: Optional[Path] = typer.Option(None, "--webhooks",
+    events: Path | None = typer.Option(None, "--events", help="Events (default: samples/events.yaml)."),
+    coupons: Path | None = typer.Option(None, "--coupons", help="Coupon pools (default: samples/coupons.yaml)."),
+    webhooks: Path | None = typer.Option(None, "--webhooks",
                                             help="Webhook answers by URL (default: samples/webhooks.yaml)."),
-    start: Optional[str] = typer.Option(None, "--start", metavar="TIME", help="Virtual start time (default: now)."),
+    start: str | None = typer.Option(None, "--start", metavar="TIME", help="Virtual start time (default: now)."),
     horizon: str = typer.Option("30d", "--for", metavar="DURATION", help="How long to run (default 30d)."),
-    contact: Optional[str] = typer.Option(None, "--contact", metavar="ID", help="Show only this contact."),
+    contact: str | None = typer.Option(None, "--contact", metavar="ID", help="Show only this contact."),
     output_format: OutputFormat = typer.Option(OutputFormat.text, "--format", "-f", help="text or json."),
-    render: Optional[Path] = typer.Option(None, "--render", metavar="DIR",
+    render: Path | None = typer.Option(None, "--render", metavar="DIR",
                                           help="Write every message: .eml for email, .txt for SMS."),
 ) -> None:
     """Dry-run workflows on sample contacts and events on a virtual clock: who gets what, when, and why."""
@@ -257,7 +260,7 @@ def simulate(
 @handle_errors
 def run_tests(
     ctx: typer.Context,
-    paths: Optional[List[Path]] = typer.Argument(None, metavar="SCENARIO_OR_DIR",
+    paths: list[Path] | None = typer.Argument(None, metavar="SCENARIO_OR_DIR",
                                                  help="Scenario files or folders (default: scenarios/)."),
     output_format: LintFormat = typer.Option(LintFormat.text, "--format", "-f", help="text, json or github."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="List every expectation, not only failures."),
@@ -284,8 +287,8 @@ def run_tests(
 @handle_errors
 def graph(
     ctx: typer.Context,
-    workflow: Path = typer.Argument(..., metavar="WORKFLOW",
-                                    help="A workflow file, or the id of a workflow in the project's workflows/ folder."),
+    workflow: Path = typer.Argument(
+        ..., metavar="WORKFLOW", help="A workflow file, or the id of a workflow in the project's workflows/ folder."),
     output_format: GraphFormat = typer.Option(GraphFormat.mermaid, "--format", "-f",
                                               help="mermaid (GitHub renders it in Markdown) or dot (Graphviz)."),
 ) -> None:
@@ -432,11 +435,11 @@ def db_info(
 def contacts_import(
     ctx: typer.Context,
     source: str = typer.Argument(..., metavar="FILE", help="CSV, JSON Lines or YAML; - for standard input."),
-    data_format: Optional[DataFormat] = typer.Option(None, "--format", "-f",
+    data_format: DataFormat | None = typer.Option(None, "--format", "-f",
                                                      help="csv, jsonl or yaml (default: from the file's suffix)."),
     key: ImportKey = typer.Option(ImportKey.id, "--key", help="Match rows to contacts by id or by email."),
     skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Import the good rows even if some are bad."),
-    rejects: Optional[Path] = typer.Option(None, "--rejects", metavar="FILE",
+    rejects: Path | None = typer.Option(None, "--rejects", metavar="FILE",
                                            help="Write the bad rows here, with their line and reason."),
 ) -> None:
     """Upsert contacts; with any bad row nothing is written (each reported as file:line: reason)."""
@@ -484,13 +487,13 @@ def contacts_show(
 @handle_errors
 def contacts_list(
     ctx: typer.Context,
-    where: Optional[str] = typer.Option(None, "--where", metavar="EXPR",
+    where: str | None = typer.Option(None, "--where", metavar="EXPR",
                                         help="A mauto expression on `contact` and `now`, with has_event(), "
                                              "event_count(), days_since(), in_list() and duration(), e.g. "
                                              "\"'vip' in contact.tags and has_event('order_placed', within='30d')\"."),
-    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="At most this many contacts."),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="At most this many contacts."),
     output_format: OutputFormat = typer.Option(OutputFormat.text, "--format", "-f", help="text or json."),
-    now: Optional[str] = typer.Option(None, "--now", metavar="TIME",
+    now: str | None = typer.Option(None, "--now", metavar="TIME",
                                       help="Evaluate --where at this time (`now`, `within=`; default: now)."),
 ) -> None:
     """Contacts in id order, those matching --where."""
@@ -578,7 +581,7 @@ def _purge_written_messages(ctx: typer.Context, keys: list[tuple[str, str]]) -> 
     for key, channel in keys:
         transport = transports.get(channel)
         if isinstance(transport, FileTransport):
-            path = transport.path_for(SimpleNamespace(key=key, channel=channel))
+            path = transport.path_for(key, channel)
             try:
                 path.unlink()
                 removed += 1
@@ -592,7 +595,7 @@ def _purge_written_messages(ctx: typer.Context, keys: list[tuple[str, str]]) -> 
 def contacts_export(
     ctx: typer.Context,
     export_format: ExportFormat = typer.Option(ExportFormat.csv, "--format", "-f", help="csv or jsonl."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", metavar="FILE", help="Default: standard output."),
+    output: Path | None = typer.Option(None, "--output", "-o", metavar="FILE", help="Default: standard output."),
 ) -> None:
     """Every contact (erased ones left out), as CSV or JSON Lines."""
     from mauto.store.contacts import export_contacts
@@ -616,7 +619,7 @@ def events_ingest(
     ctx: typer.Context,
     source: str = typer.Argument(..., metavar="FILE", help="JSON Lines; - for standard input."),
     skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Store the good lines even if some are bad."),
-    rejects: Optional[Path] = typer.Option(None, "--rejects", metavar="FILE",
+    rejects: Path | None = typer.Option(None, "--rejects", metavar="FILE",
                                            help="Write the bad lines here, with their line and reason."),
 ) -> None:
     """Store events (contact, event, at, id, properties); an event id already stored is skipped."""
@@ -739,7 +742,7 @@ def deploy_command(
 def rollback_command(
     ctx: typer.Context,
     workflow: str = typer.Argument(..., metavar="ID", help="The workflow's id."),
-    to: Optional[int] = typer.Option(None, "--to", help="The version to run again (default: the previous one)."),
+    to: int | None = typer.Option(None, "--to", help="The version to run again (default: the previous one)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show what the rollback would do; write nothing."),
     output_format: OutputFormat = typer.Option(OutputFormat.text, "--format", "-f", help="text or json."),
 ) -> None:
@@ -825,7 +828,7 @@ def _action_logger(log_format: LogFormat, quiet: bool, console: Console | None =
         if quiet and kind not in ("unknown", "parked", "busy", "error", "lock"):
             return
         if log_format is LogFormat.json:
-            record = {"time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"), "action": kind}
+            record = {"time": datetime.now(UTC).isoformat(timespec="milliseconds"), "action": kind}
             record.update({key: value for key, value in data.items() if value not in (None, "")})
             print(json.dumps(record, ensure_ascii=False, default=str), file=sys.stderr, flush=True)
             return
@@ -853,7 +856,7 @@ def _transports(project):
 def run_command(
     ctx: typer.Context,
     once: bool = typer.Option(False, "--once", help="One tick, then exit (what cron runs)."),
-    now: Optional[str] = typer.Option(None, "--now", metavar="TIME",
+    now: str | None = typer.Option(None, "--now", metavar="TIME",
                                       help="Run the tick as if it were this time (ISO 8601; tests, replays)."),
     log_format: LogFormat = typer.Option(LogFormat.text, "--log-format", help="text or json (one object a line)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Log only what needs a person (parked, unknown)."),
@@ -887,18 +890,18 @@ class _progress:
 
     def __init__(self, log_format: LogFormat) -> None:
         self.enabled = log_format is LogFormat.text and _err().is_terminal
-        self.bar = None
+        self.bar: Progress | None = None
 
-    def __enter__(self):
+    def __enter__(self) -> Callable[[int], None] | None:
         if not self.enabled:
             return None
         from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-        self.bar = Progress(SpinnerColumn(), TextColumn("{task.completed:,} items"), TimeElapsedColumn(),
-                            console=_err(), transient=True)
-        self.bar.start()
-        task = self.bar.add_task("tick", total=None)
-        return lambda count: self.bar.advance(task, count)
+        bar = self.bar = Progress(SpinnerColumn(), TextColumn("{task.completed:,} items"), TimeElapsedColumn(),
+                                  console=_err(), transient=True)
+        bar.start()
+        task = bar.add_task("tick", total=None)
+        return lambda count: bar.advance(task, count)
 
     def __exit__(self, *exc: object) -> None:
         if self.bar is not None:
@@ -913,7 +916,7 @@ def daemon_command(
     log_format: LogFormat = typer.Option(LogFormat.text, "--log-format", help="text or json (one object a line)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Log only what needs a person, and each tick's report."),
 ) -> None:
-    """Run ticks every --interval and at each `schedule` trigger's time; SIGTERM or Ctrl-C ends after the batch in hand."""
+    """Run ticks every --interval and at each `schedule` trigger's time; SIGTERM or Ctrl-C ends after the batch in hand."""  # noqa: E501 - typer's help: one line
     import signal
     import threading
 
@@ -945,7 +948,7 @@ def daemon_command(
 
     def on_report(report) -> None:
         if log_format is LogFormat.json:
-            print(json.dumps({"time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+            print(json.dumps({"time": datetime.now(UTC).isoformat(timespec="milliseconds"),
                               "action": "tick", **report.to_dict()}), file=sys.stderr, flush=True)
         else:
             _err().print(report.line(), highlight=False)
@@ -974,7 +977,7 @@ def outbox_command(
     ctx: typer.Context,
     failed: bool = typer.Option(False, "--failed", help="Only parked messages (refused for good, or out of retries)."),
     unknown: bool = typer.Option(False, "--unknown", help="Only messages whose hand-off was cut off (RFC 1047)."),
-    status_filter: Optional[str] = typer.Option(None, "--status", metavar="STATUS",
+    status_filter: str | None = typer.Option(None, "--status", metavar="STATUS",
                                                 help="pending, sent, parked, unknown or cancelled."),
     limit: int = typer.Option(100, "--limit", "-n", min=1, help="At most this many (default 100)."),
     output_format: OutputFormat = typer.Option(OutputFormat.text, "--format", "-f", help="text or json."),

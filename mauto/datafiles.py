@@ -11,12 +11,13 @@ import json
 import math
 import re
 import sys
+from collections.abc import Iterator
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from mauto.errors import MautoError, YamlError
+from mauto.errors import ExitCode, MautoError, YamlError
 from mauto.workflow.durations import DurationError, parse_duration
 from mauto.workflow.loader import MAX_DEPTH as LOADER_MAX_DEPTH
 from mauto.workflow.loader import Pos, _core, parse
@@ -28,7 +29,7 @@ LIST_SEPARATOR = ";"  # list fields in CSV cells: tags "vip;newsletter"
 class DataError(MautoError):
     """A bad row in a data file: names the file, the line and the field."""
 
-    exit_code = 1
+    exit_code = ExitCode.FINDINGS
 
 
 def data_format(path: str | Path) -> str:
@@ -305,7 +306,7 @@ def csv_rows(lines: Iterator[str], shown: str) -> Iterator[tuple[int, dict[str, 
                     _unterminated(cells, shown, started)
                 return
             if len(cells) == width:
-                yield reader.line_num, {name: value for name, value in zip(header, cells) if value != ""}
+                yield reader.line_num, {name: value for name, value in zip(header, cells, strict=True) if value != ""}
             elif cells:
                 yield reader.line_num, _uneven(header, cells, shown, reader.line_num)
             started = reader.line_num + 1
@@ -333,7 +334,7 @@ def _uneven(header: list[str], cells: list[str], shown: str, line: int) -> dict[
 
     width = len(header)
     if len(cells) < width:
-        row: dict[str, Any] = {name: value for name, value in zip(header, cells) if value != ""}
+        row: dict[str, Any] = {name: value for name, value in zip(header, cells, strict=False) if value != ""}
         for name in header[len(cells):]:
             row[name] = None
         return row
@@ -341,7 +342,7 @@ def _uneven(header: list[str], cells: list[str], shown: str, line: int) -> dict[
     if extra:
         return DataError(f"{len(cells)} cells but the header has {width} columns: `{quoted(cells[extra[0]])}` "
                          f"(cell {extra[0] + 1}) has no column; is a separator or a quote missing?", shown, line)
-    return {name: value for name, value in zip(header, cells) if value != ""}  # empty cells past the end
+    return {name: value for name, value in zip(header, cells, strict=False) if value != ""}  # empty cells past the end
 
 
 def _unterminated(cells: list[str], shown: str, started: int) -> None:
@@ -564,7 +565,7 @@ def parse_time(value: Any, start: datetime | None, zone: str, notices: list[str]
     return check_moment(moment if moment.tzinfo else localised(moment, written))
 
 
-def coerce(value: Any, declared: Any, zone: str, notices: list[str] | None = None) -> Any:
+def coerce(value: Any, declared: Any, zone: str, notices: list[str] | None = None) -> Any:  # noqa: C901 - split by the refactor of issue 11
     """A value as its declared contact-field type; ValueError saying why not.
 
     Whatever the type, no text in the value may hold a NUL or a lone surrogate. Numbers must be finite and

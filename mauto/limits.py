@@ -6,10 +6,10 @@ sum the engine makes of a bounded moment and bounded durations.
 """
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
-EARLIEST = datetime(1000, 1, 1, tzinfo=timezone.utc)  # the first moment mauto takes (an import, a `wait: until`)
-LATEST = datetime(9000, 1, 1, tzinfo=timezone.utc)  # the moment after the last one it takes
+EARLIEST = datetime(1000, 1, 1, tzinfo=UTC)  # the first moment mauto takes (an import, a `wait: until`)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)  # the moment after the last one it takes
 LONGEST = timedelta(days=365_000)  # about 1,000 years: the longest duration (a wait, a timeout, --for)
 LONGEST_TEXT = "365000d (about 1,000 years)"
 RANGE_TEXT = "years 1000 to 8999"

@@ -17,16 +17,18 @@ or 09:00:30. See docs/daemon.md.
 """
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import heapq
 import os
 import socket
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from mauto.channels import base as channels
 from mauto.config import Project
@@ -94,7 +96,7 @@ class TickLock:
 
     def acquire(self, wait: float = 0.0, doing: str = "this one did nothing") -> TickLock:
         """Take the lock, or raise RunnerBusy naming the holder; `wait` seconds for it first (polling)."""
-        handle = open(self.path, "a+", encoding="utf-8")
+        handle = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held open as long as the lock is
         deadline = time.monotonic() + wait
         while True:
             try:
@@ -117,7 +119,7 @@ class TickLock:
                 self.took_over = previous
         handle.seek(0)
         handle.truncate()
-        handle.write(f"pid {os.getpid()} on {socket.gethostname()}, since {datetime.now(timezone.utc):%Y-%m-%dT%H:%M:%SZ}")
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()}, since {datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ}")
         handle.flush()
         self.handle = handle
         return self
@@ -297,7 +299,7 @@ class TickDriver(Simulation):
             self._log("error", {"workflow": workflow_id, "version": version, "why": why})
             return None
 
-    def _workflow_of(self, enrollment: Enrollment) -> Workflow | None:  # type: ignore[override]
+    def _workflow_of(self, enrollment: Enrollment) -> Workflow | None:
         return self._loadable(enrollment.workflow, enrollment.version)
 
     def _load_enrollment(self, enrollment_id: str) -> Enrollment | None:
@@ -314,6 +316,8 @@ class TickDriver(Simulation):
         enrollment = self.enrollments.get(enrollment_id)
         if enrollment is None:
             enrollment = runtime.get_enrollment(self.db, enrollment_id)
+            if enrollment is None:  # its id was just listed in the same transaction
+                raise LookupError(f"enrollment {enrollment_id} is not in the store")
             self.enrollments[enrollment_id] = enrollment
         return enrollment
 
@@ -325,7 +329,7 @@ class TickDriver(Simulation):
         # Deterministic: a batch re-run after a crash makes the same ids, hence the same message keys.
         return f"{workflow.id}:{contact.id}:{len(previous) + 1}"
 
-    def _prepare(self) -> None:
+    def _prepare(self) -> None:  # noqa: C901 - split by the refactor of issue 11
         """Fill the queue with what is due at `now`: events, triggers, wake-ups, timers."""
         db, now = self.db, self.now
         watermark = runtime.get_state(db, "clock")
@@ -440,6 +444,8 @@ class TickDriver(Simulation):
 
     def _answer_pending(self, workflow: Workflow, enrollment: Enrollment, contact: ContactState) -> None:
         pending = enrollment.pending
+        if pending is None:  # called only for an enrollment waiting on an answer
+            return
         at = datetime.fromisoformat(pending["at"])
         if pending["kind"] == "coupon":
             code = take_coupon_in(self.db, pending["pool"], contact.id, at)
@@ -448,7 +454,8 @@ class TickDriver(Simulation):
         # A webhook is called outside any transaction (a slow endpoint must not hold the store): queue the call;
         # the enrollment waits in `pending` until its answer is recorded.
         position = enrollment.position
-        key = f"{enrollment.id}:{position}:{enrollment.occurrences.get(position, 1)}"
+        occurrence = enrollment.occurrences.get(position, 1) if position is not None else 1
+        key = f"{enrollment.id}:{position}:{occurrence}"
         runtime.insert_call(self.db, key, enrollment.id, pending["request"], self.at)
 
     def _rendered(self, workflow: Workflow, enrollment: Enrollment, contact: ContactState,
@@ -546,10 +553,11 @@ class TickDriver(Simulation):
         elif kind == "wake":
             enrollment = self.enrollments.get(payload[1])
             if enrollment is not None and enrollment.wake_at == payload[2] and not enrollment.ended:
-                if self._loadable(enrollment.workflow, enrollment.version) is None:
+                workflow = self._loadable(enrollment.workflow, enrollment.version)
+                if workflow is None:
                     return  # its version cannot be loaded: said once for the tick, the enrollment waits
                 if self.contacts[enrollment.contact] is None:  # erased (contacts erase ends them; a race)
-                    self.engine.exit(self._workflow_of(enrollment), enrollment, at, "the contact was erased")
+                    self.engine.exit(workflow, enrollment, at, "the contact was erased")
                     self.dirty[enrollment.id] = enrollment  # no step log: the contact is no more
                     return
                 self.report.advanced += 1
@@ -708,7 +716,7 @@ class TickDriver(Simulation):
         finally:
             self.pushed = self.emitted = None
 
-    def _item_failed(self, at: datetime, payload: tuple, error: BaseException, seq: int | None) -> None:
+    def _item_failed(self, at: datetime, payload: tuple, error: BaseException, seq: int | None = None) -> None:
         """Record that an item could not be handled, and why; make sure it does not come back every tick."""
         kind, reason = payload[0], _reason(error)
         if kind == "wake":
@@ -726,7 +734,7 @@ class TickDriver(Simulation):
             self._log("error", {"event": event.name, "contact": event.contact, "at": at.isoformat(), "why": reason})
         else:  # due, inactive, segment: one workflow's trigger for one contact
             workflow_id, contact_id = payload[1], payload[2] if len(payload) > 2 else None
-            if kind == "inactive":
+            if kind == "inactive" and contact_id is not None:
                 runtime.clear_timer(db, workflow_id, contact_id)
             runtime.record_failure(db, self.at, "trigger", f"{kind} trigger: {reason}", moment=at,
                                    contact=contact_id, workflow=workflow_id)
@@ -834,7 +842,8 @@ class TickDriver(Simulation):
         if result.status == "ok":
             runtime.record_call(db, item["id"], "done", result.detail, self.at)
             # answered at once: at the step's own moment (as the simulation does); else when it came
-            at = datetime.fromisoformat(enrollment.pending["at"]) if attempts == 1 else self.now
+            pending = enrollment.pending  # set: the enrollment is in state `pending`
+            at = datetime.fromisoformat(pending["at"]) if attempts == 1 and pending is not None else self.now
             self._handle(workflow, self.engine.resume(workflow, enrollment, contact, result.response, at))
         elif result.status == "retry" and attempts <= int(request.get("retries", 3)):
             delay = channels.backoff(attempts)
@@ -891,10 +900,8 @@ class _Outbox:
 
     def close(self) -> None:
         for transport in self.opened.values():
-            try:
+            with contextlib.suppress(Exception):  # closing a connection that failed already: nothing to tell
                 transport.__exit__(None, None, None)
-            except Exception:  # noqa: BLE001, S110 - closing a connection that failed already: nothing to tell
-                pass
 
     def transport(self, channel: str) -> channels.Transport | None:
         if channel in self.unusable:
@@ -995,22 +1002,24 @@ class _Outbox:
     def _record(self, row: dict[str, Any], delivery: channels.Delivery, handed: bool) -> None:
         """The provider's answer, recorded once; then counted and logged."""
         attempts = row["attempts"] + 1
-        detail, options, verdict = delivery.detail, {"count_attempt": not handed}, "parked"
+        detail, verdict = delivery.detail, "parked"
+        count_attempt, provider_id, next_try_at = not handed, None, None
         extra: dict[str, Any] = {}
         if delivery.status == channels.SENT:
-            verdict, options["provider_id"] = "sent", delivery.provider_id
+            verdict, provider_id = "sent", delivery.provider_id
         elif delivery.status == channels.RETRY and attempts < channels.MAX_ATTEMPTS:
             delay = channels.backoff(attempts)
             if delivery.retry_after is not None:  # the provider's Retry-After: never earlier than it asked
                 delay = max(delay, delivery.retry_after + time.monotonic() - self.started)
             retry_at = self.now + timedelta(seconds=delay)
-            verdict, options["next_try_at"] = "pending", stamp(retry_at)
+            verdict, next_try_at = "pending", stamp(retry_at)
             extra = {"attempt": attempts, "next_try_at": retry_at.isoformat()}
         elif delivery.status == channels.UNKNOWN:
-            verdict, options = "unknown", {}
+            verdict, count_attempt = "unknown", False
         elif delivery.status != channels.PARKED:
             detail = f"gave up after {attempts} attempts: {detail}"
-        runtime.record_delivery(self.store, row["id"], verdict, detail, self.at, **options)
+        runtime.record_delivery(self.store, row["id"], verdict, detail, self.at, next_try_at=next_try_at,
+                                provider_id=provider_id, count_attempt=count_attempt)
         self.decided = True  # recorded: whatever the log does now, the message is not recorded again
         counted = {"sent": "sent", "pending": "retried", "unknown": "unknown", "parked": "parked"}[verdict]
         setattr(self.report, counted, getattr(self.report, counted) + 1)
@@ -1029,10 +1038,8 @@ def _without_address(text: str | None, address: str | None) -> str | None:
     # The address as given, lower-cased, as servers quote the envelope (ASCII domain), as reasons quote it
     # (repr, printable).
     forms = {address, address.lower(), repr(address)[1:-1], printable(address)}
-    try:
+    with contextlib.suppress(ValueError):
         forms.add(idna_address(address))
-    except ValueError:
-        pass
     for form in sorted(forms, key=len, reverse=True):
         text = text.replace(form, "<recipient>")
     return text
@@ -1115,7 +1122,9 @@ def tick(project: Project, store: Store, now: datetime, transports: dict[str, ch
         driver.write_log()
         driver.drain(progress)
         if call is None:
-            from mauto.channels.webhook import call_webhook as call
+            from mauto.channels.webhook import call_webhook
+
+            call = call_webhook
         while not stopping() and driver.answer_calls(call):
             pass
         if send and not stopping():
@@ -1166,7 +1175,7 @@ def _decide(store: Store, message_id: int, now: datetime, status: str, what: str
 def serve(project: Project, open_store: Callable[[], Store], interval: timedelta,
           transports: Callable[[], dict[str, channels.Transport]], log: Log,
           on_report: Callable[[TickReport], None], stop: Any,
-          clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> None:
+          clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
     """Run ticks every `interval` and at each `schedule` trigger's cron line until `stop` (a threading.Event)
     is set: APScheduler, one tick at a time (one worker thread), missed runs coalesced into one.
 
@@ -1194,10 +1203,10 @@ def serve(project: Project, open_store: Callable[[], Store], interval: timedelta
             failures.append(error)
             stop.set()
 
-    scheduler = BackgroundScheduler(executors={"default": ThreadPoolExecutor(1)}, timezone=timezone.utc,
+    scheduler = BackgroundScheduler(executors={"default": ThreadPoolExecutor(1)}, timezone=UTC,
                                     job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None})
     scheduler.add_job(run, IntervalTrigger(seconds=max(interval.total_seconds(), 1)), id="tick",
-                      next_run_time=datetime.now(timezone.utc))
+                      next_run_time=datetime.now(UTC))
     with open_store() as store:
         crons = [(row[0], runtime.workflow_source(store.db, row[0], row[1])) for row in
                  runtime.running_workflows(store.db)]

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 from jsonschema.exceptions import ValidationError, relevance
 
@@ -35,7 +36,16 @@ from mauto.simulate import EVENT_KEYS, Samples, Simulation, load_contacts, load_
 from mauto.workflow.durations import DurationError, format_duration, parse_duration
 from mauto.workflow.loader import Document, JsonPath, Pos, load
 from mauto.workflow.model import Workflow
-from mauto.workflow.schema import _a, _pattern, _suggest, _type_words, _value_words, validator, value_at
+from mauto.workflow.schema import (
+    _a,
+    _pattern,
+    _suggest,
+    _type_words,
+    _value_words,
+    first_duplicate,
+    validator,
+    value_at,
+)
 from mauto.workflow.schema import schema as packaged_schema
 
 SCENARIO_SUFFIXES = (".yaml", ".yml")
@@ -240,7 +250,7 @@ class _Draft:
     path: Path
     document: Document
     result: ScenarioResult
-    start: datetime = datetime.min.replace(tzinfo=timezone.utc)
+    start: datetime = datetime.min.replace(tzinfo=UTC)
 
 
 def _read(path: Path, project: Project) -> _Draft:
@@ -477,7 +487,7 @@ class _Loader:
         self.problem(path, f"no template `{template}` ({files}){_suggest(template, sorted(self.catalog.templates))}")
         return False
 
-    def expectation(self, index: int, item: dict, known: set[str] | None, start: datetime, end: datetime,
+    def expectation(self, index: int, item: dict, known: set[str] | None, start: datetime, end: datetime,  # noqa: C901 - split by the refactor of issue 11
                     zones: dict[str, str]) -> Expectation | None:
         base = ("expect", index)
         kind = next(key for key in KINDS if key in item)  # the schema guarantees exactly one
@@ -629,7 +639,8 @@ def _explain(error: ValidationError, document: Document) -> Iterator[tuple[Pos, 
     where = what = _subject(path)
     kind = error.validator
     schema_ = error.schema if isinstance(error.schema, dict) else {}
-    instance = error.instance
+    instance: Any = error.instance  # jsonschema sets it on every error it yields (`Unset` only on hand-made ones)
+    validator_value: Any = error.validator_value
     in_expectation = len(path) == 2 and path[0] == "expect"
 
     if kind == "additionalProperties" and isinstance(instance, dict):
@@ -655,18 +666,18 @@ def _explain(error: ValidationError, document: Document) -> Iterator[tuple[Pos, 
             return
         yield (document.key_pos(path + (instance,)),
                f"`{instance}` does not go with `{present[0]}` in {where}; "
-               f"{_a(present[0]).split()[0]} `{present[0]}` expectation takes: {', '.join(error.validator_value)}")
+               f"{_a(present[0]).split()[0]} `{present[0]}` expectation takes: {', '.join(validator_value)}")
         return
     if kind == "required":
-        for key in error.validator_value:
+        for key in validator_value:
             if not (isinstance(instance, dict) and key in instance):
                 yield document.key_pos(path), f"{where} is missing `{key}`"
         return
     if kind == "type":
-        yield document.pos(path), f"{what} must be {_type_words(error.validator_value)}, not {_value_words(instance)}"
+        yield document.pos(path), f"{what} must be {_type_words(validator_value)}, not {_value_words(instance)}"
         return
     if kind == "enum":
-        choices = [str(choice) for choice in error.validator_value]
+        choices = [str(choice) for choice in validator_value]
         suggestion = _suggest(str(instance), choices) if isinstance(instance, str) else ""
         yield (document.pos(path),
                f"{what} must be one of {', '.join(choices)}, not {_value_words(instance)}{suggestion}")
@@ -679,19 +690,16 @@ def _explain(error: ValidationError, document: Document) -> Iterator[tuple[Pos, 
         yield document.pos(path), f"{what} must not be empty"
         return
     if kind in ("minItems", "minProperties"):
-        count = error.validator_value
+        count = validator_value
         nouns = ("item", "items") if kind == "minItems" else ("entry", "entries")
         yield document.pos(path), f"{what} needs at least {count} {nouns[0] if count == 1 else nouns[1]}"
         return
     if kind == "uniqueItems":
-        seen: set[str] = set()
-        duplicate = next((item for item in instance if json.dumps(item, sort_keys=True) in seen
-                          or seen.add(json.dumps(item, sort_keys=True))), None)
-        yield document.pos(path), f"{what} lists `{duplicate}` more than once"
+        yield document.pos(path), f"{what} lists `{first_duplicate(instance)}` more than once"
         return
     if kind in ("minimum", "maximum"):
         bound = "at least" if kind == "minimum" else "at most"
-        yield document.pos(path), f"{what} must be {bound} {error.validator_value}, not {instance}"
+        yield document.pos(path), f"{what} must be {bound} {validator_value}, not {instance}"
         return
     if kind == "additionalProperties":  # on a value that is not a mapping: the type error says it
         return
@@ -967,7 +975,8 @@ class _Check:
         goals = [entry for entry in self.entries if entry.workflow == workflow and entry.kind == "goal"]
         if any(self.timed(entry) for entry in goals):
             return self.result(True)
-        expected = _Expected(self.expectation.at, workflow, "", "goal", self.catalog.workflows[workflow].goal["event"])
+        goal = self.catalog.workflows[workflow].goal  # never None: a `converts` on a workflow without one is refused
+        expected = _Expected(self.expectation.at, workflow, "", "goal", goal["event"] if goal else "")
         if goals:
             return self.result(False, f"converted at {self.times(goals)} instead", goals, expected, [workflow])
         ends = [entry for entry in self.entries if entry.workflow == workflow and entry.kind in ("exit", "complete",
@@ -1167,7 +1176,7 @@ def _diff(context: list[LogEntry], marked: list[LogEntry], expected: _Expected |
     return [_row_text(row, widths) for row in rows]
 
 
-def _widths(rows: list[tuple[str, ...]]) -> list[int]:
+def _widths(rows: Sequence[tuple[str, ...]]) -> list[int]:
     return [max((len(row[index]) for row in rows), default=0) for index in range(len(rows[0]))] if rows else []
 
 

@@ -10,10 +10,11 @@ import heapq
 import itertools
 import json
 from collections import Counter, defaultdict, deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from mauto.config import Project
 from mauto.datafiles import DataError, coerce, parse_time, read_rows
@@ -284,8 +285,9 @@ class Simulation:
             enrollment = self.enrollments.get(payload[1])
             if enrollment is not None and enrollment.wake_at == payload[2] and not enrollment.ended:
                 workflow = self._workflow_of(enrollment)
-                self._handle(workflow, self.engine.advance(workflow, enrollment,
-                                                           self.contacts[enrollment.contact], at))
+                if workflow is not None:
+                    self._handle(workflow, self.engine.advance(workflow, enrollment,
+                                                               self.contacts[enrollment.contact], at))
         elif kind == "due":
             _, workflow_id, contact_id, why = payload
             self._try_enroll(self.registry[workflow_id], self.contacts[contact_id], at, None, why)
@@ -305,7 +307,8 @@ class Simulation:
                 except Exception as error:  # noqa: BLE001 - this contact's failure alone
                     self._item_failed(at, ("due", workflow.id, contact.id), error)
 
-    def _workflow_of(self, enrollment: Enrollment) -> Workflow:
+    def _workflow_of(self, enrollment: Enrollment) -> Workflow | None:
+        """The workflow an enrollment runs (None over a store: a version that does not load)."""
         return self.registry[enrollment.workflow]
 
     def _item_failed(self, at: datetime, payload: tuple, error: Exception) -> None:
@@ -339,8 +342,8 @@ class Simulation:
         for enrollment_id in list(self.active[contact.id]):
             enrollment = self.enrollments.get(enrollment_id)
             workflow = self._workflow_of(enrollment) if enrollment is not None else None
-            if workflow is None:  # over a store: an enrollment that does not read back, a version that does not load
-                continue
+            if enrollment is None or workflow is None:
+                continue  # over a store: an enrollment that does not read back, a version that does not load
             self._handle(workflow, self.engine.deliver(workflow, enrollment, contact, event))
         for workflow in self.workflows:
             trigger = workflow.trigger
@@ -428,7 +431,7 @@ class Simulation:
                 target = self.registry.get(effect.data["workflow"])
                 if target is not None:
                     self._try_enroll(target, contact, effect.at, None, f"started by {workflow.id}")
-        if changed:  # as in the store: a change made by a step is a contact_updated event
+        if changed and changed_at is not None:  # as in the store: a change made by a step is a contact_updated event
             self._emit(Event(contact.id, "contact_updated", changed_at, {
                 "changed": sorted(set(changed)), "previous": previous}))
         if enrollment.state == PENDING and enrollment.pending:
@@ -458,6 +461,8 @@ class Simulation:
     def _answer_pending(self, workflow: Workflow, enrollment: Enrollment, contact: ContactState) -> None:
         """Answer a coupon or webhook step at once: from the sample pools and the sample webhook answers."""
         pending = enrollment.pending
+        if pending is None:  # called only for an enrollment waiting on an answer
+            return
         at = datetime.fromisoformat(pending["at"])
         if pending["kind"] == "coupon":
             codes = self.coupons.get(pending["pool"], deque())
@@ -605,27 +610,26 @@ def simulate(project: Project, targets: list[Path] | None, start: datetime, hori
     """Run the chosen workflows (default: all) on the sample data from `start` for `horizon`."""
     root = project.root
 
-    def pick(given: Path | None, name: str, required: bool) -> Path | None:
+    def pick(given: Path | None, name: str) -> Path | None:
         if given is not None:
             if not given.exists():
                 raise MautoError(f"{given}: no such file")
             return given
         default = root / DEFAULT_SAMPLES[name]
-        if default.exists():
-            return default
-        if required:
-            raise MautoError(f"no {name} file: pass --{name} FILE (YAML, JSON Lines or CSV) or create "
-                             f"{project.display(default)}")
-        return None
+        return default if default.exists() else None
 
     workflows, every = select_workflows(project, targets, start)
-    contact_states = load_contacts(pick(contacts, "contacts", True), project)
+    contacts_path = pick(contacts, "contacts")
+    if contacts_path is None:
+        raise MautoError("no contacts file: pass --contacts FILE (YAML, JSON Lines or CSV) or create "
+                         f"{project.display(root / DEFAULT_SAMPLES['contacts'])}")
+    contact_states = load_contacts(contacts_path, project)
     known = {state.id for state in contact_states}
     if contact is not None and contact not in known:
         raise MautoError(f"--contact {contact}: no such contact in the contacts file")
-    events_path = pick(events, "events", False)
+    events_path = pick(events, "events")
     event_list = load_events(events_path, project, start, known) if events_path else []
-    samples = Samples(contact_states, event_list, load_mapping(pick(coupons, "coupons", False), "coupons"),
-                      load_mapping(pick(webhooks, "webhooks", False), "webhooks"))
+    samples = Samples(contact_states, event_list, load_mapping(pick(coupons, "coupons"), "coupons"),
+                      load_mapping(pick(webhooks, "webhooks"), "webhooks"))
     simulation = Simulation(project, workflows, samples, start, start + horizon, every, contact_filter=contact)
     return simulation.run()

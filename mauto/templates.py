@@ -15,7 +15,15 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from jinja2 import FileSystemLoader, TemplateError, TemplateNotFound, TemplateSyntaxError, meta, nodes, select_autoescape
+from jinja2 import (
+    FileSystemLoader,
+    TemplateError,
+    TemplateNotFound,
+    TemplateSyntaxError,
+    meta,
+    nodes,
+    select_autoescape,
+)
 
 from mauto.errors import MautoError, YamlError
 from mauto.workflow.expressions import mask_strings, record_attribute, sandbox
@@ -46,7 +54,7 @@ def split_front_matter(text: str) -> tuple[str | None, int, str]:
 class ProjectLoader(FileSystemLoader):
     """FileSystemLoader that hides front matter behind a Jinja2 comment of the same height."""
 
-    def get_source(self, environment, template):  # type: ignore[override]
+    def get_source(self, environment, template):
         source, filename, uptodate = super().get_source(environment, template)
         front, body_line, body = split_front_matter(source)
         if front is not None:
@@ -89,7 +97,7 @@ class _AnyName(dict):
     def __contains__(self, name: object) -> bool:
         return True
 
-    def get(self, name, default=None):  # type: ignore[override]
+    def get(self, name, default=None):
         return super().get(name) or (lambda *args, **kwargs: None)
 
     def __getitem__(self, name):
@@ -167,10 +175,11 @@ class TemplateSet:
             if problem:
                 info.error = problem
                 return info
+            document = info.front  # parsed, since _front_matter found no problem
             for key in ("subject", "preheader"):
-                value = info.front.data.get(key)
-                if isinstance(value, str):
-                    self._walk(info, value, info.front.pos((key,)), text_lines=None)
+                value = document.data.get(key) if document is not None else None
+                if isinstance(value, str) and document is not None:
+                    self._walk(info, value, document.pos((key,)), text_lines=None)
                     if info.error:
                         return info
         source = "{#" + "\n" * (body_line - 1) + "#}" + body if front is not None else text
@@ -330,7 +339,7 @@ def _moved(base: TemplateInfo, display_path: str, origin: Pos) -> TemplateInfo:
 
 def _guaranteed_text(body: list[nodes.Node]) -> str:
     """The literal text every rendering of `body` contains: the shortest branch of each `if`, no loop body."""
-    parts = []
+    parts: list[str] = []
     for node in body:
         if isinstance(node, nodes.Output):
             parts.extend(child.data for child in node.nodes if isinstance(child, nodes.TemplateData))

@@ -7,10 +7,14 @@ difference is a failure: golden files are never rewritten silently.
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
-from typing import Callable
 
 import pytest
+
+from tests.daemon.harness import T0, Daemon
+from tests.servers import HttpServer, SmtpServer
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -70,3 +74,28 @@ def cli_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("NO_COLOR", "1")
     monkeypatch.setenv("TERM", "dumb")
     monkeypatch.setenv("COLUMNS", "200")
+
+
+# The daemon's harness (tests/daemon/harness.py) is shared by tests/daemon and the audit tests beside this file,
+# hence its fixtures here rather than in tests/daemon/conftest.py.
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Iterator[Daemon]:
+    """The harness after a first, empty tick at T0 - 1h, with the CRM webhook answering 200."""
+    with SmtpServer() as smtp, HttpServer() as http:
+        http.respond("/crm", 200, {"id": "crm-1"})
+        running = Daemon(tmp_path, smtp, http)
+        running.tick(T0 - timedelta(hours=1))
+        yield running
+        running.store.close()
+
+
+@pytest.fixture
+def fresh_daemon(tmp_path: Path) -> Iterator[Daemon]:
+    """The harness as set up, before any tick, and with no answer set for the CRM webhook: for tests that run
+    the first tick themselves (through the CLI)."""
+    with SmtpServer() as smtp, HttpServer() as http:
+        running = Daemon(tmp_path, smtp, http)
+        yield running
+        running.store.close()

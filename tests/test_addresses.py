@@ -6,8 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from mauto.addresses import (ascii_email, check_value, needs_smtputf8, normalise_email, normalise_phone, parse_email,
-                             shown)
+from mauto.addresses import (
+    ascii_email,
+    check_value,
+    needs_smtputf8,
+    normalise_email,
+    normalise_phone,
+    parse_email,
+    shown,
+)
 from mauto.config import load_project
 from mauto.errors import MautoError
 from mauto.store.sqlite import address_hash, normalise_address

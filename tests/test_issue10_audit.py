@@ -13,8 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mauto.cli import app
-from tests.daemon.test_cli import daemon as cli_daemon  # noqa: F401 - the fixture (no tick before the test)
-from tests.daemon.test_runner import DEPLOYED, T0, Daemon, daemon  # noqa: F401 - the fixture
+from tests.daemon.harness import DEPLOYED, T0, Daemon
 
 pytestmark = pytest.mark.usefixtures("cli_environment")  # an internal error's log goes to tmp_path
 
@@ -41,33 +40,33 @@ def header_section(content: bytes) -> bytes:
 # --- one bad item never stops the tick: addresses, through `run --once` ---------------------------------------
 
 
-def test_a_non_ascii_address_and_a_line_separator_address_do_not_stop_the_tick(cli_daemon: Daemon,  # noqa: F811
+def test_a_non_ascii_address_and_a_line_separator_address_do_not_stop_the_tick(fresh_daemon: Daemon,
                                                                                tmp_path: Path) -> None:
     # Before: `internal error: UnicodeEncodeError` (formataddr), exit 3, nobody mailed, events left unprocessed.
-    mauto(cli_daemon, "run", "--once", "--now", (T0 - timedelta(hours=1)).isoformat())
-    imported = mauto(cli_daemon, "contacts", "import", "-", "-f", "jsonl",
+    mauto(fresh_daemon, "run", "--once", "--now", (T0 - timedelta(hours=1)).isoformat())
+    imported = mauto(fresh_daemon, "contacts", "import", "-", "-f", "jsonl",
                      input='{"id": "jose", "email": "josé@example.com", "email_consent": true, '
                            '"first_name": "José"}\n')
     assert imported.exit_code == 0, imported.output
-    raw_contact(cli_daemon, "sep", "a\u2028b@example.com", {"first_name": "Sep"})  # no import lets this in now
+    raw_contact(fresh_daemon, "sep", "a\u2028b@example.com", {"first_name": "Sep"})  # no import lets this in now
     for contact in ("ana", "jose", "sep"):
-        cli_daemon.event(contact, "signed_up", T0)
-    result = mauto(cli_daemon, "run", "--once", "--now", "2026-12-01T09:01:00Z")
+        fresh_daemon.event(contact, "signed_up", T0)
+    result = mauto(fresh_daemon, "run", "--once", "--now", "2026-12-01T09:01:00Z")
     assert result.exit_code == 1, result.output  # something needs a person (a parked message), not a bug
     assert "internal error" not in result.output and "Traceback" not in result.output
-    assert sorted(to for received in cli_daemon.smtp.messages for to in received.rcpt_tos) == [
+    assert sorted(to for received in fresh_daemon.smtp.messages for to in received.rcpt_tos) == [
         "ana@example.com", "josé@example.com"]  # the server offers SMTPUTF8
-    statuses = {contact: (status, answer) for contact, status, answer in cli_daemon.rows(
+    statuses = {contact: (status, answer) for contact, status, answer in fresh_daemon.rows(
         "SELECT contact, status, answer FROM messages")}
     assert statuses["ana"][0] == statuses["jose"][0] == "sent"
     assert statuses["sep"] == ("parked", "not sent: recipient 'a\\u2028b@example.com' is not an email address")
-    assert cli_daemon.rows("SELECT count(*) FROM events WHERE processed_at IS NULL AND name = 'signed_up'") == [(0,)]
+    assert fresh_daemon.rows("SELECT count(*) FROM events WHERE processed_at IS NULL AND name = 'signed_up'") == [(0,)]
 
 
 # --- headers: a 2,000-character first name, VT/FF/NUL, through a real SMTP server ---------------------------
 
 
-def test_a_2000_character_name_with_control_characters_is_sent_folded_and_clean(daemon: Daemon) -> None:  # noqa: F811
+def test_a_2000_character_name_with_control_characters_is_sent_folded_and_clean(daemon: Daemon) -> None:
     # Before: one 2,000+ character Subject line (the server refuses it: parked, "500 Line too long") and the
     # VT, FF and NUL written raw into the header.
     name = "Z" * 2000 + "\x0bV\x0cF\x00N"
@@ -94,10 +93,10 @@ def test_a_2000_character_name_with_control_characters_is_sent_folded_and_clean(
      "--where: expression too long (144,996 characters; at most 10,000)"),
     (" or ".join(["1"] * 1500), "--where: expression too deeply nested (1,500 levels; at most 100)"),
 ])
-def test_contacts_list_where_that_cannot_run_is_a_usage_error(cli_daemon: Daemon, where: str,  # noqa: F811
+def test_contacts_list_where_that_cannot_run_is_a_usage_error(fresh_daemon: Daemon, where: str,
                                                               message: str) -> None:
     # Before: internal error (SecurityError, RecursionError), exit 3.
-    result = mauto(cli_daemon, "contacts", "list", "--where", where)
+    result = mauto(fresh_daemon, "contacts", "list", "--where", where)
     assert result.exit_code == 2, result.output
     assert message in result.stderr and "internal error" not in result.output
 
@@ -128,7 +127,8 @@ def event_count(root: Path) -> int:
 
 @pytest.mark.parametrize(("content", "message"), [
     (('{"contact": "c1", "event": "order_placed", "at": "2026-11-20T10:00:00Z"}\n'
-      '{"contact": "c1", "event": "order_placed", "at": "2026-11-20T11:00:00Z", "note": "Jos\xe9"}\n').encode("latin-1"),
+      '{"contact": "c1", "event": "order_placed", "at": "2026-11-20T11:00:00Z", '
+      '"note": "Jos\xe9"}\n').encode("latin-1"),
      "e.jsonl:2:86: not UTF-8 text (byte 0xe9 cannot be decoded); save the file as UTF-8"),
     ('{"contact": "c1", "event": "order_placed", "at": "2026-11-20T10:00:00Z"}\n'.encode("utf-16"),
      "e.jsonl:1:1: not UTF-8 text: the file starts with a UTF-16 byte order mark; save it as UTF-8"),
@@ -146,27 +146,27 @@ def test_events_ingest_of_text_that_is_not_utf8_is_an_error_at_its_line(project:
 # --- erasure ----------------------------------------------------------------------------------------------------
 
 
-def test_erase_deletes_what_the_file_transport_wrote_for_the_contact(cli_daemon: Daemon) -> None:  # noqa: F811
+def test_erase_deletes_what_the_file_transport_wrote_for_the_contact(fresh_daemon: Daemon) -> None:
     # Before: the .eml files (address, name, body) stayed in the transport's folder after the erase.
-    config = cli_daemon.root / "mauto.yaml"
+    config = fresh_daemon.root / "mauto.yaml"
     text = config.read_text(encoding="utf-8")
     text = re.sub(r"email: \{transport: smtp[^}]*\}", "email: {transport: file, path: out}", text)
     config.write_text(text, encoding="utf-8")
-    mauto(cli_daemon, "run", "--once", "--now", (T0 - timedelta(hours=1)).isoformat())
-    cli_daemon.event("ana", "signed_up", T0)
-    cli_daemon.event("ben", "signed_up", T0)
-    assert mauto(cli_daemon, "run", "--once", "--now", "2026-12-01T09:01:00Z").exit_code == 0
-    written = sorted((cli_daemon.root / "out").rglob("*.eml"))
+    mauto(fresh_daemon, "run", "--once", "--now", (T0 - timedelta(hours=1)).isoformat())
+    fresh_daemon.event("ana", "signed_up", T0)
+    fresh_daemon.event("ben", "signed_up", T0)
+    assert mauto(fresh_daemon, "run", "--once", "--now", "2026-12-01T09:01:00Z").exit_code == 0
+    written = sorted((fresh_daemon.root / "out").rglob("*.eml"))
     assert len(written) == 2 and any(b"ana@example.com" in path.read_bytes() for path in written)
-    erased = mauto(cli_daemon, "contacts", "erase", "ana", "--yes")
+    erased = mauto(fresh_daemon, "contacts", "erase", "ana", "--yes")
     assert erased.exit_code == 0, erased.output
     assert "1 message file(s) of the file transport deleted" in erased.stdout
-    left = sorted((cli_daemon.root / "out").rglob("*.eml"))
+    left = sorted((fresh_daemon.root / "out").rglob("*.eml"))
     assert len(left) == 1 and b"ben@example.com" in left[0].read_bytes()
     assert not any(b"ana@example.com" in path.read_bytes() or b"Ana" in path.read_bytes() for path in left)
 
 
-def test_erasure_scrubs_each_leftover_the_issue_names(daemon: Daemon) -> None:  # noqa: F811
+def test_erasure_scrubs_each_leftover_the_issue_names(daemon: Daemon) -> None:
     # tests/daemon/test_isolation.py checks the same but fails on the old code only at its INSERT into the
     # `failures` table (which did not exist): here each leftover alone, on tables the old code had.
     from mauto.store.contacts import erase
@@ -216,20 +216,20 @@ def test_export_over_the_store_is_refused(project: Path) -> None:
     assert result.exit_code == 2 and "mauto.db" in result.stderr and contacts == 1
 
 
-def test_the_action_log_does_not_write_a_task_title_made_of_contact_data(cli_daemon: Daemon) -> None:  # noqa: F811
+def test_the_action_log_does_not_write_a_task_title_made_of_contact_data(fresh_daemon: Daemon) -> None:
     from mauto.config import load_project
     from mauto.store.deploy import deploy
 
-    (cli_daemon.root / "workflows" / "call.yaml").write_text(
+    (fresh_daemon.root / "workflows" / "call.yaml").write_text(
         "id: call\nversion: 1\nname: Call\ncategory: transactional\ntrigger: {event: ordered}\nsteps:\n"
         '  - task: {title: "Call {{ contact.first_name }} at {{ contact.email }}", due: 1d}\n', encoding="utf-8")
-    cli_daemon.project = load_project(cli_daemon.root / "mauto.yaml")
-    deploy(cli_daemon.project, cli_daemon.store, DEPLOYED + timedelta(minutes=1))
-    mauto(cli_daemon, "run", "--once", "--now", (T0 - timedelta(hours=1)).isoformat())
-    cli_daemon.http.respond("/crm", 200, {"id": "crm-1"})
-    cli_daemon.event("ana", "ordered", T0)
-    result = mauto(cli_daemon, "run", "--once", "--now", "2026-12-01T09:01:00Z")
-    assert cli_daemon.rows("SELECT title FROM tasks WHERE workflow = 'call'") == [("Call Ana at ana@example.com",)]
+    fresh_daemon.project = load_project(fresh_daemon.root / "mauto.yaml")
+    deploy(fresh_daemon.project, fresh_daemon.store, DEPLOYED + timedelta(minutes=1))
+    mauto(fresh_daemon, "run", "--once", "--now", (T0 - timedelta(hours=1)).isoformat())
+    fresh_daemon.http.respond("/crm", 200, {"id": "crm-1"})
+    fresh_daemon.event("ana", "ordered", T0)
+    result = mauto(fresh_daemon, "run", "--once", "--now", "2026-12-01T09:01:00Z")
+    assert fresh_daemon.rows("SELECT title FROM tasks WHERE workflow = 'call'") == [("Call Ana at ana@example.com",)]
     assert "ana@example.com" not in result.stderr, result.stderr
 
 

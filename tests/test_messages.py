@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, message_from_string, policy
 from email.header import decode_header, make_header
 
@@ -14,11 +14,12 @@ from mauto.engine.records import ContactState, Event
 from mauto.errors import MautoError
 from mauto.messages import RenderedMessage, header_safe
 
-UNSUBSCRIBE = "<https://shop.example.com/unsubscribe/" + "Y29udGFjdC0xMjM0NTY3ODk6ZW1haWw" * 3 + ".abcdefghij0123456789AB>"
+UNSUBSCRIBE = ("<https://shop.example.com/unsubscribe/" + "Y29udGFjdC0xMjM0NTY3ODk6ZW1haWw" * 3
+               + ".abcdefghij0123456789AB>")
 
 
 def message(**changes) -> RenderedMessage:
-    fields = dict(channel="email", contact="c1", to="ann@example.com", at=datetime(2026, 12, 1, 9, tzinfo=timezone.utc),
+    fields = dict(channel="email", contact="c1", to="ann@example.com", at=datetime(2026, 12, 1, 9, tzinfo=UTC),
                   workflow="welcome", step="hello", template="hello", key="welcome:c1:1:hello:1", marketing=True,
                   text="Hello Ann\n", subject="Welcome", html="<p>Hello Ann</p>\n", sender="Shop <shop@example.com>",
                   headers={"List-Unsubscribe": UNSUBSCRIBE, "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"})
@@ -65,7 +66,7 @@ def test_multipart_alternative_text_then_html_and_the_headers_read_back():
     assert email["Subject"] == "Welcome"
     assert email["Reply-To"] == "help@example.com"
     assert email["Message-ID"] == message().message_id
-    assert email["Date"].datetime == datetime(2026, 12, 1, 9, tzinfo=timezone.utc)
+    assert email["Date"].datetime == datetime(2026, 12, 1, 9, tzinfo=UTC)
     assert email["MIME-Version"] == "1.0"
 
 
@@ -104,7 +105,8 @@ def test_bodies_choose_7bit_quoted_printable_or_base64():
     assert encodings(message()) == ["7bit", "7bit"]
     latin = message(text="Prix : 10 € = pas cher\n", html="<p>Crème brûlée</p>\n")
     assert encodings(latin) == ["quoted-printable", "quoted-printable"]
-    japanese = message(text="こんにちは、アンさん。ご登録ありがとうございます。\n", html="<p>ありがとうございます</p>\n")
+    japanese = message(text="こんにちは、アンさん。ご登録ありがとうございます。\n",
+                       html="<p>ありがとうございます</p>\n")
     assert encodings(japanese) == ["base64", "base64"]
     long_line = message(text="x" * 2000 + "\n")  # ASCII, but over SMTP's 998-octet line limit
     assert encodings(long_line)[0] == "quoted-printable"
@@ -340,7 +342,7 @@ def test_an_unsubscribe_link_too_long_for_its_header_fails_that_enrollment_alone
 
     sim = SimProject(tmp_path)
     long_id = "c" * 800  # the link carries the contact id: this one's is over 998 characters
-    start = datetime(2026, 6, 10, tzinfo=timezone.utc)
+    start = datetime(2026, 6, 10, tzinfo=UTC)
     contacts = [ContactState(contact, {"email": "ann@example.com", "email_consent": True})
                 for contact in ("c1", long_id, "c3")]
     workflow = "id: hi\nversion: 1\nname: hi\ntrigger: {event: signed_up}\nsteps:\n  - id: hello\n    email: t/hi\n"

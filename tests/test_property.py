@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import shutil
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -25,7 +25,7 @@ from mauto.workflow.loader import Document, decode, parse
 from mauto.workflow.model import ACTIONS, TRIGGER_KINDS
 
 ROOT = Path(__file__).resolve().parents[1]
-NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
 FAST = settings(max_examples=100, deadline=None, database=None)
 LINT = settings(max_examples=30, deadline=None, database=None,
@@ -189,7 +189,7 @@ def same(left, right) -> bool:
     if isinstance(left, dict) and isinstance(right, dict):
         return left.keys() == right.keys() and all(same(left[k], right[k]) for k in left)
     if isinstance(left, list) and isinstance(right, list):
-        return len(left) == len(right) and all(same(a, b) for a, b in zip(left, right))
+        return len(left) == len(right) and all(same(a, b) for a, b in zip(left, right, strict=True))
     return type(left) is type(right) and left == right
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import textwrap
 from pathlib import Path
-from typing import List, Optional
 
 import pytest
 import typer
@@ -111,7 +110,7 @@ events:
   - {contact: c4, event: cart_abandoned, at: "+0h", value: 50}
   - {contact: c4, event: order_placed, at: "+2h"}
 expect:
-"""
+"""  # noqa: E501 - a scenario file: one contact a line, as people write them
 
 
 @pytest.fixture
@@ -151,7 +150,7 @@ def _app() -> typer.Typer:
     @cli.handle_errors
     def run_tests(
         ctx: typer.Context,
-        paths: Optional[List[Path]] = typer.Argument(None, metavar="SCENARIO_OR_DIR",
+        paths: list[Path] | None = typer.Argument(None, metavar="SCENARIO_OR_DIR",
                                                      help="Scenario files or folders (default: scenarios/)."),
         output_format: cli.LintFormat = typer.Option(cli.LintFormat.text, "--format", "-f",
                                                      help="text, json or github."),

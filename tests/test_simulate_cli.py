@@ -15,7 +15,7 @@ from __future__ import annotations
 import email
 import json
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email import policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -583,7 +583,7 @@ def test_a_bad_for_is_a_usage_error(project: Path):
 def test_start_defaults_to_now(project: Path):
     report = run_json(project, start=None)
     start = datetime.fromisoformat(report["start"])
-    assert abs(start - datetime.now(timezone.utc)) < timedelta(minutes=2)
+    assert abs(start - datetime.now(UTC)) < timedelta(minutes=2)
     assert (start.second, start.microsecond) == (0, 0)
 
 

@@ -58,7 +58,8 @@ def test_front_matter_is_read_with_positions_in_the_file(templates):
 
 @pytest.mark.parametrize(("text", "error"), [
     ("<p>no front</p>\n",
-     "templates/t.email.html:1:1: email template has no front matter; start it with `---`, a `subject:` line and `---`"),
+     "templates/t.email.html:1:1: email template has no front matter; "
+     "start it with `---`, a `subject:` line and `---`"),
     ("---\npreheader: Hi\n---\nbody\n",
      "templates/t.email.html:2:1: front matter has no `subject:`; every email needs one"),
     ("---\nsubject: Hi\ncolour: red\n---\nbody\n",
@@ -199,7 +200,8 @@ def test_sms_segments(text, expected):
 # --- rendering -------------------------------------------------------------------------------
 
 def test_render_strips_front_matter_and_autoescapes_html(templates):
-    text = '---\nsubject: Hi\n---\n{% extends "layouts/base.html" %}\n{% block body %}<p>Hello {{ contact.first_name }}</p>{% endblock %}\n'
+    text = ('---\nsubject: Hi\n---\n{% extends "layouts/base.html" %}\n'
+            '{% block body %}<p>Hello {{ contact.first_name }}</p>{% endblock %}\n')
     template_set = templates({"a/hi.email.html": text, "layouts/base.html": LAYOUT})
     rendered = template_set.render("a/hi.email.html", {"contact": {"first_name": "<Ana & Bo>"},
                                                        "unsubscribe_url": "https://x.example/u?a=1&b=2"})

@@ -136,11 +136,13 @@ ACTIONS: dict[str, tuple[dict, dict]] = {
     }),
     "email": (string("Email template name: cart/reminder-1 is templates/cart/reminder-1.email.html.",
                      title="template-name", pattern="^[A-Za-z0-9_][A-Za-z0-9_./-]*$"), {
-        "vars": {"type": "object", "description": "Extra values for the template, as `vars.NAME`; strings are templates."},
+        "vars": {"type": "object",
+                 "description": "Extra values for the template, as `vars.NAME`; strings are templates."},
     }),
     "sms": (string("SMS template name: cart/last-call is templates/cart/last-call.sms.txt.",
                    title="template-name", pattern="^[A-Za-z0-9_][A-Za-z0-9_./-]*$"), {
-        "vars": {"type": "object", "description": "Extra values for the template, as `vars.NAME`; strings are templates."},
+        "vars": {"type": "object",
+                 "description": "Extra values for the template, as `vars.NAME`; strings are templates."},
     }),
     "if": (ref("expression", "Condition; `then` runs when true, `else` otherwise."), {
         "then": {**STEP_LIST, "description": "Steps run when the condition is true."},
@@ -166,10 +168,13 @@ ACTIONS: dict[str, tuple[dict, dict]] = {
         "add_tags": {"type": "array", "items": {"type": "string"}, "minItems": 1, "description": "Tags to add."},
         "remove_tags": {"type": "array", "items": {"type": "string"}, "minItems": 1, "description": "Tags to remove."},
     }, None, "Change the contact.", minProperties=1), {}),
-    "score": ({"type": "integer", "not": {"const": 0}, "description": "Points added to the lead score (negative to remove)."}, {}),
+    "score": ({"type": "integer", "not": {"const": 0},
+               "description": "Points added to the lead score (negative to remove)."}, {}),
     "lists": (obj({
-        "add": {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1, "description": "Lists to add the contact to."},
-        "remove": {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1, "description": "Lists to remove the contact from."},
+        "add": {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1,
+                "description": "Lists to add the contact to."},
+        "remove": {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1,
+                   "description": "Lists to remove the contact from."},
     }, None, "Move the contact between lists.", minProperties=1), {}),
     "task": (obj({
         "title": string("What to do; a template.", minLength=1),
@@ -198,7 +203,8 @@ ACTIONS: dict[str, tuple[dict, dict]] = {
         "body": {"description": "JSON body; strings inside are templates."},
         "as": string("Keep the JSON response in vars under this name.", pattern="^[A-Za-z_][A-Za-z0-9_]*$"),
         "timeout": ref("timeout", "Give up on one attempt after this long (default 10s; at most 1h)."),
-        "retries": {"type": "integer", "minimum": 0, "maximum": 20, "description": "Retries on temporary failures (default 3)."},
+        "retries": {"type": "integer", "minimum": 0, "maximum": 20,
+                    "description": "Retries on temporary failures (default 3)."},
     }, ["url"], "Call another system."), {}),
     "assign_coupon": (obj({
         "pool": string("Coupon pool name (loaded with `mauto coupons load`).", minLength=1),
@@ -290,14 +296,16 @@ def workflow_schema() -> dict:
         "type": "object",
         "properties": {
             "id": string("Stable identifier: lowercase letters, digits and dashes.", title="workflow-id", pattern=SLUG),
-            "version": {"type": "integer", "minimum": 1,
-                        "description": "Bump on every change; the same id+version never deploys with different content."},
+            "version": {"type": "integer", "minimum": 1, "description": "Bump on every change; the same id+version "
+                                                                       "never deploys with different content."},
             "name": string("Name shown to people.", minLength=1),
             "description": string("What the workflow is for."),
             "owner": string("Who to ask about it."),
-            "tags": {"type": "array", "items": {"type": "string"}, "uniqueItems": True, "description": "Labels for people."},
+            "tags": {"type": "array", "items": {"type": "string"}, "uniqueItems": True,
+                     "description": "Labels for people."},
             "category": {"enum": ["marketing", "transactional"],
-                         "description": "marketing (default) needs consent and respects quiet hours; transactional does not."},
+                         "description": "marketing (default) needs consent and respects quiet hours; "
+                                        "transactional does not."},
             "trigger": ref("trigger"),
             "audience": ref("expression", "Entry condition on the contact, checked once at entry."),
             "reentry": union("May a contact enter again after leaving: never (default), always, or {after: 30d}.", [
@@ -322,8 +330,8 @@ def workflow_schema() -> dict:
                     ("boolean", {"const": False}), ("object", ref("frequencyCap"))]),
             }, None, "Overrides of the project's limits."),
             "in_flight": {"enum": ["finish", "migrate", "stop"],
-                          "description": "What a new version does to contacts inside: finish (default) on their version, "
-                                         "migrate to the step with the same id, or stop."},
+                          "description": "What a new version does to contacts inside: finish (default) on their "
+                                         "version, migrate to the step with the same id, or stop."},
             "steps": {**STEP_LIST, "minItems": 1},
         },
         "required": ["id", "version", "name", "trigger", "steps"],
@@ -339,7 +347,8 @@ FIELD_TYPES = ["string", "integer", "number", "boolean", "date", "datetime", "li
 
 def project_schema() -> dict:
     defs = dict(COMMON_DEFS)
-    defs["fieldType"] = union("A field type: string, integer, number, boolean, date, datetime, list, or {enum: [...]}.", [
+    defs["fieldType"] = union("A field type: string, integer, number, boolean, date, datetime, list, "
+                              "or {enum: [...]}.", [
         ("string", {"enum": FIELD_TYPES}),
         ("object", obj({"enum": {"type": "array", "minItems": 1, "uniqueItems": True,
                                  "description": "The allowed values."}}, ["enum"])),
@@ -352,7 +361,8 @@ def project_schema() -> dict:
     env = lambda what: string(f"Name of the environment variable holding the {what}.", title="env-name",  # noqa: E731
                               pattern=ENV_NAME)
     email_channel = obj({
-        "transport": {"enum": ["smtp", "console", "file"], "description": "smtp, console (print) or file (write .eml)."},
+        "transport": {"enum": ["smtp", "console", "file"],
+                      "description": "smtp, console (print) or file (write .eml)."},
         "host": string("SMTP host."),
         "port": {"type": "integer", "minimum": 1, "maximum": 65535, "description": "SMTP port."},
         "starttls": {"type": "boolean", "description": "Upgrade the connection with STARTTLS."},
@@ -373,7 +383,8 @@ def project_schema() -> dict:
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": "https://mauto.dev/schema/project.schema.json",
         "title": "mauto project (mauto.yaml)",
-        "description": "Project settings shared by every workflow. Secrets are never written here: name the environment variables that hold them.",
+        "description": "Project settings shared by every workflow. Secrets are never written here: name the "
+                       "environment variables that hold them.",
         "type": "object",
         "properties": {
             "store": string("SQLite file of the contact store, relative to mauto.yaml.", minLength=1),
@@ -401,9 +412,11 @@ def project_schema() -> dict:
                          "propertyNames": {"pattern": SLUG.replace("-]", "_-]")},
                          "additionalProperties": ref("expression")},
             "events": {"type": "object",
-                       "description": "Event catalogue: name to {property: type}. When present, lint checks every event name and property.",
+                       "description": "Event catalogue: name to {property: type}. When present, lint checks every "
+                                      "event name and property.",
                        "propertyNames": {"pattern": "^[A-Za-z_][A-Za-z0-9_.:-]*$"},
-                       "additionalProperties": {"type": ["object", "null"], "additionalProperties": ref("propertyType")}},
+                       "additionalProperties": {"type": ["object", "null"],
+                                                "additionalProperties": ref("propertyType")}},
         },
         "additionalProperties": False,
         "$defs": defs,
@@ -418,7 +431,8 @@ MOMENT = string("A moment: relative to the scenario's start (+1h, +2d3h) or abso
                 title="moment", minLength=1, format=MOMENT_FORMAT)
 
 EXPECTATION_MODIFIERS = {
-    "at": ref("moment", "When it happens: +1h after the start, or an absolute time. Without `at`: any time in the run."),
+    "at": ref("moment", "When it happens: +1h after the start, or an absolute time. "
+                        "Without `at`: any time in the run."),
     "tolerance": ref("duration", "How far from `at` still counts (default 0: exactly then)."),
     "channel": {"enum": ["email", "sms"], "description": "Only messages on this channel."},
     "workflow": string("Only what this workflow does (a workflow id).", title="workflow-id", pattern=SLUG),
@@ -460,7 +474,8 @@ EXPECTATION_KINDS: dict[str, tuple[dict, dict]] = {
     "variant": (obj({
         "split": string("The split's id (split.id, else the step's id).", title="step", minLength=1),
         "is": string("The variant's name.", minLength=1),
-        "workflow": _workflow_id("The workflow holding the split (needed only when two workflows use the same split id)."),
+        "workflow": _workflow_id("The workflow holding the split "
+                                 "(needed only when two workflows use the same split id)."),
     }, ["split", "is"], "The contact is assigned this variant of an A/B split."), {}),
     "reaches": (string("The contact reaches this step: its id, or its number as the timeline shows it.",
                        title="step", minLength=1), _modifiers(*TIMED, "workflow")),

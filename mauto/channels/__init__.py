@@ -7,8 +7,18 @@ connection a batch). `base.py` explains the four outcomes and the `handoff` cont
 """
 from __future__ import annotations
 
-from mauto.channels.base import MAX_ATTEMPTS, PARKED, RETRY, SENT, STATUSES, UNKNOWN, Delivery, Outgoing, \
-    Transport, backoff
+from mauto.channels.base import (
+    MAX_ATTEMPTS,
+    PARKED,
+    RETRY,
+    SENT,
+    STATUSES,
+    UNKNOWN,
+    Delivery,
+    Outgoing,
+    Transport,
+    backoff,
+)
 from mauto.channels.build import build_transports
 from mauto.channels.console import ConsoleTransport
 from mauto.channels.files import FileTransport

@@ -9,7 +9,7 @@ import re
 import ssl
 import time
 from dataclasses import dataclass
-from datetime import timezone
+from datetime import UTC
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -106,7 +106,7 @@ def _http_date(value: str) -> float | None:
     if moment is None:
         return None
     if moment.tzinfo is None:  # "-0000": UTC, "no information about the local time zone" (RFC 5322)
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     try:
         return moment.timestamp()
     except (OverflowError, ValueError):

@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 SENT, RETRY, PARKED, UNKNOWN = "sent", "retry", "parked", "unknown"
 STATUSES = (SENT, RETRY, PARKED, UNKNOWN)

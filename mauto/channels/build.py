@@ -19,8 +19,9 @@ needs `url` and `token_env`.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping, TextIO
+from typing import Any, TextIO
 
 from mauto.channels._http import endpoint
 from mauto.channels.base import Transport
@@ -50,15 +51,19 @@ class _Settings:
         where = ".".join(path)
         return MautoError(f"{where}: {message}", self.project.document.path, position.line, position.col)
 
-    def text(self, key: str, required: bool = False) -> str | None:
+    def text(self, key: str) -> str | None:
         value = self.data.get(key)
         if value is None:
-            if required:
-                raise self.error(f"the {self.data.get('transport')} transport needs `{key}`")
             return None
         if not isinstance(value, str) or not value.strip():
             raise self.error(f"`{key}` must be a non-empty string", key)
         return value.strip()
+
+    def required_text(self, key: str) -> str:
+        value = self.text(key)
+        if value is None:
+            raise self.error(f"the {self.data.get('transport')} transport needs `{key}`")
+        return value
 
     def flag(self, key: str) -> bool:
         value = self.data.get(key, False)
@@ -120,10 +125,10 @@ def _transport(settings: _Settings, environ: Mapping[str, str], stream: TextIO |
     if kind == "console":
         return ConsoleTransport(channel, stream)
     if kind == "file":
-        folder = Path(settings.text("path", required=True))
+        folder = Path(settings.required_text("path"))
         return FileTransport(channel, folder if folder.is_absolute() else settings.project.root / folder)
     if kind == "smtp":
-        host = settings.text("host", required=True)
+        host = settings.required_text("host")
         port = settings.data.get("port")
         if port is not None and (isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536):
             raise settings.error("`port` must be a number from 1 to 65535", "port")
@@ -140,7 +145,7 @@ def _transport(settings: _Settings, environ: Mapping[str, str], stream: TextIO |
         password = settings.secret("password_env", environ, advice) if named else None
         return SmtpTransport(host, port, starttls=starttls, tls=tls, timeout=settings.timeout(),
                              username=username, password=password)
-    url = settings.text("url", required=True)
+    url = settings.required_text("url")
     try:
         endpoint(url)
     except ValueError as error:

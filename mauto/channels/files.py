@@ -11,6 +11,7 @@ cannot add a line to the file's header; a message that cannot be written at all 
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -56,12 +57,13 @@ class FileTransport(Transport):
         self.channel = channel
         self.folder = Path(folder)
 
-    def path_for(self, message: Outgoing) -> Path:
-        return self.folder / (safe_name(message.key) + (".eml" if message.channel == "email" else ".txt"))
+    def path_for(self, key: str, channel: str) -> Path:
+        """The file the message with this key is written to (also what erasure deletes)."""
+        return self.folder / (safe_name(key) + (".eml" if channel == "email" else ".txt"))
 
     def send(self, message: Outgoing, handoff: Handoff) -> Delivery:
         try:
-            target = self.path_for(message)
+            target = self.path_for(message.key, message.channel)
             if message.channel == "email":
                 content = bytes(message.body)
             else:
@@ -88,9 +90,7 @@ class FileTransport(Transport):
                 os.close(descriptor)
             os.replace(temporary, target)
         except (OSError, ValueError) as error:
-            try:
+            with contextlib.suppress(OSError):
                 os.unlink(temporary)
-            except OSError:
-                pass
             return Delivery(RETRY, f"could not write {target}: {getattr(error, 'strerror', None) or error}")
         return Delivery(SENT, f"written to {target}", provider_id=target.name)

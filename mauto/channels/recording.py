@@ -7,7 +7,7 @@ does not record a message whose handoff raised.
 from __future__ import annotations
 
 from collections import deque
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from mauto.channels.base import SENT, Delivery, Handoff, Outgoing, Transport
 

@@ -32,7 +32,6 @@ import ssl
 from mauto.channels import _http
 from mauto.channels.base import PARKED, RETRY, SENT, Delivery, Handoff, Outgoing, Transport, one_line, seconds
 
-
 _HEADER_TOKEN = re.compile(r"[!-~]{1,998}")
 
 

@@ -37,6 +37,7 @@ next message of the batch starts afresh.
 """
 from __future__ import annotations
 
+import contextlib
 import re
 import smtplib
 import socket
@@ -48,8 +49,7 @@ from functools import lru_cache
 
 import idna
 
-from mauto.channels.base import PARKED, RETRY, SENT, UNKNOWN, Delivery, Handoff, Outgoing, Transport, one_line, \
-    seconds
+from mauto.channels.base import PARKED, RETRY, SENT, UNKNOWN, Delivery, Handoff, Outgoing, Transport, one_line, seconds
 
 _ADDRESS = re.compile(r"[^\s<>@\"(),;:\\\[\]\x00-\x1f\x7f-\x9f]+@[^\s<>@\"(),;:\\\[\]\x00-\x1f\x7f-\x9f]+")
 _QUEUED = re.compile(r"queued as\s+<?([^\s>]+)>?", re.IGNORECASE)
@@ -141,10 +141,11 @@ def _reply(code: int, text: bytes | str) -> str:
 
 def _timed_out(error: BaseException) -> bool:
     """smtplib turns a socket timeout into SMTPServerDisconnected; the timeout is its context."""
-    while error is not None:
-        if isinstance(error, TimeoutError):
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, TimeoutError):
             return True
-        error = error.__cause__ or error.__context__  # type: ignore[assignment]
+        cause = cause.__cause__ or cause.__context__
     return False
 
 
@@ -361,7 +362,5 @@ class SmtpTransport(Transport):
         """Close without QUIT: the connection is broken or in doubt."""
         smtp, self._smtp = self._smtp, None
         if smtp is not None:
-            try:
+            with contextlib.suppress(OSError):
                 smtp.close()
-            except OSError:
-                pass

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from functools import lru_cache
-from typing import Any, Callable
+from typing import Any
 
 from mauto.engine.records import ContactState, Event, Record
 from mauto.engine.timing import shifted

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import hashlib
-from functools import lru_cache
 from datetime import datetime, time, timedelta
+from functools import lru_cache
 from typing import Any
 
 from jinja2 import TemplateError
@@ -11,10 +11,32 @@ from jinja2.exceptions import SecurityError
 
 from mauto.engine.context import Scope
 from mauto.engine.records import ContactState, Event, Record, SentMessage, jsonable
-from mauto.engine.state import (ACTIVE, COMPLETED, CONVERTED, EXITED, FAILED, PENDING, WAITING_EVENT, Effect,
-                                Enrollment, LogEntry, Outcome)
-from mauto.engine.timing import (Cap, QuietHours, SendRules, cap_release, contact_zone, later_within, local_moment,
-                                 next_allowed, next_time_of_day, shifted, zone)
+from mauto.engine.state import (
+    ACTIVE,
+    COMPLETED,
+    CONVERTED,
+    EXITED,
+    FAILED,
+    PENDING,
+    WAITING_EVENT,
+    Effect,
+    Enrollment,
+    LogEntry,
+    Outcome,
+)
+from mauto.engine.timing import (
+    Cap,
+    QuietHours,
+    SendRules,
+    cap_release,
+    contact_zone,
+    later_within,
+    local_moment,
+    next_allowed,
+    next_time_of_day,
+    shifted,
+    zone,
+)
 from mauto.workflow.durations import parse_duration, parse_time_of_day
 from mauto.workflow.expressions import sandbox
 from mauto.workflow.model import Step, Workflow
@@ -168,9 +190,9 @@ class Engine:
         (False, reason): the contact was turned away by the audience.
         """
         scope = self.scope(workflow, contact, at, at, {}, event)
-        if workflow.trigger.where is not None and event is not None:
-            if not workflow.trigger.where.evaluate(**scope.names()):
-                return False, None
+        if (workflow.trigger.where is not None and event is not None
+                and not workflow.trigger.where.evaluate(**scope.names())):
+            return False, None
         if workflow.audience is not None and not workflow.audience.evaluate(**scope.names()):
             return False, f"not in audience: {workflow.audience.source}"
         return True, ""
@@ -205,7 +227,7 @@ class Engine:
             enrollment.waiting = None  # the wait is over
         if enrollment.state == WAITING_EVENT:
             program = self.program(workflow)
-            key = enrollment.position
+            key = _step_key(enrollment)
             waited = enrollment.waiting or {}
             enrollment.state, enrollment.waiting = ACTIVE, None
             self._log(outcome, at, program, key, "timeout", f"no {waited.get('event')} by {at.isoformat()}")
@@ -248,7 +270,7 @@ class Engine:
                 deadline = datetime.fromisoformat(waiting["deadline"])
                 if waiting["event"] == event.name and since <= event.at <= deadline and (
                         not waiting.get("where") or scope.evaluate(waiting["where"], record)):
-                    key = enrollment.position
+                    key = _step_key(enrollment)
                     enrollment.state, enrollment.waiting, enrollment.wake_at = ACTIVE, None, None
                     self._log(outcome, event.at, program, key, "event", f"{event.name} arrived")
                     enrollment.position = program.first.get((key, "on_event"), program.next[key])
@@ -266,7 +288,7 @@ class Engine:
             return outcome
         program = self.program(workflow)
         pending = enrollment.pending
-        key = enrollment.position
+        key = _step_key(enrollment)
         enrollment.pending = None
         enrollment.state = ACTIVE
         if pending["kind"] == "coupon":
@@ -327,8 +349,9 @@ class Engine:
                 return
             if moved:
                 enrollment.position = program.next[key]
-                if self.pause_after_send and step.kind in ("email", "sms") and outcome.effects and outcome.effects[-1].kind == "send" \
-                        and outcome.effects[-1].at == at and outcome.log and outcome.log[-1].kind == "send":
+                if (self.pause_after_send and step.kind in ("email", "sms")
+                        and outcome.effects and outcome.effects[-1].kind == "send" and outcome.effects[-1].at == at
+                        and outcome.log and outcome.log[-1].kind == "send"):
                     # The driver renders and records the message before anything else happens (a template
                     # error fails the enrollment at the send); it calls advance() again to go on.
                     return
@@ -365,10 +388,13 @@ class Engine:
         if kind in ("email", "sms"):
             return self._send(workflow, program, step, key, contact, at, outcome, scope)
         if kind == "if":
-            result = bool(step.expression.evaluate(**scope.names()))
+            condition = step.expression
+            if condition is None:  # the model gives every `if` step its expression
+                raise StepError("an `if` step without a condition")
+            result = bool(condition.evaluate(**scope.names()))
             branch = "then" if result else "else"
             self._log(outcome, at, program, key, "branch",
-                      f"{step.expression.source} → {str(result).lower()}{_evidence(step, scope)}",
+                      f"{condition.source} → {str(result).lower()}{_evidence(step, scope)}",
                       extra={"branch": branch})
             enrollment.position = program.first.get((key, branch), program.next[key])
             return False
@@ -523,7 +549,7 @@ class Engine:
             moment, why = next_allowed(moment, tz, rules)
             reasons.extend(why)
             release = cap_release(moment, sent, cap) if cap else None
-            if release is None:
+            if release is None or not cap:
                 break
             reasons.append(f"frequency cap {cap.max} {channel} per {_compact(cap.per)}")
             moment = release
@@ -615,9 +641,18 @@ def _compact(delta: timedelta) -> str:
     return format_duration(delta)
 
 
+def _step_key(enrollment: Enrollment) -> str:
+    """The step a waiting or pending enrollment is at (only a run past the end has none: that one is over)."""
+    if enrollment.position is None:
+        raise ValueError(f"enrollment {enrollment.id} waits at no step")
+    return enrollment.position
+
+
 def _evidence(step: Step, scope: Scope) -> str:
     """The contact fields an `if` read, with their values: the "why" of a branch."""
-    shown = []
+    shown: list[tuple[str, Any]] = []
+    if step.expression is None:
+        return ""
     try:
         uses = step.expression.uses
     except ValueError:

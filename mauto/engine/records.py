@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 
 BUILTIN_DEFAULTS: dict[str, Any] = {"score": 0, "tags": [], "lists": [], "email_consent": False,
@@ -80,7 +80,7 @@ class ContactState:
 
     def record(self, declared: dict[str, Any]) -> Record:
         """The contact as expressions see it: every declared field present (None when unset)."""
-        values = {name: None for name in declared}
+        values: dict[str, Any] = dict.fromkeys(declared)
         for name, default in BUILTIN_DEFAULTS.items():
             values[name] = list(default) if isinstance(default, list) else default
         values.update(self.fields)
@@ -106,4 +106,4 @@ def jsonable(value: Any) -> Any:
 
 
 def utc(moment: datetime) -> datetime:
-    return moment.astimezone(timezone.utc)
+    return moment.astimezone(UTC)

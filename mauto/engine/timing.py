@@ -7,7 +7,7 @@ duration is still a date: a sum past them is a ValueError that says so, which fa
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
@@ -41,7 +41,7 @@ def local_moment(day: date, at: time, tz: ZoneInfo) -> datetime:
     spring-forward night in Paris) comes out shifted by the gap (03:30), as
     cron does; a wall time that happens twice (autumn) is its first occurrence.
     """
-    return datetime.combine(day, at).replace(tzinfo=tz, fold=0).astimezone(timezone.utc).astimezone(tz)
+    return datetime.combine(day, at).replace(tzinfo=tz, fold=0).astimezone(UTC).astimezone(tz)
 
 
 def later(moment: datetime, delta: timedelta) -> datetime:
@@ -51,7 +51,7 @@ def later(moment: datetime, delta: timedelta) -> datetime:
     "09:00"}` is how a workflow asks for a wall-clock time). Plain `+` on a datetime whose tzinfo is a
     ZoneInfo adds wall-clock time instead, so the result would depend on how the caller's `now` was zoned.
     """
-    return (moment.astimezone(timezone.utc) + delta).astimezone(moment.tzinfo)
+    return (moment.astimezone(UTC) + delta).astimezone(moment.tzinfo)
 
 
 def later_within(moment: datetime, delta: timedelta, what: str) -> datetime:
@@ -74,7 +74,7 @@ def shifted(moment: datetime, delta: timedelta) -> datetime:
     try:
         return later(moment, delta)
     except OverflowError:
-        return (datetime.max if delta > timedelta(0) else datetime.min).replace(tzinfo=timezone.utc)
+        return (datetime.max if delta > timedelta(0) else datetime.min).replace(tzinfo=UTC)
 
 
 def next_time_of_day(after: datetime, at: time, tz: ZoneInfo, days: tuple[str, ...] | None = None) -> datetime:
@@ -83,18 +83,18 @@ def next_time_of_day(after: datetime, at: time, tz: ZoneInfo, days: tuple[str, .
     Moments are compared as instants: Python compares two datetimes that share a ZoneInfo by their wall
     times, which is wrong in the hour that happens twice. A wall time that happens twice counts twice.
     """
-    instant = after.astimezone(timezone.utc)
+    instant = after.astimezone(UTC)
     local = after.astimezone(tz)
     day = local.date()
     for _ in range(8 + 7):
         if days is None or DAYS[day.weekday()] in days:
             first = local_moment(day, at, tz)
             candidates = [first]
-            repeat = datetime.combine(day, at).replace(tzinfo=tz, fold=1).astimezone(timezone.utc)
-            if repeat > first.astimezone(timezone.utc):  # the wall time happens twice that day
+            repeat = datetime.combine(day, at).replace(tzinfo=tz, fold=1).astimezone(UTC)
+            if repeat > first.astimezone(UTC):  # the wall time happens twice that day
                 candidates.append(repeat.astimezone(tz))
             for candidate in candidates:
-                if candidate.astimezone(timezone.utc) >= instant:
+                if candidate.astimezone(UTC) >= instant:
                     return candidate
         day += timedelta(days=1)
     raise ValueError("no allowed day")  # unreachable: days is never empty

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import calendar
+from collections.abc import Iterator
 from datetime import date, datetime, timedelta
-from typing import Any, Iterator
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from mauto.engine.timing import local_moment, shifted

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from mauto.config import Project
 from mauto.errors import YamlError
@@ -140,6 +141,9 @@ class LintContext:
                 yield ExpressionSite(self.project_file, expression, ("segments", name), None, False)
 
     def workflow_expressions(self, file: SourceFile, workflow: Workflow) -> Iterator[ExpressionSite]:
+        document = file.document
+        if document is None:  # a file that did not load has no workflow: nothing to look at
+            return
         trigger = workflow.trigger
         entry_event = trigger.value if trigger.kind == "event" else None
         entry_scope = trigger.kind == "event"
@@ -147,11 +151,11 @@ class LintContext:
             yield ExpressionSite(file, trigger.where, ("trigger", "where"), entry_event)
         if trigger.kind == "segment" and trigger.value not in self.project.segments \
                 and not is_segment_name(trigger.value):
-            expression = Expression(trigger.value, file.display, file.document.pos(("trigger", "segment")))
+            expression = Expression(trigger.value, file.display, document.pos(("trigger", "segment")))
             yield ExpressionSite(file, expression, ("trigger", "segment"), None, False)
         if trigger.kind == "inactivity" and "where" in trigger.value:
             expression = Expression(trigger.value["where"], file.display,
-                                    file.document.pos(("trigger", "inactivity", "where")))
+                                    document.pos(("trigger", "inactivity", "where")))
             yield ExpressionSite(file, expression, ("trigger", "inactivity", "where"), trigger.value["event"])
         if workflow.audience is not None:
             yield ExpressionSite(file, workflow.audience, ("audience",), entry_event, entry_scope)
@@ -159,12 +163,14 @@ class LintContext:
             if condition is not None:
                 yield ExpressionSite(file, condition, ("exit_on", index, "where"), event)
         if workflow.goal and "where" in workflow.goal:
-            expression = Expression(workflow.goal["where"], file.display, file.document.pos(("goal", "where")))
+            expression = Expression(workflow.goal["where"], file.display, document.pos(("goal", "where")))
             yield ExpressionSite(file, expression, ("goal", "where"), workflow.goal["event"])
         for step in workflow.iter_steps():
+            if step.expression is None:
+                continue
             if step.kind == "if":
                 yield ExpressionSite(file, step.expression, step.path + ("if",), entry_event, entry_scope)
-            elif step.kind == "wait_for" and step.expression is not None:
+            elif step.kind == "wait_for":
                 yield ExpressionSite(file, step.expression, step.path + ("wait_for", "where"), step.value["event"])
 
     def nested_sites(self, site: ExpressionSite) -> Iterator[ExpressionSite]:
@@ -211,8 +217,11 @@ class LintContext:
         """Each template string of each workflow, analysed: (file, workflow, step, path, TemplateInfo)."""
         found = []
         for file, workflow in self.workflows:
+            document = file.document
+            if document is None:  # a file that did not load has no workflow: nothing to look at
+                continue
             for path, source, step in self.template_strings(file, workflow):
-                info = self.templates.analyse_string(source, file.display, file.document.pos(path))
+                info = self.templates.analyse_string(source, file.display, document.pos(path))
                 found.append((file, workflow, step, path, info))
         return found
 

@@ -89,7 +89,7 @@ def _lint(project: Project, now: datetime, paths: list[Path] | None, base: str |
 
     if selected is not None:
         shown = {project.display(path) for path in selected}
-        for file, workflow, step, name in ctx.sends():
+        for file, _workflow, _step, name in ctx.sends():
             if file.path.resolve() in selected:
                 shown.update(info.display_path for info in ctx.templates.lineage(name))
         problems = {problem for problem in problems if problem.path in shown}

@@ -5,21 +5,39 @@ import csv
 import json
 import re
 import secrets
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
-from functools import lru_cache
+from functools import lru_cache, partial
 from math import isfinite
 from pathlib import Path
-from typing import Any, Callable, Iterator, TextIO
+from typing import Any, TextIO
 
-from mauto.addresses import (CONTROL_CHARACTERS, REFUSED_CHARACTERS, normalise_email, normalise_phone, parse_email,
-                             shown, text_problem)
+from mauto.addresses import (
+    CONTROL_CHARACTERS,
+    REFUSED_CHARACTERS,
+    normalise_email,
+    normalise_phone,
+    parse_email,
+    shown,
+    text_problem,
+)
 from mauto.datafiles import LIST_SEPARATOR, DataError, coerce
 from mauto.engine.records import ContactState, Event
 from mauto.errors import ExitCode, MautoError
-from mauto.store.rows import (BATCH_SIZE, MAX_PROBLEMS, BatchProblems, FileResult, Problems, Rejects, batches,
-                               check_rejects_path, shown_name, source_format)
 from mauto.limits import EARLIEST, LATEST
+from mauto.store.rows import (
+    BATCH_SIZE,
+    MAX_PROBLEMS,
+    BatchProblems,
+    FileResult,
+    Problems,
+    Rejects,
+    batches,
+    check_rejects_path,
+    shown_name,
+    source_format,
+)
 from mauto.store.sqlite import Rollback, Store, normalise_address, stamp
 
 # Built-in fields kept in their own columns (searched, or checked before every send); every
@@ -117,10 +135,8 @@ def _slow_converter(name: str, declared: Any, zone: str, notices: list[str] | No
     def convert(value: Any) -> Any:
         said: list[str] = []
         try:
-            if special is not None and value is not None:
-                typed = special(value)
-            else:
-                typed = coerce(value, declared, zone, said)
+            typed = (special(value) if special is not None and value is not None
+                     else coerce(value, declared, zone, said))
         except ValueError as error:
             raise ValueError(f"field `{name}`: {error}") from None
         if said and notices is not None:
@@ -136,7 +152,7 @@ _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _refused = REFUSED_CHARACTERS.search
 
 
-def field_converter(name: str, declared: Any, zone: str, notices: list[str] | None = None,
+def field_converter(name: str, declared: Any, zone: str, notices: list[str] | None = None,  # noqa: C901 - split by the refactor of issue 11
                     region: str | None = None) -> Callable[[Any], Any]:
     """A function taking one of the field's values (a CSV cell, a JSON or YAML value) to the value stored,
     or raising ValueError("field `name`: ..."). Resolved once per field and import, not once per cell: the
@@ -389,7 +405,7 @@ def import_contacts(store: Store, source: str | Path, *, fields: dict[str, Any],
     return result
 
 
-def _import_batch(store: Store, batch: list, result: ImportResult, reject: Any, check: ContactChecker, key: str,
+def _import_batch(store: Store, batch: list, result: ImportResult, reject: Any, check: ContactChecker, key: str,  # noqa: C901 - split by the refactor of issue 11
                   skip_invalid: bool) -> None:
     """Check a batch (rows, duplicates, matches) and write it; problems go to `reject`."""
     bad = 0
@@ -501,7 +517,7 @@ def _select(db: Any, column: str, values: list[str]) -> list:
     marks = ",".join("?" * len(values))
     cursor = db.execute(f"SELECT * FROM contacts WHERE {column} IN ({marks}) AND erased_at IS NULL", values)
     names = [description[0] for description in cursor.description]
-    return [dict(zip(names, row)) for row in cursor]
+    return [dict(zip(names, row, strict=True)) for row in cursor]
 
 
 # --- reading ------------------------------------------------------------------------------------
@@ -595,7 +611,7 @@ def where_filter(source: str, option: str = "--where") -> Where:
         try:
             uses = Expression(text).uses if nested else expression.uses
             if not nested:
-                expression.evaluator
+                expression.evaluator  # noqa: B018 - compiling is the check; the evaluator is cached
         except ExpressionError as error:
             raise MautoError(f"{option}: {inside}{error}") from None
         allowed = ("event", *WHERE_NAMES) if nested else WHERE_NAMES
@@ -682,7 +698,7 @@ def iter_contacts(store: Store, fields: dict[str, Any], zone: str, where: str | 
         for values in cursor:
             if limit is not None and found >= limit:
                 return
-            row = dict(zip(names, values))
+            row = dict(zip(names, values, strict=True))
             if check is not None:
                 # Both queries come in id order (SQLite's BINARY collation is code point order, as Python's
                 # str comparison): walk the events alongside the contacts, one pass over each.
@@ -690,7 +706,7 @@ def iter_contacts(store: Store, fields: dict[str, Any], zone: str, where: str | 
                     pending = next(events, None)
                 history = pending[1] if pending is not None and pending[0] == row["id"] else []
                 state = ContactState(row["id"], typed_fields(_record(row), fields, zone), history)
-                scope = Scope(state, lambda state=state: state.record(fields), moment, None, {}, None, zone)
+                scope = Scope(state, partial(state.record, fields), moment, None, {}, None, zone)
                 try:
                     keep = check.expression.evaluate(**scope.names())
                 except Exception as error:  # an expression error is the user's, whatever Jinja2 raises
@@ -715,7 +731,7 @@ def export_contacts(store: Store, out: TextIO, fmt: str, fields: dict[str, Any])
         cursor = store.db.execute("SELECT * FROM contacts WHERE erased_at IS NULL ORDER BY id")
         names = [description[0] for description in cursor.description]
         for values in cursor:
-            view = contact_view(dict(zip(names, values)))
+            view = contact_view(dict(zip(names, values, strict=True)))
             if writer is not None:
                 writer.writerow({name: LIST_SEPARATOR.join(map(str, value)) if isinstance(value, list) else
                                  json.dumps(value) if isinstance(value, dict) else
@@ -740,7 +756,7 @@ def unsubscribe(store: Store, contact_id: str, channel: str = "email") -> dict[s
         suppressed = store.suppress(address, channel, "unsubscribed") if address else False
         was = bool(row[CONSENT[channel]])
         db.execute(f"UPDATE contacts SET {CONSENT[channel]} = 0, updated_at = ? WHERE id = ?", [now, contact_id])
-        db["events"].insert(_event_row(contact_id, "unsubscribed", {"channel": channel}, now))
+        db.table("events").insert(_event_row(contact_id, "unsubscribed", {"channel": channel}, now))
     return {"contact": contact_id, "channel": channel, "had_consent": was, "address": bool(address),
             "newly_suppressed": suppressed}
 

@@ -10,10 +10,11 @@ import hashlib
 import json
 import subprocess
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from mauto.errors import ExitCode, MautoError, UsageError, YamlError
 from mauto.store.sqlite import Store, stamp
@@ -136,7 +137,7 @@ class Change:
         head = f"v{self.old_version} → v{self.version}" if moving else f"v{self.old_version}"
         if not self.in_flight:
             return f"{head}: no contacts in flight"
-        parts = []
+        parts: list[str] = []
         for group in self.in_flight:
             noun = "" if parts else (" contacts" if group.count != 1 else " contact")
             who = f"{group.count}{noun} waiting at {group.step}"
@@ -480,7 +481,8 @@ def rollback(store: Store, workflow: str, to: int | None = None, *, dry_run: boo
         elif to == current:
             raise UsageError(f"`{workflow}` already runs v{to}")
         data = json.loads(versions[(workflow, to)][1])
-        policy = data.get("in_flight") if isinstance(data, dict) and data.get("in_flight") in POLICIES else "finish"
+        chosen = data.get("in_flight") if isinstance(data, dict) else None
+        policy = chosen if isinstance(chosen, str) and chosen in POLICIES else "finish"
         change = Change("rollback", workflow, version=to, old_version=current, state=state, policy=policy)
         change.in_flight = _groups(store, workflow, versions, step_ids(data), to, policy)
         moved = sum(group.count for group in change.in_flight if group.action == "move")

@@ -7,8 +7,17 @@ from pathlib import Path
 from typing import Any
 
 from mauto.datafiles import DataError, coerce, parse_time
-from mauto.store.rows import (BATCH_SIZE, MAX_PROBLEMS, BatchProblems, FileResult, Problems, Rejects, batches,
-                               check_rejects_path, shown_name)
+from mauto.store.rows import (
+    BATCH_SIZE,
+    MAX_PROBLEMS,
+    BatchProblems,
+    FileResult,
+    Problems,
+    Rejects,
+    batches,
+    check_rejects_path,
+    shown_name,
+)
 from mauto.store.sqlite import Rollback, Store, stamp
 
 EVENT_KEYS = ("contact", "event", "at", "id", "properties")
@@ -134,7 +143,8 @@ def ingest_events(store: Store, source: str | Path, *, catalogue: dict[str, dict
                 contacts = list({event["contact"] for _, _, event in checked})
                 marks = ",".join("?" * len(contacts))
                 known = {found for (found,) in db.execute(
-                    f"SELECT id FROM contacts WHERE id IN ({marks}) AND erased_at IS NULL", contacts)} if contacts else set()
+                    f"SELECT id FROM contacts WHERE id IN ({marks}) AND erased_at IS NULL", contacts)
+                } if contacts else set()
                 now = store.stamp()
                 good = []
                 for line, row, event in checked:

@@ -10,7 +10,7 @@ number.
 from __future__ import annotations
 
 import secrets
-from typing import Callable
+from collections.abc import Callable
 
 from sqlite_utils import Database
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 import json
 import secrets
 from bisect import insort
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Iterator
+from typing import Any, overload
 
 from mauto.engine.records import ContactState, Event, SentMessage, jsonable
 from mauto.engine.state import EXITED, Enrollment, LogEntry
@@ -165,12 +166,16 @@ def withdrawal(event: Event) -> tuple[str | None, str | None]:
     """What an event says of consent: (the channel whose address goes on the suppression list, the channel
     whose consent is withdrawn), each None when it says nothing. A hard bounce or a complaint suppresses
     the email address; an unsubscribe withdraws its channel's consent."""
-    suppress = SUPPRESSING.get(event.name)
-    if suppress and event.name == "email_bounced" and event.properties.get("kind", "hard") != "hard":
+    return _withdrawal(event.name, event.properties)
+
+
+def _withdrawal(name: str, properties: dict[str, Any]) -> tuple[str | None, str | None]:
+    suppress = SUPPRESSING.get(name)
+    if suppress and name == "email_bounced" and properties.get("kind", "hard") != "hard":
         suppress = None
     withdraw = None
-    if event.name == "unsubscribed":
-        channel = event.properties.get("channel", "email")
+    if name == "unsubscribed":
+        channel = properties.get("channel", "email")
         withdraw = channel if channel in ("email", "sms") else None
     return suppress, withdraw
 
@@ -360,8 +365,8 @@ def mark_handoff(store: Store, message_id: int, at: str) -> bool:
                           "AND status = 'pending' AND handoff_at IS NULL", [at, at, message_id]).rowcount == 1
 
 
-def record_delivery(store: Store, message_id: int, status: str, answer: str, at: str,
-                    next_try_at: str | None = None, provider_id: str | None = None, count_attempt: bool = False) -> None:
+def record_delivery(store: Store, message_id: int, status: str, answer: str, at: str, next_try_at: str | None = None,
+                    provider_id: str | None = None, count_attempt: bool = False) -> None:
     """The provider's answer. `status`: sent | pending (a retry at next_try_at) | parked | unknown | cancelled.
 
     Committed without waiting for the disk: the next hand-off mark's durable commit carries it there. A power
@@ -369,12 +374,17 @@ def record_delivery(store: Store, message_id: int, status: str, answer: str, at:
     answer, provider_id = _storable(answer), _storable(provider_id)
     with store.transaction(durable=False) as db:
         # Only a pending message takes an answer: one a person dropped meanwhile stays as they decided.
-        db.execute("UPDATE messages SET status = ?, answer = ?, next_try_at = ?, provider_id = coalesce(?, provider_id), "
-                   "handoff_at = NULL, attempts = attempts + ?, updated_at = ?, "
-                   "sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END WHERE id = ? AND status = 'pending'",
+        db.execute("UPDATE messages SET status = ?, answer = ?, next_try_at = ?, "
+                   "provider_id = coalesce(?, provider_id), handoff_at = NULL, attempts = attempts + ?, "
+                   "updated_at = ?, sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END "
+                   "WHERE id = ? AND status = 'pending'",
                    [status, answer, next_try_at, provider_id, 1 if count_attempt else 0, at, status, at, message_id])
 
 
+@overload
+def _storable(text: str) -> str: ...
+@overload
+def _storable(text: None) -> None: ...
 def _storable(text: str | None) -> str | None:
     """A provider's text as SQLite can keep it: lone surrogates (which UTF-8 cannot encode) as escapes."""
     if text is None or not isinstance(text, str):
@@ -498,7 +508,7 @@ def withdrawals_pending(db: Any, contact_id: str) -> set[str]:
             data = {}
         if name == "unsubscribed" and data.get("channel") not in ("email", "sms"):
             data["channel"] = "email"  # an unsubscribe whose channel cannot be read: the safe reading
-        suppress, withdraw = withdrawal(Event(contact_id, name, None, data))  # type: ignore[arg-type]
+        suppress, withdraw = _withdrawal(name, data)
         channels.update(channel for channel in (suppress, withdraw) if channel)
     return channels
 

@@ -5,10 +5,11 @@ import contextlib
 import hashlib
 import os
 import sqlite3
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from sqlite_utils import Database
 
@@ -42,14 +43,14 @@ def _text(data: bytes) -> str:
 
 
 def wall_clock() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def stamp(moment: datetime) -> str:
     """A time as the store keeps it: UTC, ISO 8601, fixed width, so that text order is time order."""
     if moment.tzinfo is None:
         raise ValueError(f"naive time {moment!r}: the store needs times with an offset")
-    return moment.astimezone(timezone.utc).isoformat(timespec="microseconds")
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 def normalise_address(address: str, channel: str, region: str | None = None) -> str:

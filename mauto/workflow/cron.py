@@ -33,7 +33,7 @@ def parse_cron(line: str, timezone: str = "UTC"):
     except (ValueError, TypeError, LookupError) as error:
         names = ("minute", "hour", "day-of-month", "month", "day-of-week")
         detail = str(error)
-        for name, value in zip(names, line.split()):
+        for name, value in zip(names, line.split(), strict=False):
             try:
                 CronTrigger.from_crontab(" ".join((_day_names(value) if name == "day-of-week" else value)
                                                   if n == name else "*" for n in names), timezone=timezone)

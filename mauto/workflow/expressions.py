@@ -6,11 +6,13 @@ same tree into a callable.
 """
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from functools import cached_property, lru_cache
-from typing import Any, Callable
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from jinja2 import (
@@ -56,10 +58,8 @@ def date_filter(context: Any, value: Any, format: str = "%Y-%m-%d") -> str:
     if isinstance(value, datetime) and value.tzinfo is not None:
         zone = context.get("_zone")
         if isinstance(zone, str):
-            try:
+            with contextlib.suppress(KeyError, ValueError):
                 value = value.astimezone(ZoneInfo(zone))
-            except (KeyError, ValueError):
-                pass
     if isinstance(value, (date, datetime)):
         return value.strftime(format)
     return str(value)

@@ -186,7 +186,7 @@ class _Converter:
                 if node.tag != _SEQ:
                     raise self.error(f"unknown tag `{node.tag}`; mauto files use plain YAML without tags", node)
                 return [self.convert(child, path + (index,), in_alias) for index, child in enumerate(node.value)]
-            if node.tag != _MAP:
+            if node.tag != _MAP or not isinstance(node, yaml.MappingNode):
                 raise self.error(f"unknown tag `{node.tag}`; mauto files use plain YAML without tags", node)
             return self._mapping(node, path, in_alias)
         finally:

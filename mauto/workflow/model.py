@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Iterator
+from typing import Any
 
 from mauto.workflow.durations import parse_duration
 from mauto.workflow.expressions import Expression
@@ -156,7 +157,7 @@ def build(document: Document) -> Workflow:
                       _expression(where, document, ("trigger", "where")) if where is not None else None)
     reentry_data = data.get("reentry", "never")
     reentry = parse_duration(reentry_data["after"]) if isinstance(reentry_data, dict) else reentry_data
-    exit_on = []
+    exit_on: list[tuple[str, Expression | None]] = []
     for index, item in enumerate(data.get("exit_on", [])):
         if isinstance(item, str):
             exit_on.append((item, None))

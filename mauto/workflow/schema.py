@@ -16,11 +16,12 @@ from __future__ import annotations
 import difflib
 import json
 import re
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from functools import lru_cache
+from datetime import UTC, datetime
+from functools import cache
 from importlib import resources
-from typing import Any, Callable, Iterator
+from typing import Any, TypeVar
 
 from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError, relevance
@@ -42,7 +43,7 @@ def schema_text(name: str) -> str:
     return resources.files("mauto.data").joinpath(f"{name}.schema.json").read_text(encoding="utf-8")
 
 
-@lru_cache(maxsize=None)
+@cache
 def schema(name: str) -> dict:
     return json.loads(schema_text(name))
 
@@ -95,7 +96,7 @@ def _moment_problem(value: str) -> str | None:
     except ValueError:
         return None
     try:
-        check_moment(moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc))
+        check_moment(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
     except LimitError:
         return f"`{value}` is outside the times mauto handles ({RANGE_TEXT})"
     return None
@@ -115,7 +116,7 @@ _Validator = validators.extend(Draft202012Validator, {"format": _format})
 _FORMATS = ("mauto-duration", "mauto-signed-duration", "mauto-timeout", "mauto-moment")
 
 
-@lru_cache(maxsize=None)
+@cache
 def validator(name: str) -> Draft202012Validator:
     """A validator over the schema with its non-recursive `$ref`s inlined, checking mauto's formats.
 
@@ -154,7 +155,7 @@ class SchemaProblem:
 FAST_CHECK_THRESHOLD = 100
 
 
-@lru_cache(maxsize=None)
+@cache
 def fast_check(name: str) -> Callable[[Any], Any]:
     """A compiled yes/no check of the schema (fastjsonschema), about five times faster than jsonschema.
 
@@ -304,11 +305,25 @@ def _step_id_at(data: Any, path: JsonPath) -> str | None:
     return found
 
 
+T = TypeVar("T")
+
+
+def first_duplicate(items: Iterable[Any]) -> Any:
+    """The first item equal (as JSON) to one before it; None when there is none."""
+    seen: set[str] = set()
+    for item in items:
+        key = json.dumps(item, sort_keys=True)
+        if key in seen:
+            return item
+        seen.add(key)
+    return None
+
+
 def _type_words(json_type: Any) -> str:
     words = {"string": "a string", "integer": "an integer", "number": "a number", "boolean": "true or false",
              "object": "a mapping", "array": "a list", "null": "empty"}
     if isinstance(json_type, list):
-        named = [words.get(t, t) for t in json_type]
+        named = [words.get(t, str(t)) for t in json_type]
         return " or ".join(named)
     return words.get(json_type, str(json_type))
 
@@ -353,13 +368,14 @@ def _field(path: JsonPath) -> str:
     return "value"
 
 
-def _explain(error: ValidationError, document: Document, name: str) -> Iterator[SchemaProblem]:
+def _explain(error: ValidationError, document: Document, name: str) -> Iterator[SchemaProblem]:  # noqa: C901 - split by the refactor of issue 11
     path = tuple(error.absolute_path)
     where = container(path, document.data, name)
     what = subject(path, document.data)
     kind = error.validator
     schema_ = error.schema if isinstance(error.schema, dict) else {}
-    instance = error.instance
+    instance: Any = error.instance  # jsonschema sets it on every error it yields (`Unset` only on hand-made ones)
+    validator_value: Any = error.validator_value
 
     def at_value(message: str, rule: str = "schema") -> SchemaProblem:
         return SchemaProblem(rule, document.pos(path), message, path)
@@ -375,10 +391,10 @@ def _explain(error: ValidationError, document: Document, name: str) -> Iterator[
                 yield at_key(f"unknown key `{key}`{inside}{_suggest(key, allowed)}", key_path=path + (key,),
                              rule="schema")
         return
-    if kind == "not" and isinstance(error.validator_value, dict) and "propertyNames" in error.validator_value \
+    if kind == "not" and isinstance(validator_value, dict) and "propertyNames" in validator_value \
             and not isinstance(instance, dict):
         return  # a step or trigger that is not a mapping: the type error says it
-    if kind == "not" and isinstance(instance, dict) and "propertyNames" in error.validator_value:
+    if kind == "not" and isinstance(instance, dict) and "propertyNames" in validator_value:
         kinds = [key for key in schema_.get("dependentSchemas", {})]
         if path == ("trigger",):
             yield at_key(f"no trigger kind in `trigger`; add one of: {', '.join(kinds)}")
@@ -398,10 +414,10 @@ def _explain(error: ValidationError, document: Document, name: str) -> Iterator[
                          key_path=path + (present[1],))
             return
         action = present[0] if present else None
-        allowed = ", ".join(error.validator_value)
+        takes = ", ".join(validator_value)
         if action is not None:
             yield at_key(f"`{instance}` does not go with `{action}` in {where}; "
-                         f"{_a(action)} {thing} takes: {allowed}", key_path=path + (instance,))
+                         f"{_a(action)} {thing} takes: {takes}", key_path=path + (instance,))
         else:
             yield at_key(f"unknown key `{instance}` in {where}", key_path=path + (instance,))
         return
@@ -410,7 +426,7 @@ def _explain(error: ValidationError, document: Document, name: str) -> Iterator[
             yield at_key(f"`{_shown(instance)}` is not a header name in {where}: use letters, digits and `-`, "
                          "e.g. X-Request-Id", rule="webhook-header", key_path=path + (instance,))
             return
-        yield at_key(f"`{instance}` is not a valid name in {where}: it must match {error.validator_value}",
+        yield at_key(f"`{instance}` is not a valid name in {where}: it must match {validator_value}",
                      key_path=path + (instance,))
         return
     if kind == "format":
@@ -418,21 +434,21 @@ def _explain(error: ValidationError, document: Document, name: str) -> Iterator[
         yield at_value(f"{what}: {error.message}", rule)
         return
     if kind == "required":
-        missing = [key for key in error.validator_value if not (isinstance(instance, dict) and key in instance)]
+        missing = [key for key in validator_value if not (isinstance(instance, dict) and key in instance)]
         for key in missing:
             yield at_key(f"{where} is missing `{key}`")
         return
     if kind == "type":
-        yield at_value(f"{what} must be {_type_words(error.validator_value)}, not {_value_words(instance)}")
+        yield at_value(f"{what} must be {_type_words(validator_value)}, not {_value_words(instance)}")
         return
     if kind == "enum":
-        choices = [str(choice) for choice in error.validator_value]
+        choices = [str(choice) for choice in validator_value]
         suggestion = _suggest(str(instance), choices) if isinstance(instance, str) else ""
         yield at_value(f"{what} must be one of {', '.join(choices)}, "
                        f"not {_value_words(instance)}{suggestion}")
         return
     if kind == "const":
-        yield at_value(f"{what} can only be {json.dumps(error.validator_value)} or a mapping")
+        yield at_value(f"{what} can only be {json.dumps(validator_value)} or a mapping")
         return
     if kind == "pattern":
         yield _pattern(error, path, what, at_value)
@@ -441,18 +457,15 @@ def _explain(error: ValidationError, document: Document, name: str) -> Iterator[
         yield at_value(f"{what} must not be empty")
         return
     if kind in ("minItems", "minProperties"):
-        yield at_value(f"{what} needs at least {error.validator_value} "
-                       f"{('item' if kind == 'minItems' else 'entry') if error.validator_value == 1 else ('items' if kind == 'minItems' else 'entries')}")
+        one, many = ("item", "items") if kind == "minItems" else ("entry", "entries")
+        yield at_value(f"{what} needs at least {validator_value} {one if validator_value == 1 else many}")
         return
     if kind == "uniqueItems":
-        seen: set = set()
-        duplicate = next((item for item in instance if json.dumps(item, sort_keys=True) in seen
-                          or seen.add(json.dumps(item, sort_keys=True))), None)
-        yield at_value(f"{what} lists `{duplicate}` more than once")
+        yield at_value(f"{what} lists `{first_duplicate(instance)}` more than once")
         return
     if kind in ("minimum", "maximum"):
         bound = "at least" if kind == "minimum" else "at most"
-        yield at_value(f"{what} must be {bound} {error.validator_value}, not {instance}")
+        yield at_value(f"{what} must be {bound} {validator_value}, not {instance}")
         return
     if kind == "not" and _field(path) == "score":
         yield at_value(f"`score: 0` in {container(path[:-1], document.data)} does nothing; "
@@ -463,12 +476,15 @@ def _explain(error: ValidationError, document: Document, name: str) -> Iterator[
     yield at_value(f"{what}: {error.message}")
 
 
-def _pattern(error: ValidationError, path: JsonPath, what: str, at_value) -> SchemaProblem:
+def _pattern(error: ValidationError, path: JsonPath, what: str, at_value: Callable[..., T]) -> T:
+    """The problem with a string that does not match its pattern, worded for what the pattern stands for; built
+    with `at_value(message, rule)` (SchemaProblem here, the scenarios' own (pos, message) there)."""
     title = error.schema.get("title") if isinstance(error.schema, dict) else None
-    value = error.instance
+    value: Any = error.instance  # jsonschema sets it on every error it yields (`Unset` only on hand-made ones)
+    validator_value: Any = error.validator_value
     if title == "duration":
         try:
-            parse_duration(value, signed=error.validator_value.startswith("^-"))
+            parse_duration(value, signed=validator_value.startswith("^-"))
             message = f"`{value}` is not a duration"
         except DurationError as duration_error:
             message = str(duration_error)
@@ -497,7 +513,7 @@ def _pattern(error: ValidationError, path: JsonPath, what: str, at_value) -> Sch
     if title == "event-name":
         return at_value(f"{what}: `{value}` is not an event name; use letters, digits, `_`, `.`, `:` or `-`, "
                         "e.g. order_placed")
-    return at_value(f"{what}: `{value}` does not match the pattern {error.validator_value}")
+    return at_value(f"{what}: `{value}` does not match the pattern {validator_value}")
 
 
 def _shown(text: str) -> str:

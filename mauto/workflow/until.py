@@ -6,7 +6,7 @@ the engine's date arithmetic would overflow.
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, time, timezone
+from datetime import UTC, date, datetime, time
 
 from mauto.limits import RANGE_TEXT, LimitError, check_moment
 from mauto.workflow.durations import DurationError, parse_time_of_day
@@ -44,7 +44,7 @@ def _within(text: str, value: date | datetime, moment: datetime) -> date | datet
     """`value` when `moment` (naive ones read as UTC: the zone moves them by hours, the bounds leave centuries)
     is within the times mauto handles; UntilError otherwise."""
     try:
-        check_moment(moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc))
+        check_moment(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
     except LimitError:
         raise UntilError(f"`{text}` is outside the times mauto handles ({RANGE_TEXT})") from None
     return value

@@ -1,8 +1,8 @@
 """Fixtures for the channel tests: real servers on 127.0.0.1 (tests/servers.py), a handoff callback, a project."""
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pytest
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import socket
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from mauto.channels import Outgoing
@@ -29,7 +29,7 @@ def rendered_email(number: int = 1, to: str = "ann@example.com", first_name: str
                    html: bool = True) -> RenderedMessage:
     """A message as MessageRenderer makes it: a subject and text from contact data, an HTML part."""
     return RenderedMessage(
-        channel="email", contact=f"c{number}", to=to, at=datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc),
+        channel="email", contact=f"c{number}", to=to, at=datetime(2026, 3, 2, 9, 0, tzinfo=UTC),
         workflow="welcome", step="hello", template="welcome/hello", key=f"e{number}:welcome:hello:0",
         marketing=True, subject=f"Welcome, {first_name}", sender=SENDER,
         text=f"Hello {first_name},\n\nthanks for signing up.\n\n. a line that starts with a dot\n",

@@ -5,8 +5,17 @@ import io
 from email import message_from_bytes
 from pathlib import Path
 
-from mauto.channels import MAX_ATTEMPTS, PARKED, RETRY, SENT, ConsoleTransport, Delivery, FileTransport, \
-    RecordingTransport, backoff
+from mauto.channels import (
+    MAX_ATTEMPTS,
+    PARKED,
+    RETRY,
+    SENT,
+    ConsoleTransport,
+    Delivery,
+    FileTransport,
+    RecordingTransport,
+    backoff,
+)
 from mauto.messages import RenderedMessage
 
 from .helpers import Handoffs, email_outgoing, rendered_email, sms_outgoing

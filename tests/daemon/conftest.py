@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import shutil
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from mauto.store.deploy import deploy
 from mauto.store.events import ingest_events
 
 ROOT = Path(__file__).resolve().parents[2]
-START = datetime(2026, 12, 1, 0, 0, tzinfo=timezone.utc)
+START = datetime(2026, 12, 1, 0, 0, tzinfo=UTC)
 DEPLOYED = START - timedelta(minutes=1)  # the sample history (events before START) is from before the deploy
 
 

@@ -9,34 +9,14 @@ import subprocess
 import sys
 import time
 from datetime import timedelta
-from pathlib import Path
 
-import pytest
-from typer.testing import CliRunner
-
-from mauto.cli import app
-from tests.daemon.test_runner import T0, Daemon
-from tests.servers import HttpServer, SmtpServer
+from tests.daemon.harness import T0, Daemon, mauto
 
 
-@pytest.fixture
-def daemon(tmp_path: Path):
-    with SmtpServer() as smtp, HttpServer() as http:
-        running = Daemon(tmp_path, smtp, http)
-        yield running
-        running.store.close()
-
-
-def mauto(daemon: Daemon, *args: str):
-    runner = CliRunner()
-    return runner.invoke(app, ["-p", str(daemon.root / "mauto.yaml"), *args],
-                         env={"MAUTO_TEST_SMS_TOKEN": "t0k3n", "COLUMNS": "200"})
-
-
-def test_run_once_logs_each_action_and_ends_with_the_report(daemon: Daemon) -> None:
-    assert mauto(daemon, "run", "--once", "--now", (T0 - timedelta(hours=1)).isoformat()).exit_code == 0
-    daemon.event("ana", "signed_up", T0)
-    result = mauto(daemon, "run", "--once", "--now", "2026-12-01T09:01:00Z")
+def test_run_once_logs_each_action_and_ends_with_the_report(fresh_daemon: Daemon) -> None:
+    assert mauto(fresh_daemon, "run", "--once", "--now", (T0 - timedelta(hours=1)).isoformat()).exit_code == 0
+    fresh_daemon.event("ana", "signed_up", T0)
+    result = mauto(fresh_daemon, "run", "--once", "--now", "2026-12-01T09:01:00Z")
     assert result.exit_code == 0, result.stderr
     assert result.stdout.startswith("tick 2026-12-01T09:01:00+00:00: 1 enrolled, 0 advanced, 1 sent, 0 retried, "
                                     "0 parked, 0 failed in ")
@@ -48,10 +28,10 @@ def test_run_once_logs_each_action_and_ends_with_the_report(daemon: Daemon) -> N
     assert "ana@example.com" not in result.stderr  # contacts by id in the log: erasure cannot reach log files
 
 
-def test_run_once_json_logs_and_report(daemon: Daemon) -> None:
-    mauto(daemon, "run", "--once", "--now", (T0 - timedelta(hours=1)).isoformat())
-    daemon.event("ana", "signed_up", T0)
-    result = mauto(daemon, "run", "--once", "--now", "2026-12-01T09:01:00Z", "--log-format", "json", "-f", "json")
+def test_run_once_json_logs_and_report(fresh_daemon: Daemon) -> None:
+    mauto(fresh_daemon, "run", "--once", "--now", (T0 - timedelta(hours=1)).isoformat())
+    fresh_daemon.event("ana", "signed_up", T0)
+    result = mauto(fresh_daemon, "run", "--once", "--now", "2026-12-01T09:01:00Z", "--log-format", "json", "-f", "json")
     assert result.exit_code == 0
     actions = [json.loads(line) for line in result.stderr.splitlines()]
     assert [a["action"] for a in actions] == ["step", "step", "step", "queued", "sent"]
@@ -60,42 +40,42 @@ def test_run_once_json_logs_and_report(daemon: Daemon) -> None:
     assert (report["enrolled"], report["sent"], report["parked"]) == (1, 1, 0)
 
 
-def test_a_parked_message_makes_run_exit_1_and_outbox_shows_it(daemon: Daemon) -> None:
-    mauto(daemon, "run", "--once", "--now", (T0 - timedelta(hours=1)).isoformat())
-    daemon.smtp.on("rcpt", "550 5.1.1 no such user")
-    daemon.event("ana", "signed_up", T0)
-    result = mauto(daemon, "run", "--once", "--now", "2026-12-01T09:01:00Z", "--quiet")
+def test_a_parked_message_makes_run_exit_1_and_outbox_shows_it(fresh_daemon: Daemon) -> None:
+    mauto(fresh_daemon, "run", "--once", "--now", (T0 - timedelta(hours=1)).isoformat())
+    fresh_daemon.smtp.on("rcpt", "550 5.1.1 no such user")
+    fresh_daemon.event("ana", "signed_up", T0)
+    result = mauto(fresh_daemon, "run", "--once", "--now", "2026-12-01T09:01:00Z", "--quiet")
     assert result.exit_code == 1
     assert result.stderr.splitlines() == ["parked     key=promo:ana:1:steps.0:1 contact=ana channel=email "
                                           "answer=RCPT TO: 550 5.1.1 no such user"]
-    listed = mauto(daemon, "outbox", "--failed")
+    listed = mauto(fresh_daemon, "outbox", "--failed")
     assert listed.exit_code == 0
     assert listed.stdout.splitlines()[0] == "0 pending, 0 sent, 1 parked, 0 unknown, 0 cancelled"
     assert "1   parked  ana      promo/hello  1      RCPT TO: 550 5.1.1 no such user" in listed.stdout
-    as_json = json.loads(mauto(daemon, "outbox", "--failed", "-f", "json").stdout)
+    as_json = json.loads(mauto(fresh_daemon, "outbox", "--failed", "-f", "json").stdout)
     assert [m["status"] for m in as_json["messages"]] == ["parked"]
-    retried = mauto(daemon, "outbox", "retry", "1")
+    retried = mauto(fresh_daemon, "outbox", "retry", "1")
     assert retried.stdout == ("message 1 (promo:ana:1:steps.0:1) is pending again (was parked); "
                               "the next tick sends it\n")
-    dropped = mauto(daemon, "outbox", "drop", "1")
+    dropped = mauto(fresh_daemon, "outbox", "drop", "1")
     assert dropped.stdout == "message 1 (promo:ana:1:steps.0:1) dropped (was pending)\n"
-    again = mauto(daemon, "outbox", "drop", "1")
+    again = mauto(fresh_daemon, "outbox", "drop", "1")
     assert again.exit_code == 2 and "message 1 is cancelled: only parked, unknown or pending" in again.stderr
-    missing = mauto(daemon, "outbox", "retry", "99")
+    missing = mauto(fresh_daemon, "outbox", "retry", "99")
     assert missing.exit_code == 2 and "no message 99 in the outbox" in missing.stderr
 
 
-def test_run_without_once_and_a_bad_interval_are_usage_errors(daemon: Daemon) -> None:
-    result = mauto(daemon, "run")
+def test_run_without_once_and_a_bad_interval_are_usage_errors(fresh_daemon: Daemon) -> None:
+    result = mauto(fresh_daemon, "run")
     assert result.exit_code == 2 and "needs --once" in result.stderr
-    result = mauto(daemon, "daemon", "--interval", "soon")
+    result = mauto(fresh_daemon, "daemon", "--interval", "soon")
     assert result.exit_code == 2 and result.stderr.startswith("--interval soon: ")
 
 
-def test_the_daemon_ticks_and_stops_cleanly_on_sigterm(daemon: Daemon) -> None:
-    daemon.store.close()
+def test_the_daemon_ticks_and_stops_cleanly_on_sigterm(fresh_daemon: Daemon) -> None:
+    fresh_daemon.store.close()
     env = {**os.environ, "MAUTO_TEST_SMS_TOKEN": "t0k3n", "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen([sys.executable, "-m", "mauto", "-p", str(daemon.root / "mauto.yaml"), "daemon",
+    process = subprocess.Popen([sys.executable, "-m", "mauto", "-p", str(fresh_daemon.root / "mauto.yaml"), "daemon",
                                 "--interval", "1s"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
                                text=True)
     try:

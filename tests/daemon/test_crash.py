@@ -14,7 +14,7 @@ from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 
-from tests.daemon.test_runner import T0, Daemon
+from tests.daemon.harness import T0, Daemon
 from tests.servers import HttpServer, SmtpServer
 
 CONTACTS = 40
@@ -45,7 +45,8 @@ def test_sigkill_at_random_moments_loses_nothing_and_sends_nothing_twice(tmp_pat
             daemon.event(row["id"], "signed_up", T0)
         daemon.store.close()
         kills = Counter()
-        moments = [T0 + timedelta(minutes=1)] * (KILLED_RUNS // 2) + [T0 + timedelta(days=1, minutes=1)] * (KILLED_RUNS // 2)
+        half = KILLED_RUNS // 2
+        moments = [T0 + timedelta(minutes=1)] * half + [T0 + timedelta(days=1, minutes=1)] * half
         runs = 0
         # More runs (at the last moment) while too few were killed: on a fast machine a run that finds little
         # left to do ends before its kill; the guarantee needs kills, not a fixed number of runs.

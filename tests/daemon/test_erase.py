@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from mauto.cli import app
 from mauto.store.contacts import erase
-from tests.daemon.test_runner import T0, Daemon, daemon  # noqa: F401 - the fixture
+from tests.daemon.harness import T0, Daemon
 
 
 def test_an_erased_contact_in_flight_is_ended_and_scrubbed_and_the_next_tick_goes_on(daemon: Daemon) -> None:
@@ -63,16 +63,13 @@ def test_erase_waits_for_a_running_tick_and_says_so_when_it_does_not_end(daemon:
     from mauto import runner
 
     monkeypatch.chdir(daemon.root)
-    holder = open(f"{daemon.root / 'mauto.db'}.lock", "w", encoding="utf-8")
-    holder.write("pid 4242 on mail-1, since 2026-12-01T09:00:00Z")
-    holder.flush()
-    fcntl.flock(holder.fileno(), fcntl.LOCK_EX)
     original = runner.TickLock.acquire
     monkeypatch.setattr(runner.TickLock, "acquire", lambda self, wait=0.0, doing="": original(self, 0.3, doing))
-    try:
+    with open(f"{daemon.root / 'mauto.db'}.lock", "w", encoding="utf-8") as holder:
+        holder.write("pid 4242 on mail-1, since 2026-12-01T09:00:00Z")
+        holder.flush()
+        fcntl.flock(holder.fileno(), fcntl.LOCK_EX)
         result = CliRunner().invoke(app, ["contacts", "erase", "ana", "--yes"])
-    finally:
-        holder.close()
     assert result.exit_code == 1, result.output
     assert "another tick is running against this store (pid 4242 on mail-1, since 2026-12-01T09:00:00Z); " \
            "nothing was erased; try again" in result.output

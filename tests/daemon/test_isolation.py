@@ -11,7 +11,7 @@ import pytest
 
 from mauto.errors import MautoError
 from mauto.messages import SIMULATION_SECRET, unsubscribe_token
-from tests.daemon.test_runner import T0, Daemon, daemon  # noqa: F401 - the fixture
+from tests.daemon.harness import T0, Daemon
 
 
 def test_a_deployed_workflow_whose_wait_overflows_fails_alone_and_the_tick_goes_on(daemon: Daemon) -> None:

@@ -15,8 +15,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from mauto.channels.webhook import call_webhook
 from mauto import runner
+from mauto.channels.webhook import call_webhook
 from mauto.runner import tick
 from mauto.simulate import load_mapping, simulate
 from mauto.store.sqlite import stamp

@@ -5,124 +5,17 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import textwrap
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from mauto.channels import build_transports
-from mauto.config import load_project
-from mauto.errors import MautoError
 from mauto import runner
-from mauto.runner import RunnerBusy, TickLock, drop_message, retry_message, tick
-from mauto.store import Store
+from mauto.errors import MautoError
+from mauto.runner import RunnerBusy, TickLock, drop_message, retry_message
 from mauto.store import runtime
-from mauto.store.contacts import import_contacts
-from mauto.store.deploy import deploy
-from mauto.store.events import ingest_events
+from tests.daemon.harness import DEPLOYED, T0, Daemon, write
 from tests.servers import HttpServer, SmtpServer
-
-DEPLOYED = datetime(2026, 11, 20, 8, 0, tzinfo=timezone.utc)
-T0 = datetime(2026, 12, 1, 9, 0, tzinfo=timezone.utc)
-
-WORKFLOW = """\
-id: promo
-version: 1
-name: Promo
-category: marketing
-trigger: {event: signed_up}
-reentry: never
-steps:
-  - id: hello
-    email: promo/hello
-  - wait: 1d
-  - id: again
-    email: promo/again
-"""
-HOOKED = """\
-id: hooked
-version: 1
-name: Hooked
-category: transactional
-trigger: {event: ordered}
-steps:
-  - id: crm
-    webhook: {url: "URL", body: {contact: "{{ contact.id }}"}, as: crm, retries: 2}
-  - id: thanks
-    email: promo/thanks
-"""
-
-
-def write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(textwrap.dedent(text), encoding="utf-8")
-    return path
-
-
-class Daemon:
-    """A project with the `promo` workflow, three contacts, a store, and the SMTP and HTTP servers."""
-
-    def __init__(self, root: Path, smtp: SmtpServer, http: HttpServer) -> None:
-        self.root, self.smtp, self.http = root, smtp, http
-        write(root / "mauto.yaml", f"""\
-            store: mauto.db
-            timezone: UTC
-            sender: {{email: "Shop <shop@example.com>", sms: SHOP}}
-            unsubscribe_url: "https://example.com/u/{{{{ token }}}}"
-            channels:
-              email: {{transport: smtp, host: 127.0.0.1, port: {smtp.port}, timeout: 5s}}
-              sms: {{transport: http, url: "{http.url('/sms')}", token_env: MAUTO_TEST_SMS_TOKEN}}
-            contact_fields: {{first_name: string}}
-            events: {{signed_up: {{}}, ordered: {{}}}}
-            """)
-        write(root / "workflows" / "promo.yaml", WORKFLOW)
-        write(root / "workflows" / "hooked.yaml", HOOKED.replace("URL", http.url("/crm")))
-        for name in ("hello", "again", "thanks"):
-            write(root / "templates" / "promo" / f"{name}.email.html",
-                  f'---\nsubject: "{name} {{{{ contact.first_name }}}}"\n---\n<p>{name} {{{{ contact.first_name }}}}</p><a href="{{{{ unsubscribe_url }}}}">unsubscribe</a>\n')
-        write(root / "contacts.jsonl", "\n".join(json.dumps(row) for row in [
-            {"id": "ana", "email": "ana@example.com", "email_consent": True, "first_name": "Ana"},
-            {"id": "ben", "email": "ben@example.com", "email_consent": True, "first_name": "Ben\nBcc: evil@example.com"},
-            {"id": "cy", "email": "cy@example.com", "email_consent": False, "first_name": "Cy"},
-        ]) + "\n")
-        self.project = load_project(root / "mauto.yaml")
-        self.store = Store(root / "mauto.db", lambda: DEPLOYED, create=True, timeout=2.0)
-        deploy(self.project, self.store, DEPLOYED)
-        import_contacts(self.store, root / "contacts.jsonl", fields=self.project.contact_fields,
-                        zone=self.project.timezone)
-        self.transports = build_transports(self.project, {"MAUTO_TEST_SMS_TOKEN": "t0k3n"})
-        self.events = 0
-
-    def event(self, contact: str, name: str, at: datetime, **properties) -> None:
-        self.events += 1
-        path = write(self.root / f"events-{self.events}.jsonl",
-                     json.dumps({"contact": contact, "event": name, "at": at.isoformat(), **properties}) + "\n")
-        result = ingest_events(self.store, path, catalogue=self.project.events, zone=self.project.timezone)
-        assert result.ok, result.to_dict()
-
-    def tick(self, now: datetime, **options):
-        actions: list[tuple[str, dict]] = []
-        options.setdefault("log", lambda kind, data: actions.append((kind, data)))
-        report = tick(self.project, self.store, now, self.transports, **options)
-        report.actions = actions
-        return report
-
-    def rows(self, sql: str, *args) -> list[tuple]:
-        return [tuple(row) for row in self.store.db.execute(sql, args)]
-
-    def statuses(self) -> dict[str, str]:
-        return dict(self.rows("SELECT key, status FROM messages ORDER BY id"))
-
-
-@pytest.fixture
-def daemon(tmp_path: Path):
-    with SmtpServer() as smtp, HttpServer() as http:
-        http.respond("/crm", 200, {"id": "crm-1"})
-        running = Daemon(tmp_path, smtp, http)
-        running.tick(T0 - timedelta(hours=1))
-        yield running
-        running.store.close()
 
 
 def test_a_tick_enrolls_sends_once_and_the_wait_resumes_a_day_later(daemon: Daemon) -> None:
@@ -140,7 +33,8 @@ def test_a_tick_enrolls_sends_once_and_the_wait_resumes_a_day_later(daemon: Daem
     assert (report.advanced, report.sent) == (1, 1)
     assert [m.message["Subject"] for m in daemon.smtp.messages] == ["hello Ana", "again Ana"]
     # the second send is decided at its own moment, not at the tick's
-    assert daemon.rows("SELECT created_at FROM messages WHERE step = 'again'") == [("2026-12-02T09:00:00.000000+00:00",)]
+    assert daemon.rows("SELECT created_at FROM messages WHERE step = 'again'") == [
+        ("2026-12-02T09:00:00.000000+00:00",)]
     assert set(daemon.smtp.message_ids().values()) == {1}
 
 
@@ -202,7 +96,8 @@ def test_a_temporary_refusal_is_retried_with_backoff_and_sent_once(daemon: Daemo
     daemon.event("ana", "signed_up", T0)
     report = daemon.tick(T0 + timedelta(minutes=1))
     assert (report.sent, report.retried) == (0, 1)
-    [(status, attempts, next_try_at, answer)] = daemon.rows("SELECT status, attempts, next_try_at, answer FROM messages")
+    [(status, attempts, next_try_at, answer)] = daemon.rows(
+        "SELECT status, attempts, next_try_at, answer FROM messages")
     assert status == "pending" and attempts == 1 and "451" in answer
     assert T0 + timedelta(minutes=1) < datetime.fromisoformat(next_try_at) <= T0 + timedelta(minutes=2)
     daemon.tick(T0 + timedelta(minutes=5))
@@ -328,9 +223,9 @@ def test_a_webhook_that_keeps_failing_fails_its_enrollment_after_its_retries(dae
 
 
 def test_a_second_tick_while_one_runs_exits_at_once_naming_the_holder(daemon: Daemon) -> None:
-    with TickLock(daemon.store.path, "mauto.db"):
-        with pytest.raises(RunnerBusy, match=rf"another tick is running against this store \(pid {os.getpid()} on "):
-            daemon.tick(T0)
+    with TickLock(daemon.store.path, "mauto.db"), \
+            pytest.raises(RunnerBusy, match=rf"another tick is running against this store \(pid {os.getpid()} on "):
+        daemon.tick(T0)
 
 
 def test_a_lock_left_by_a_dead_process_is_taken_over(daemon: Daemon) -> None:

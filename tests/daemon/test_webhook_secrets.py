@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import textwrap
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -19,8 +19,8 @@ from mauto.store.deploy import deploy
 from mauto.store.events import ingest_events
 from tests.servers import HttpServer
 
-DEPLOYED = datetime(2026, 11, 20, 8, 0, tzinfo=timezone.utc)
-T0 = datetime(2026, 12, 1, 9, 0, tzinfo=timezone.utc)
+DEPLOYED = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
+T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 SECRET = "Bearer sk_live_4eC39HqLyjWDarjtT1zdp7dc"
 WORKFLOW = """\
 id: crm-sync

@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Callable
 
 import pytest
 

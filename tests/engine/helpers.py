@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import textwrap
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -16,7 +16,6 @@ from mauto.workflow.schema import validate
 
 PARIS = ZoneInfo("Europe/Paris")
 NEW_YORK = ZoneInfo("America/New_York")
-UTC = timezone.utc
 FIELDS = {**BUILTIN_FIELDS, "first_name": "string", "country": "string", "birthday": "date",
           "lifecycle": {"enum": ["lead", "customer"]}, "plan": "string"}
 

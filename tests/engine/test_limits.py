@@ -6,7 +6,7 @@ Before: each case here ended in an OverflowError (every tick, or `simulate`, sto
 """
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -85,8 +85,8 @@ def test_quiet_hours_and_caps_at_the_edges_of_the_calendar():
 
 
 def test_shifted_keeps_a_window_edge_in_the_calendar():
-    assert shifted(EARLIEST, -LONGEST) == datetime.min.replace(tzinfo=timezone.utc)
-    assert shifted(datetime(9999, 12, 30, tzinfo=UTC), LONGEST) == datetime.max.replace(tzinfo=timezone.utc)
+    assert shifted(EARLIEST, -LONGEST) == datetime.min.replace(tzinfo=UTC)
+    assert shifted(datetime(9999, 12, 30, tzinfo=UTC), LONGEST) == datetime.max.replace(tzinfo=UTC)
     assert shifted(EARLIEST, LONGEST) == EARLIEST + LONGEST
 
 

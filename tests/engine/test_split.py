@@ -43,7 +43,7 @@ def test_the_variant_is_a_stable_hash_pinned_across_runs_and_versions():
             for contact_id in ("c1", "c2", "c3", "ana@example.com", "42")] == ["b", "a", "b", "a", "a"]
     assert [variant_for("abandoned-cart", "offer", contact_id, {"big": 70, "small": 20, "none": 10})
             for contact_id in ("c1", "c2", "c3")] == ["big", "big", "small"]
-    digest = hashlib.sha256("abandoned-cart\x1fsubject-test\x1fc1".encode()).digest()
+    digest = hashlib.sha256(b"abandoned-cart\x1fsubject-test\x1fc1").digest()
     bucket = int.from_bytes(digest[:8], "big") % 10_000 / 100
     assert (bucket >= 50) == (variant_for("abandoned-cart", "subject-test", "c1", {"a": 50, "b": 50}) == "b")
 
@@ -66,7 +66,7 @@ def test_the_split_id_and_the_workflow_id_both_matter():
     other_workflow = [variant_for("v", "s", contact_id, weights) for contact_id in ids]
     # independent: about half agree, not all
     for other in (other_split, other_workflow):
-        agree = sum(x == y for x, y in zip(base, other)) / len(ids)
+        agree = sum(x == y for x, y in zip(base, other, strict=True)) / len(ids)
         assert 0.45 < agree < 0.55
 
 

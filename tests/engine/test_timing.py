@@ -6,8 +6,16 @@ from datetime import datetime, time, timedelta, timezone
 import pytest
 
 from mauto.engine.records import Event
-from mauto.engine.timing import (Cap, QuietHours, SendRules, cap_release, later, local_moment, next_allowed,
-                                 next_time_of_day)
+from mauto.engine.timing import (
+    Cap,
+    QuietHours,
+    SendRules,
+    cap_release,
+    later,
+    local_moment,
+    next_allowed,
+    next_time_of_day,
+)
 
 from .helpers import NEW_YORK, PARIS, UTC, Run, contact, new_york, paris, same, utc, workflow
 

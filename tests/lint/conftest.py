@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import itertools
 import textwrap
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Iterable
 
 import pytest
 
@@ -24,7 +24,7 @@ from mauto.lint import runner
 from mauto.lint.problem import Problem
 from mauto.lint.runner import LintResult
 
-NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
 # rule id -> the tests marked @fails / @passes with it; the meta-test compares both with RULES
 FAIL_TESTS: dict[str, list[str]] = {}

@@ -31,7 +31,7 @@ def test_every_rule_module_is_registered():
 @pytest.mark.parametrize("rule_id", list(RULES))
 def test_rule_has_an_id_a_level_and_a_check(rule_id):
     rule = RULES[rule_id]
-    assert rule.ID == rule_id
+    assert rule_id == rule.ID
     assert re.fullmatch(r"[a-z]+(-[a-z]+)*", rule.ID), "rule ids are kebab-case"
     assert rule.__name__.rsplit(".", 1)[1] == rule.ID.replace("-", "_"), "the module is named after the rule"
     assert rule.LEVEL in ("error", "warning")

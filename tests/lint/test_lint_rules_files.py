@@ -274,7 +274,8 @@ DESIGN_TEMPLATES = {
         {% extends "layouts/base.html" %}
         {% block body %}<p>Use {{ vars.coupon }} before {{ (now + duration('7d')) | date('%d %B') }}.</p>{% endblock %}
         """),
-    "templates/cart/last-call.sms.txt": "Last call: your cart expires tonight. Code {{ vars.coupon }}. STOP to opt out\n",
+    "templates/cart/last-call.sms.txt":
+        "Last call: your cart expires tonight. Code {{ vars.coupon }}. STOP to opt out\n",
 }
 
 

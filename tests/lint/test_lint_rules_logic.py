@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import textwrap
+from datetime import UTC
 
 import pytest
 
@@ -512,9 +513,9 @@ def test_wait_date_in_the_future_passes(check, moment, head):
 
 @fails("wait-date-past")
 def test_wait_date_past_uses_the_given_now(check):
-    from datetime import datetime, timezone
+    from datetime import datetime
     check({WF: waits_until("2026-11-27")}, "wait-date-past", problem=(7, 19),
-          now=datetime(2026, 12, 1, tzinfo=timezone.utc))
+          now=datetime(2026, 12, 1, tzinfo=UTC))
 
 
 # --- wait-for-trigger-event ---------------------------------------------------

@@ -161,7 +161,8 @@ def test_template_syntax_body_error_is_reported_at_the_templates_own_line(check)
 
 @fails("template-syntax")
 def test_template_syntax_in_the_subject(check):
-    email = HELLO_EMAIL.replace("subject: Welcome, {{ contact.first_name }}", "subject: Welcome, {{ contact.first_name }")
+    email = HELLO_EMAIL.replace("subject: Welcome, {{ contact.first_name }}",
+                                "subject: Welcome, {{ contact.first_name }")
     check({HELLO: email}, "template-syntax", problem=(2, 10), path=HELLO, message="unexpected '}'")
 
 

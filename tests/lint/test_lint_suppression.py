@@ -1,8 +1,6 @@
 """Inline suppression (`# mauto: ignore[rule-id]`) and what fails a run (`LintResult.failed(strict)`)."""
 from __future__ import annotations
 
-import pytest
-
 from mauto.config import load_project
 from mauto.lint import runner
 from mauto.lint.problem import ERROR, WARNING

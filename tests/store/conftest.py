@@ -1,14 +1,14 @@
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from mauto.config import BUILTIN_FIELDS, BUILTIN_EVENTS
+from mauto.config import BUILTIN_EVENTS, BUILTIN_FIELDS
 from mauto.store import Store
 
-NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 FIELDS = {**BUILTIN_FIELDS, "first_name": "string", "birthday": "date", "last_order_at": "datetime",
           "tier": {"enum": ["bronze", "gold"]}}
 CATALOGUE = {**BUILTIN_EVENTS, "order_placed": {"total": "number"}, "signed_up": {"source": "string"}}

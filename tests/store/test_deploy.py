@@ -78,9 +78,8 @@ def test_fresh_store_plans_everything_new_then_deploy_makes_it_unchanged(project
 
 def test_versions_are_immutable(project, store) -> None:
     deploy(project, store, NOW, GIT)
-    with pytest.raises(Exception, match="immutable"):
-        with store.transaction() as db:
-            db.execute("UPDATE workflow_versions SET source = 'x'")
+    with pytest.raises(Exception, match="immutable"), store.transaction() as db:
+        db.execute("UPDATE workflow_versions SET source = 'x'")
 
 
 def test_changed_file_without_bump_is_refused_and_nothing_written(project, store) -> None:
@@ -331,7 +330,8 @@ def test_deploy_refuses_a_file_edited_after_the_plan(project, store) -> None:
      "v2 → v1: 5 contacts waiting at `wait-3d` leave at rollback; 3 waiting at `wait-5d` (not in v1) leave at "
      "rollback", 0, 8,
      [(1, "steps.0", "waiting", None, 2), (2, "steps.0", "completed", None, 1),
-      (2, "steps.0", "exited", "stopped by rollback to v1", 5), (2, "steps.1", "exited", "stopped by rollback to v1", 3)]),
+      (2, "steps.0", "exited", "stopped by rollback to v1", 5),
+      (2, "steps.1", "exited", "stopped by rollback to v1", 3)]),
 ])
 def test_rollback_applies_the_policy_of_the_version_made_current(project, store, policy, newer_policy, summary,
                                                                  moved, stopped, rows) -> None:
@@ -360,7 +360,8 @@ def test_rollback_applies_the_policy_of_the_version_made_current(project, store,
                                [record["id"]]).fetchone()
         assert (record["version"], record["position"], record["state"]) == row
     if policy == "stop":
-        record = json.loads(store.db.execute("SELECT data FROM enrollments WHERE state = 'exited' LIMIT 1").fetchone()[0])
+        data = store.db.execute("SELECT data FROM enrollments WHERE state = 'exited' LIMIT 1").fetchone()[0]
+        record = json.loads(data)
         assert (record["reason"], record["ended_at"], record["wake_at"]) == (
             "stopped by rollback to v1", "2026-11-23T12:00:00.000000+00:00", None)
 
@@ -501,7 +502,8 @@ def test_cli_rollback_policy_dry_run_and_json(project) -> None:
         deploy(project, store, NOW, GIT)
         enroll(store, 5, "steps.0", version=2)
         enroll(store, 1, "steps.1", version=2)
-    sentence = "    v2 → v1: 5 contacts waiting at `wait-3d` move to v1; 1 waiting at `wait-5d` (not in v1) finish on v2\n"
+    sentence = ("    v2 → v1: 5 contacts waiting at `wait-3d` move to v1; "
+                "1 waiting at `wait-5d` (not in v1) finish on v2\n")
     result = run("rollback", "welcome", "--dry-run")
     assert (result.exit_code, result.stdout) == (0, "welcome: v2 → v1 (new contacts enter v1), in_flight: migrate\n"
                                                     + sentence +

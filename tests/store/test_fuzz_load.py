@@ -192,7 +192,8 @@ def test_contacts_import_of_random_rows(project: Path, data: st.DataObject, fmt:
     example = next(EXAMPLE)
     rows, good_ids = mixed_rows(data.draw, hostile_contacts, good_contact, example, "id")
     content = WRITERS[fmt](rows)
-    options = [*(["--skip-invalid"] if skip_invalid else []), *(["--rejects", f"bad{example}.{fmt}"] if rejects else [])]
+    options = [*(["--skip-invalid"] if skip_invalid else []),
+               *(["--rejects", f"bad{example}.{fmt}"] if rejects else [])]
     before = counts()
     if stdin:
         result = run("contacts", "import", "-", "--format", fmt, *options, input=content)

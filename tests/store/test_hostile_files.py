@@ -58,7 +58,8 @@ def lines(text: str) -> list[str]:
     return text.splitlines()
 
 
-NOTHING = "nothing imported: {n} bad row{s} in {file} (fix them, or import the good rows with --skip-invalid --rejects FILE)"
+NOTHING = ("nothing imported: {n} bad row{s} in {file} "
+           "(fix them, or import the good rows with --skip-invalid --rejects FILE)")
 
 
 # --- 1. --rejects naming the input ------------------------------------------------------------------------
@@ -328,8 +329,8 @@ def test_yaml_rows_as_read_for_the_simulation_are_typed_as_before(tmp_path: Path
                               "of printable text")),
     ("c.txt", b"A1\nB\tC\n", ("c.txt:2: the code `B\\tC` contains a control character (U+0009); a code is one line "
                              "of printable text")),
-    ("c.csv", b'code,value\nA1,10\n"B1\nB2",10\n', ("c.csv:4: the code `B1\\nB2` contains a line break (U+000A); a code "
-                                                  "is one line of printable text")),
+    ("c.csv", b'code,value\nA1,10\n"B1\nB2",10\n',
+     ("c.csv:4: the code `B1\\nB2` contains a line break (U+000A); a code is one line of printable text")),
     ("c.csv", b'code,value\nA1,10\n"B1,10\nC1,10\n', ("c.csv:3: a quote opened on this line is never closed: the rest "
                                                     "of the file (2 lines) would be one cell; close it (a quote inside "
                                                     "a quoted cell is written twice: \"\")")),

@@ -8,10 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from mauto.store import Store, StoreError, StoreLocked, address_hash
-from mauto.store import migrations
-from mauto.store.contacts import (ContactNotFound, contact_state, erase, export_contacts, import_contacts,
-                                  iter_contacts, show_contact, unsubscribe)
+from mauto.store import Store, StoreError, StoreLocked, address_hash, migrations
+from mauto.store.contacts import (
+    ContactNotFound,
+    contact_state,
+    erase,
+    export_contacts,
+    import_contacts,
+    iter_contacts,
+    show_contact,
+    unsubscribe,
+)
 from mauto.store.coupons import load_coupons, take_coupon
 from mauto.store.events import ingest_events
 
@@ -31,7 +38,7 @@ c7,gus@example.com,Gus,1980-07-08
 def rows(store: Store, table: str) -> list[dict]:
     cursor = store.db.execute(f"SELECT * FROM {table} ORDER BY rowid")
     names = [d[0] for d in cursor.description]
-    return [dict(zip(names, row)) for row in cursor]
+    return [dict(zip(names, row, strict=True)) for row in cursor]
 
 
 def contacts_import(store: Store, path: Path, **options):
@@ -245,7 +252,8 @@ def test_contact_state_has_typed_fields_and_events(tmp_path: Path, store: Store)
     contacts_import(store, write(tmp_path / "a.csv", "id,birthday,last_order_at,email_consent\n"
                                                      "c1,1990-01-02,2026-11-01T10:00:00,yes\n"))
     events_ingest(store, write(tmp_path / "e.jsonl",
-                               '{"contact": "c1", "event": "order_placed", "at": "2026-11-20T10:00:00Z", "total": "9.5"}\n'))
+                               '{"contact": "c1", "event": "order_placed", "at": "2026-11-20T10:00:00Z", '
+                               '"total": "9.5"}\n'))
     state = contact_state(store, "c1", FIELDS, "Europe/Paris")
     assert state.fields["birthday"].isoformat() == "1990-01-02"
     assert state.fields["last_order_at"].isoformat() == "2026-11-01T09:00:00+00:00"  # 10:00 in Paris
@@ -275,7 +283,8 @@ def test_list_where_reads_events_only_for_the_event_functions(tmp_path: Path, st
     contacts_import(store, write(tmp_path / "a.csv", "id,tags,lists\nc1,vip,news\nc2,,\nc3,vip,\n"))
     events_ingest(store, write(tmp_path / "e.jsonl",
                                '{"contact": "c2", "event": "order_placed", "at": "2026-11-20T10:00:00Z", "total": 9}\n'
-                               '{"contact": "c3", "event": "order_placed", "at": "2026-09-20T10:00:00Z", "total": 9}\n'))
+                               '{"contact": "c3", "event": "order_placed", "at": "2026-09-20T10:00:00Z", '
+                               '"total": 9}\n'))
     statements: list[str] = []
     store.db.conn.set_trace_callback(statements.append)
 
@@ -380,7 +389,8 @@ def test_created_event_has_every_field_given(tmp_path: Path, store: Store) -> No
     from mauto.store.contacts import _contact_row, _created_properties
 
     contacts_import(store, write(tmp_path / "a.jsonl", "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in [
-        {"id": "c1", "email": " Zoé@Example.com", "phone": "+33 6 12 34 56 78", "email_consent": "yes", "first_name": 'A "q"\n',
+        {"id": "c1", "email": " Zoé@Example.com", "phone": "+33 6 12 34 56 78", "email_consent": "yes",
+         "first_name": 'A "q"\n',
          "tags": ["vip"], "tier": "gold", "last_order_at": "2026-11-01T10:00:00"},
         {"id": "c2", "email_consent": None, "score": None, "first_name": "Bo"},
         {"id": "c3"},
@@ -463,7 +473,8 @@ def test_unsubscribe(two_contacts: Store) -> None:
 def test_erase_keeps_the_hash_and_counts_not_the_person(tmp_path: Path, two_contacts: Store) -> None:
     store = two_contacts
     events_ingest(store, write(tmp_path / "e.jsonl",
-                               '{"contact": "c1", "event": "signed_up", "at": "2026-11-20T10:00:00Z", "source": "ads-spring-promo"}\n'))
+                               '{"contact": "c1", "event": "signed_up", "at": "2026-11-20T10:00:00Z", '
+                               '"source": "ads-spring-promo"}\n'))
     load_coupons(store, "welcome", write(tmp_path / "codes.txt", "A1\n"))
     assert take_coupon(store, "welcome", "c1", NOW) == "A1"
     done = erase(store, "c1")
@@ -481,7 +492,8 @@ def test_erase_keeps_the_hash_and_counts_not_the_person(tmp_path: Path, two_cont
     assert [(e["name"], e["properties"]) for e in rows(store, "events") if e["contact"] == anonymous] == [
         ("contact_created", "{}"), ("signed_up", "{}")]
     assert {(row["address_hash"], row["channel"], row["reason"]) for row in rows(store, "suppressions")} == {
-        (address_hash("a@example.com", "email"), "email", "erased"), (address_hash("+33612345678", "sms"), "sms", "erased")}
+        (address_hash("a@example.com", "email"), "email", "erased"),
+        (address_hash("+33612345678", "sms"), "sms", "erased")}
     assert rows(store, "coupons")[0]["assigned_to"] == anonymous  # the code stays handed out
     with pytest.raises(ContactNotFound):
         show_contact(store, "c1")

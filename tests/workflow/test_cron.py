@@ -1,14 +1,14 @@
 """Cron lines of `schedule` triggers, parsed by APScheduler, which the daemon fires them with."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from apscheduler.triggers.cron import CronTrigger
 
 from mauto.workflow.cron import CronError, parse_cron
 
-SUNDAY = datetime(2026, 3, 1, 0, 0, tzinfo=timezone.utc)  # 2026-03-01 is a Sunday
+SUNDAY = datetime(2026, 3, 1, 0, 0, tzinfo=UTC)  # 2026-03-01 is a Sunday
 
 
 def next_fire(line: str, after: datetime = SUNDAY, zone: str = "UTC") -> datetime:
@@ -18,19 +18,19 @@ def next_fire(line: str, after: datetime = SUNDAY, zone: str = "UTC") -> datetim
 def test_a_cron_line_is_an_apscheduler_trigger():
     trigger = parse_cron("0 9 * * MON")
     assert isinstance(trigger, CronTrigger)
-    assert next_fire("0 9 * * MON") == datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
+    assert next_fire("0 9 * * MON") == datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(("line", "expected"), [
-    ("*/15 * * * *", datetime(2026, 3, 1, 0, 15, tzinfo=timezone.utc)),
-    ("0 9 1 * *", datetime(2026, 3, 1, 9, 0, tzinfo=timezone.utc)),
-    ("0 9 2 * *", datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)),
-    ("0 0 1 * *", datetime(2026, 4, 1, 0, 0, tzinfo=timezone.utc)),
-    ("30 8 * * mon-fri", datetime(2026, 3, 2, 8, 30, tzinfo=timezone.utc)),
-    ("0 18 * * SAT,SUN", datetime(2026, 3, 1, 18, 0, tzinfo=timezone.utc)),
+    ("*/15 * * * *", datetime(2026, 3, 1, 0, 15, tzinfo=UTC)),
+    ("0 9 1 * *", datetime(2026, 3, 1, 9, 0, tzinfo=UTC)),
+    ("0 9 2 * *", datetime(2026, 3, 2, 9, 0, tzinfo=UTC)),
+    ("0 0 1 * *", datetime(2026, 4, 1, 0, 0, tzinfo=UTC)),
+    ("30 8 * * mon-fri", datetime(2026, 3, 2, 8, 30, tzinfo=UTC)),
+    ("0 18 * * SAT,SUN", datetime(2026, 3, 1, 18, 0, tzinfo=UTC)),
 ])
 def test_next_fire_times(line, expected):
-    assert next_fire(line, after=datetime(2026, 3, 1, 0, 1, tzinfo=timezone.utc)) == expected
+    assert next_fire(line, after=datetime(2026, 3, 1, 0, 1, tzinfo=UTC)) == expected
 
 
 def test_the_line_is_read_in_its_zone():
@@ -63,8 +63,8 @@ def test_the_bad_field_is_named(line, field, value):
 @pytest.mark.parametrize(("line", "weekday"), [("0 9 * * 0", "Sunday"), ("0 9 * * 1", "Monday"),
                                                ("0 9 * * 5", "Friday")])
 def test_numeric_days_of_week_are_read_as_cron_reads_them(line, weekday):
-    assert next_fire(line, after=datetime(2026, 3, 2, 10, 0, tzinfo=timezone.utc)).strftime("%A") == weekday
+    assert next_fire(line, after=datetime(2026, 3, 2, 10, 0, tzinfo=UTC)).strftime("%A") == weekday
 
 
 def test_seven_is_sunday_as_in_cron():
-    assert next_fire("0 9 * * 7", after=datetime(2026, 3, 2, 10, 0, tzinfo=timezone.utc)).strftime("%A") == "Sunday"
+    assert next_fire("0 9 * * 7", after=datetime(2026, 3, 2, 10, 0, tzinfo=UTC)).strftime("%A") == "Sunday"

@@ -5,8 +5,14 @@ from datetime import time, timedelta
 
 import pytest
 
-from mauto.workflow.durations import (DurationError, DurationTooLong, check_timeout, format_duration, parse_duration,
-                                      parse_time_of_day)
+from mauto.workflow.durations import (
+    DurationError,
+    DurationTooLong,
+    check_timeout,
+    format_duration,
+    parse_duration,
+    parse_time_of_day,
+)
 
 MINUTE, HOUR, DAY, WEEK = 60, 3600, 86400, 604800
 

@@ -1,7 +1,7 @@
 """Expressions: parse errors, what an expression uses (with offsets), and evaluation in the sandbox."""
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import pytest
 from jinja2.exceptions import SecurityError, UndefinedError
@@ -39,9 +39,9 @@ def test_an_expression_parses_lazily_and_keeps_its_place():
     assert (expression.source, expression.path, expression.pos) == ("contact.score >", "workflows/w.yaml",
                                                                     Pos(3, 7, '"'))
     with pytest.raises(ExpressionError):
-        expression.tree
+        _ = expression.tree
     with pytest.raises(ExpressionError):
-        expression.uses
+        _ = expression.uses
 
 
 def test_a_non_string_is_not_an_expression():
@@ -158,7 +158,7 @@ def test_jinja_filters_and_tests_work_but_its_globals_do_not():
 def test_the_date_filter_formats_in_the_contacts_zone():
     env = sandbox()
     template = env.from_string("{{ at | date('%Y-%m-%d %H:%M') }}")
-    at = datetime(2026, 3, 1, 23, 30, tzinfo=timezone.utc)
+    at = datetime(2026, 3, 1, 23, 30, tzinfo=UTC)
     assert template.render(at=at, _zone="Europe/Paris") == "2026-03-02 00:30"
     assert template.render(at=at) == "2026-03-01 23:30"
     assert env.from_string("{{ d | date }}").render(d=date(2026, 12, 24)) == "2026-12-24"
@@ -218,7 +218,7 @@ def test_five_thousand_or_clauses_are_too_long():
     # Before: RecursionError (`contacts list --where` and lint ended in an internal error).
     source = " or ".join(f"contact.score > {number}" for number in range(5000))
     with pytest.raises(ExpressionError) as caught:
-        Expression(source).uses
+        _ = Expression(source).uses
     assert str(caught.value) == ("expression too long (118,886 characters; at most 10,000); name a segment in "
                                  "mauto.yaml, or test a list with `in [...]`")
 

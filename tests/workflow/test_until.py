@@ -1,7 +1,7 @@
 """`wait: {until: …}`: a time of day, a date, or a date-time."""
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta, timezone
 
 import pytest
 
@@ -15,7 +15,7 @@ from mauto.workflow.until import UntilError, parse_until
     ("2026-12-24T09:00", datetime(2026, 12, 24, 9)),
     ("2026-12-24 09:00", datetime(2026, 12, 24, 9)),
     ("2026-12-24T09:00:00+01:00", datetime(2026, 12, 24, 9, tzinfo=timezone(timedelta(hours=1)))),
-    ("2026-12-24T08:00:00Z", datetime(2026, 12, 24, 8, tzinfo=timezone.utc)),
+    ("2026-12-24T08:00:00Z", datetime(2026, 12, 24, 8, tzinfo=UTC)),
 ])
 def test_accepted(text, value):
     parsed = parse_until(text)
@@ -57,7 +57,7 @@ def test_a_moment_outside_the_times_mauto_handles_is_refused(text):
 @pytest.mark.parametrize(("text", "value"), [
     ("1000-01-01", date(1000, 1, 1)),
     ("8999-12-31T23:59", datetime(8999, 12, 31, 23, 59)),
-    ("8999-12-31T23:59:59+00:00", datetime(8999, 12, 31, 23, 59, 59, tzinfo=timezone.utc)),
+    ("8999-12-31T23:59:59+00:00", datetime(8999, 12, 31, 23, 59, 59, tzinfo=UTC)),
 ])
 def test_the_edges_of_the_times_mauto_handles_are_accepted(text, value):
     assert parse_until(text) == value

@@ -37,7 +37,7 @@ LEVEL = "error"
 def check(ctx):
     for site in ctx.all_expression_sites():
         try:
-            site.expression.tree
+            site.expression.tree  # noqa: B018 - parsing is the check; the tree is cached on the expression
         except ExpressionError as error:
             yield ctx.problem(site.file, ctx.expression_pos(site, error.offset),
                               f"{error} in `{_shown(site.expression.source)}`")

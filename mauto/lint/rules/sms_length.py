@@ -15,7 +15,7 @@ Good:
 ```text
 Your cart is waiting: complete your order today. Reply STOP to opt out.
 ```
-"""
+"""  # noqa: E501 - the bad example is an SMS on one line, as it is sent
 from __future__ import annotations
 
 from mauto.lint.problem import Problem

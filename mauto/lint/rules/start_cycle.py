@@ -26,12 +26,15 @@ steps: [{email: done/thanks}]
 """
 from __future__ import annotations
 
+from mauto.lint.context import SourceFile
+from mauto.workflow.model import Step
+
 ID = "start-cycle"
 LEVEL = "error"
 
 
 def check(ctx):
-    edges: dict[str, list[tuple[str, object, object]]] = {}
+    edges: dict[str, list[tuple[str, SourceFile, Step]]] = {}
     for file, workflow in ctx.workflows:
         for step in workflow.iter_steps():
             if step.kind == "start":

@@ -28,7 +28,7 @@ LEVEL = "error"
 
 
 def check(ctx):
-    for file, workflow, step, name in ctx.sends():
+    for file, _workflow, step, name in ctx.sends():
         if ctx.templates.exists(name):
             continue
         close = difflib.get_close_matches(step.value, ctx.templates.available(step.kind), n=1, cutoff=0.6)

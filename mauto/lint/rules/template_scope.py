@@ -48,14 +48,14 @@ def check(ctx):
         if info.error is None:
             yield from problems(ctx, info, lambda pos, message, info=info: Problem(
                 info.display_path, pos.line, pos.col, message=message))
-    for file, workflow, step, path, info in ctx.template_string_infos:
+    for file, workflow, _step, _path, info in ctx.template_string_infos:
         if info.error is None:
             yield from problems(ctx, info, lambda pos, message, file=file: Problem(
                 file.display, pos.line, pos.col, message=message))
             if workflow.trigger.kind != "event" and "event" in info.names:
                 pos = info.names["event"]
                 yield Problem(file.display, pos.line, pos.col, message=_no_event(workflow))
-    for file, workflow, step, name in ctx.sends():
+    for _file, workflow, step, name in ctx.sends():
         if workflow.trigger.kind == "event" or not ctx.templates.exists(name):
             continue
         for info in ctx.templates.lineage(name):

@@ -34,6 +34,6 @@ def check(ctx):
         error = ctx.templates.info(name).error
         if error is not None:
             yield Problem(error.path, error.line or 1, error.col or 1, message=error.message)
-    for file, workflow, step, path, info in ctx.template_string_infos:
+    for file, _workflow, _step, path, info in ctx.template_string_infos:
         if info.error is not None:
             yield ctx.problem(file, path, f"{info.error.message} (in a template string)")

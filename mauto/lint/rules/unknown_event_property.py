@@ -56,7 +56,7 @@ def check(ctx):
             if use.kind == "event" and use.name not in properties and use.name not in EVENT_ATTRIBUTES:
                 yield ctx.problem(site.file, ctx.expression_pos(site, use.offset),
                                   _message(site.event, use.name, properties))
-    for file, workflow, step, name in ctx.sends():
+    for _file, workflow, _step, name in ctx.sends():
         trigger = workflow.trigger
         if trigger.kind != "event" or trigger.value not in catalogue or not ctx.templates.exists(name):
             continue

@@ -30,6 +30,10 @@ def check(ctx):
         trigger = workflow.trigger
         if trigger.kind == "segment" and trigger.value not in ctx.project.segments and is_segment_name(trigger.value):
             close = difflib.get_close_matches(trigger.value, segments, n=1, cutoff=0.6)
-            hint = f"; did you mean `{close[0]}`?" if close else (
-                f"; mauto.yaml defines: {', '.join(segments)}" if segments else "; define it under `segments:` in mauto.yaml")
+            if close:
+                hint = f"; did you mean `{close[0]}`?"
+            elif segments:
+                hint = f"; mauto.yaml defines: {', '.join(segments)}"
+            else:
+                hint = "; define it under `segments:` in mauto.yaml"
             yield ctx.problem(file, ("trigger", "segment"), f"unknown segment `{trigger.value}`{hint}")

@@ -56,7 +56,7 @@ def check(ctx):
                 if use.kind == "vars" and use.name not in known:
                     yield ctx.problem(file, ctx.expression_pos(site, use.offset),
                                       f"`vars.{use.name}` is not set by any step before this one")
-        for _, _, step, path, info in ctx.template_string_infos_of(workflow):
+        for _, _, step, _path, info in ctx.template_string_infos_of(workflow):
             for var, pos in info.vars.items():
                 if var not in available[step.path]:
                     yield ctx.problem(file, pos, f"`vars.{var}` is not set by any step before step {step.label}")
