@@ -11,7 +11,7 @@ import string
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.header import Header
-from email.utils import format_datetime, getaddresses
+from email.utils import format_datetime, getaddresses, parsedate_to_datetime
 from html import unescape
 from pathlib import Path
 from typing import Any
@@ -169,6 +169,27 @@ def _list_header(name: str, value: str) -> str | None:
 
 def _url_safe(value: str) -> str:
     return value if value.isascii() else quote(value, safe=_URL_SAFE)
+
+
+_DATE_LINE = re.compile(rb"^Date: ([^\n]*)$", re.MULTILINE)
+
+
+def dated(message: bytes, moment: datetime) -> bytes:
+    """An email's bytes with its `Date:` set to `moment` (in the zone the message was written in): the
+    moment it is handed over, not the one it was planned for (RFC 5322 §3.6.1; a tick that ran a day late
+    must not send yesterday's date). Only the header block is looked at; the Message-ID stays the same."""
+    head_end = message.find(b"\n\n")
+    head = message if head_end < 0 else message[:head_end]
+    found = _DATE_LINE.search(head)
+    if found is None:
+        return message
+    try:
+        written = parsedate_to_datetime(found.group(1).decode("ascii"))
+        moment = moment.astimezone(written.tzinfo) if written.tzinfo is not None else moment
+    except (ValueError, TypeError, UnicodeDecodeError):
+        pass  # a Date line mauto did not write: replaced all the same, in the moment's own zone
+    line = f"Date: {format_datetime(moment)}".encode("ascii")
+    return message[:found.start()] + line + message[found.end():]
 
 
 _NOT_7BIT = re.compile(rb"\x00|\r(?!\n)")  # RFC 2045 §2.7: 7bit data holds no NUL and no bare CR

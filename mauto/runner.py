@@ -37,7 +37,7 @@ from mauto.engine.state import Enrollment, LogEntry, Outcome
 from mauto.engine.timing import zone
 from mauto.engine.triggers import date_occurrences, schedule_fires
 from mauto.errors import ExitCode, MautoError, printable
-from mauto.messages import MessageRenderer, RenderedMessage
+from mauto.messages import MessageRenderer, RenderedMessage, dated
 from mauto.simulate import _DUE, _EVENT, _WAKE, Samples, Simulation
 from mauto.store import runtime
 from mauto.store.coupons import take_coupon_in
@@ -972,9 +972,11 @@ class _Outbox:
         transport = self.transport(channel)
         if transport is None:
             return  # the channel cannot be used this tick: the message stays pending, untouched
+        body = bytes(row["body"])
+        if channel == "email":  # dated when it is handed over, not when it was planned (a late tick)
+            body = dated(body, self.now)
         outgoing = channels.Outgoing(row["id"], row["key"], channel, row["to_address"] or "", row["sender"],
-                                     row["message_id"], bytes(row["body"]), row["contact"], row["workflow"],
-                                     row["step"])
+                                     row["message_id"], body, row["contact"], row["workflow"], row["step"])
         handed = []
 
         def handoff() -> None:
