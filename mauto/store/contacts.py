@@ -26,6 +26,8 @@ from mauto.datafiles import LIST_SEPARATOR, DataError, coerce
 from mauto.engine.records import ContactState, Event
 from mauto.errors import ExitCode, MautoError
 from mauto.limits import EARLIEST, LATEST
+from mauto.store.contact_rows import ADDRESS, COLUMN_FIELDS, CONSENT, typed_fields
+from mauto.store.contact_rows import record_of as _record
 from mauto.store.rows import (
     BATCH_SIZE,
     MAX_PROBLEMS,
@@ -38,14 +40,8 @@ from mauto.store.rows import (
     shown_name,
     source_format,
 )
+from mauto.store.runtime import erase_activity  # the daemon's tables
 from mauto.store.sqlite import Rollback, Store, normalise_address, stamp
-
-# Built-in fields kept in their own columns (searched, or checked before every send); every
-# other field lives in the `fields` JSON column.
-COLUMN_FIELDS = ("email", "phone", "email_consent", "sms_consent", "created_at")
-CONSENT = {"email": "email_consent", "sms": "sms_consent"}
-ADDRESS = {"email": "email", "sms": "phone"}
-
 
 CONTACT_COLUMNS = ("id", "email", "phone", "email_consent", "sms_consent", "fields", "created_at", "updated_at")
 INSERT_CONTACT = f"INSERT INTO contacts ({', '.join(CONTACT_COLUMNS)}) VALUES ({', '.join('?' * len(CONTACT_COLUMNS))})"
@@ -284,15 +280,6 @@ def check_contact(row: dict[str, Any], fields: dict[str, Any], zone: str, key: s
     return ContactChecker(fields, zone, key, region)(row)
 
 
-def _record(row: Any) -> dict[str, Any]:
-    """A contacts row as one flat mapping of stored values."""
-    record = {"id": row["id"], "email": row["email"], "phone": row["phone"],
-              "email_consent": bool(row["email_consent"]), "sms_consent": bool(row["sms_consent"]),
-              "created_at": row["created_at"]}
-    record.update(json.loads(row["fields"]))
-    return record
-
-
 def _json_encoder(sort_keys: bool) -> Callable[[Any], str]:
     """json.dumps(value, ensure_ascii=False, sort_keys=...), made once: json.dumps with options builds a
     JSONEncoder per call, and JSONEncoder.encode builds its C encoder per call, about a third of the time
@@ -528,20 +515,6 @@ def _row(store: Store, contact_id: str) -> dict[str, Any]:
     if not rows:
         raise ContactNotFound(f"no contact `{contact_id}`", store.shown)
     return rows[0]
-
-
-def typed_fields(record: dict[str, Any], fields: dict[str, Any], zone: str) -> dict[str, Any]:
-    """Stored values back to their declared types (dates, datetimes), as expressions and the engine see them."""
-    typed = {}
-    for name, value in record.items():
-        if name == "id" or value is None:
-            continue
-        declared = fields.get(name)
-        try:
-            typed[name] = coerce(value, declared, zone) if declared in ("date", "datetime") else value
-        except Exception:  # noqa: BLE001 - odd data an older version stored (past the limits, ...): kept as it is
-            typed[name] = value
-    return typed
 
 
 def contact_view(row: dict[str, Any]) -> dict[str, Any]:
@@ -795,8 +768,6 @@ def _erase(store: Store, contact_id: str) -> dict[str, Any]:
                    "fields = '{}', updated_at = ?, erased_at = ? WHERE id = ?",
                    [anonymous, now, now, contact_id])
         events = db.execute("UPDATE events SET properties = '{}' WHERE contact = ?", [anonymous]).rowcount
-        from mauto.store.runtime import erase_activity  # the daemon's tables (runtime imports this module)
-
         # The failures list names contacts without a foreign key (a failure outlives what it was about).
         db.execute("UPDATE failures SET contact = ? WHERE contact = ?", [anonymous, contact_id])
         keys = [(key, channel) for key, channel in db.execute(

@@ -15,7 +15,8 @@ from typing import Any, overload
 
 from mauto.engine.records import ContactState, Event, SentMessage, jsonable
 from mauto.engine.state import EXITED, Enrollment, LogEntry
-from mauto.store.contacts import ADDRESS, COLUMN_FIELDS, _record, typed_fields
+from mauto.store.contact_rows import ADDRESS, COLUMN_FIELDS, typed_fields
+from mauto.store.contact_rows import record_of as _record
 from mauto.store.sqlite import Store, address_hash, stamp
 
 IN_FLIGHT = ("active", "waiting", "pending")
