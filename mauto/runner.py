@@ -32,6 +32,7 @@ from typing import Any
 
 from mauto.channels import base as channels
 from mauto.config import Project
+from mauto.engine.interpreter import refusal
 from mauto.engine.records import ContactState, Event
 from mauto.engine.state import Enrollment, LogEntry, Outcome
 from mauto.engine.timing import zone
@@ -872,12 +873,10 @@ def _refusal(db: Any, contact_id: str, channel: str, store: Store) -> str | None
     if info is None:
         return "the contact was erased"
     address = info["email"] if channel == "email" else info["phone"]
-    if not address:
-        return f"no {'email address' if channel == 'email' else 'phone number'}"
-    if not info[f"{channel}_consent"]:
-        return f"no {'email' if channel == 'email' else 'SMS'} consent"
-    if store.is_suppressed(address, channel):
-        return f"{channel} address on the suppression list"
+    suppressed = bool(address) and store.is_suppressed(address, channel)
+    found = refusal(channel, address, info[f"{channel}_consent"], suppressed)
+    if found:
+        return found
     if channel in runtime.withdrawals_pending(db, contact_id):
         return f"the contact withdrew {'email' if channel == 'email' else 'SMS'} consent (an event not yet processed)"
     return None

@@ -29,7 +29,7 @@ from mauto.engine.interpreter import Program, path_key
 from mauto.engine.records import BUILTIN_DEFAULTS, ContactState, Event
 from mauto.engine.state import LogEntry
 from mauto.engine.timing import contact_zone, zone
-from mauto.errors import MautoError, UsageError, YamlError
+from mauto.errors import UsageError, YamlError
 from mauto.messages import MessageRenderer
 from mauto.report import _local_times, _what
 from mauto.simulate import EVENT_KEYS, Samples, Simulation, load_contacts, load_events, load_mapping
@@ -229,15 +229,10 @@ def run_scenarios(project: Project, paths: list[Path] | None = None) -> Scenario
 
 def project_workflows(project: Project, now: datetime) -> list[Workflow]:
     """Every workflow of the project, built; refuses a project with lint errors, linted as of `now`."""
-    from mauto.lint.runner import lint, workflow_files
+    from mauto.lint.runner import refuse_errors, workflow_files
     from mauto.workflow.model import build
 
-    result = lint(project, now)
-    if result.errors:
-        shown = "\n".join(f"  {p.path}:{p.line}:{p.col}: {p.rule} {p.message}"
-                          for p in result.problems if p.severity == "error")
-        raise MautoError(f"the project has {result.errors} lint error{'s' if result.errors != 1 else ''}; "
-                         f"fix them first (mauto lint):\n{shown}")
+    refuse_errors(project, now)
     return [build(load(path, project.display(path))) for path in workflow_files(project.workflows_dir)]
 
 

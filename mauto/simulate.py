@@ -569,16 +569,11 @@ def select_workflows(project: Project, targets: list[Path] | None,
     `now` is the moment the lint checks dates against (`wait-date-past`): a simulation's start, so that its
     result does not depend on the day it runs.
     """
-    from mauto.lint.runner import lint, workflow_files
+    from mauto.lint.runner import refuse_errors, workflow_files
     from mauto.workflow.loader import load
     from mauto.workflow.model import build
 
-    result = lint(project, now or datetime.now().astimezone())
-    if result.errors:
-        shown = "\n".join(f"  {p.path}:{p.line}:{p.col}: {p.rule} {p.message}"
-                          for p in result.problems if p.severity == "error")
-        raise MautoError(f"the project has {result.errors} lint error{'s' if result.errors != 1 else ''}; "
-                         f"fix them first (mauto lint):\n{shown}")
+    refuse_errors(project, now or datetime.now().astimezone())
     files = workflow_files(project.workflows_dir)
     every = [build(load(path, project.display(path))) for path in files]
     if not targets:

@@ -519,22 +519,9 @@ class Engine:
         return True
 
     def _refusal(self, channel: str, contact: ContactState, marketing: bool) -> str | None:
-        """Why the message cannot go (None: it can). Every message needs an address; a marketing one also needs
-        consent and its channel off the suppression list, which transactional messages ignore."""
         fields = contact.fields
-        if marketing and channel in contact.suppressed:
-            return f"{channel} address on the suppression list"
-        if channel == "email":
-            if not fields.get("email"):
-                return "no email address"
-            if marketing and not fields.get("email_consent"):
-                return "no email consent"
-        else:
-            if not fields.get("phone"):
-                return "no phone number"
-            if marketing and not fields.get("sms_consent"):
-                return "no SMS consent"
-        return None
+        return refusal(channel, fields.get("email" if channel == "email" else "phone"),
+                       bool(fields.get(f"{channel}_consent")), channel in contact.suppressed, marketing)
 
     def _allowed(self, workflow: Workflow, contact: ContactState, channel: str,
                  at: datetime) -> tuple[datetime, list[str]]:
@@ -621,6 +608,19 @@ class Engine:
         label = program.label(key) if key else {"enter": "trigger", "complete": "end"}.get(kind, "")
         outcome.log.append(LogEntry(at, enrollment.contact, enrollment.workflow, enrollment.version, label, kind,
                                     detail, channel, template, extra or {}))
+
+
+def refusal(channel: str, address: str | None, consent: bool, suppressed: bool, marketing: bool = True) -> str | None:
+    """Why a message cannot go (None: it can): the one consent rule, for the engine when a step runs and for
+    the sender again at the hand-off. Every message needs an address; a marketing one also needs consent and
+    its address off the suppression list, which transactional messages ignore."""
+    if marketing and suppressed:
+        return f"{channel} address on the suppression list"
+    if not address:
+        return "no email address" if channel == "email" else "no phone number"
+    if marketing and not consent:
+        return "no email consent" if channel == "email" else "no SMS consent"
+    return None
 
 
 def _aware(moment: datetime, name: str) -> None:

@@ -8,7 +8,7 @@ from datetime import datetime
 from pathlib import Path
 
 from mauto.config import Project
-from mauto.errors import UsageError
+from mauto.errors import MautoError, UsageError
 from mauto.lint.base import check_ref
 from mauto.lint.context import LintContext, load_source
 from mauto.lint.problem import ERROR, WARNING, Problem
@@ -39,6 +39,22 @@ class LintResult:
 
     def failed(self, strict: bool = False) -> bool:
         return self.errors > 0 or (strict and self.warnings > 0)
+
+    def error_lines(self, limit: int | None = None, indent: str = "") -> str:
+        """The errors, one `path:line:col: RULE message` a line: the first `limit`, then how many more."""
+        errors = [problem for problem in self.problems if problem.severity == ERROR]
+        lines = [f"{indent}{p.path}:{p.line}:{p.col}: {p.rule} {p.message}" for p in errors[:limit]]
+        if limit is not None and len(errors) > limit:
+            lines.append(f"… and {len(errors) - limit} more")
+        return "\n".join(lines)
+
+
+def refuse_errors(project: Project, now: datetime) -> None:
+    """A project that lints with errors is refused before it runs (simulate, test): MautoError listing them."""
+    result = lint(project, now)
+    if result.errors:
+        raise MautoError(f"the project has {result.errors} lint error{'s' if result.errors != 1 else ''}; "
+                         f"fix them first (mauto lint):\n{result.error_lines(indent='  ')}")
 
 
 def workflow_files(folder: Path) -> list[Path]:

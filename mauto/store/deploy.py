@@ -354,12 +354,8 @@ def check_lint(project: Any, now: datetime, shown: int = 5) -> None:
 
     result = lint(project, now)
     if result.errors:
-        errors = [problem for problem in result.problems if problem.severity == "error"]
-        first = "\n".join(f"{problem.path}:{problem.line}:{problem.col}: {problem.rule} {problem.message}"
-                           for problem in errors[:shown])
-        more = f"\n… and {len(errors) - shown} more" if len(errors) > shown else ""
         raise DeployRefused(f"nothing deployed: lint found {result.errors} error{'s' if result.errors != 1 else ''}"
-                            f" (run `mauto lint`):\n{first}{more}")
+                            f" (run `mauto lint`):\n{result.error_lines(shown)}")
 
 
 def plan_changed(expected: Plan | str, current: Plan) -> str:
