@@ -26,7 +26,7 @@ import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,7 @@ from mauto.engine.interpreter import refusal
 from mauto.engine.records import ContactState, Event
 from mauto.engine.state import Enrollment, LogEntry, Outcome
 from mauto.engine.timing import zone
-from mauto.engine.triggers import date_occurrences, schedule_fires
+from mauto.engine.triggers import date_due, schedule_due
 from mauto.errors import ExitCode, MautoError, printable
 from mauto.messages import MessageRenderer, RenderedMessage, dated
 from mauto.simulate import _DUE, _EVENT, _WAKE, Samples, Simulation
@@ -367,29 +367,25 @@ class TickDriver(Simulation):
                 fields, tz_name = self.engine.settings.contact_fields, self.project.timezone
                 for contact in runtime.contact_rows(db, fields, tz_name):
                     try:  # a contact's odd date fails that contact's trigger, not the tick
-                        value = contact.fields.get(spec["field"])
-                        if value is not None and not isinstance(value, date):  # stored before imports checked
-                            raise ValueError(f"field `{spec['field']}` holds {printable(repr(value))[:80]}, "
-                                             "not a date")
                         tz = zone(self.engine.zone_name(workflow, contact))
-                        moments = list(date_occurrences(value, spec, tz, start, self.end))
+                        moments = date_due(spec, contact.fields.get(spec["field"]), tz, start, self.end)
                     except Exception as error:  # noqa: BLE001
                         self._trigger_failed(error, workflow.id, contact.id, now)
                         continue
-                    for moment in moments:
-                        self._push(moment, _DUE, ("due", workflow.id, contact.id, f"{spec['field']} comes round"))
+                    for moment, why in moments:
+                        self._push(moment, _DUE, ("due", workflow.id, contact.id, why))
             elif kind == "schedule":
                 try:
                     tz = zone(spec.get("timezone") or self.project.timezone)
-                    fires = list(schedule_fires(spec["cron"], tz, start, self.end))
+                    fires = schedule_due(spec, tz, start, self.end)
                 except Exception as error:  # noqa: BLE001
                     self._trigger_failed(error, workflow.id, None, now)
                     continue
                 if fires:
                     ids = list(runtime.contact_ids(db))
-                    for moment in fires:
+                    for moment, why in fires:
                         for contact_id in ids:
-                            self._push(moment, _DUE, ("due", workflow.id, contact_id, f"schedule {spec['cron']}"))
+                            self._push(moment, _DUE, ("due", workflow.id, contact_id, why))
             elif kind == "inactivity" and first:
                 for contact_id in runtime.contact_ids(db):
                     try:

@@ -22,7 +22,7 @@ from mauto.engine.interpreter import Engine, Settings
 from mauto.engine.records import ContactState, Event
 from mauto.engine.state import FAILED, PENDING, Enrollment, LogEntry, Outcome
 from mauto.engine.timing import zone
-from mauto.engine.triggers import date_occurrences, schedule_fires
+from mauto.engine.triggers import date_due, schedule_due
 from mauto.errors import MautoError, printable
 from mauto.messages import MessageRenderer, RenderedMessage
 from mauto.workflow.durations import parse_duration
@@ -218,15 +218,14 @@ class Simulation:
             spec = workflow.trigger.value
             if kind == "date":
                 for contact in self.contacts.values():
-                    value = contact.fields.get(spec["field"])
                     tz = zone(self.engine.zone_name(workflow, contact))
-                    for moment in date_occurrences(value, spec, tz, self.start, self.end):
-                        self._push(moment, _DUE, ("due", workflow.id, contact.id, f"{spec['field']} comes round"))
+                    for moment, why in date_due(spec, contact.fields.get(spec["field"]), tz, self.start, self.end):
+                        self._push(moment, _DUE, ("due", workflow.id, contact.id, why))
             elif kind == "schedule":
                 tz = zone(spec.get("timezone") or self.project.timezone)
-                for moment in schedule_fires(spec["cron"], tz, self.start, self.end):
+                for moment, why in schedule_due(spec, tz, self.start, self.end):
                     for contact in self.contacts.values():
-                        self._push(moment, _DUE, ("due", workflow.id, contact.id, f"schedule {spec['cron']}"))
+                        self._push(moment, _DUE, ("due", workflow.id, contact.id, why))
             elif kind == "inactivity":
                 for contact in self.contacts.values():
                     self._schedule_inactivity(workflow, contact, self.start)

@@ -84,4 +84,16 @@ def schedule_fires(cron: str, tz: ZoneInfo, start: datetime, end: datetime) -> I
         moment = trigger.get_next_fire_time(previous, moment + timedelta(seconds=1))
 
 
+def date_due(spec: dict, value: Any, tz: ZoneInfo, start: datetime, end: datetime) -> list[tuple[datetime, str]]:
+    """(moment, why) for each time in [start, end) a `date` trigger comes round for one contact whose field
+    holds `value`: what both drivers queue. ValueError when the value is not a date (stored by hand, or
+    before imports checked it), naming the field."""
+    if value is not None and not isinstance(value, date):
+        shown = repr(value)
+        raise ValueError(f"field `{spec['field']}` holds {shown[:80]}, not a date")
+    return [(moment, f"{spec['field']} comes round") for moment in date_occurrences(value, spec, tz, start, end)]
 
+
+def schedule_due(spec: dict, tz: ZoneInfo, start: datetime, end: datetime) -> list[tuple[datetime, str]]:
+    """(moment, why) for each time in [start, end) a `schedule` trigger fires (for every contact)."""
+    return [(moment, f"schedule {spec['cron']}") for moment in schedule_fires(spec["cron"], tz, start, end)]
