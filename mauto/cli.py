@@ -594,12 +594,16 @@ def _purge_written_messages(ctx: typer.Context, keys: list[tuple[str, str]]) -> 
 @handle_errors
 def contacts_export(
     ctx: typer.Context,
-    export_format: ExportFormat = typer.Option(ExportFormat.csv, "--format", "-f", help="csv or jsonl."),
+    export_format: ExportFormat | None = typer.Option(
+        None, "--format", "-f", help="csv or jsonl (default: from the --output file's name, else csv)."),
     output: Path | None = typer.Option(None, "--output", "-o", metavar="FILE", help="Default: standard output."),
 ) -> None:
     """Every contact (erased ones left out), as CSV or JSON Lines."""
     from mauto.store.contacts import export_contacts
 
+    if export_format is None:  # `-o all.jsonl` means JSON Lines, as `contacts import all.jsonl` reads it
+        jsonl = output is not None and output.suffix.lower() in (".jsonl", ".ndjson", ".json")
+        export_format = ExportFormat.jsonl if jsonl else ExportFormat.csv
     project = _project(ctx)
     with _store(ctx, project) as store:
         if output is None:

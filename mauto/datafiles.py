@@ -258,10 +258,23 @@ def _refused_constant(name: str) -> Any:
     raise _Refused(name)  # NaN, Infinity, -Infinity: JSON has no such numbers, Python's json takes them
 
 
+class _Twice(ValueError):
+    """A key given twice in one JSON object (Python's json keeps the last without a word)."""
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    made = dict(pairs)
+    if len(made) != len(pairs):
+        from mauto.workflow.schema import first_duplicate
+
+        raise _Twice(first_duplicate(key for key, _ in pairs))
+    return made
+
+
 # Numbers are checked as they are decoded (the hooks cost a call per number; checking every value of every row
 # afterwards cost more, measured); NaN and Infinity never come out as numbers.
 _CHECKING_DECODER = json.JSONDecoder(parse_int=_checked_integer, parse_float=_checked_float,
-                                     parse_constant=_refused_constant)
+                                     parse_constant=_refused_constant, object_pairs_hook=_object)
 
 
 def _json_problem(text: str, error: Exception, shown: str, line: int) -> Any:
@@ -271,6 +284,8 @@ def _json_problem(text: str, error: Exception, shown: str, line: int) -> Any:
         return DataError(f"invalid JSON: {error.msg}", shown, line, error.colno)
     if isinstance(error, RecursionError):
         return DataError(f"nested more than {MAX_DEPTH} levels deep", shown, line)
+    if isinstance(error, _Twice):  # which of the two was meant cannot be known: the row is refused
+        return DataError(f"`{error}` is given twice in one object; keep one", shown, line)
     try:  # a number refused, or the ValueError of an integer of more digits than int() takes
         return _HUGE_DECODER.decode(text)
     except json.JSONDecodeError as invalid:

@@ -19,12 +19,12 @@ from urllib.parse import quote
 
 from mauto.addresses import shown
 from mauto.channels.files import bounded_name, safe_name
-from mauto.channels.smtp import idna_address
+from mauto.channels.smtp import check_address, idna_address
 from mauto.config import Project
 from mauto.engine.context import Scope
 from mauto.engine.records import ContactState, Event
 from mauto.errors import MautoError
-from mauto.templates import TEXT_PART, TemplateProblem, TemplateSet
+from mauto.templates import TEXT_PART, TemplateInfo, TemplateProblem, TemplateSet
 
 SIMULATION_SECRET = "mauto-simulation"  # signs unsubscribe links in simulations only
 
@@ -68,6 +68,8 @@ _OWN_HEADERS = {"from", "to", "subject", "date", "message-id", "mime-version", "
 _FOLD_AT = 78  # RFC 5322 §2.1.1: lines SHOULD be at most 78 characters (and MUST be at most 998)
 _URL_SAFE = string.punctuation  # what `quote` leaves alone in a List-* header: all of printable ASCII
 _SPECIALS = re.compile(r'[][\\()<>@,:;".]')  # a display name holding one of these is written quoted
+_TEMPLATED = re.compile(r"\{\{|\{%")  # Jinja2 at work in a front matter value
+_NAMED_ADDRESS = re.compile(r"(.*)<([^<>]*)>", re.DOTALL)  # `display name <address>`, split at the last `<…>`
 
 
 def _fold(name: str, words: list[str]) -> list[str]:
@@ -359,6 +361,45 @@ class MessageRenderer:
                           "characters, RFC 5322); shorten unsubscribe_url", self.project.document.path,
                           position.line, position.col)
 
+    def _sender(self, source: str, names: dict[str, Any], info: TemplateInfo, contact_id: str) -> str:
+        """The From header's value for a template's `from:` front matter: always exactly one mailbox, at the
+        address the template wrote, whatever the contact's data.
+
+        `Name <address>` (split at the last `<…>`, which ends it): only the display name is rendered as a
+        template; what it gives goes through `header_safe` and is quoted when it holds a special character
+        (RFC 5322 §3.2.3), so that `Jo <jo@evil.example>, Smith` stays a name and neither chooses the address
+        nor adds a mailbox. Anything else is an address alone. An address written with `{{ }}` or `{% %}` is
+        rendered and must give exactly one email address, else TemplateProblem (which fails the enrollment).
+        """
+        where = info.display_path
+        named = _NAMED_ADDRESS.fullmatch(source.strip())
+        address_source = named.group(2) if named else source
+        address = address_source.strip()
+        if _TEMPLATED.search(address_source):
+            address = self.templates.render_string(address_source, names, where).strip()
+            try:
+                check_address(address, "from")
+            except ValueError:
+                position = info.front.pos(("from",)) if info.front is not None else None
+                raise TemplateProblem(
+                    f"front matter `from`: the address `{address_source.strip()}` does not render to one email "
+                    f"address for contact `{shown(contact_id)}`; write the address out: "
+                    "`{{ … }} at Shop <shop@example.com>`", where, position.line if position else None,
+                    position.col if position else None) from None
+        if named is None:
+            return address
+        name_source = named.group(1).strip()
+        if len(name_source) >= 2 and name_source[0] == name_source[-1] == '"':  # written quoted: the text inside
+            name_source = name_source[1:-1]
+        name = self.templates.render_string(name_source, names, where) if _TEMPLATED.search(name_source) \
+            else name_source
+        name = header_safe(name)
+        if not name:
+            return address
+        if _SPECIALS.search(name):  # as email.utils.formataddr does, which would also encode a name outside ASCII
+            name = '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return f"{name} <{address}>"
+
     def render(self, effect, contact: ContactState, declared: dict[str, Any]) -> RenderedMessage:
         data = effect.data
         channel, template = data["channel"], data["template"]
@@ -393,7 +434,7 @@ class MessageRenderer:
         subject = self.templates.render_string(front.get("subject", ""), names, where).strip()
         preheader = self.templates.render_string(front["preheader"], names, where).strip() \
             if front.get("preheader") else None
-        sender = self.templates.render_string(front["from"], names, where) if front.get("from") else \
+        sender = self._sender(front["from"], names, info, contact.id) if front.get("from") else \
             self.sender.get("email")
         html = self.templates.render(name, names)
         text_name = template + TEXT_PART

@@ -1,6 +1,7 @@
 """The email writer (RenderedMessage.to_bytes): what it writes, read back with the standard library's parser."""
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, message_from_string, policy
@@ -10,6 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mauto.channels.base import Outgoing
+from mauto.channels.smtp import envelope_sender
 from mauto.engine.records import ContactState, Event
 from mauto.errors import MautoError
 from mauto.messages import RenderedMessage, header_safe
@@ -355,3 +358,106 @@ def test_an_unsubscribe_link_too_long_for_its_header_fails_that_enrollment_alone
     assert re.fullmatch(r"template t/hi: mauto.yaml:3:18: unsubscribe_url: the link for contact `c{80}…` is 1131 "
                         r"characters long, too long for the List-Unsubscribe header \(one line of at most 998 "
                         r"characters, RFC 5322\); shorten unsubscribe_url", failed.detail), failed.detail
+
+
+# --- a template's `from:`: the address is what the template wrote, never what the data made -------------------
+
+def _sent_from(tmp_path, from_source: str, first_names: list[str]):
+    """Simulate `t/from` (front matter `from: <from_source>`) for one contact per first name: (messages, failures)."""
+    from tests.engine.conftest import SimProject
+
+    sim = SimProject(tmp_path)
+    (tmp_path / "templates" / "t" / "from.email.html").write_text(
+        f"---\nsubject: hi\nfrom: {json.dumps(from_source)}\n---\n<p>hi</p>\n", encoding="utf-8")
+    start = datetime(2026, 6, 10, tzinfo=UTC)
+    contacts = [ContactState(f"c{index}", {"email": "ann@example.com", "email_consent": True, "first_name": name})
+                for index, name in enumerate(first_names)]
+    workflow = "id: hi\nversion: 1\nname: hi\ntrigger: {event: signed_up}\nsteps:\n  - id: hello\n    email: t/from\n"
+    result = sim.run([workflow], contacts,
+                     [Event(contact.id, "signed_up", start + timedelta(hours=1)) for contact in contacts],
+                     start, start + timedelta(days=1))
+    return result.messages, [entry for entry in result.timeline if entry.kind == "failed"]
+
+
+def _mailboxes(rendered: RenderedMessage) -> list[tuple[str, str]]:
+    from_header = parsed(rendered)["From"]
+    assert not from_header.defects, from_header.defects
+    return [(address.display_name, address.addr_spec) for address in from_header.addresses]
+
+
+@pytest.mark.parametrize(("first_name", "display_name"), [
+    ("Jo <jo@evil.example>, Smith", "Jo <jo@evil.example>, Smith at Shop"),
+    ('Jo "x" \\ <jo@evil.example>', 'Jo "x" \\ <jo@evil.example> at Shop'),
+    ("Jo\r\nBcc: jo@evil.example", "Jo Bcc: jo@evil.example at Shop"),
+    ("Zoë <zoë@evil.example>", "Zoë <zoë@evil.example> at Shop"),
+    ("=?utf-8?q?jo=40evil.example?=", "=?utf-8?q?jo=40evil.example?= at Shop"),
+    ("Ann", "Ann at Shop"),
+])
+def test_contact_data_in_a_from_display_name_stays_a_name(tmp_path, first_name, display_name):
+    # Before: `Jo <jo@evil.example>, Smith at Shop <shop@example.com>`, two mailboxes, jo@evil.example first
+    # (the envelope sender too).
+    messages, failures = _sent_from(tmp_path, "{{ contact.first_name }} at Shop <shop@example.com>", [first_name])
+
+    assert failures == []
+    [rendered] = messages
+    assert _mailboxes(rendered) == [(display_name, "shop@example.com")]
+    row = Outgoing(1, "k", "email", "ann@example.com", rendered.sender, "<m@mauto>", b"", "c0", "hi", "hello")
+    assert envelope_sender(row) == "shop@example.com"  # from the outbox row's `sender`, as the SMTP transport does
+
+
+def test_a_literal_display_name_with_a_comma_is_one_mailbox(tmp_path):
+    # Before: `Shop, Inc. <shop@example.com>` as written: two mailboxes, `Shop` (no address) and `Inc.`.
+    messages, _ = _sent_from(tmp_path, "Shop, Inc. <shop@example.com>", ["Ann"])
+    quoted, _ = _sent_from(tmp_path, '"Shop, Inc." <shop@example.com>', ["Ann"])
+
+    assert messages[0].sender == quoted[0].sender == '"Shop, Inc." <shop@example.com>'
+    assert _mailboxes(messages[0]) == [("Shop, Inc.", "shop@example.com")]
+
+
+def test_a_display_name_rendering_empty_leaves_the_address(tmp_path):
+    messages, _ = _sent_from(tmp_path, "{{ contact.first_name }} <shop@example.com>", ["", " \n "])
+
+    assert [message.sender for message in messages] == ["shop@example.com", "shop@example.com"]
+
+
+def test_a_templated_address_must_render_to_one_address_else_that_enrollment_fails(tmp_path):
+    # Before: `a@x.example, b@y.example` went out as the From header, a@x.example as the envelope sender.
+    messages, failures = _sent_from(tmp_path, "{{ contact.first_name }}",
+                                    ["news@shop.example", "a@x.example, b@y.example", "Jo <jo@evil.example>", ""])
+
+    assert [(message.contact, message.sender) for message in messages] == [("c0", "news@shop.example")]
+    assert [failure.contact for failure in failures] == ["c1", "c2", "c3"]
+    assert failures[0].detail == (
+        "template t/from: templates/t/from.email.html:3:7: front matter `from`: the address "
+        "`{{ contact.first_name }}` does not render to one email address for contact `c1`; write the address out: "
+        "`{{ … }} at Shop <shop@example.com>`")
+
+
+def test_a_templated_address_in_angle_brackets_is_checked_too(tmp_path):
+    messages, failures = _sent_from(tmp_path, "Shop <{{ contact.first_name }}@shop.example>",
+                                    ["news", "x@evil.example> <y"])
+
+    assert [message.sender for message in messages] == ["Shop <news@shop.example>"]
+    assert [failure.contact for failure in failures] == ["c1"]
+
+
+def test_over_smtp_the_envelope_sender_and_the_outbox_row_are_the_templates_address(daemon):
+    # A real SMTP server on 127.0.0.1: MAIL FROM, the From header and the outbox's `sender` column.
+    from tests.daemon.harness import T0, write
+
+    write(daemon.root / "templates" / "promo" / "hello.email.html",
+          '---\nsubject: "hello"\nfrom: "{{ contact.first_name }} at Shop <shop@example.com>"\n---\n'
+          '<p>hello</p><a href="{{ unsubscribe_url }}">unsubscribe</a>\n')
+    daemon.store.db.execute("UPDATE contacts SET fields = ? WHERE id = 'ana'",
+                            [json.dumps({"first_name": 'Jo "<jo@evil.example>", \\ Smith'})])
+    daemon.store.db.commit()
+    daemon.event("ana", "signed_up", T0)
+    daemon.tick(T0 + timedelta(minutes=1))
+
+    [received] = daemon.smtp.messages
+    assert received.mail_from == "shop@example.com"
+    from_header = message_from_bytes(received.content, policy=policy.default)["From"]
+    assert [(address.display_name, address.addr_spec) for address in from_header.addresses] == [
+        ('Jo "<jo@evil.example>", \\ Smith at Shop', "shop@example.com")]
+    assert daemon.rows("SELECT sender FROM messages") == [
+        ('"Jo \\"<jo@evil.example>\\", \\\\ Smith at Shop" <shop@example.com>',)]

@@ -12,12 +12,15 @@ from dataclasses import dataclass
 from datetime import UTC
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
+
+import idna
 
 from mauto.channels.base import one_line
 
 USER_AGENT = "mauto"
 RETRY_AFTER_CAP = 86400.0  # a provider asking for more than a day is capped at a day: the backoff goes on after
+_PRINTABLE = "".join(map(chr, range(33, 127)))  # left as it is in a URL: ASCII but the space and DEL
 _DELAY_SECONDS = re.compile(r"\s*(\d{1,15}(?:\.\d{1,9})?)\s*")
 
 
@@ -34,22 +37,53 @@ class Endpoint:
 
 
 def endpoint(url: str) -> Endpoint:
-    """Split an http(s) URL; anything else is a ValueError."""
+    """Split an http(s) URL; anything else is a ValueError, which names the URL without its query, fragment
+    or user name and password (`shown_url`: a query may hold contact data, a password is a secret).
+
+    A host outside ASCII goes out in its IDNA form (`bücher.example` → `xn--bcher-kva.example`, IDNA 2008 with
+    the UTS #46 mapping, as email addresses are), and a path or query outside ASCII percent-encoded as UTF-8
+    (`?name=Zoë` → `?name=Zo%C3%AB`): a request line is ASCII."""
     if not isinstance(url, str):
         raise ValueError(f"{url!r} is not a URL")
+    shown = shown_url(url)
     parts = urlsplit(url.strip())
     if parts.scheme not in ("http", "https"):
-        raise ValueError(f"{url!r} is not an http or https URL")
+        raise ValueError(f"{shown!r} is not an http or https URL")
     try:
         port = parts.port
     except ValueError:
-        raise ValueError(f"{url!r} has a bad port") from None
+        raise ValueError(f"{shown!r} has a bad port") from None
     if not parts.hostname:
-        raise ValueError(f"{url!r} has no host")
+        raise ValueError(f"{shown!r} has no host")
     if any(ord(char) < 33 or ord(char) == 127 for char in parts.path + parts.query):
-        raise ValueError(f"{url!r} has spaces or control characters; percent-encode them")
-    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    return Endpoint(parts.scheme, parts.hostname, port, target)
+        raise ValueError(f"{shown!r} has spaces or control characters; percent-encode them")
+    host = parts.hostname
+    if not host.isascii():
+        try:
+            host = idna.encode(host, uts46=True).decode("ascii")
+        except (idna.IDNAError, UnicodeError) as error:
+            raise ValueError(f"the host of {shown!r} is not a valid internationalised domain name: {error}") \
+                from None
+    target = ascii_text(parts.path or "/") + (f"?{ascii_text(parts.query)}" if parts.query else "")
+    return Endpoint(parts.scheme, host, port, target)
+
+
+def ascii_text(text: str) -> str:
+    """`text` with each character outside ASCII percent-encoded (UTF-8), the rest as it is."""
+    return text if text.isascii() else quote(text, safe=_PRINTABLE, errors="surrogatepass")
+
+
+def shown_url(url: str) -> str:
+    """The URL to name in a message: scheme, host, port and path; never its query or fragment (contact data) nor
+    a user name or password (a secret)."""
+    text = url.strip()
+    cut = min((index for index in (text.find("?"), text.find("#")) if index >= 0), default=len(text))
+    text = text[:cut]
+    scheme, separator, rest = text.partition("://")
+    if separator:
+        authority, slash, path = rest.partition("/")
+        text = f"{scheme}://{authority.rpartition('@')[2]}{slash}{path}"
+    return text
 
 
 def connection(where: Endpoint, timeout: float, context: ssl.SSLContext | None = None) -> http.client.HTTPConnection:

@@ -113,8 +113,9 @@ def idna_address(address: str) -> str:
     return f"{local}@{ascii_domain}"
 
 
-def _check_address(address: str, what: str) -> str:
-    """The address as the envelope carries it (see `idna_address`); ValueError when it cannot be one."""
+def check_address(address: str, what: str) -> str:
+    """The address as the envelope carries it (see `idna_address`); ValueError when it cannot be one: a
+    single `local@domain`, no display name, no space, no control character, a valid domain."""
     if not isinstance(address, str) or not _ADDRESS.fullmatch(address):
         raise ValueError(f"{what} {address!r} is not an email address")
     return idna_address(address)
@@ -192,8 +193,8 @@ class SmtpTransport(Transport):
     def send(self, message: Outgoing, handoff: Handoff) -> Delivery:
         try:
             from_address = envelope_sender(message)
-            sender = _check_address(from_address, "sender")
-            recipient = _check_address(message.to, "recipient")
+            sender = check_address(from_address, "sender")
+            recipient = check_address(message.to, "recipient")
         except ValueError as problem:
             return Delivery(PARKED, f"not sent: {problem}")
         eight_bit = not message.body.isascii()

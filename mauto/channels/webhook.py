@@ -18,9 +18,14 @@ The result:
 - `retry`: 429, 5xx, 408, a refused connection, a timeout, a lost connection.
 - `failed`: any other status (400, 404, a redirect, which is not followed), a URL that is not http(s) with a
   host or that holds a user name or password, a bad method or timeout, a header name that is not a token or
-  a value with a control character (a line break would inject another header), an environment variable of
-  `headers_env` that is not set, a body that is not JSON-able, an answer over 1 MiB. These are never
+  a value with a control character (a line break would inject another header) or a character outside ASCII
+  (the reason names the header, never its value), an environment variable of `headers_env` that is not
+  set, a body that is not JSON-able, an answer over 1 MiB, any error nobody foresaw. These are never
   retried: the same request would fail the same way.
+
+A URL's path and query outside ASCII (`?name={{ contact.first_name }}` with Zoë) are percent-encoded as
+UTF-8, a host outside ASCII goes out in its IDNA form. No reason quotes a URL's query (contact data) nor
+its user name and password: only its scheme, host and path.
 
 Only http and https URLs are called; any host the workflow names is, since webhooks go to the team's own
 services (lint makes the workflow write the host out, so a contact's data cannot choose it).
@@ -62,8 +67,27 @@ def call_webhook(request: dict, key: str, timeout_default: float = 10.0,
                  context: ssl.SSLContext | None = None, environ: Mapping[str, str] | None = None) -> WebhookResult:
     """Send the webhook request the engine describes and classify the answer (see the module docstring).
 
-    `environ` holds the variables `headers_env` names (default: the process's environment).
+    `environ` holds the variables `headers_env` names (default: the process's environment). Never raises: an
+    error nobody foresaw is a FAILED result (RETRY for a network error) naming its type and the URL's host and
+    path, never the error's text (http.client's may quote a header value, which may be a secret) nor the query.
     """
+    try:
+        return _call(request, key, timeout_default, context, environ)
+    except Exception as error:  # noqa: BLE001 - the contract: an answer, never an exception
+        status = RETRY if isinstance(error, (OSError, http.client.HTTPException)) else FAILED
+        return WebhookResult(status, None, None, f"unexpected {type(error).__name__} calling {_place(request)}")
+
+
+def _place(request: Any) -> str:
+    """Where the request goes, for a message: host and path, never the query (see `_http.shown_url`)."""
+    try:
+        return _http.shown_url(request.get("url")) or "?"
+    except Exception:  # noqa: BLE001 - not even a URL
+        return "?"
+
+
+def _call(request: dict, key: str, timeout_default: float, context: ssl.SSLContext | None,
+          environ: Mapping[str, str] | None) -> WebhookResult:
     try:
         where = _endpoint(request.get("url"))
         method = str(request.get("method") or "POST").upper()
@@ -84,7 +108,8 @@ def call_webhook(request: dict, key: str, timeout_default: float = 10.0,
                         f"header {str(name)!r} (from environment variable {variable})")
         if _CONTROL.search(key):
             raise ValueError("the idempotency key has a control character")
-        headers["idempotency-key"] = ("Idempotency-Key", key)
+        # the key holds the contact id, which may be outside ASCII: percent-encoded, the same for every try
+        headers["idempotency-key"] = ("Idempotency-Key", _http.ascii_text(key))
     except (ValueError, TypeError, DurationError) as problem:
         return WebhookResult(FAILED, None, None, f"not sent: {problem}")
 
@@ -149,6 +174,9 @@ def _add_header(headers: dict[str, tuple[str, str]], name: str, value: str, what
     if control:
         raise ValueError(f"{what} has a control character (U+{ord(control.group()):04X}) in its value; "
                          "a header value is one line")
+    if not value.isascii():  # Latin-1 would go out as bytes a receiver reads as it likes; more, not at all
+        raise ValueError(f"{what} has a character outside ASCII in its value; a header value is ASCII "
+                         "(send such data in the body or the URL)")
     if name.lower() not in _FRAMING:
         headers[name.lower()] = (name, value)
 

@@ -157,8 +157,11 @@ def field_converter(name: str, declared: Any, zone: str, notices: list[str] | No
     slow = _slow_converter(name, declared, zone, notices, region)
     if name == "id":
         def convert_id(value: Any) -> str:
-            if type(value) is str and value.strip() and not CONTROL_CHARACTERS.search(value):
+            if type(value) is str and value.strip() and not CONTROL_CHARACTERS.search(value) and \
+                    not value.startswith(ERASED_PREFIX):
                 return value.strip()
+            if type(value) is str and value.strip().startswith(ERASED_PREFIX):
+                raise ValueError(f"field `id`: ids beginning with `{ERASED_PREFIX}` are kept for erased contacts")
             if value is None or isinstance(value, (dict, list, bool)) or str(value).strip() == "":
                 raise ValueError("`id` must be a non-empty text or number")
             text = str(value)
@@ -257,6 +260,8 @@ class ContactChecker:
             values = {}
             for name, value in row.items():
                 convert = converters.get(name)
+                if convert is None and name == "updated_at":  # an export's column: the store keeps its own
+                    convert = converters[name] = str
                 if convert is None:
                     if name not in self.fields:
                         raise ValueError(f"unknown contact field `{name}`; declare it under `contact_fields` in "
@@ -264,6 +269,7 @@ class ContactChecker:
                     convert = converters[name] = field_converter(name, self.fields[name], self.zone, self.notices,
                                                                  self.region)
                 values[name] = convert(value)
+        values.pop("updated_at", None)
         if values.get(self.key) is None:
             raise ValueError(f"row has no `{self.key}`"
                              + ("; import by email with --key email" if self.key == "id" else ""))
@@ -338,6 +344,9 @@ def _created_properties(record: dict[str, Any], fields_json: str) -> str:
 def _event_row(contact: str, name: str, properties: dict[str, Any], now: str) -> dict[str, Any]:
     return {"contact": contact, "name": name, "at": now, "properties": json.dumps(properties, ensure_ascii=False),
             "received_at": now}
+
+
+ERASED_PREFIX = "erased-"  # the ids `contacts erase` gives: never taken by an import
 
 
 def new_contact_id() -> str:
@@ -763,7 +772,7 @@ def _erase(store: Store, contact_id: str) -> dict[str, Any]:
         now = store.stamp()
         suppressed = [channel for channel, column in ADDRESS.items()
                       if row[column] and (store.suppress(row[column], channel, "erased") or True)]
-        anonymous = "erased-" + secrets.token_hex(8)
+        anonymous = ERASED_PREFIX + secrets.token_hex(8)
         db.execute("UPDATE contacts SET id = ?, email = NULL, phone = NULL, email_consent = 0, sms_consent = 0, "
                    "fields = '{}', updated_at = ?, erased_at = ? WHERE id = ?",
                    [anonymous, now, now, contact_id])

@@ -11,10 +11,15 @@ from pathlib import Path
 from typing import Any
 
 from mauto.datafiles import MAX_CSV_LINE, DataError, csv_rows, open_bytes, text_lines
+from mauto.errors import UsageError, printable
 from mauto.store.sqlite import Store, stamp
 
 MAX_CODE_LENGTH = 200  # characters in one code: a longer one is a mistake (a whole line, a missing separator)
-_CODE_REFUSED = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")  # controls and line breaks: never in a code
+# Controls, line breaks and the invisible format characters (zero-width spaces and joiners, bidi marks, the
+# byte order mark, the soft hyphen): a code a person reads out or types must be what it looks like.
+_CODE_REFUSED = re.compile("[\x00-\x1f\x7f-\x9f\u00ad\u2028\u2029\u200b-\u200f\u202a-\u202e\u2060-\u2064"
+                           "\u2066-\u206f\ufeff]")
+MAX_POOL_LENGTH = 100
 
 
 @dataclass
@@ -76,7 +81,8 @@ def _checked(code: str, shown: str, line: int) -> str:
     if found is not None:
         character = found.group()
         kind = ("a NUL character" if character == "\x00" else
-                "a line break" if character in "\n\r\u2028\u2029" else "a control character")
+                "a line break" if character in "\n\r\u2028\u2029" else
+                "a control character" if character <= "\x9f" else "an invisible character")
         written = quoted(code).replace("\t", "\\t")  # the one control character `quoted` leaves as it is
         raise DataError(f"the code `{written}` contains {kind} (U+{ord(character):04X}); "
                         "a code is one line of printable text", shown, line)
@@ -90,6 +96,10 @@ def load_coupons(store: Store, pool: str, path: Path, batch_size: int = 2000) ->
     """Add the codes of `path` to `pool`. A code already in the pool is left as it is: reloading
     a file never frees a code that was handed out. A code given twice in the file is loaded once (counted
     in `repeated`). All or nothing: a bad line (see `iter_codes`) or a file without codes writes nothing."""
+    if not pool.strip() or pool != pool.strip() or len(pool) > MAX_POOL_LENGTH or _CODE_REFUSED.search(pool):
+        raise UsageError(f"POOL `{printable(pool)}`: a pool's name is one line of printable text, without spaces "
+                         f"around it, of 1 to {MAX_POOL_LENGTH} characters (as workflows name it: "
+                         "`assign_coupon: {pool: NAME}`)")
     result = LoadResult(pool)
     seen: set[str] = set()
     with store.transaction() as db:

@@ -73,7 +73,11 @@ def check_event(row: dict[str, Any], catalogue: dict[str, dict[str, Any]] | None
     nested = row.get("properties", {})
     if not isinstance(nested, dict):
         raise ValueError("`properties` must be an object")
-    properties = {**nested, **{key: value for key, value in row.items() if key not in EVENT_KEYS}}
+    beside = {key: value for key, value in row.items() if key not in EVENT_KEYS}
+    twice = sorted(set(nested) & set(beside))
+    if twice:  # which one was meant cannot be known (`channel: email` beside, `sms` inside): refused
+        raise ValueError(f"property `{twice[0]}` is given both beside the event and in `properties`; keep one")
+    properties = {**nested, **beside}
     declared = (catalogue or {}).get(name) or {}
     for key, value in properties.items():
         try:

@@ -172,8 +172,8 @@ def withdrawal(event: Event) -> tuple[str | None, str | None]:
 
 def _withdrawal(name: str, properties: dict[str, Any]) -> tuple[str | None, str | None]:
     suppress = SUPPRESSING.get(name)
-    if suppress and name == "email_bounced" and properties.get("kind", "hard") != "hard":
-        suppress = None
+    if suppress and name == "email_bounced" and properties.get("kind") == "soft":
+        suppress = None  # only a bounce said to be soft spares the address: no kind, null or anything else is hard
     withdraw = None
     if name == "unsubscribed":
         channel = properties.get("channel", "email")

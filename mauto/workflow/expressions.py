@@ -7,6 +7,7 @@ same tree into a callable.
 from __future__ import annotations
 
 import contextlib
+import operator
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from jinja2 import (
     pass_context,
 )
 from jinja2.environment import TemplateExpression
+from jinja2.exceptions import SecurityError
 from jinja2.parser import Parser
 from jinja2.sandbox import SandboxedEnvironment
 
@@ -65,11 +67,92 @@ def date_filter(context: Any, value: Any, format: str = "%Y-%m-%d") -> str:
     return str(value)
 
 
+# Bounds on what one operator may build: past them `(9**9)**(9**9)` computes for hours and `'ab' * 10**9`
+# allocates gigabytes, in the lint, a `--where` or a tick, for every contact.
+MAX_EXPONENT = 1_000  # an integer `**` exponent
+MAX_BITS = 100_000  # an integer result of `**` or `*`: about 30,000 digits
+MAX_ITEMS = 100_000  # characters or items of a string or list built by `*`, `+` or a `%` format
+
+_SEQUENCES = (str, list, tuple, bytes)
+_BINOPS: dict[str, Callable[[Any, Any], Any]] = {
+    "+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv, "//": operator.floordiv,
+    "**": operator.pow, "%": operator.mod,
+}
+# a `%` conversion's width and precision: `%-08.3f`, `%(name)10s`, `%*d`
+_PERCENT_FIELD = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?")
+
+
+def bounded_binop(symbol: str, left: Any, right: Any) -> Any:
+    """`left <symbol> right`, refused with a SecurityError when the result would be too big to build quickly.
+
+    Refused: an integer `**` with an exponent above MAX_EXPONENT or a result above MAX_BITS bits, an integer
+    `*` above MAX_BITS bits, a string or list longer than MAX_ITEMS built by `*` or `+`, a `%` format with a
+    width or precision above MAX_ITEMS (or one given by `*`). Float results are left alone: Python raises
+    OverflowError for a float too big, at once.
+    """
+    if symbol == "**" and _integer(left) and _integer(right) and right > 0 and abs(left) > 1:
+        if right > MAX_EXPONENT:
+            raise SecurityError(f"`**` with an exponent of {right:,} is refused (at most {MAX_EXPONENT:,})")
+        bits = (abs(left).bit_length() - 1) * right  # a lower bound: left >= 2 ** (bit_length - 1)
+        if bits > MAX_BITS:
+            raise SecurityError(f"`**` with a result of about {bits * 3 // 10:,} digits is refused "
+                                f"(at most {MAX_BITS * 3 // 10:,})")
+    elif symbol == "*":
+        if _integer(left) and _integer(right):
+            bits = abs(left).bit_length() + abs(right).bit_length()
+            if bits > MAX_BITS + 1:
+                raise SecurityError(f"`*` with a result of about {bits * 3 // 10:,} digits is refused "
+                                    f"(at most {MAX_BITS * 3 // 10:,})")
+        else:
+            sequence, times = (left, right) if isinstance(left, _SEQUENCES) else (right, left)
+            if isinstance(sequence, _SEQUENCES) and _integer(times) and len(sequence) * times > MAX_ITEMS:
+                raise SecurityError(f"`*` building {_items(sequence, len(sequence) * times)} is refused "
+                                    f"(at most {MAX_ITEMS:,})")
+    elif symbol == "+" and isinstance(left, _SEQUENCES) and isinstance(right, _SEQUENCES):
+        if len(left) + len(right) > MAX_ITEMS:
+            raise SecurityError(f"`+` building {_items(left, len(left) + len(right))} is refused "
+                                f"(at most {MAX_ITEMS:,})")
+    elif symbol == "%" and isinstance(left, str):
+        _check_percent_format(left)
+    return _BINOPS[symbol](left, right)
+
+
+def _integer(value: Any) -> bool:
+    return isinstance(value, int)  # bool too: True * 'x' repeats as 1 does
+
+
+def _items(sequence: Any, count: int) -> str:
+    return f"a string of {count:,} characters" if isinstance(sequence, (str, bytes)) else f"a list of {count:,} items"
+
+
+def _check_percent_format(text: str) -> None:
+    for match in _PERCENT_FIELD.finditer(text.replace("%%", "")):
+        for size in match.groups():
+            if size == "*":
+                raise SecurityError("a `%` format taking its width or precision from `*` is refused")
+            if size is not None and int(size) > MAX_ITEMS:
+                raise SecurityError(f"a `%` format with a width or precision of {int(size):,} is refused "
+                                    f"(at most {MAX_ITEMS:,})")
+
+
+class BoundedSandbox(SandboxedEnvironment):
+    """Jinja2's sandbox with `**`, `*`, `+` and `%` bounded (bounded_binop).
+
+    Intercepted operators are also kept out of Jinja2's compile-time constant folding (BinExpr.as_const
+    gives up on them in a sandbox), which would otherwise compute `(9**9)**(9**9)` while compiling.
+    """
+
+    intercepted_binops = frozenset({"**", "*", "+", "%"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        return bounded_binop(operator, left, right)
+
+
 def sandbox(loader: BaseLoader | None = None, autoescape: Any = False) -> SandboxedEnvironment:
-    """The one Jinja2 environment shape mauto uses: sandboxed, strict, no globals but ours."""
+    """The one Jinja2 environment shape mauto uses: sandboxed, strict, no globals but ours, operators bounded."""
     # auto_reload off: a run never sees a template change under it, and checking costs a stat per render
-    environment = SandboxedEnvironment(loader=loader, autoescape=autoescape, undefined=StrictUndefined,
-                                       keep_trailing_newline=True, auto_reload=False)
+    environment = BoundedSandbox(loader=loader, autoescape=autoescape, undefined=StrictUndefined,
+                                 keep_trailing_newline=True, auto_reload=False)
     environment.globals.clear()
     environment.filters["date"] = date_filter
     return environment
@@ -189,7 +272,71 @@ def parse(source: str) -> nodes.Expr:
         hint = "; test a list of values with `in [...]` rather than a chain of `or`" if " or " in source else ""
         raise ExpressionError(f"expression too deeply nested ({depth:,} levels; at most {MAX_DEPTH}){hint}")
     tree.set_environment(_ENVIRONMENT)
+    _check_constants(tree, source)
     return tree
+
+
+class _NotConstant(Exception):
+    """A part of the tree whose value is known only at run time."""
+
+
+def _check_constants(tree: nodes.Expr, source: str) -> None:
+    """Raise an ExpressionError for an operator bounded_binop refuses on constants: `(9**9)**(9**9) > 0`.
+
+    Refused here, once, rather than at run time for every contact: the lint names the file, line and column,
+    and `--where` fails before reading the store. Only literals and operators on them are computed (by the
+    same bounded operators), so this is as quick as the bounds make them.
+    """
+    known: dict[int, Any] = {}
+
+    def value(node: nodes.Node) -> Any:
+        if id(node) in known:
+            found = known[id(node)]
+            if found is _NotConstant:
+                raise _NotConstant
+            return found
+        try:
+            if isinstance(node, nodes.Const):
+                result = node.value
+            elif isinstance(node, (nodes.Neg, nodes.Pos)):
+                operand = value(node.node)
+                if not isinstance(operand, (int, float)):
+                    raise _NotConstant
+                result = -operand if isinstance(node, nodes.Neg) else +operand
+            elif isinstance(node, (nodes.List, nodes.Tuple)):
+                items = [value(item) for item in node.items]
+                result = items if isinstance(node, nodes.List) else tuple(items)
+            elif isinstance(node, nodes.BinExpr):
+                left, right = value(node.left), value(node.right)
+                try:
+                    result = bounded_binop(node.operator, left, right)
+                except SecurityError:
+                    raise
+                except Exception:  # 1 / 0, 'a' - 1: an error at run time, as Jinja2 leaves it
+                    raise _NotConstant from None
+            else:
+                raise _NotConstant
+        except _NotConstant:
+            known[id(node)] = _NotConstant
+            raise
+        known[id(node)] = result
+        return result
+
+    for node in _nodes(tree, nodes.BinExpr):  # outermost first: the first refusal is the one computed first
+        try:
+            value(node)
+        except _NotConstant:
+            continue
+        except SecurityError as error:
+            raise ExpressionError(str(error), _operator_offset(source, str(error))) from None
+
+
+def _operator_offset(source: str, message: str) -> int:
+    """The offset of the refused operator when the expression writes it once; -1 (the expression) otherwise."""
+    symbol = "%" if message.startswith("a `%`") else message.split("`")[1]
+    pattern = {"*": r"(?<!\*)\*(?!\*)", "**": r"\*\*"}.get(symbol, re.escape(symbol))
+    found = [match.start() for match in re.finditer(pattern, mask_strings(source))]
+    return found[0] if len(found) == 1 else -1
 
 
 def _bracket_nesting(source: str) -> tuple[int, int]:

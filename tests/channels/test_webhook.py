@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from mauto.channels import WebhookResult, call_webhook
+from mauto.channels import WebhookResult, _http, call_webhook
 from tests.servers import HttpServer
 
 from .helpers import closed_port
@@ -182,3 +182,72 @@ def test_a_variable_holding_a_line_break_fails_without_showing_it(http_server: H
     assert result.detail == ("not sent: header 'Authorization' (from environment variable SHOP_API_AUTH) has a "
                              "control character (U+000D) in its value; a header value is one line")
     assert "s3cr3t" not in result.detail and http_server.requests == []
+
+
+# --- data outside ASCII: percent-encoded where it can be, refused by name where it cannot, never raised ------
+
+def test_a_url_outside_ascii_is_percent_encoded_and_called(http_server: HttpServer) -> None:
+    # Before: UnicodeEncodeError out of call_webhook (`?name={{ contact.first_name }}` with Zoë).
+    http_server.respond("/crm/Zo%C3%AB", 200, {"id": "crm-1"})
+    result = call_webhook(request(http_server.url("/crm/Zoë?name=Zoë&city=東京&raw=%41")), key="k1")
+
+    assert result == WebhookResult("ok", 200, {"id": "crm-1"}, "HTTP 200")
+    [received] = http_server.requests
+    assert received.path == "/crm/Zo%C3%AB?name=Zo%C3%AB&city=%E6%9D%B1%E4%BA%AC&raw=%41"  # what was encoded stays
+
+
+def test_a_host_outside_ascii_goes_out_in_its_idna_form() -> None:
+    # Not called: no traffic leaves 127.0.0.1; the endpoint is what http.client is given.
+    where = _http.endpoint("https://Bücher.example:8443/zoë?q=ë")
+
+    assert (where.host, where.port, where.target) == ("xn--bcher-kva.example", 8443, "/zo%C3%AB?q=%C3%AB")
+    with pytest.raises(ValueError, match=r"^the host of 'https://a\.\.b\u00fc/x' is not a valid internationalised"):
+        _http.endpoint("https://a..bü/x?email=ann@example.com")
+
+
+@pytest.mark.parametrize("value", ["日本", "Zoë", "\u2028"])
+def test_a_header_value_outside_ascii_fails_for_good_naming_the_header_not_the_value(http_server: HttpServer,
+                                                                                       value) -> None:
+    # Before: UnicodeEncodeError out of call_webhook for 日本 and U+2028; Zoë went out as a Latin-1 byte.
+    result = call_webhook(request(http_server.url("/x"), headers={"X-Name": value}), key="k1")
+
+    assert result == WebhookResult("failed", None, None, "not sent: header 'X-Name' has a character outside ASCII in "
+                                   "its value; a header value is ASCII (send such data in the body or the URL)")
+    assert http_server.requests == []
+
+
+def test_an_idempotency_key_outside_ascii_is_percent_encoded(http_server: HttpServer) -> None:
+    # The key holds the contact id. Before: UnicodeEncodeError for 日本, a Latin-1 byte for ë.
+    http_server.respond("/crm", 200, {})
+    results = [call_webhook(request(http_server.url("/crm")), key=key) for key in ("hooked:zoë:1", "hooked:日本:1")]
+
+    assert [result.status for result in results] == ["ok", "ok"]
+    assert [received.headers["Idempotency-Key"] for received in http_server.requests] == [
+        "hooked:zo%C3%AB:1", "hooked:%E6%97%A5%E6%9C%AC:1"]
+
+
+def test_an_unforeseen_error_is_a_failed_result_naming_host_and_path_only(http_server: HttpServer) -> None:
+    # Before: RecursionError out of call_webhook (json.dumps of a body nested too deep).
+    body: list = []
+    for _ in range(100_000):
+        body = [body]
+    result = call_webhook(request(http_server.url("/crm?email=ann@example.com"), body=body), key="k1")
+
+    assert result == WebhookResult("failed", None, None,
+                                   f"unexpected RecursionError calling http://127.0.0.1:{http_server.port}/crm")
+    assert http_server.requests == []
+
+
+@pytest.mark.parametrize(("url", "detail"), [
+    ("ftp://127.0.0.1/x?email=ann@example.com", "not sent: 'ftp://127.0.0.1/x' is not an http or https URL"),
+    ("http://shop:hunter2@127.0.0.1:99999/x?email=ann@example.com#ann",
+     "not sent: 'http://127.0.0.1:99999/x' has a bad port"),
+    ("http://127.0.0.1/a b?email=ann@example.com", "not sent: 'http://127.0.0.1/a b' has spaces or control "
+     "characters; percent-encode them"),
+])
+def test_no_reason_quotes_the_query_or_a_password(http_server: HttpServer, url, detail) -> None:
+    # Before: the whole URL was quoted, the contact's address (and the password) with it.
+    result = call_webhook(request(url), key="k1")
+
+    assert result == WebhookResult("failed", None, None, detail)
+    assert "ann@" not in result.detail and "hunter2" not in result.detail

@@ -488,3 +488,17 @@ def test_timezone_iana_names_and_contact_pass(check):
     check({WF: WELCOME_YAML.replace("steps:", "settings:\n  timezone: contact\nsteps:"),
            "workflows/digest.yaml": _scheduled("0 9 * * MON", "America/New_York").replace("id: welcome", "id: digest"),
            "mauto.yaml": PROJECT_YAML.replace("Europe/Paris", "UTC")}, "timezone")
+
+
+# --- phone-region -------------------------------------------------------------
+
+@fails("phone-region")
+def test_phone_region_unknown_to_phonenumbers(check):
+    line = PROJECT_YAML.count("\n") + 1
+    check({"mauto.yaml": PROJECT_YAML + "phone_region: XX\n"}, "phone-region", problem=(line, 15),
+          message="`phone_region`: `XX` is not a phone region; write a two-letter country code such as FR, US or GB")
+
+
+@passes("phone-region")
+def test_phone_region_known_passes(check):
+    check({"mauto.yaml": PROJECT_YAML + "phone_region: FR\n"}, "phone-region")

@@ -1,7 +1,8 @@
 """Expressions: parse errors, what an expression uses (with offsets), and evaluation in the sandbox."""
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+import time
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from jinja2.exceptions import SecurityError, UndefinedError
@@ -254,3 +255,84 @@ def test_deep_nesting_is_refused_in_words(source, message, offset):
 
 def test_brackets_inside_strings_do_not_count():
     assert Expression("contact.x == '" + "(" * 50 + "'").evaluate(contact={"x": "(" * 50}) is True
+
+
+# --- operators that would build something huge -------------------------------------------------------------
+
+@pytest.mark.parametrize(("source", "message", "offset"), [
+    ("(9**9)**(9**9) > 0", "`**` with an exponent of 387,420,489 is refused (at most 1,000)", -1),
+    ("contact.x and 'ab' * 10**9", "`*` building a string of 2,000,000,000 characters is refused (at most 100,000)",
+     19),
+    ("[0] * 100001", "`*` building a list of 100,001 items is refused (at most 100,000)", 4),
+    ("'a' * 99999 + 'bc' == contact.x", "`+` building a string of 100,001 characters is refused (at most 100,000)",
+     12),
+    ("(10**1000)**1000", "`**` with a result of about 996,300 digits is refused (at most 30,000)", -1),
+    ("-(2**2000)", "`**` with an exponent of 2,000 is refused (at most 1,000)", 3),
+    ("'%0999999d' % 1", "a `%` format with a width or precision of 999,999 is refused (at most 100,000)", 12),
+])
+def test_a_huge_constant_is_refused_when_parsed(source, message, offset):
+    # Before: parsed; compiling then folded the constant (hours for `(9**9)**(9**9)`, gigabytes for `'ab' * 10**9`)
+    started = time.monotonic()
+    with pytest.raises(ExpressionError) as caught:
+        parse(source)
+    assert (str(caught.value), caught.value.offset) == (message, offset)
+    assert time.monotonic() - started < 1
+
+
+@pytest.mark.parametrize(("source", "contact", "message"), [
+    ("contact.n ** contact.e > 0", {"n": 9, "e": 5000}, "`**` with an exponent of 5,000 is refused (at most 1,000)"),
+    ("contact.s * contact.n", {"s": "ab", "n": 60_000},
+     "`*` building a string of 120,000 characters is refused (at most 100,000)"),
+    ("contact.n * contact.s", {"s": [1, 2], "n": 60_000}, "`*` building a list of 120,000 items is refused "
+     "(at most 100,000)"),
+    ("contact.s + contact.s", {"s": "x" * 60_000},
+     "`+` building a string of 120,000 characters is refused (at most 100,000)"),
+    ("contact.f % 1", {"f": "%0200000d"},
+     "a `%` format with a width or precision of 200,000 is refused (at most 100,000)"),
+    ("contact.f % (1, 2)", {"f": "%*d"}, "a `%` format taking its width or precision from `*` is refused"),
+    ("contact.n * contact.n", {"n": 10 ** 20_000}, "`*` with a result of about 39,863 digits is refused "
+     "(at most 30,000)"),
+])
+def test_a_huge_result_from_fields_is_refused_when_evaluated(source, contact, message):
+    # Before: computed (a 5,000-digit power, a 120,000-character string, …); with bigger fields, for hours
+    with pytest.raises(SecurityError) as caught:
+        Expression(source).evaluate(contact=contact)
+    assert str(caught.value) == message
+
+
+@pytest.mark.parametrize(("source", "value"), [
+    ("2 ** 10", 1024),
+    ("2 ** 1000 > 10 ** 300", True),
+    ("2 ** -1", 0.5),
+    ("1 ** 5000", 1),
+    ("(-1) ** 5001", -1),
+    ("2.5 ** 2", 6.25),
+    ("'ab' * 3", "ababab"),
+    ("3 * [0]", [0, 0, 0]),
+    ("[1] * 2 + [3]", [1, 1, 3]),
+    ("'a' + 'b' ~ 'c'", "abc"),
+    ("'%5.1f%%' % 12.34", " 12.3%"),
+    ("'%(n)03d' % {'n': 7}", "007"),
+    ("7 % 3 + 2 * 3", 7),
+    ("'x' * 100000 == 'x' * 100000", True),
+])
+def test_ordinary_arithmetic_is_unchanged(source, value):
+    assert Expression(source).evaluate() == value
+
+
+def test_date_arithmetic_goes_through_the_bounded_operators():
+    moment = datetime(2024, 5, 1, tzinfo=UTC)
+    assert Expression("now + step").evaluate(now=moment, step=timedelta(days=1)) == datetime(2024, 5, 2, tzinfo=UTC)
+
+
+def test_a_float_power_too_big_fails_at_once():
+    with pytest.raises(OverflowError):
+        Expression("2.0 ** contact.e").evaluate(contact={"e": 10 ** 9})
+
+
+def test_templates_share_the_bounds():
+    # Before: the template rendered a 2,000,000-character string
+    template = sandbox().from_string("{{ 'ab' * contact.n }}")
+    with pytest.raises(SecurityError, match="`\\*` building a string of 2,000,000 characters is refused"):
+        template.render(contact={"n": 1_000_000})
+    assert sandbox().from_string("{{ 'ab' * 2 }}{{ 2 ** 3 }}").render() == "abab8"

@@ -11,6 +11,7 @@ from mauto.lint.rules import (
     duration,
     expression_name,
     expression_syntax,
+    phone_region,
     reentry_without_wait,
     schema,
     secret_in_config,
@@ -40,7 +41,7 @@ from mauto.lint.rules import (
 )
 
 RULES: dict[str, ModuleType] = {module.ID: module for module in (
-    yaml_syntax, schema, duration, time_of_day, cron, timezone,
+    yaml_syntax, schema, duration, time_of_day, cron, timezone, phone_region,
     duplicate_workflow_id, duplicate_step_id,
     template_missing, template_syntax, template_scope, vars_undefined,
     expression_syntax, expression_name, contact_field, unknown_segment,
