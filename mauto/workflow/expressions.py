@@ -23,6 +23,7 @@ from jinja2 import (
     Undefined,
     nodes,
     pass_context,
+    pass_eval_context,
 )
 from jinja2.environment import TemplateExpression
 from jinja2.exceptions import SecurityError
@@ -135,8 +136,87 @@ def _check_percent_format(text: str) -> None:
                                     f"(at most {MAX_ITEMS:,})")
 
 
+# String methods that pad to a width (`'x'.ljust(10**9)` allocates a gigabyte), and `{:>999999999}` in a
+# `str.format` field.
+_WIDTH_METHODS = frozenset({"ljust", "rjust", "center", "zfill", "expandtabs"})
+_FORMAT_WIDTH = re.compile(r"\{[^{}]*?[:.](?:[^{}]*?\D)?(\d{6,})")
+
+
+def _check_width(what: str, width: Any) -> None:
+    if _integer(width) and width > MAX_ITEMS:
+        raise SecurityError(f"{what} with a width of {width:,} is refused (at most {MAX_ITEMS:,})")
+
+
+def _check_size(what: str, size: int) -> None:
+    if size > MAX_ITEMS:
+        raise SecurityError(f"{what} building a string of {size:,} characters is refused (at most {MAX_ITEMS:,})")
+
+
+def _check_method(owner: str | bytes, name: str, args: tuple, kwargs: dict[str, Any]) -> None:
+    """Refuse a call of a string method that would build something past MAX_ITEMS (before it runs)."""
+    if name in _WIDTH_METHODS:
+        for value in (*args, *kwargs.values()):
+            _check_width(f"`.{name}()`", value)
+    elif name in ("format", "format_map") and isinstance(owner, str):
+        found = _FORMAT_WIDTH.search(owner)
+        if found is not None:
+            _check_width("a `.format()` field", int(found.group(1)))
+    elif name == "replace" and isinstance(owner, str) and len(args) >= 2 and isinstance(args[0], str) \
+            and args[0] and isinstance(args[1], str):
+        count = owner.count(args[0])
+        if len(args) > 2 and _integer(args[2]) and args[2] >= 0:
+            count = min(count, args[2])
+        _check_size("`.replace()`", len(owner) + count * (len(args[1]) - len(args[0])))
+    elif name == "join" and args and isinstance(args[0], (list, tuple)):
+        _check_size("`.join()`", sum(len(item) for item in args[0] if isinstance(item, (str, bytes)))
+                    + len(owner) * max(len(args[0]) - 1, 0))
+
+
+def _bounded_filters(filters: dict[str, Callable[..., Any]]) -> None:
+    """The built-in filters that pad, indent, format or join, checked before they build (as the methods are)."""
+    center, indent, format_, join, replace = (filters[name] for name in ("center", "indent", "format", "join",
+                                                                          "replace"))
+
+    def bounded_center(value: Any, width: int = 80) -> Any:
+        _check_width("`|center`", width)
+        return center(value, width)
+
+    def bounded_indent(value: Any, width: Any = 4, *args: Any, **kwargs: Any) -> Any:
+        if _integer(width):
+            _check_size("`|indent`", len(str(value)) + (str(value).count("\n") + 1) * width)
+        elif isinstance(width, str):
+            _check_size("`|indent`", len(str(value)) + (str(value).count("\n") + 1) * len(width))
+        return indent(value, width, *args, **kwargs)
+
+    def bounded_format(value: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(value, str):
+            _check_percent_format(value)
+        return format_(value, *args, **kwargs)
+
+    @pass_eval_context
+    def bounded_join(eval_ctx: Any, value: Any, d: str = "", attribute: Any = None) -> Any:
+        items = list(value) if not isinstance(value, (str, bytes)) else value
+        if isinstance(items, list):
+            _check_size("`|join`", sum(len(str(item)) for item in items) + len(d) * max(len(items) - 1, 0))
+        return join(eval_ctx, items, d, attribute)
+
+    @pass_eval_context
+    def bounded_replace(eval_ctx: Any, value: Any, old: Any, new: Any, count: Any = None) -> Any:
+        text, old_text, new_text = str(value), str(old), str(new)
+        if old_text:
+            found = text.count(old_text)
+            if _integer(count) and count >= 0:
+                found = min(found, count)
+            _check_size("`|replace`", len(text) + found * (len(new_text) - len(old_text)))
+        return replace(eval_ctx, value, old, new, count)
+
+    filters.update(center=bounded_center, indent=bounded_indent, format=bounded_format, join=bounded_join,
+                   replace=bounded_replace)
+
+
 class BoundedSandbox(SandboxedEnvironment):
-    """Jinja2's sandbox with `**`, `*`, `+` and `%` bounded (bounded_binop).
+    """Jinja2's sandbox with `**`, `*`, `+` and `%` bounded (bounded_binop), and the string methods and
+    filters that pad, format, replace or join checked before they build (`_check_method`, `_bounded_filters`).
 
     Intercepted operators are also kept out of Jinja2's compile-time constant folding (BinExpr.as_const
     gives up on them in a sandbox), which would otherwise compute `(9**9)**(9**9)` while compiling.
@@ -147,6 +227,13 @@ class BoundedSandbox(SandboxedEnvironment):
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         return bounded_binop(operator, left, right)
 
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805 - Jinja's own
+        # a bound method's string; the sandbox hands `str.format` over wrapped (its formatter), the original inside
+        owner = getattr(__obj, "__self__", None) or getattr(getattr(__obj, "__wrapped__", None), "__self__", None)
+        if isinstance(owner, (str, bytes)):
+            _check_method(owner, getattr(__obj, "__name__", ""), args, kwargs)
+        return super().call(__context, __obj, *args, **kwargs)
+
 
 def sandbox(loader: BaseLoader | None = None, autoescape: Any = False) -> SandboxedEnvironment:
     """The one Jinja2 environment shape mauto uses: sandboxed, strict, no globals but ours, operators bounded."""
@@ -154,6 +241,7 @@ def sandbox(loader: BaseLoader | None = None, autoescape: Any = False) -> Sandbo
     environment = BoundedSandbox(loader=loader, autoescape=autoescape, undefined=StrictUndefined,
                                  keep_trailing_newline=True, auto_reload=False)
     environment.globals.clear()
+    _bounded_filters(environment.filters)
     environment.filters["date"] = date_filter
     return environment
 

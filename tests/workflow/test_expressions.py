@@ -336,3 +336,34 @@ def test_templates_share_the_bounds():
     with pytest.raises(SecurityError, match="`\\*` building a string of 2,000,000 characters is refused"):
         template.render(contact={"n": 1_000_000})
     assert sandbox().from_string("{{ 'ab' * 2 }}{{ 2 ** 3 }}").render() == "abab8"
+
+
+@pytest.mark.parametrize(("source", "message"), [
+    ("contact.name.ljust(10**9)", "`.ljust()` with a width of 1,000,000,000 is refused (at most 100,000)"),
+    ("contact.name.zfill(200000)", "`.zfill()` with a width of 200,000 is refused (at most 100,000)"),
+    ("'{:>999999999}'.format(contact.name)",
+     "a `.format()` field with a width of 999,999,999 is refused (at most 100,000)"),
+    ("(contact.name * 50000).replace('a', 'aaaaa')",
+     "`.replace()` building a string of 250,000 characters is refused (at most 100,000)"),
+    ("contact.name|center(10**8)", "`|center` with a width of 100,000,000 is refused (at most 100,000)"),
+    ("contact.name|indent(10**7)",
+     "`|indent` building a string of 10,000,001 characters is refused (at most 100,000)"),
+    ("'%0999999d'|format(1)", "a `%` format with a width or precision of 999,999 is refused (at most 100,000)"),
+    ("[contact.name * 99999, contact.name * 99999]|join",
+     "`|join` building a string of 199,998 characters is refused (at most 100,000)"),
+])
+def test_string_methods_and_filters_that_pad_or_build_are_bounded(source, message):
+    # The operators are bounded above; these build as much without one (`'x'.ljust(10**9)`: a gigabyte).
+    started = time.perf_counter()
+    with pytest.raises(SecurityError) as refused:
+        Expression(source).evaluate(contact={"name": "a"})
+    assert str(refused.value) == message
+    assert time.perf_counter() - started < 1
+
+
+def test_ordinary_padding_formatting_and_joining_are_unchanged():
+    assert Expression("contact.name.zfill(5) ~ '{:>3}'.format('b') ~ contact.name|center(3)").evaluate(
+        contact={"name": "a"}) == "0000a  b a "
+    template = sandbox().from_string("{{ 'a\nb' | indent(2) }}|{{ ['a', 'b'] | join('-') }}"
+                                     "|{{ 'ab' | replace('a', 'c') }}|{{ '%s!' | format('hi') }}")
+    assert template.render() == "a\n  b|a-b|cb|hi!"
