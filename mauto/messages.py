@@ -361,7 +361,8 @@ class MessageRenderer:
                           "characters, RFC 5322); shorten unsubscribe_url", self.project.document.path,
                           position.line, position.col)
 
-    def _sender(self, source: str, names: dict[str, Any], info: TemplateInfo, contact_id: str) -> str:
+    def _sender(self, source: str, names: dict[str, Any], info: TemplateInfo, contact_id: str,
+                key: str = "from") -> str:
         """The From header's value for a template's `from:` front matter: always exactly one mailbox, at the
         address the template wrote, whatever the contact's data.
 
@@ -378,11 +379,11 @@ class MessageRenderer:
         if _TEMPLATED.search(address_source):
             address = self.templates.render_string(address_source, names, where).strip()
             try:
-                check_address(address, "from")
+                check_address(address, key)
             except ValueError:
-                position = info.front.pos(("from",)) if info.front is not None else None
+                position = info.front.pos((key,)) if info.front is not None else None
                 raise TemplateProblem(
-                    f"front matter `from`: the address `{address_source.strip()}` does not render to one email "
+                    f"front matter `{key}`: the address `{address_source.strip()}` does not render to one email "
                     f"address for contact `{shown(contact_id)}`; write the address out: "
                     "`{{ … }} at Shop <shop@example.com>`", where, position.line if position else None,
                     position.col if position else None) from None
@@ -440,7 +441,9 @@ class MessageRenderer:
         text_name = template + TEXT_PART
         text = self.templates.render(text_name, names) if self.templates.exists(text_name) else html_to_text(html)
         headers = {}
-        if self.sender.get("reply_to"):
+        if front.get("reply_to"):  # as `from:`: one mailbox, at the address written, whatever the contact's data
+            headers["Reply-To"] = self._sender(front["reply_to"], names, info, contact.id, "reply_to")
+        elif self.sender.get("reply_to"):
             headers["Reply-To"] = self.sender["reply_to"]
         if common["marketing"] and unsubscribe_url:
             headers["List-Unsubscribe"] = f"<{unsubscribe_url}>"

@@ -461,3 +461,24 @@ def test_over_smtp_the_envelope_sender_and_the_outbox_row_are_the_templates_addr
         ('Jo "<jo@evil.example>", \\ Smith at Shop', "shop@example.com")]
     assert daemon.rows("SELECT sender FROM messages") == [
         ('"Jo \\"<jo@evil.example>\\", \\\\ Smith at Shop" <shop@example.com>',)]
+
+
+def test_a_template_s_reply_to_is_used_and_stays_one_mailbox(tmp_path):
+    # `reply_to:` was an accepted front matter key that nothing read; it is rendered as `from:` is.
+    from tests.engine.conftest import SimProject
+
+    sim = SimProject(tmp_path)
+    (tmp_path / "templates" / "t" / "reply.email.html").write_text(
+        '---\nsubject: hi\nreply_to: "{{ contact.first_name }} desk <desk@example.com>"\n---\n<p>hi</p>\n',
+        encoding="utf-8")
+    start = datetime(2026, 6, 10, tzinfo=UTC)
+    contact = ContactState("c1", {"email": "ann@example.com", "email_consent": True,
+                                  "first_name": "Jo <jo@evil.example>, Smith"})
+    workflow = "id: hi\nversion: 1\nname: hi\ntrigger: {event: signed_up}\nsteps:\n  - id: hello\n    email: t/reply\n"
+    result = sim.run([workflow], [contact], [Event("c1", "signed_up", start + timedelta(hours=1))],
+                     start, start + timedelta(days=1))
+    [message] = result.messages
+    header = parsed(message)["Reply-To"]
+    assert not header.defects
+    assert [(address.display_name, address.addr_spec) for address in header.addresses] == [
+        ("Jo <jo@evil.example>, Smith desk", "desk@example.com")]
