@@ -259,6 +259,20 @@ def test_secret_in_workflow_literal_credential_headers(check, header, value):
     assert value not in problem.message
 
 
+@fails("secret-in-workflow")
+@pytest.mark.parametrize("url", ["https://crm.example/leads?api_key=abc123",
+                                 "https://crm.example/leads?id={{ contact.id }}&access_token=sk_live_1",
+                                 "https://crm.example/leads?key=zz#top"])
+def test_secret_in_workflow_credential_in_the_query(check, url):
+    source = steps_workflow(f'- webhook: {{url: "{url}"}}\n')
+    name = url.split("?")[1].split("&")[-1].split("=")[0]
+    [problem] = check({WF: source}, "secret-in-workflow", problem=at(source, '"https'),
+                      message=f"the URL of step 1 has the query parameter `{name}` written out: a workflow is "
+                              "committed to git; give credentials in a header with `headers_env`, e.g. "
+                              "headers_env: {Authorization: CRM_AUTH}")
+    assert "abc123" not in problem.message and "sk_live" not in problem.message
+
+
 @passes("secret-in-workflow")
 def test_secret_in_workflow_headers_env_and_template_values_pass(check):
     source = steps_workflow("""
@@ -266,7 +280,7 @@ def test_secret_in_workflow_headers_env_and_template_values_pass(check):
             url: "https://crm.example/token"
             as: login
         - webhook:
-            url: "https://crm.example/leads"
+            url: "https://crm.example/leads?page=2&monkey=1&token={{ vars.login.token }}"
             headers: {Authorization: "Bearer {{ vars.login.token }}", X-Token-Kind: "", Accept: text/plain}
             headers_env: {X-API-Key: CRM_KEY, Cookie: CRM_COOKIE}
         """)

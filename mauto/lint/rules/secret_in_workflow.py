@@ -2,8 +2,10 @@
 
 A workflow is committed to git, stored with every deploy and shown by `mauto
 graph`; a password or token in it is a leaked one. Refused: a user name and
-password in a webhook URL (`https://user:pass@…`), and a value written out for
-a header that carries a credential: `Authorization`, `Proxy-Authorization`,
+password in a webhook URL (`https://user:pass@…`), a value written out for a
+query parameter that carries one (`?api_key=…`, `&token=…`: a name ending in
+`token`, `secret`, `apikey`/`api_key`, `password` or `sig`, or `key` itself),
+and a value written out for a header that carries a credential: `Authorization`, `Proxy-Authorization`,
 `Cookie`, `X-API-Key`, `X-Auth-Token`, or any header whose name contains
 `token`, `secret`, `api-key`/`apikey` or `password`. Give such a header with
 `headers_env: {HEADER: VARIABLE}`: the variable holds the header's whole value
@@ -57,12 +59,33 @@ def written_out(value: str) -> bool:
     return bool(_SCHEME_WORD.sub(" ", " ".join(literal)).strip())
 
 
+_QUERY_SECRET = re.compile(r"^(?:.*(?:token|secret|api[-_]?key|password|passwd|sig(?:nature)?)|key)$", re.IGNORECASE)
+
+
+def query_secrets(url: str) -> list[str]:
+    """The query parameters of a webhook URL whose name says they carry a credential and whose value is
+    written out in the workflow (a value that only comes from a template passes)."""
+    query = _TEMPLATE.sub(lambda block: "\x00" * len(block.group()), url).partition("?")[2].partition("#")[0]
+    found = []
+    for pair in query.split("&"):
+        name, equals, value = pair.partition("=")  # NULs stand where templates were: not written out
+        if equals and _QUERY_SECRET.match(name.strip()) and value.replace("\x00", "").strip():
+            found.append(name.strip())
+    return found
+
+
 def check(ctx):
     yield from ctx.schema_findings(ID)
     for file, workflow in ctx.workflows:
         for step in workflow.iter_steps():
             if step.kind != "webhook":
                 continue
+            url = step.value.get("url")
+            for name in query_secrets(url) if isinstance(url, str) else []:
+                yield ctx.problem(file, step.path + ("webhook", "url"),
+                                  f"the URL of step {step.label} has the query parameter `{name}` written out: a "
+                                  "workflow is committed to git; give credentials in a header with `headers_env`, "
+                                  "e.g. headers_env: {Authorization: CRM_AUTH}")
             for name, value in step.value.get("headers", {}).items():
                 if is_secret_header(name) and isinstance(value, str) and written_out(value):
                     yield ctx.problem(file, step.path + ("webhook", "headers", name),
