@@ -15,6 +15,8 @@ from typing import Any
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
+from mauto.errors import printable
+
 # Refused in every value: NUL (C strings, SQLite's text functions and many tools stop at it) and lone
 # surrogates (not text: encoding one to UTF-8, as SQLite does, fails).
 REFUSED_CHARACTERS = re.compile("[\x00\ud800-\udfff]")
@@ -57,8 +59,7 @@ def shown(value: Any, limit: int = SHOWN_LENGTH) -> str:
             return f"an integer of {len(format(value, 'x')) * 4} bits"
     if len(text) > limit:
         text = text[:limit] + "…"
-    return CONTROL_CHARACTERS.sub(lambda found: found.group().encode("unicode_escape", "backslashreplace")
-                              .decode("ascii"), text)
+    return printable(text, keep_tab=True)
 
 
 def _character(code: int) -> str:

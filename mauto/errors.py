@@ -51,10 +51,12 @@ class UsageError(MautoError):
     """A bad command-line argument."""
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+_CONTROL_BUT_TAB = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 
 
-def printable(text: str) -> str:
-    """`text` with its control characters (CR, LF, ESC, NUL ... and the Unicode line separators) written as
-    escapes: a value from a contact's data can never start a new line in a log or move a terminal's cursor."""
-    return _CONTROL.sub(lambda match: repr(match.group())[1:-1], text)
+def printable(text: str, keep_tab: bool = False) -> str:
+    """`text` with its control characters (CR, LF, ESC, NUL ... the Unicode line separators, and lone
+    surrogates, which no output can encode) written as escapes: a value from a contact's data can never start
+    a new line in a log or move a terminal's cursor. `keep_tab` leaves tabs as they are."""
+    return (_CONTROL_BUT_TAB if keep_tab else _CONTROL).sub(lambda match: repr(match.group())[1:-1], text)

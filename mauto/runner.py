@@ -424,11 +424,11 @@ class TickDriver(Simulation):
             self.emitted.append(id(event))
         super()._emit(event)
 
-    def _push(self, at: datetime, priority: int, payload: tuple) -> None:
-        number = next(self.sequence)
-        heapq.heappush(self.queue, (at.timestamp(), priority, number, at, payload))
-        if self.pushed is not None:
+    def _push(self, at: datetime, priority: int, payload: tuple) -> int:
+        number = super()._push(at, priority, payload)
+        if self.pushed is not None:  # the item in hand's, removed again if it fails
             self.pushed.add(number)
+        return number
 
     def _log(self, kind: str, data: dict[str, Any]) -> None:
         """An action line, written when what it tells is committed (a batch rolled back never logged)."""

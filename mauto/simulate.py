@@ -202,9 +202,12 @@ class Simulation:
 
     # --- scheduling ---------------------------------------------------------------------
 
-    def _push(self, at: datetime, priority: int, payload: tuple) -> None:
+    def _push(self, at: datetime, priority: int, payload: tuple) -> int:
+        """Queue an item; its sequence number (what orders items of the same moment and priority)."""
+        number = next(self.sequence)
         # keyed on the POSIX timestamp: comparing aware datetimes of different zones converts both each time
-        heapq.heappush(self.queue, (at.timestamp(), priority, next(self.sequence), at, payload))
+        heapq.heappush(self.queue, (at.timestamp(), priority, number, at, payload))
+        return number
 
     def _prepare(self) -> None:
         for event in self.samples.events:
