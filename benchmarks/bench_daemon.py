@@ -7,10 +7,10 @@
 
 1. Tick rate. A copy of the sample project (`mauto.yaml`, `templates/`, `workflows/abandoned-cart.yaml` only)
    in a temporary folder, `channels` replaced by the file transport for email and SMS (`path: outbox`);
-   deployed (`mauto.store.deploy.deploy`) a day before T, a Tuesday at 09:00 in Paris; N generated contacts
+   deployed (`mauto.deploy.deploy`) a day before T, a Tuesday at 09:00 in Paris; N generated contacts
    (seeded; all in Europe/Paris with email consent, 30% with a phone and SMS consent) imported from JSON Lines
    with `import_contacts`, and one `cart_abandoned` each at T (20-400 EUR, so every one enrolls) ingested with
-   `ingest_events`. Then `mauto.runner.tick`: once at T - 1 minute (the first tick: what came before it is
+   `ingest_events`. Then `mauto.daemon.tick.tick`: once at T - 1 minute (the first tick: what came before it is
    history), once at T + 1 minute (it takes the N events and enrolls N contacts; their first step is a wait,
    so nothing is sent), and then THE measured tick, in a fresh subprocess (so that its ru_maxrss is its own),
    at the moment that first wait ends: all N enrollments are due at once, and each goes through the A/B
@@ -20,14 +20,14 @@
    clock) two days before T, before the deploy, so that their `contact_created` events are history.
    Contact-steps are counted from the `step_log` rows that tick wrote (rows after minus rows before), beside
    the tick's own `advanced` count (enrollments woken). The tick's phases (prepare: load what is due; drain:
-   advance, render, queue; send: the outbox) are timed by wrapping `TickDriver._prepare`, `TickDriver.drain`
-   and `runner.send_outbox`.
+   advance, render, queue; send: the outbox) are timed by wrapping `Tick.prepare`, `Tick.drain`
+   and `mauto.daemon.outbox.send_outbox`.
 
    The floor, in the same run: a bare `sqlite3` loop over a table with the layout of `enrollments` (its
    `CREATE TABLE` and indexes copied from the store file's `sqlite_master`) and the same rows (copied from a
    snapshot of the store taken just before the measured tick), in WAL mode with SQLite's default
    `synchronous` as the store has: select the due rows (`state IN ('active', 'waiting') AND wake_at <= now`,
-   in wake-up order) `mauto.runner.BATCH` at a time, and update each row's data, state and wake_at to the
+   in wake-up order) `mauto.daemon.tick.BATCH` at a time, and update each row's data, state and wake_at to the
    values the measured tick wrote (read before the clock starts), one transaction per batch. Best of 3.
    Beside it, the disk floor of the send phase: the N message bodies the tick queued, written by a bare loop
    to a temporary file each, fsync'ed and renamed into place (what the file transport does), one run.
@@ -42,7 +42,7 @@
      `channels.email` points at the server, one connection reused for all M (`with transport:`), `handoff`
      a no-op;
    - full path: the M messages put back to `pending` in the tick's store (status, attempts, hand-off and
-     answer reset) and sent by `mauto.runner.send_outbox`: per message, the consent and suppression check,
+     answer reset) and sent by `mauto.daemon.outbox.send_outbox`: per message, the consent and suppression check,
      the hand-off recorded and committed before DATA, the answer recorded and committed after.
 
    Each run also reports this process's CPU time per message: the client's own work, since the wall time
@@ -153,10 +153,10 @@ def generate(folder: Path, count: int, seed: int = 7) -> tuple[Path, Path]:
 def setup(folder: Path, count: int) -> dict:
     """Deploy, import, ingest, and the two ticks before the measured one (see the module's docstring)."""
     from mauto.config import load_project
-    from mauto.runner import tick
+    from mauto.daemon.tick import tick
+    from mauto.deploy import deploy
     from mauto.store import Store
     from mauto.store.contacts import import_contacts
-    from mauto.store.deploy import deploy
     from mauto.store.events import ingest_events
 
     config = make_project(folder, {"email": {"transport": "file", "path": "outbox"},
@@ -211,13 +211,13 @@ def rss_mb() -> dict[str, float]:
 SPLIT = [
     # label, module, attribute path: functions timed one by one in the --_split run (perf_counter around each
     # call; nested ones are inside their callers' time)
-    ("TickDriver._deliver_message (render + build + serialise the email)", "mauto.runner",
-     "TickDriver._deliver_message"),
+    ("Driver._render (render + build the message; into the outbox port)", "mauto.driver.loop",
+     "Driver._render"),
     ("MessageRenderer.render (Jinja2: subject, preheader, HTML, text part)", "mauto.messages",
      "MessageRenderer.render"),
     ("RenderedMessage.to_bytes (the MIME message written)", "mauto.messages", "RenderedMessage.to_bytes"),
     ("runtime.load_contact (4 queries + typed fields)", "mauto.store.runtime", "load_contact"),
-    ("TickDriver._flush (enrollments, messages, step_log written; before COMMIT)", "mauto.runner", "TickDriver._flush"),
+    ("Batch.flush (enrollments, messages, step_log written; before COMMIT)", "mauto.driver.sqlite", "Batch.flush"),
     ("runtime.save_enrollments (to_dict + JSON + upsert)", "mauto.store.runtime", "save_enrollments"),
     ("FileTransport.send (file written, fsync, rename; no hand-off mark)", "mauto.channels.files",
      "FileTransport.send"),
@@ -225,7 +225,7 @@ SPLIT = [
     ("runtime.record_delivery (UPDATE + COMMIT of the answer, not waiting for the disk)", "mauto.store.runtime",
      "record_delivery"),
     ("runtime.address_of (consent check: the contact's addresses)", "mauto.store.runtime", "address_of"),
-    ("runner._refusal (the suppression list lookup)", "mauto.runner", "_refusal"),
+    ("outbox._refusal (the suppression list lookup)", "mauto.daemon.outbox", "_refusal"),
     ("runtime.due_messages (the outbox read, 200 at a time)", "mauto.store.runtime", "due_messages"),
 ]
 
@@ -254,9 +254,9 @@ def _install_split(spent: dict[str, list]) -> None:
 
 def measured_tick(folder: Path, profile: str | None = None, split: bool = False) -> dict:
     """THE tick, at the end of the first wait, in this (fresh) process."""
-    from mauto import runner
     from mauto.channels import build_transports
     from mauto.config import load_project
+    from mauto.daemon import tick as runner
     from mauto.store import Store
 
     spent: dict[str, list] = {}
@@ -277,8 +277,8 @@ def measured_tick(folder: Path, profile: str | None = None, split: bool = False)
                 phases[name] = phases.get(name, 0.0) + time.perf_counter() - began
         return wrapper
 
-    runner.TickDriver._prepare = timed("prepare", runner.TickDriver._prepare)
-    runner.TickDriver.drain = timed("drain", runner.TickDriver.drain)
+    runner.Tick.prepare = timed("prepare", runner.Tick.prepare)
+    runner.Tick.drain = timed("drain", runner.Tick.drain)
     runner.send_outbox = timed("send", runner.send_outbox)
     with Store(folder / "mauto.db", lambda: now, timeout=30.0) as store:
         db = store.db
@@ -316,7 +316,7 @@ def measured_tick(folder: Path, profile: str | None = None, split: bool = False)
 # --------------------------------------------------------------------------------------------------------------------
 
 def floor(snapshot: Path, after: Path, work: Path, now_text: str, repeat: int = 3) -> dict:
-    from mauto.runner import BATCH
+    from mauto.daemon.tick import BATCH
     from mauto.store.sqlite import stamp
 
     now = stamp(datetime.fromisoformat(now_text))
@@ -430,11 +430,11 @@ class Server:
 
 
 def smtp_bench(folder: Path, count: int, rounds: int, now: datetime) -> dict:
-    from mauto import runner
     from mauto.channels import build_transports
     from mauto.channels.base import SENT, Outgoing
     from mauto.channels.smtp import SmtpTransport, _local_hostname, envelope_sender
     from mauto.config import load_project
+    from mauto.daemon import tick as runner
     from mauto.store import Store
 
     server = Server()
@@ -521,21 +521,21 @@ def smtp_bench(folder: Path, count: int, rounds: int, now: datetime) -> dict:
 
 PROFILE_GROUPS = [
     # label, where the function is (a path ending, or "~" for built-ins), function names
-    ("the whole tick (runner.tick)", "mauto/runner.py", ("tick",)),
-    ("  prepare: load due enrollments (SQL + JSON + Enrollment.from_dict)", "mauto/runner.py", ("_prepare",)),
-    ("  drain: advance, render, queue, commit", "mauto/runner.py", ("drain",)),
-    ("    the engine's steps, delivering included (Simulation._process)", "mauto/simulate.py", ("_process",)),
-    ("      delivering a send (TickDriver._deliver_message)", "mauto/runner.py", ("_deliver_message",)),
+    ("the whole tick (daemon.tick.tick)", "mauto/daemon/tick.py", ("tick",)),
+    ("  prepare: load due enrollments (SQL + JSON + Enrollment.from_dict)", "mauto/daemon/tick.py", ("prepare",)),
+    ("  drain: advance, render, queue, commit", "mauto/daemon/tick.py", ("drain",)),
+    ("    the engine's steps, delivering included (Driver.process)", "mauto/driver/loop.py", ("process",)),
+    ("      rendering a send (Driver._render)", "mauto/driver/loop.py", ("_render",)),
     ("        rendering (MessageRenderer.render)", "mauto/messages.py", ("render",)),
     ("        writing the MIME message (RenderedMessage.to_bytes)", "mauto/messages.py", ("to_bytes",)),
     ("      loading contacts (runtime.load_contact: 4 queries each)", "mauto/store/runtime.py", ("load_contact",)),
-    ("    the batch writes (TickDriver._flush)", "mauto/runner.py", ("_flush",)),
+    ("    the batch writes (Batch.flush)", "mauto/driver/sqlite.py", ("flush",)),
     ("      save_enrollments (to_dict + JSON + upsert)", "mauto/store/runtime.py", ("save_enrollments",)),
     ("      insert_messages", "mauto/store/runtime.py", ("insert_messages",)),
     ("      insert_log (step_log)", "mauto/store/runtime.py", ("insert_log",)),
-    ("  send: the outbox (runner.send_outbox)", "mauto/runner.py", ("send_outbox",)),
+    ("  send: the outbox (outbox.send_outbox)", "mauto/daemon/outbox.py", ("send_outbox",)),
     ("    runtime.address_of (consent check)", "mauto/store/runtime.py", ("address_of",)),
-    ("    runner._refusal (suppression list lookup)", "mauto/runner.py", ("_refusal",)),
+    ("    outbox._refusal (suppression list lookup)", "mauto/daemon/outbox.py", ("_refusal",)),
     ("    FileTransport.send (write + fsync + rename)", "mauto/channels/files.py", ("send",)),
     ("    hand-off recorded and committed (mark_handoff)", "mauto/store/runtime.py", ("mark_handoff",)),
     ("    answer recorded and committed (record_delivery)", "mauto/store/runtime.py", ("record_delivery",)),
@@ -563,8 +563,8 @@ def profile_tables(path: Path, top: int = 20) -> str:
         return re.sub(r"^.*/lib/python3\.\d+/", "", shown)
 
     total = max((ct for (filename, _, function), (_, _, _, ct, _) in entries
-                 if filename.endswith("mauto/runner.py") and function == "tick"), default=0.0) or 1.0
-    lines = ["where the time goes (cProfile cumulative times, inflated by its overhead; share of runner.tick)",
+                 if filename.endswith("mauto/daemon/tick.py") and function == "tick"), default=0.0) or 1.0
+    lines = ["where the time goes (cProfile cumulative times, inflated by its overhead; share of the tick)",
              "   cumtime  share     calls"]
     for label, suffix, functions in PROFILE_GROUPS:
         found = [(nc, ct) for (filename, _, name), (_, nc, _, ct, _) in entries

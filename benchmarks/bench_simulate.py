@@ -30,7 +30,7 @@ In the same run it times:
 
 (a) runs once per `--repeat`, each run followed by three of (b). Prints
 contacts, contact-steps (timeline entries recorded, kept or not, counted in
-`Simulation._record`), steps/s, messages, both times and their ratio (the aim:
+`Simulation.record`), steps/s, messages, both times and their ratio (the aim:
 the simulation in at most 3x the bare renders), how the simulation's time
 splits between rendering messages (`MessageRenderer.render`) and the rest, the
 garbage collector's share, the peak RSS during the simulation and ru_maxrss.
@@ -202,13 +202,14 @@ def make_samples(count: int, seed: int, pools: list[str], every: timedelta | Non
 # --------------------------------------------------------------------------------------------------------------------
 
 class CountingSimulation(Simulation):
-    """A Simulation that counts the timeline entries it records (kept or not)."""
+    """A Simulation that counts the timeline entries it records (kept or not): `record` is what its memory
+    ports hand the step log to."""
 
     entries = 0
 
-    def _record(self, entries) -> None:
+    def record(self, entries) -> None:
         self.entries += len(entries)
-        super()._record(entries)
+        super().record(entries)
 
 
 class TimedRenderer(MessageRenderer):
@@ -448,16 +449,20 @@ def held_structures(simulation, samples: Samples) -> list[list]:
     """What a finished simulation still holds, by structure, inputs (the samples) excluded."""
     seen: set[int] = set()
     deep_size([samples.events, [contact.fields for contact in samples.contacts], samples.coupons], seen)
-    contacts = list(simulation.contacts.values())
+    ports = simulation.ports
+    contacts = list(ports.contacts.by_id.values())
     roots = [
-        ("Simulation.enrollments (every enrollment, ended ones too)", [simulation.enrollments]),
-        ("Simulation.history ((workflow, contact) -> enrollments)", [simulation.history]),
+        ("enrollments held (in flight; ended ones only when the timeline is kept)", [ports.enrollments.by_id]),
+        ("histories ((workflow, contact) -> enrollments, ended ones as their entry time)",
+         [ports.enrollments.by_contact]),
         ("Simulation.reached (funnel: contacts seen per step)", [simulation.reached]),
-        ("Simulation.active (contact -> enrollment ids)", [simulation.active]),
-        ("ContactState.messages (a SentMessage per message sent)", [contact.messages for contact in contacts]),
+        ("in flight (contact -> enrollment ids)", [ports.enrollments.in_flight]),
+        ("ContactState.messages (a SentMessage per message within the caps' window)",
+         [contact.messages for contact in contacts]),
         ("ContactState.events (the lists, + events the run added)", [contact.events for contact in contacts]),
-        ("Simulation.queue (left past the horizon)", [simulation.queue]),
-        ("Simulation.coupons (a copy of the pools)", [simulation.coupons]),
+        ("the queue (left past the horizon)", [simulation.driver.queue.entries]),
+        ("coupon pools (a copy)", [ports.answers.coupons]),
+        ("timers (inactivity, segments)", [ports.timers.inactive, ports.timers.segment]),
     ]
     return [[label, deep_size(objects, seen)] for label, objects in roots]
 
@@ -530,7 +535,7 @@ def run_memory_children(contacts: int, seed: int, runs: list[tuple[str, str | No
 
 # functions whose cumulative time says where the simulation's time goes: label, file suffix, function names
 PROFILE_GROUPS = [
-    ("simulation, total (Simulation.run)", "mauto/simulate.py", ("run",)),
+    ("simulation, total (Simulation.run)", "mauto/simulate/run.py", ("run",)),
     ("  MessageRenderer.render (all of a message)", "mauto/messages.py", ("render",)),
     ("    Environment.from_string (compiling template strings)", "jinja2/environment.py",
      ("from_string",)),
@@ -545,7 +550,7 @@ PROFILE_GROUPS = [
     ("    Engine.scope (a Scope per step, per event, per admission)", "mauto/engine/interpreter.py", ("scope",)),
     ("      ContactState.record (every declared field, per scope)", "mauto/engine/records.py", ("record",)),
     ("    Engine._allowed (quiet hours, send days, caps)", "mauto/engine/interpreter.py", ("_allowed",)),
-    ("  Simulation._record (funnel counts)", "mauto/simulate.py", ("_record",)),
+    ("  Simulation.record (funnel counts)", "mauto/simulate/run.py", ("record",)),
     ("  heapq push + pop (the virtual clock's queue)", "~",
      ("<built-in method _heapq.heappush>", "<built-in method _heapq.heappop>")),
     ("  datetime.fromisoformat (state keeps ISO strings)", "~", ("<built-in method fromisoformat>",)),
@@ -579,7 +584,7 @@ def profile_run(project, workflow, samples: Samples, horizon: timedelta, top: in
     by_own = sorted(entries, key=lambda item: item[1][2], reverse=True)[:top]
     head = "   cumtime  tottime     calls  function"
     total = max((ct for (filename, _, function), (_, _, _, ct, _) in entries
-                 if filename.endswith("mauto/simulate.py") and function == "run"), default=0.0) or 1.0
+                 if filename.endswith("mauto/simulate/run.py") and function == "run"), default=0.0) or 1.0
     lines = ["where the time goes (cProfile cumulative times, inflated by its overhead; share of Simulation.run)",
              "   cumtime  share     calls"]
     for label, suffix, functions in PROFILE_GROUPS:

@@ -550,7 +550,7 @@ def contacts_erase(
 
     if not yes:
         typer.confirm(f"Erase contact {contact_id}? This cannot be undone", abort=True)
-    from mauto.runner import TickLock
+    from mauto.daemon.lock import TickLock
 
     with _store(ctx) as store:
         # Never in the middle of a tick: it may hold the contact in memory and write it back.
@@ -691,7 +691,7 @@ def plan_command(
     output_format: OutputFormat = typer.Option(OutputFormat.text, "--format", "-f", help="text or json."),
 ) -> None:
     """What `mauto deploy` would do: new, changed (with what happens to contacts in flight), removed."""
-    from mauto.store.deploy import plan
+    from mauto.deploy import plan
 
     project = _project(ctx)
     with _store(ctx, project) as store:
@@ -711,7 +711,7 @@ def deploy_command(
     yes: bool = typer.Option(False, "--yes", "-y", help="Deploy without asking (needed when not on a terminal)."),
 ) -> None:
     """Lint, show the plan, and deploy it in one transaction (or refuse and write nothing)."""
-    from mauto.store.deploy import DeployRefused, check_lint, deploy, plan, refusal
+    from mauto.deploy import DeployRefused, check_lint, deploy, plan, refusal
 
     project = _project(ctx)
     now = _parse_now(None)
@@ -751,7 +751,7 @@ def rollback_command(
     output_format: OutputFormat = typer.Option(OutputFormat.text, "--format", "-f", help="text or json."),
 ) -> None:
     """Make an earlier deployed version current again; contacts in flight follow its in_flight policy."""
-    from mauto.store.deploy import rollback
+    from mauto.deploy import rollback
 
     with _store(ctx) as store:
         result = rollback(store, workflow, to, dry_run=dry_run)
@@ -773,7 +773,7 @@ def rollback_command(
 def pause_command(ctx: typer.Context,
                   workflow: str = typer.Argument(..., metavar="ID", help="The workflow's id.")) -> None:
     """Stop taking new contacts and stop moving those inside, until `mauto resume`."""
-    from mauto.store.deploy import pause
+    from mauto.deploy import pause
 
     with _store(ctx) as store:
         result = pause(store, workflow)
@@ -785,7 +785,7 @@ def pause_command(ctx: typer.Context,
 def resume_command(ctx: typer.Context,
                    workflow: str = typer.Argument(..., metavar="ID", help="The workflow's id.")) -> None:
     """Run a paused workflow again."""
-    from mauto.store.deploy import resume
+    from mauto.deploy import resume
 
     with _store(ctx) as store:
         result = resume(store, workflow)
@@ -799,7 +799,7 @@ def status_command(
     output_format: OutputFormat = typer.Option(OutputFormat.text, "--format", "-f", help="text or json."),
 ) -> None:
     """Each deployed workflow: version, state, enrollments active and waiting, next wake-up, failures."""
-    from mauto.store.deploy import status
+    from mauto.deploy import status
 
     with _store(ctx) as store:
         rows = status(store)
@@ -870,7 +870,7 @@ def run_command(
     """One tick against the store: take new events, enroll, advance what is due, send the outbox."""
     if not once:
         raise UsageError("`mauto run` needs --once (one tick, for cron); `mauto daemon` runs ticks on an interval")
-    from mauto.runner import tick
+    from mauto.daemon.tick import tick
 
     project = _project(ctx)
     moment = _parse_now(now, "--now", project.timezone)
@@ -924,7 +924,7 @@ def daemon_command(
     import signal
     import threading
 
-    from mauto.runner import serve
+    from mauto.daemon.scheduler import serve
     from mauto.workflow.durations import parse_duration
 
     project = _project(ctx)
@@ -935,7 +935,7 @@ def daemon_command(
     if every.total_seconds() < 1:
         raise UsageError(f"--interval {interval}: at least 1s")
     log = _action_logger(log_format, quiet)
-    from mauto.runner import message_renderer
+    from mauto.daemon.tick import message_renderer
 
     with _store(ctx, project) as store:
         message_renderer(project, store)  # refuse a missing, too new or unmigrated store, or no unsubscribe key
@@ -1032,7 +1032,7 @@ def outbox_retry_command(
                                      help="The message's id (from `mauto outbox`)."),
 ) -> None:
     """Queue a parked or unknown message again: the next tick hands it to its provider."""
-    from mauto.runner import retry_message
+    from mauto.daemon.outbox import retry_message
 
     with _store(ctx) as store:
         row = retry_message(store, message_id, _parse_now(None))
@@ -1047,7 +1047,7 @@ def outbox_drop_command(
                                      help="The message's id (from `mauto outbox`)."),
 ) -> None:
     """Decide not to send a parked, unknown or pending message (it becomes cancelled, never sent)."""
-    from mauto.runner import drop_message
+    from mauto.daemon.outbox import drop_message
 
     with _store(ctx) as store:
         row = drop_message(store, message_id, _parse_now(None))

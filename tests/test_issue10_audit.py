@@ -218,7 +218,7 @@ def test_export_over_the_store_is_refused(project: Path) -> None:
 
 def test_the_action_log_does_not_write_a_task_title_made_of_contact_data(fresh_daemon: Daemon) -> None:
     from mauto.config import load_project
-    from mauto.store.deploy import deploy
+    from mauto.deploy import deploy
 
     (fresh_daemon.root / "workflows" / "call.yaml").write_text(
         "id: call\nversion: 1\nname: Call\ncategory: transactional\ntrigger: {event: ordered}\nsteps:\n"

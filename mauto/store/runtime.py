@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, overload
 
+from mauto.consent import withdrawal as _withdrawal
 from mauto.engine.records import ContactState, Event, SentMessage, jsonable
 from mauto.engine.state import EXITED, Enrollment, LogEntry
 from mauto.store.contact_rows import ADDRESS, COLUMN_FIELDS, typed_fields
@@ -20,7 +21,6 @@ from mauto.store.contact_rows import record_of as _record
 from mauto.store.sqlite import Store, address_hash, stamp
 
 IN_FLIGHT = ("active", "waiting", "pending")
-SUPPRESSING = {"email_bounced": "email", "email_complained": "email"}  # events that put an address on the list
 
 
 def _json(value: Any) -> str:
@@ -164,21 +164,8 @@ def address_of(db: Any, contact_id: str) -> dict[str, Any] | None:
 
 
 def withdrawal(event: Event) -> tuple[str | None, str | None]:
-    """What an event says of consent: (the channel whose address goes on the suppression list, the channel
-    whose consent is withdrawn), each None when it says nothing. A hard bounce or a complaint suppresses
-    the email address; an unsubscribe withdraws its channel's consent."""
+    """What an event says of consent (`mauto.consent.withdrawal`)."""
     return _withdrawal(event.name, event.properties)
-
-
-def _withdrawal(name: str, properties: dict[str, Any]) -> tuple[str | None, str | None]:
-    suppress = SUPPRESSING.get(name)
-    if suppress and name == "email_bounced" and properties.get("kind") == "soft":
-        suppress = None  # only a bounce said to be soft spares the address: no kind, null or anything else is hard
-    withdraw = None
-    if name == "unsubscribed":
-        channel = properties.get("channel", "email")
-        withdraw = channel if channel in ("email", "sms") else None
-    return suppress, withdraw
 
 
 def withdraw_consent(db: Any, contact_id: str, channel: str, at: str) -> None:

@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 
 from mauto.config import Project, load_project
+from mauto.deploy import deploy
 from mauto.engine.records import jsonable
 from mauto.simulate import load_contacts, load_events, load_mapping
 from mauto.store import Store
 from mauto.store.contacts import import_contacts
 from mauto.store.coupons import load_coupons
-from mauto.store.deploy import deploy
 from mauto.store.events import ingest_events
 
 ROOT = Path(__file__).resolve().parents[2]

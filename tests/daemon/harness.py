@@ -13,10 +13,10 @@ from typer.testing import CliRunner
 from mauto.channels import build_transports
 from mauto.cli import app
 from mauto.config import load_project
-from mauto.runner import tick
+from mauto.daemon.tick import tick
+from mauto.deploy import deploy
 from mauto.store import Store
 from mauto.store.contacts import import_contacts
-from mauto.store.deploy import deploy
 from mauto.store.events import ingest_events
 from tests.servers import HttpServer, SmtpServer
 

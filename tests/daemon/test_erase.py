@@ -43,7 +43,7 @@ def test_a_contact_erased_in_the_middle_of_a_tick_is_ended_not_a_crash(daemon: D
     # The store's erase ends enrollments in flight; a tick that had one loaded before the erase ends it itself.
     daemon.event("ana", "signed_up", T0)
     daemon.tick(T0 + timedelta(minutes=1))
-    from mauto import runner
+    from mauto.daemon import tick
     from mauto.store import runtime
 
     loaded = runtime.due_enrollments
@@ -53,18 +53,18 @@ def test_a_contact_erased_in_the_middle_of_a_tick_is_ended_not_a_crash(daemon: D
         daemon.store.db.execute("UPDATE contacts SET erased_at = '2026-12-02T00:00:00Z', email = NULL")
         return iter(found)
 
-    monkeypatch.setattr(runner.runtime, "due_enrollments", erase_after_loading)
+    monkeypatch.setattr(tick.runtime, "due_enrollments", erase_after_loading)
     report = daemon.tick(T0 + timedelta(days=1, minutes=5))
     assert (report.advanced, report.sent) == (0, 0)
     assert daemon.rows("SELECT state, reason FROM enrollments") == [("exited", "the contact was erased")]
 
 
 def test_erase_waits_for_a_running_tick_and_says_so_when_it_does_not_end(daemon: Daemon, monkeypatch) -> None:
-    from mauto import runner
+    from mauto.daemon import lock
 
     monkeypatch.chdir(daemon.root)
-    original = runner.TickLock.acquire
-    monkeypatch.setattr(runner.TickLock, "acquire", lambda self, wait=0.0, doing="": original(self, 0.3, doing))
+    original = lock.TickLock.acquire
+    monkeypatch.setattr(lock.TickLock, "acquire", lambda self, wait=0.0, doing="": original(self, 0.3, doing))
     with open(f"{daemon.root / 'mauto.db'}.lock", "w", encoding="utf-8") as holder:
         holder.write("pid 4242 on mail-1, since 2026-12-01T09:00:00Z")
         holder.flush()

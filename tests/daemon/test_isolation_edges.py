@@ -9,9 +9,9 @@ from datetime import timedelta
 from urllib.parse import urlsplit
 
 from mauto.config import load_project
+from mauto.daemon.outbox import retry_message
+from mauto.deploy import deploy
 from mauto.messages import SIMULATION_SECRET, unsubscribe_token
-from mauto.runner import retry_message
-from mauto.store.deploy import deploy
 from tests.daemon.harness import T0, WORKFLOW, Daemon, write
 
 
@@ -253,7 +253,7 @@ def test_a_webhook_s_retry_after_is_honoured(daemon: Daemon) -> None:
 
 
 def test_a_tick_stopped_between_batches_does_not_lose_the_first_segment_check(daemon: Daemon, monkeypatch) -> None:
-    from mauto import runner
+    from mauto.daemon import tick as runner
 
     write(daemon.root / "workflows" / "members.yaml", """\
         id: members
@@ -308,7 +308,7 @@ def test_a_message_dropped_while_the_tick_sends_is_not_handed_over(daemon: Daemo
     # `outbox drop` takes no tick lock: a person drops a pending message while the tick talks to the server.
     import threading
 
-    from mauto.runner import drop_message
+    from mauto.daemon.outbox import drop_message
     from mauto.store import Store
 
     daemon.event("ana", "signed_up", T0)

@@ -6,7 +6,7 @@ from datetime import timedelta
 from email.utils import parsedate_to_datetime
 
 from mauto.config import load_project
-from mauto.store.deploy import deploy
+from mauto.deploy import deploy
 from tests.daemon.harness import DEPLOYED, T0, Daemon, mauto, write
 
 GIFT = """\

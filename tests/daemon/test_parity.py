@@ -15,9 +15,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from mauto import runner
 from mauto.channels.webhook import call_webhook
-from mauto.runner import tick
+from mauto.daemon import tick as runner
+from mauto.daemon.tick import tick
 from mauto.simulate import load_mapping, simulate
 from mauto.store.sqlite import stamp
 from tests.daemon.conftest import ROOT, START, copy_project, open_project

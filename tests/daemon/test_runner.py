@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from mauto import runner
+from mauto.daemon import tick as runner
+from mauto.daemon.lock import RunnerBusy, TickLock
+from mauto.daemon.outbox import drop_message, retry_message
 from mauto.errors import MautoError
-from mauto.runner import RunnerBusy, TickLock, drop_message, retry_message
 from mauto.store import runtime
 from tests.daemon.harness import DEPLOYED, T0, Daemon, write
 from tests.servers import HttpServer, SmtpServer

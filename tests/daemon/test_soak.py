@@ -28,13 +28,13 @@ from hypothesis import strategies as st
 from mauto.channels import build_transports
 from mauto.channels.webhook import call_webhook
 from mauto.config import load_project
+from mauto.daemon.tick import tick
+from mauto.deploy import deploy
 from mauto.engine.records import jsonable
-from mauto.runner import tick
 from mauto.simulate import Samples, Simulation, load_contacts, load_events, load_mapping
 from mauto.store import Store
 from mauto.store.contacts import import_contacts
 from mauto.store.coupons import load_coupons
-from mauto.store.deploy import deploy
 from mauto.store.events import ingest_events
 from mauto.store.sqlite import stamp
 from mauto.workflow.loader import load

@@ -436,3 +436,57 @@ def test_a_simulation_gives_the_same_result_twice(sim):
     second = sim.run([split], contacts, events, T0, T0 + timedelta(days=1))
     assert [entry.to_dict() for entry in first.timeline] == [entry.to_dict() for entry in second.timeline]
     assert set(first.funnels["split"].variants) == {"steps.0:a", "steps.0:b"}
+
+
+# --- consent events and memory (the loop shared with the daemon, issue 11) ---------------------------------
+
+def test_an_unsubscribe_or_a_hard_bounce_in_the_samples_stops_the_emails_as_in_the_daemon(sim):
+    # The simulation used to ignore them (only the daemon applied them): it said a contact who unsubscribed
+    # would get the reminder.
+    series = flow("series", "{event: signed_up}", "  - id: first\n    email: t/hi\n  - wait: 1d\n"
+                                                  "  - id: second\n    email: t/hi\n",
+                  extra="category: marketing\n")
+    start = utc(2026, 6, 10)
+    result = sim.run([series], [person("quits"), person("bounces"), person("soft"), person("stays")], [
+        *(Event(who, "signed_up", start + timedelta(hours=1)) for who in ("quits", "bounces", "soft", "stays")),
+        Event("quits", "unsubscribed", start + timedelta(hours=2), {"channel": "email"}),
+        Event("bounces", "email_bounced", start + timedelta(hours=2), {"kind": "hard"}),
+        Event("soft", "email_bounced", start + timedelta(hours=2), {"kind": "soft"}),
+    ], start, start + timedelta(days=3))
+    sent = sorted((message.contact, message.step) for message in result.messages)
+    assert sent == [("bounces", "first"), ("quits", "first"), ("soft", "first"), ("soft", "second"),
+                    ("stays", "first"), ("stays", "second")]
+    assert result.contacts["quits"].fields["email_consent"] is False
+    assert result.contacts["bounces"].suppressed == {"email"} and result.contacts["soft"].suppressed == set()
+    refused = {entry.contact: entry.kind for entry in result.timeline if entry.step == "second"}
+    assert refused["quits"] == refused["bounces"] == "suppressed"
+
+
+def test_without_a_timeline_ended_enrollments_and_old_sends_are_not_kept(sim_with_limits):
+    # A year of monthly re-entries must hold what a month holds: of an ended enrollment only its entry time
+    # (the reentry rule), of the sends only those within the longest frequency cap (7 days here).
+    sim = sim_with_limits("limits:\n  frequency_cap: {email: {max: 10, per: 7d}}\n")
+    monthly = sim.workflow(flow("monthly", "{event: visited}", "  - id: hi\n    email: t/hi\n",
+                                extra="reentry: {after: 20d}\n"))
+    start = utc(2026, 1, 5)
+    visits = [Event("c1", "visited", start + timedelta(days=30 * month + days, hours=1))
+              for month in range(12) for days in (0, 10)]  # the second visit of each month is turned away
+    samples = Samples([person("c1")], visits)
+    simulation = Simulation(sim.project, [monthly], samples, start, start + timedelta(days=365), [monthly],
+                            keep_timeline=False)
+    result = simulation.run()
+    assert result.funnels["monthly"].entered == 12 and result.funnels["monthly"].sent["email"] == 12
+    assert sum(entry.detail.startswith("entered ") for entry in kept_timeline(sim, monthly, visits, start)) == 12
+    held = simulation.ports.enrollments
+    assert held.by_id == {} and held.in_flight == {}
+    [last] = held.history("monthly", "c1")  # the latest entry, all the reentry rule reads
+    assert type(last).__name__ == "Entered" and last.entered_at == visits[-2].at.isoformat()
+    assert len(result.contacts["c1"].messages) == 1  # the last month's; the others are past the 7-day window
+    kept = Simulation(sim.project, [monthly], Samples([person("c1")], visits), start, start + timedelta(days=365),
+                      [monthly]).run()
+    assert len(kept.enrollments) == 12 and len(kept.contacts["c1"].messages) == 12
+
+
+def kept_timeline(sim, workflow, visits, start):
+    return Simulation(sim.project, [workflow], Samples([person("c1")], visits), start,
+                      start + timedelta(days=365), [workflow]).run().timeline

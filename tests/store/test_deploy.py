@@ -1,17 +1,22 @@
-"""Deploying workflows into a real SQLite store: plan, deploy, in_flight policies, rollback, pause, status."""
+"""Deploying workflows into a real SQLite store: plan, deploy, in_flight policies, rollback, pause, status.
+
+The use case is mauto/deploy.py (above the store); its SQL is mauto/store/releases.py."""
 from __future__ import annotations
 
+import ast
 import contextlib
 import json
+import re
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
+import mauto.deploy
 from mauto.config import load_project
+from mauto.deploy import DeployRefused, GitInfo, deploy, git_info, pause, plan, resume, rollback, status
 from mauto.store import Store, StoreLocked
-from mauto.store.deploy import DeployRefused, GitInfo, deploy, git_info, pause, plan, resume, rollback, status
 from tests.store.conftest import NOW
 
 MAUTO_YAML = "timezone: Europe/Paris\nevents:\n  signed_up: {source: string}\n"
@@ -386,6 +391,19 @@ def test_rollback_dry_run_reads_while_another_writer_holds_the_lock(project, sto
 
 def test_git_info_outside_a_checkout(tmp_path) -> None:
     assert git_info(tmp_path) == GitInfo(None, None)
+
+
+SQL = re.compile(r"\s*(SELECT|INSERT|UPDATE|DELETE|REPLACE|CREATE|DROP|ALTER|PRAGMA|BEGIN|WITH)\b")  # as written here
+
+
+def test_the_use_case_writes_no_sql() -> None:
+    """The store keeps the SQL: mauto/deploy.py neither runs a statement nor spells one."""
+    tree = ast.parse(Path(mauto.deploy.__file__).read_text(encoding="utf-8"))
+    calls = [node.lineno for node in ast.walk(tree) if isinstance(node, ast.Call)
+             and isinstance(node.func, ast.Attribute) and node.func.attr in ("execute", "executemany", "executescript")]
+    statements = [node.lineno for node in ast.walk(tree) if isinstance(node, ast.Constant)
+                  and isinstance(node.value, str) and SQL.match(node.value)]
+    assert (calls, statements) == ([], [])
 
 
 # --- the commands ----------------------------------------------------------------------------------

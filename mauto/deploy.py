@@ -2,7 +2,8 @@
 
 `plan` compares the files in `workflows/` with what the store runs and says, in numbers,
 what a deploy would do to the contacts already inside (the workflow's `in_flight`
-policy). `deploy` does exactly that in one write transaction. See docs/store.md.
+policy). `deploy` does exactly that in one write transaction. The rows are read and
+written by `mauto.store.releases` (all the SQL); this module decides. See docs/store.md.
 """
 from __future__ import annotations
 
@@ -17,11 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from mauto.errors import ExitCode, MautoError, UsageError, YamlError
+from mauto.lint.runner import lint, workflow_files
+from mauto.store import releases
 from mauto.store.sqlite import Store, stamp
 from mauto.workflow.loader import load
 from mauto.workflow.model import content_hash
 
-IN_FLIGHT = ("active", "waiting", "pending")  # enrollment states of contacts still inside
 POLICIES = ("finish", "migrate", "stop")
 
 
@@ -215,8 +217,6 @@ def _digest(*parts: Any) -> str:
 
 def _files(project: Any) -> Iterator[tuple[str, Any, str]]:
     """(display path, document, source) of each workflow file that parses with an id and a version."""
-    from mauto.lint.runner import workflow_files
-
     for path in workflow_files(project.workflows_dir):
         shown = project.display(path)
         try:
@@ -228,21 +228,10 @@ def _files(project: Any) -> Iterator[tuple[str, Any, str]]:
             yield shown, document, document.text
 
 
-def _stored(store: Store) -> tuple[dict[str, tuple[int, str]], dict[tuple[str, int], tuple[str, Any]]]:
-    workflows = {row[0]: (row[1], row[2]) for row in
-                 store.db.execute("SELECT id, current_version, state FROM workflows")}
-    versions = {(row[0], row[1]): (row[2], row[3]) for row in
-                store.db.execute("SELECT id, version, content_hash, data FROM workflow_versions")}
-    return workflows, versions
-
-
 def _groups(store: Store, workflow: str, versions: dict, new_ids: dict[str, str] | None, new_version: int | None,
             policy: str) -> list[Group]:
     """Contacts in flight in `workflow` (any version but the new one), grouped by version and position."""
-    rows = store.db.execute(
-        f"SELECT version, position, count(*) FROM enrollments WHERE workflow = ? AND state IN "
-        f"({','.join('?' * len(IN_FLIGHT))}) AND version IS NOT ? GROUP BY version, position "
-        "ORDER BY version, position", [workflow, *IN_FLIGHT, new_version]).fetchall()
+    rows = releases.in_flight(store.db, workflow, new_version)
     new_paths = {step_id: path for path, step_id in (new_ids or {}).items()}
     groups = []
     cache: dict[int, dict[str, str]] = {}
@@ -272,7 +261,7 @@ def plan(project: Any, store: Store, now: datetime | None = None) -> Plan:
 
 
 def _plan(project: Any, store: Store) -> Plan:
-    workflows, versions = _stored(store)
+    workflows, versions = releases.workflows(store.db), releases.versions(store.db)
     result = Plan()
     seen: dict[str, str] = {}
     for shown, document, source in _files(project):
@@ -350,8 +339,7 @@ def refusal(plan: Plan) -> str:
 
 
 def check_lint(project: Any, now: datetime, shown: int = 5) -> None:
-    from mauto.lint.runner import lint
-
+    """Refuse (DeployRefused) when `mauto lint` finds errors, showing the first `shown` of them."""
     result = lint(project, now)
     if result.errors:
         raise DeployRefused(f"nothing deployed: lint found {result.errors} error{'s' if result.errors != 1 else ''}"
@@ -391,53 +379,33 @@ def deploy(project: Any, store: Store, now: datetime, git: GitInfo | None = None
             raise DeployRefused(refusal(current))
         result = DeployResult(current, at, git)
         for change in current.changes:
-            if change.kind in ("new", "changed") and not change.stored:
-                db.execute("INSERT INTO workflow_versions (id, version, content_hash, source, data, deployed_at, "
-                           "git_commit, git_author) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                           [change.id, change.version, change.hash, change.source,
-                            json.dumps(change.data, ensure_ascii=False, sort_keys=True), at, git.commit, git.author])
+            if change.kind == "removed":
+                releases.set_state(db, change.id, "removed", at)
+            # what is left to write is a file's (new or changed), which always has a version and a hash
+            if change.kind not in ("new", "changed") or change.version is None or change.hash is None:
+                continue
+            if not change.stored:
+                releases.insert_version(db, change.id, change.version, change.hash, change.source, change.data, at,
+                                        git.commit, git.author)
             if change.kind == "new":
-                # enrolling_since: the daemon enrolls from events after this moment only (a file that comes back
-                # after a removal starts afresh: what happened while it was gone is history to it)
-                db.execute("INSERT INTO workflows (id, current_version, state, updated_at, enrolling_since) "
-                           "VALUES (?, ?, 'active', ?, ?) "
-                           "ON CONFLICT (id) DO UPDATE SET current_version = excluded.current_version, "
-                           "state = 'active', updated_at = excluded.updated_at, "
-                           "enrolling_since = excluded.enrolling_since", [change.id, change.version, at, at])
-            elif change.kind == "changed":
-                db.execute("UPDATE workflows SET current_version = ?, updated_at = ? WHERE id = ?",
-                           [change.version, at, change.id])
+                # a file that comes back after a removal starts afresh: it enrolls from events after `at` only
+                releases.start(db, change.id, change.version, at)
+            else:
+                releases.set_version(db, change.id, change.version, at)
                 moved, stopped = _apply(db, change, at)
                 result.moved += moved
                 result.stopped += stopped
-            elif change.kind == "removed":
-                db.execute("UPDATE workflows SET state = 'removed', updated_at = ? WHERE id = ?", [at, change.id])
     return result
 
 
 def _apply(db: Any, change: Change, at: str) -> tuple[int, int]:
     """The in_flight policy on the enrollments of a changed (or rolled back) workflow: (moved, stopped)."""
     moved = stopped = 0
-    states = ",".join("?" * len(IN_FLIGHT))
     for group in change.in_flight:
-        if group.action == "finish":
-            continue
-        rows = db.execute(f"SELECT id, data FROM enrollments WHERE workflow = ? AND version = ? AND position IS ? "
-                          f"AND state IN ({states})",
-                          [change.id, group.version, group.position, *IN_FLIGHT]).fetchall()
-        for enrollment, data in rows:
-            record = json.loads(data or "{}")
-            if group.action == "move":
-                record.update(version=change.version, position=group.new_position)
-                db.execute("UPDATE enrollments SET version = ?, position = ?, data = ? WHERE id = ?",
-                           [change.version, group.new_position, json.dumps(record), enrollment])
-                moved += 1
-            else:
-                reason = change.stop_reason
-                record.update(state="exited", ended_at=at, reason=reason, wake_at=None)
-                db.execute("UPDATE enrollments SET state = 'exited', ended_at = ?, reason = ?, wake_at = NULL, "
-                           "data = ? WHERE id = ?", [at, reason, json.dumps(record), enrollment])
-                stopped += 1
+        if group.action == "move" and change.version is not None:
+            moved += releases.move(db, change.id, group.version, group.position, change.version, group.new_position)
+        elif group.action == "stop":
+            stopped += releases.stop(db, change.id, group.version, group.position, at, change.stop_reason)
     return moved, stopped
 
 
@@ -445,10 +413,10 @@ def _apply(db: Any, change: Change, at: str) -> tuple[int, int]:
 
 
 def _workflow(store: Store, workflow: str) -> tuple[int, str]:
-    row = store.db.execute("SELECT current_version, state FROM workflows WHERE id = ?", [workflow]).fetchone()
+    row = releases.workflow(store.db, workflow)
     if row is None:
         raise UsageError(f"no workflow `{workflow}` in the store (deploy it first)")
-    return row[0], row[1]
+    return row
 
 
 def rollback(store: Store, workflow: str, to: int | None = None, *, dry_run: bool = False) -> dict[str, Any]:
@@ -463,8 +431,7 @@ def rollback(store: Store, workflow: str, to: int | None = None, *, dry_run: boo
     """
     with (store.guard() if dry_run else store.transaction()):
         current, state = _workflow(store, workflow)
-        versions = {(workflow, row[0]): (row[1], row[2]) for row in store.db.execute(
-            "SELECT version, content_hash, data FROM workflow_versions WHERE id = ? ORDER BY version", [workflow])}
+        versions = releases.versions(store.db, workflow)
         deployed = [version for _, version in versions]
         if to is None:
             earlier = [version for version in deployed if version < current]
@@ -485,8 +452,7 @@ def rollback(store: Store, workflow: str, to: int | None = None, *, dry_run: boo
         stopped = sum(group.count for group in change.in_flight if group.action == "stop")
         if not dry_run:
             at = store.stamp()
-            store.db.execute("UPDATE workflows SET current_version = ?, updated_at = ? WHERE id = ?",
-                             [to, at, workflow])
+            releases.set_version(store.db, workflow, to, at)
             moved, stopped = _apply(store.db, change, at)
     return {"id": workflow, "from": current, "to": to, "state": state, "in_flight_policy": policy,
             "in_flight": [group.to_dict() for group in change.in_flight], "summary": change.sentence(),
@@ -498,7 +464,7 @@ def _set_state(store: Store, workflow: str, state: str, allowed: tuple[str, ...]
         version, before = _workflow(store, workflow)
         if before not in allowed:
             raise UsageError(f"`{workflow}` is {before}: cannot make it {state}")
-        db.execute("UPDATE workflows SET state = ?, updated_at = ? WHERE id = ?", [state, store.stamp(), workflow])
+        releases.set_state(db, workflow, state, store.stamp())
     return {"id": workflow, "version": version, "from": before, "state": state}
 
 
@@ -508,20 +474,13 @@ def pause(store: Store, workflow: str) -> dict[str, Any]:
 
 
 def resume(store: Store, workflow: str) -> dict[str, Any]:
+    """Run a paused workflow again."""
     return _set_state(store, workflow, "active", ("paused", "active"))
 
 
 def status(store: Store) -> list[dict[str, Any]]:
     """Each workflow: version, state, enrollments active and waiting, next wake-up, failures."""
     with store.guard():
-        rows = store.db.execute("""
-            SELECT w.id, w.current_version, w.state, w.updated_at,
-                   count(e.id) FILTER (WHERE e.state = 'active'),
-                   count(e.id) FILTER (WHERE e.state = 'waiting'),
-                   count(e.id) FILTER (WHERE e.state = 'pending'),
-                   min(e.wake_at) FILTER (WHERE e.state IN ('active', 'waiting', 'pending')),
-                   count(e.id) FILTER (WHERE e.state = 'failed')
-            FROM workflows w LEFT JOIN enrollments e ON e.workflow = w.id
-            GROUP BY w.id ORDER BY w.id""").fetchall()
+        rows = releases.status(store.db)
     return [{"id": row[0], "version": row[1], "state": row[2], "updated_at": row[3], "active": row[4],
              "waiting": row[5], "pending": row[6], "next_wake_at": row[7], "failures": row[8]} for row in rows]

@@ -1,0 +1,180 @@
+"""The ports: everything the shared loop (`mauto.driver.loop.Driver`) reads or changes outside itself.
+
+Each is a small `typing.Protocol`. Two sets implement them: `mauto.driver.memory` (the simulation: dicts
+and lists, answers from the samples) and `mauto.driver.sqlite` (the daemon's tick: the store, loaded on
+first use, written in batches). A set must pass `tests/driver/test_contract.py`, which runs the same
+cases against every set; the loop knows nothing else of them.
+
+No port reads a clock: every moment is given by the loop, which has it from the item in hand.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from mauto.engine.records import ContactState, Event
+from mauto.engine.state import Effect, Enrollment, LogEntry
+from mauto.messages import RenderedMessage
+from mauto.workflow.model import Workflow
+
+
+class Contacts(Protocol):
+    """The contacts: read by id, every one for the triggers that list them all, changes written back."""
+
+    def get(self, contact_id: str) -> ContactState | None:
+        """The contact (one object per id while it is loaded), or None: no such contact (erased)."""
+
+    def ids(self) -> Iterable[str]:
+        """Every contact's id (the schedule and segment triggers go through them all)."""
+
+    def every(self) -> Iterator[ContactState]:
+        """Every contact with its fields (the date triggers read a field of each)."""
+
+    def changed(self, contact: ContactState) -> None:
+        """A step changed the contact's fields (update, score, lists): write them back."""
+
+    def withdraw(self, contact: ContactState, channel: str) -> None:
+        """An event withdrew the contact's consent on `channel` (an unsubscribe): `<channel>_consent` is false."""
+
+    def suppress(self, contact: ContactState, channel: str, why: str) -> bool:
+        """Put the contact's address on `channel`'s suppression list (a hard bounce, a complaint); whether it was
+        not there already."""
+
+
+class Enrollments(Protocol):
+    """The enrollments: by id, the ones of a contact not ended, a contact's history in a workflow."""
+
+    def get(self, enrollment_id: str) -> Enrollment | None:
+        """The enrollment (one object per id while loaded), or None: unknown, or its row does not read back."""
+
+    def active(self, contact_id: str) -> list[str]:
+        """The ids of the contact's enrollments that have not ended (a copy: the loop may change the port)."""
+
+    def history(self, workflow_id: str, contact_id: str) -> list[Enrollment]:
+        """Every enrollment of the contact in the workflow, oldest first, ended ones included (the reentry rule
+        reads their entry times)."""
+
+    def new_id(self, workflow: Workflow, contact: ContactState, previous: list[Enrollment]) -> str:
+        """An id for the contact's next enrollment in the workflow."""
+
+    def add(self, enrollment: Enrollment) -> None:
+        """A new enrollment."""
+
+    def save(self, enrollment: Enrollment) -> None:
+        """The enrollment's state changed (its step, its wake-up, its end)."""
+
+
+class Events(Protocol):
+    """The events: the contact's history the expressions read, events steps cause, events handled."""
+
+    def remember(self, contact: ContactState, event: Event) -> None:
+        """The event joins the contact's history, in time order (has_event, inactivity, wait_for read it)."""
+
+    def emit(self, event: Event) -> None:
+        """A step caused an event (contact_updated): kept (the loop queues it, to be handled in its turn)."""
+
+    def handled(self, event: Event) -> None:
+        """The loop has handled the event: a later run must not handle it again."""
+
+
+class Outbox(Protocol):
+    """What leaves the loop for the world: messages rendered for a send, tasks for a person."""
+
+    def message(self, workflow: Workflow, enrollment: Enrollment, contact: ContactState,
+                message: RenderedMessage) -> None:
+        """A message rendered for a send step, to be sent (or kept, in a simulation)."""
+
+    def task(self, effect: Effect) -> None:
+        """A task step's task."""
+
+
+@dataclass
+class Later:
+    """An answer that comes later: the enrollment waits in `pending` until it does (a webhook's response)."""
+
+
+LATER = Later()
+
+
+class Answers(Protocol):
+    """Values a step waits for: a coupon code from a pool, a webhook's response."""
+
+    def coupon(self, pool: str, contact_id: str, at: datetime) -> str | None:
+        """The next unused code of the pool, now the contact's; None: the pool is empty."""
+
+    def webhook(self, enrollment: Enrollment, request: dict[str, Any], at: datetime) -> Any:
+        """The endpoint's answer (parsed JSON), or LATER: the call is made outside the loop, and the answer
+        resumes the enrollment when it comes."""
+
+
+class Timers(Protocol):
+    """What the inactivity and segment triggers remember between items (and, over a store, between runs)."""
+
+    def inactive_since(self, workflow_id: str, contact_id: str) -> datetime | None:
+        """The moment of the last event an inactivity timer counts from, None when none is set."""
+
+    def set_inactive(self, workflow_id: str, contact_id: str, last_at: datetime, due: datetime) -> None:
+        """An inactivity timer, counting from the event at `last_at`, due at `due`."""
+
+    def fired(self, workflow_id: str, contact_id: str) -> None:
+        """The timer came due and was handled."""
+
+    def in_segment(self, workflow_id: str, contact_id: str) -> bool:
+        """Whether the contact was in the workflow's segment when last checked."""
+
+    def set_segment(self, workflow_id: str, contact_id: str, inside: bool) -> None:
+        """The contact entered or left the segment."""
+
+    def started(self, workflow_id: str) -> None:
+        """The trigger's first listing over every contact is done (inactivity timers set, segments checked):
+        a later run does not list them again."""
+
+
+class Workflows(Protocol):
+    """The workflows: those taking contacts, and the version an enrollment runs."""
+
+    def taking(self) -> list[Workflow]:
+        """The workflows whose trigger enrolls contacts, in a fixed order."""
+
+    def since(self, workflow_id: str) -> datetime | None:
+        """From when the workflow takes contacts from events (its deploy); None: from any moment."""
+
+    def named(self, workflow_id: str) -> Workflow | None:
+        """The running version of a workflow (a trigger's, a `start` step's target), None if not running."""
+
+    def of(self, enrollment: Enrollment) -> Workflow | None:
+        """The version the enrollment runs, None when it cannot be loaded (the enrollment waits)."""
+
+
+class Journal(Protocol):
+    """The step log, and what the loop tells of its progress."""
+
+    def record(self, entries: list[LogEntry]) -> None:
+        """Log entries, in order."""
+
+    def woke(self, enrollment: Enrollment) -> None:
+        """An enrollment's wake-up is about to be handled."""
+
+
+class Failures(Protocol):
+    """What could not be done, and why."""
+
+    def trigger(self, error: Exception, workflow_id: str, contact_id: str | None, at: datetime) -> None:
+        """Listing a trigger's due moments failed for a contact (its data): said, not raised."""
+
+
+@dataclass
+class Ports:
+    """One set of ports, as a use case wires them for the loop."""
+
+    contacts: Contacts
+    enrollments: Enrollments
+    events: Events
+    outbox: Outbox
+    answers: Answers
+    timers: Timers
+    workflows: Workflows
+    journal: Journal
+    failures: Failures

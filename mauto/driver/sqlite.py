@@ -1,0 +1,451 @@
+"""The ports over the SQLite store: what the daemon's tick (`mauto.daemon.tick`) runs the loop on.
+
+Rows are loaded on first use and kept (one object per id) until `forget`, which the tick calls between
+batches so that memory stays per batch however many items are due. Writes wait in the `Batch` until `flush`,
+which the tick calls inside the batch's transaction: the enrollments, contact changes, messages, tasks, the
+step log and the events marked handled go in together. A few writes are made at once, inside the same
+transaction (an inactivity timer, a segment's membership, consent withdrawn, a coupon taken, a webhook call
+queued, an event a step caused), so that the rest of the batch reads them back.
+"""
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from mauto.driver.ports import LATER, Ports
+from mauto.engine.records import ContactState, Event
+from mauto.engine.state import Effect, Enrollment, LogEntry
+from mauto.errors import MautoError, printable
+from mauto.messages import RenderedMessage
+from mauto.store import runtime
+from mauto.store.coupons import take_coupon_in
+from mauto.store.sqlite import Store, StoreError, stamp
+from mauto.workflow.loader import parse
+from mauto.workflow.model import Workflow, build
+
+# Steps whose detail is made of rendered templates or set values (a task's title, a field's new value, a
+# webhook's URL): the action log leaves it out.
+_RENDERED_DETAIL = frozenset({"task", "update", "webhook", "coupon"})
+Log = Callable[[str, dict[str, Any]], None]
+
+
+def store_failure(error: BaseException) -> bool:
+    """Whether an error is the store's own (the disk, a lock, a damaged file), which stops the tick, rather
+    than one item's (a value SQLite refuses, a bug met by one contact's data), which fails that item alone."""
+    if isinstance(error, StoreError):
+        return True
+    if isinstance(error, (sqlite3.OperationalError, sqlite3.InternalError)):
+        return True
+    return type(error) is sqlite3.DatabaseError  # "database disk image is malformed", "file is not a database"
+
+
+def reason(error: BaseException) -> str:
+    """An error as one line for the failures list and the log: its type and text, control characters shown."""
+    text = str(error) if isinstance(error, MautoError) else f"{type(error).__name__}: {error}"
+    return printable(text)[:runtime.REASON_LIMIT]
+
+
+class Tally(Protocol):
+    """The counts a run reports (the tick's report has them)."""
+
+    enrolled: int
+    advanced: int
+    events: int
+    queued: int
+    failed: int
+    errors: int
+
+    def problem(self, kind: str, reason: str, **where: Any) -> None: ...
+
+
+class Batch:
+    """What the current batch has changed and not yet written, and the connection it writes with."""
+
+    def __init__(self, store: Store, now: datetime, tally: Tally, log: Log) -> None:
+        self.store, self.db = store, store.db
+        self.now, self.at = now, stamp(now)
+        self.tally, self.log = tally, log
+        self.reset()
+
+    def reset(self) -> None:
+        self.enrollments: dict[str, Enrollment] = {}
+        self.contacts: dict[str, ContactState] = {}
+        self.messages: list[dict[str, Any]] = []
+        self.tasks: list[dict[str, Any]] = []
+        self.entries: list[LogEntry] = []
+        self.handled: list[int] = []
+
+    def flush(self) -> None:
+        """Write what the batch changed (inside the caller's transaction), then start afresh."""
+        db = self.db
+        runtime.save_enrollments(db, list(self.enrollments.values()))
+        for contact in self.contacts.values():
+            runtime.save_contact(db, contact, self.at)
+        runtime.insert_messages(db, self.messages)
+        runtime.insert_tasks(db, self.tasks)
+        runtime.insert_log(db, self.entries)
+        runtime.mark_processed(db, self.handled, self.at)
+        self.tally.queued += len(self.messages)
+        for message in self.messages:
+            self.log("queued", {"key": message["key"], "contact": message["contact"], "channel": message["channel"],
+                                "template": message["template"], "at": message["created_at"]})
+        self.reset()
+
+
+class SqliteContacts:
+    def __init__(self, batch: Batch, fields: dict[str, Any], zone: str) -> None:
+        self.batch, self.fields, self.zone = batch, fields, zone
+        self.loaded: dict[str, ContactState | None] = {}
+
+    def get(self, contact_id: str) -> ContactState | None:
+        try:
+            return self.loaded[contact_id]
+        except KeyError:
+            batch = self.batch
+            contact = self.loaded[contact_id] = runtime.load_contact(batch.db, contact_id, self.fields, self.zone,
+                                                                     batch.store.phone_region)
+            return contact
+
+    def ids(self) -> Iterable[str]:
+        return runtime.contact_ids(self.batch.db)
+
+    def every(self) -> Iterator[ContactState]:
+        return runtime.contact_rows(self.batch.db, self.fields, self.zone)
+
+    def changed(self, contact: ContactState) -> None:
+        self.batch.contacts[contact.id] = contact
+
+    def withdraw(self, contact: ContactState, channel: str) -> None:
+        runtime.withdraw_consent(self.batch.db, contact.id, channel, self.batch.at)
+
+    def suppress(self, contact: ContactState, channel: str, why: str) -> bool:
+        address = contact.fields.get("email")
+        if not (address and self.batch.store.suppress(address, channel, why)):
+            return False
+        self.batch.log("suppressed", {"contact": contact.id, "channel": channel, "why": why})
+        return True
+
+    def forget(self) -> None:
+        self.loaded.clear()
+
+
+class SqliteEnrollments:
+    """`unreadable(enrollment_id, error)` is told of an enrollment whose row does not read back (and fails it)."""
+
+    def __init__(self, batch: Batch, unreadable: Callable[[str, BaseException], None]) -> None:
+        self.batch, self.unreadable = batch, unreadable
+        self.loaded: dict[str, Enrollment | None] = {}
+        self.histories: dict[tuple[str, str], list[Enrollment]] = {}
+        self.in_flight: dict[str, list[str]] = {}
+
+    def get(self, enrollment_id: str) -> Enrollment | None:
+        try:
+            return self.loaded[enrollment_id]
+        except KeyError:
+            pass
+        try:
+            enrollment = runtime.get_enrollment(self.batch.db, enrollment_id)
+        except Exception as error:  # noqa: BLE001 - this enrollment's problem, not the tick's
+            if store_failure(error):
+                raise
+            self.loaded[enrollment_id] = None
+            self.unreadable(enrollment_id, error)
+            return None
+        self.loaded[enrollment_id] = enrollment
+        return enrollment
+
+    def _enrollment(self, enrollment_id: str) -> Enrollment:
+        enrollment = self.get(enrollment_id)
+        if enrollment is None:
+            enrollment = runtime.get_enrollment(self.batch.db, enrollment_id)
+            if enrollment is None:  # its id was just listed in the same transaction
+                raise LookupError(f"enrollment {enrollment_id} is not in the store")
+            self.loaded[enrollment_id] = enrollment
+        return enrollment
+
+    def _active(self, contact_id: str) -> list[str]:
+        ids = self.in_flight.get(contact_id)
+        if ids is None:
+            ids = self.in_flight[contact_id] = runtime.enrollment_ids(self.batch.db, contact_id, in_flight=True)
+        return ids
+
+    def active(self, contact_id: str) -> list[str]:
+        return list(self._active(contact_id))
+
+    def history(self, workflow_id: str, contact_id: str) -> list[Enrollment]:
+        key = (workflow_id, contact_id)
+        history = self.histories.get(key)
+        if history is None:
+            history = self.histories[key] = [
+                self._enrollment(enrollment_id)
+                for enrollment_id in runtime.enrollment_ids(self.batch.db, contact_id, workflow_id)]
+        return history
+
+    def new_id(self, workflow: Workflow, contact: ContactState, previous: list[Enrollment]) -> str:
+        # Deterministic: a batch re-run after a crash makes the same ids, hence the same message keys.
+        return f"{workflow.id}:{contact.id}:{len(previous) + 1}"
+
+    def add(self, enrollment: Enrollment) -> None:
+        self.history(enrollment.workflow, enrollment.contact).append(enrollment)
+        self._active(enrollment.contact).append(enrollment.id)
+        self.loaded[enrollment.id] = enrollment
+        self.batch.enrollments[enrollment.id] = enrollment
+
+    def save(self, enrollment: Enrollment) -> None:
+        self.batch.enrollments[enrollment.id] = enrollment
+        if enrollment.ended:
+            ids = self.in_flight.get(enrollment.contact)
+            if ids is not None and enrollment.id in ids:
+                ids.remove(enrollment.id)
+
+    def keep(self, enrollment: Enrollment) -> Enrollment:
+        """An enrollment read with others (the due ones): the one already loaded wins."""
+        return self.loaded.setdefault(enrollment.id, enrollment) or enrollment
+
+    def put(self, enrollment: Enrollment) -> None:
+        """An enrollment just read back from the store (a webhook's answer): it replaces the one loaded."""
+        self.loaded[enrollment.id] = enrollment
+
+    def drop(self, enrollment_id: str) -> None:
+        self.loaded.pop(enrollment_id, None)
+
+    def forget(self) -> None:
+        self.loaded.clear()
+        self.histories.clear()
+        self.in_flight.clear()
+
+
+class SqliteEvents:
+    """Events handled are marked processed with the batch; `seq` maps each event object to its row."""
+
+    def __init__(self, batch: Batch) -> None:
+        self.batch = batch
+        self.seq: dict[int, int] = {}  # id(event) -> its row's seq
+        self.emitted: list[int] | None = None  # id() of the events emitted by the item in hand (isolated)
+
+    def track(self, event: Event, seq: int) -> None:
+        self.seq[id(event)] = seq
+
+    def remember(self, contact: ContactState, event: Event) -> None:
+        runtime.add_event(contact, event)  # a late event lands in its place
+
+    def emit(self, event: Event) -> None:
+        self.seq[id(event)] = runtime.insert_event(self.batch.db, event, self.batch.at)
+        if self.emitted is not None:
+            self.emitted.append(id(event))
+
+    def handled(self, event: Event) -> None:
+        self.batch.tally.events += 1
+        seq = self.seq.pop(id(event), None)
+        if seq is not None:
+            self.batch.handled.append(seq)
+
+
+class SqliteOutbox:
+    def __init__(self, batch: Batch) -> None:
+        self.batch = batch
+
+    def message(self, workflow: Workflow, enrollment: Enrollment, contact: ContactState,
+                message: RenderedMessage) -> None:
+        body = message.to_bytes() if message.channel == "email" else message.text.encode("utf-8")
+        self.batch.messages.append({
+            "key": message.key, "message_id": message.message_id, "enrollment": enrollment.id,
+            "workflow": workflow.id, "version": workflow.version, "step": message.step, "contact": contact.id,
+            "channel": message.channel, "template": message.template, "marketing": int(message.marketing),
+            "to_address": message.to, "sender": message.sender, "subject": message.subject, "body": body,
+            "status": "pending", "next_try_at": None, "created_at": stamp(message.at), "updated_at": self.batch.at})
+
+    def task(self, effect: Effect) -> None:
+        task = effect.data
+        self.batch.tasks.append({"key": effect.key, "contact": effect.contact, "workflow": effect.workflow,
+                                 "step": effect.step, "title": task.get("title", ""), "assignee": task.get("assignee"),
+                                 "notes": task.get("notes"), "due_at": task.get("due"), "created_at": stamp(effect.at)})
+
+
+class SqliteAnswers:
+    def __init__(self, batch: Batch) -> None:
+        self.batch = batch
+
+    def coupon(self, pool: str, contact_id: str, at: datetime) -> str | None:
+        return take_coupon_in(self.batch.db, pool, contact_id, at)
+
+    def webhook(self, enrollment: Enrollment, request: dict[str, Any], at: datetime) -> Any:
+        # Called outside any transaction (a slow endpoint must not hold the store): queued now, and the
+        # enrollment waits in `pending` until its answer is recorded.
+        position = enrollment.position
+        occurrence = enrollment.occurrences.get(position, 1) if position is not None else 1
+        runtime.insert_call(self.batch.db, f"{enrollment.id}:{position}:{occurrence}", enrollment.id, request,
+                            self.batch.at)
+        return LATER
+
+
+class SqliteTimers:
+    def __init__(self, batch: Batch) -> None:
+        self.batch = batch
+        self.inactive: dict[tuple[str, str], datetime | None] = {}
+        self.segment: dict[tuple[str, str], bool] = {}
+
+    def inactive_since(self, workflow_id: str, contact_id: str) -> datetime | None:
+        key = (workflow_id, contact_id)
+        if key not in self.inactive:
+            self.inactive[key] = runtime.timer(self.batch.db, workflow_id, contact_id)
+        return self.inactive[key]
+
+    def set_inactive(self, workflow_id: str, contact_id: str, last_at: datetime, due: datetime) -> None:
+        self.inactive[(workflow_id, contact_id)] = last_at
+        runtime.set_timer(self.batch.db, workflow_id, contact_id, last_at, due)  # a later tick wakes it
+
+    def fired(self, workflow_id: str, contact_id: str) -> None:
+        runtime.clear_timer(self.batch.db, workflow_id, contact_id)
+
+    def in_segment(self, workflow_id: str, contact_id: str) -> bool:
+        key = (workflow_id, contact_id)
+        if key not in self.segment:
+            self.segment[key] = runtime.in_segment(self.batch.db, workflow_id, contact_id)
+        return self.segment[key]
+
+    def set_segment(self, workflow_id: str, contact_id: str, inside: bool) -> None:
+        self.segment[(workflow_id, contact_id)] = inside
+        runtime.set_segment(self.batch.db, workflow_id, contact_id, inside, self.batch.at)
+
+    def started(self, workflow_id: str) -> None:
+        runtime.set_state(self.batch.db, f"started:{workflow_id}", self.batch.at)
+
+    def forget(self) -> None:
+        self.inactive.clear()
+        self.segment.clear()
+
+
+class SqliteWorkflows:
+    """The deployed versions, loaded from the store when first asked for. A version this mauto cannot load is
+    told to `broken` once (a `workflow` failure) and its enrollments left as they are until it is deployed
+    again."""
+
+    def __init__(self, batch: Batch, broken: Callable[[str, int, str], None]) -> None:
+        self.batch, self.on_broken = batch, broken
+        self.versions: dict[tuple[str, int], Workflow] = {}
+        self.broken: dict[tuple[str, int], str] = {}  # deployed versions that cannot be loaded, and why
+        running = runtime.running_workflows(batch.db)
+        self.states = {row[0]: row[2] for row in running}
+        self.enrolling_since = {row[0]: datetime.fromisoformat(row[3]) for row in running}
+        current = [workflow for workflow in (self.loadable(row[0], row[1]) for row in running) if workflow is not None]
+        self.running = [workflow for workflow in current if self.states[workflow.id] == "active"]
+        self.registry = {workflow.id: workflow for workflow in self.running}
+
+    def version(self, workflow_id: str, version: int) -> Workflow:
+        key = (workflow_id, version)
+        workflow = self.versions.get(key)
+        if workflow is None:
+            source = runtime.workflow_source(self.batch.db, workflow_id, version)
+            if source is None:
+                raise MautoError(f"workflow `{workflow_id}` v{version} is not in the store", self.batch.store.shown)
+            workflow = self.versions[key] = build(parse(source, f"{workflow_id} v{version} (deployed)"))
+        return workflow
+
+    def loadable(self, workflow_id: str, version: int) -> Workflow | None:
+        key = (workflow_id, version)
+        if key in self.broken:
+            return None
+        try:
+            return self.version(workflow_id, version)
+        except Exception as error:  # noqa: BLE001 - one workflow that does not load must not stop the others
+            if store_failure(error):
+                raise
+            why = self.broken[key] = f"workflow `{workflow_id}` v{version} (deployed) cannot be loaded: " \
+                                     f"{reason(error)}; its enrollments wait until it is deployed again"
+            self.on_broken(workflow_id, version, why)
+            return None
+
+    def taking(self) -> list[Workflow]:
+        return self.running
+
+    def since(self, workflow_id: str) -> datetime | None:
+        return self.enrolling_since.get(workflow_id)
+
+    def named(self, workflow_id: str) -> Workflow | None:
+        return self.registry.get(workflow_id)
+
+    def of(self, enrollment: Enrollment) -> Workflow | None:
+        return self.loadable(enrollment.workflow, enrollment.version)
+
+
+class SqliteJournal:
+    """The step log into the store with the batch; the action log (files erasure cannot reach) without the
+    details made of the contact's data."""
+
+    def __init__(self, batch: Batch) -> None:
+        self.batch = batch
+
+    def record(self, entries: list[LogEntry]) -> None:
+        batch = self.batch
+        for entry in entries:
+            if entry.kind == "enter":
+                batch.tally.enrolled += 1
+            elif entry.kind == "failed":
+                batch.tally.failed += 1
+            why = entry.detail if entry.kind not in _RENDERED_DETAIL else None
+            batch.log("step", {"at": entry.at.isoformat(), "contact": entry.contact, "workflow": entry.workflow,
+                               "version": entry.version, "step": entry.step, "kind": entry.kind,
+                               "channel": entry.channel, "template": entry.template, "why": why})
+        batch.entries.extend(entries)
+
+    def woke(self, enrollment: Enrollment) -> None:
+        self.batch.tally.advanced += 1
+
+
+class SqliteFailures:
+    """A trigger that cannot be listed for a contact: recorded once in `failures`, not again every tick."""
+
+    def __init__(self, batch: Batch) -> None:
+        self.batch = batch
+
+    def trigger(self, error: Exception, workflow_id: str, contact_id: str | None, at: datetime) -> None:
+        if store_failure(error):
+            raise error
+        batch, why = self.batch, f"listing the trigger: {reason(error)}"
+        if runtime.has_failure(batch.db, "trigger", why, contact_id, workflow_id):
+            return
+        runtime.record_failure(batch.db, batch.at, "trigger", why, moment=at, contact=contact_id, workflow=workflow_id)
+        batch.tally.problem("trigger", why, contact=contact_id, workflow=workflow_id)
+        batch.log("error", {"workflow": workflow_id, "contact": contact_id, "why": reason(error)})
+        batch.tally.errors += 1
+
+
+@dataclass
+class SqlitePorts:
+    """One set of ports over the store, as the tick holds them (their caches and buffers within reach)."""
+
+    contacts: SqliteContacts
+    enrollments: SqliteEnrollments
+    events: SqliteEvents
+    outbox: SqliteOutbox
+    answers: SqliteAnswers
+    timers: SqliteTimers
+    workflows: SqliteWorkflows
+    journal: SqliteJournal
+    failures: SqliteFailures
+
+    def ports(self) -> Ports:
+        return Ports(self.contacts, self.enrollments, self.events, self.outbox, self.answers, self.timers,
+                     self.workflows, self.journal, self.failures)
+
+    def forget(self) -> None:
+        """Drop what was loaded: the next use reads it back from the store."""
+        self.contacts.forget()
+        self.enrollments.forget()
+        self.timers.forget()
+
+    def loaded(self) -> int:
+        """How many contacts and enrollments are held in memory."""
+        return len(self.contacts.loaded) + len(self.enrollments.loaded)
+
+
+def sqlite_ports(batch: Batch, fields: dict[str, Any], zone: str, workflows: SqliteWorkflows,
+                 unreadable: Callable[[str, BaseException], None]) -> SqlitePorts:
+    """The set of ports over the store the batch writes to."""
+    return SqlitePorts(SqliteContacts(batch, fields, zone), SqliteEnrollments(batch, unreadable), SqliteEvents(batch),
+                       SqliteOutbox(batch), SqliteAnswers(batch), SqliteTimers(batch), workflows,
+                       SqliteJournal(batch), SqliteFailures(batch))

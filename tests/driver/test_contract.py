@@ -1,0 +1,315 @@
+"""The ports' contract: the same cases against every set of ports the loop runs on (memory, SQLite), as
+APScheduler's tests run against every data store. A new set (PostgreSQL) is done when it passes these.
+
+Each set is built over the daemon harness's project (the `promo` and `hooked` workflows; contacts ana, ben and
+cy) and handed out as a `PortSet`: the ports, plus what the test needs to look behind them (`settle`: write
+what the batch holds and forget what was loaded, so that what follows is read back; the messages, tasks, log
+entries, webhook calls and failures the ports were given)."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from mauto.daemon.report import TickReport
+from mauto.driver.loop import Driver
+from mauto.driver.memory import memory_ports
+from mauto.driver.ports import LATER, Ports
+from mauto.driver.sqlite import Batch, SqliteWorkflows, sqlite_ports
+from mauto.engine.interpreter import Engine, Settings
+from mauto.engine.records import ContactState, Event
+from mauto.engine.state import Effect, Enrollment, LogEntry
+from mauto.messages import MessageRenderer
+from mauto.store import runtime
+from mauto.workflow.loader import load
+from mauto.workflow.model import Workflow, build
+from tests.daemon.harness import T0, Daemon
+
+CONTACTS = {"ana": {"email": "ana@example.com", "email_consent": True, "first_name": "Ana"},
+            "ben": {"email": "ben@example.com", "email_consent": True, "first_name": "Ben"},
+            "cy": {"email": "cy@example.com", "email_consent": False, "first_name": "Cy"}}
+
+
+class PortSet:
+    def __init__(self, name: str, ports: Ports, daemon: Daemon) -> None:
+        self.name, self.ports, self.daemon = name, ports, daemon
+        self.messages: list[Any] = []
+        self.tasks: list[Effect] = []
+        self.entries: list[LogEntry] = []
+
+    def settle(self) -> None:
+        """Write what is pending and forget what was loaded (nothing to do in memory)."""
+
+    def calls(self) -> list[str]:
+        return []
+
+    def unhandled(self, name: str) -> list[Event]:
+        """The events of that name a later run would still handle."""
+        return []
+
+    def failures(self) -> list[str]:
+        return [entry.detail for entry in self.entries if entry.kind == "failed"]
+
+    def workflow(self, workflow_id: str) -> Workflow:
+        found = self.ports.workflows.named(workflow_id)
+        assert found is not None
+        return found
+
+
+class MemorySet(PortSet):
+    def __init__(self, daemon: Daemon) -> None:
+        every = [build(load(path)) for path in sorted((daemon.root / "workflows").glob("*.yaml"))]
+        contacts = [ContactState(contact_id, dict(fields)) for contact_id, fields in CONTACTS.items()]
+        super().__init__("memory", memory_ports(contacts, every, every, {"GIFT": ["A1", "A2"]},
+                                                {daemon.http.url("/crm"): {"id": "crm-1"}},
+                                                lambda entries: self.entries.extend(entries),
+                                                lambda workflow, enrollment, contact, message:
+                                                self.messages.append(message)), daemon)
+        self.ports.outbox.on_task = self.tasks.append  # type: ignore[attr-defined]
+
+
+class SqliteSet(PortSet):
+    def __init__(self, daemon: Daemon) -> None:
+        store = daemon.store
+        self.report = TickReport(T0)
+        self.logged: list[tuple[str, dict]] = []
+        self.batch = Batch(store, T0, self.report, lambda kind, data: self.logged.append((kind, data)))
+        workflows = SqliteWorkflows(self.batch, lambda *args: None)
+        project = daemon.project
+        self.held = sqlite_ports(self.batch, project.contact_fields, project.timezone, workflows, lambda *args: None)
+        super().__init__("sqlite", self.held.ports(), daemon)
+        store.db.execute("BEGIN IMMEDIATE")  # the test's writes, rolled back at its end
+        store.db.execute("INSERT INTO coupons (pool, code, loaded_at) VALUES ('GIFT', 'A1', ?), ('GIFT', 'A2', ?)",
+                         [self.batch.at, self.batch.at])
+
+    def settle(self) -> None:
+        self.messages.extend(self.batch.messages)
+        self.tasks.extend(self.batch.tasks)  # type: ignore[arg-type]
+        self.entries.extend(self.batch.entries)
+        self.batch.flush()
+        self.held.forget()
+
+    def calls(self) -> list[str]:
+        return [row[0] for row in self.daemon.store.db.execute("SELECT key FROM calls ORDER BY id")]
+
+    def failures(self) -> list[str]:
+        return [row[0] for row in self.daemon.store.db.execute("SELECT reason FROM failures ORDER BY id")]
+
+    def unhandled(self, name: str) -> list[Event]:
+        found = runtime.unprocessed_events(self.daemon.store.db, T0 + timedelta(days=1))
+        return [event for _, event in found if isinstance(event, Event) and event.name == name]
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def ports(request, fresh_daemon: Daemon) -> Iterator[PortSet]:
+    if request.param == "memory":
+        yield MemorySet(fresh_daemon)
+        return
+    made = SqliteSet(fresh_daemon)
+    yield made
+    fresh_daemon.store.db.execute("ROLLBACK")
+
+
+def _enrollment(ports: PortSet, contact: str, entered: int = 0) -> Enrollment:
+    contact_state = ports.ports.contacts.get(contact)
+    assert contact_state is not None
+    workflow = ports.workflow("promo")
+    enrollments = ports.ports.enrollments
+    previous = enrollments.history("promo", contact)
+    enrollment = Enrollment(enrollments.new_id(workflow, contact_state, previous), "promo", 1, contact,
+                            (T0 + timedelta(days=entered)).isoformat(), position="steps.0")
+    enrollments.add(enrollment)
+    return enrollment
+
+
+# --- contacts -------------------------------------------------------------------------------------------
+
+
+def test_a_contact_is_one_object_per_id_and_an_unknown_one_is_none(ports: PortSet) -> None:
+    contacts = ports.ports.contacts
+    ana = contacts.get("ana")
+    assert ana is not None and ana is contacts.get("ana")
+    assert ana.fields["email"] == "ana@example.com" and ana.fields["first_name"] == "Ana"
+    assert contacts.get("nobody") is None
+    assert sorted(contacts.ids()) == ["ana", "ben", "cy"]
+    assert sorted(contact.id for contact in contacts.every()) == ["ana", "ben", "cy"]
+
+
+def test_a_changed_contact_reads_back_changed(ports: PortSet) -> None:
+    contacts = ports.ports.contacts
+    ana = contacts.get("ana")
+    assert ana is not None
+    ana.fields["first_name"] = "Anna"
+    contacts.changed(ana)
+    ports.settle()
+    again = contacts.get("ana")
+    assert again is not None and again.fields["first_name"] == "Anna"
+
+
+def test_consent_withdrawn_reads_back_withdrawn(ports: PortSet) -> None:
+    contacts = ports.ports.contacts
+    ana = contacts.get("ana")
+    assert ana is not None
+    ana.fields["email_consent"] = False  # the loop sets it on the contact, then tells the port
+    contacts.withdraw(ana, "email")
+    ports.settle()
+    again = contacts.get("ana")
+    assert again is not None and again.fields["email_consent"] is False
+
+
+def test_an_address_is_suppressed_once(ports: PortSet) -> None:
+    contacts = ports.ports.contacts
+    ana = contacts.get("ana")
+    assert ana is not None
+    assert contacts.suppress(ana, "email", "email_bounced") is True
+    ana.suppressed.add("email")
+    assert contacts.suppress(ana, "email", "email_bounced") is False
+
+
+# --- enrollments ------------------------------------------------------------------------------------------
+
+
+def test_an_enrollment_added_is_found_by_id_history_and_contact(ports: PortSet) -> None:
+    enrollment = _enrollment(ports, "ana")
+    enrollments = ports.ports.enrollments
+    assert enrollments.get(enrollment.id) is enrollment
+    assert enrollments.active("ana") == [enrollment.id]
+    assert [item.id for item in enrollments.history("promo", "ana")] == [enrollment.id]
+    assert enrollments.get("promo:nobody:1") is None
+    ports.settle()
+    back = enrollments.get(enrollment.id)
+    assert back is not None and back.to_dict() == enrollment.to_dict()
+    assert enrollments.active("ana") == [enrollment.id]
+
+
+def test_an_ended_enrollment_leaves_the_active_list_but_stays_in_the_history(ports: PortSet) -> None:
+    enrollments = ports.ports.enrollments
+    first = _enrollment(ports, "ana")
+    first.state, first.ended_at = "completed", T0.isoformat()
+    enrollments.save(first)
+    assert enrollments.active("ana") == []
+    ports.settle()
+    assert enrollments.active("ana") == []
+    history = enrollments.history("promo", "ana")
+    assert [item.entered_at for item in history] == [T0.isoformat()] and all(item.ended for item in history)
+    second = _enrollment(ports, "ana", entered=1)
+    assert second.id != first.id
+    assert [item.entered_at for item in enrollments.history("promo", "ana")] == [
+        T0.isoformat(), (T0 + timedelta(days=1)).isoformat()]
+
+
+def test_the_active_list_is_a_copy(ports: PortSet) -> None:
+    enrollment = _enrollment(ports, "ana")
+    listed = ports.ports.enrollments.active("ana")
+    listed.clear()
+    assert ports.ports.enrollments.active("ana") == [enrollment.id]
+
+
+# --- events, outbox, answers -------------------------------------------------------------------------------
+
+
+def test_a_late_event_lands_in_its_place_in_the_history(ports: PortSet) -> None:
+    ana = ports.ports.contacts.get("ana")
+    assert ana is not None
+    events = ports.ports.events
+    for hours in (1, 3, 2):
+        events.remember(ana, Event("ana", "viewed", T0 + timedelta(hours=hours)))
+    assert [event.at for event in ana.events] == [T0 + timedelta(hours=hours) for hours in (1, 2, 3)]
+
+
+def test_an_emitted_event_handled_is_not_handled_again(ports: PortSet) -> None:
+    event = Event("ana", "contact_updated", T0, {"changed": ["score"], "previous": {}})
+    ports.ports.events.emit(event)
+    ports.ports.events.handled(event)
+    ports.settle()
+    assert ports.unhandled("contact_updated") == []
+
+
+def test_an_emitted_event_not_handled_yet_is_still_to_handle(ports: PortSet) -> None:
+    event = Event("ana", "contact_updated", T0, {"changed": ["score"], "previous": {}})
+    ports.ports.events.emit(event)
+    ports.settle()
+    if ports.name == "sqlite":  # in memory, the loop's queue holds it: nothing outlives the run
+        assert [found.name for found in ports.unhandled("contact_updated")] == ["contact_updated"]
+
+
+def test_coupons_are_given_once_each_then_none(ports: PortSet) -> None:
+    answers = ports.ports.answers
+    codes = [answers.coupon("GIFT", contact, T0) for contact in ("ana", "ben", "cy")]
+    assert sorted(codes[:2]) == ["A1", "A2"] and codes[2] is None
+    assert answers.coupon("NO-SUCH-POOL", "ana", T0) is None
+
+
+def test_a_webhook_answers_now_or_is_queued_to_answer_later(ports: PortSet) -> None:
+    enrollment = _enrollment(ports, "ana")
+    enrollment.position = "steps.0"
+    request = {"method": "POST", "url": ports.daemon.http.url("/crm"), "headers": {}, "body": "{}", "retries": 2}
+    answer = ports.ports.answers.webhook(enrollment, request, T0)
+    if answer is LATER:
+        ports.settle()
+        assert ports.calls() == [f"{enrollment.id}:steps.0:1"]
+    else:
+        assert answer == {"id": "crm-1"} and ports.calls() == []
+
+
+# --- timers, workflows, journal, failures ------------------------------------------------------------------
+
+
+def test_an_inactivity_timer_and_a_segment_membership_read_back(ports: PortSet) -> None:
+    timers = ports.ports.timers
+    assert timers.inactive_since("promo", "ana") is None and timers.in_segment("promo", "ana") is False
+    timers.set_inactive("promo", "ana", T0, T0 + timedelta(days=3))
+    timers.set_segment("promo", "ana", True)
+    ports.settle()
+    assert timers.inactive_since("promo", "ana") == T0 and timers.in_segment("promo", "ana") is True
+    timers.set_segment("promo", "ana", False)
+    ports.settle()
+    assert timers.in_segment("promo", "ana") is False
+
+
+def test_workflows_taking_named_and_of_an_enrollment(ports: PortSet) -> None:
+    workflows = ports.ports.workflows
+    assert sorted(workflow.id for workflow in workflows.taking()) == ["hooked", "promo"]
+    promo = workflows.named("promo")
+    assert promo is not None and promo.version == 1 and workflows.named("nope") is None
+    assert workflows.of(_enrollment(ports, "ana")) is not None
+
+
+def test_log_entries_are_kept_in_order(ports: PortSet) -> None:
+    entries = [LogEntry(T0, "ana", "promo", 1, "hello", "enter", "signed_up"),
+               LogEntry(T0, "ana", "promo", 1, "hello", "send", "", "email", "promo/hello")]
+    ports.ports.journal.record(entries)
+    ports.settle()
+    assert [(entry.kind, entry.step) for entry in ports.entries] == [("enter", "hello"), ("send", "hello")]
+
+
+def test_a_trigger_that_cannot_be_listed_is_a_failure_not_an_error(ports: PortSet) -> None:
+    ports.ports.failures.trigger(ValueError("no such day"), "promo", "ana", T0)
+    ports.settle()
+    assert ports.failures() == ["listing the trigger: ValueError: no such day"]
+
+
+# --- the loop over each set --------------------------------------------------------------------------------
+
+
+def test_the_same_loop_gives_the_same_steps_over_every_set(ports: PortSet) -> None:
+    """An event, the wait of a day, the second email: the loop's log over these ports."""
+    project = ports.daemon.project
+    engine = Engine(Settings.from_project(project), pause_after_send=True)
+    driver = Driver(engine, ports.ports, MessageRenderer(project, secret="k"), project.segments,
+                    T0 + timedelta(days=2))
+    event = Event("ana", "signed_up", T0)
+    driver.push_event(event)
+    while driver.queue:
+        at, item = driver.queue.pop()
+        driver.process(at, item)
+    ports.settle()
+    steps = [(entry.at - T0, entry.step, entry.kind) for entry in ports.entries]
+    assert steps == [(timedelta(0), "trigger", "enter"), (timedelta(0), "hello", "send"),
+                     (timedelta(0), "2", "wait"), (timedelta(days=1), "again", "send"),
+                     (timedelta(days=1), "end", "complete")]
+    templates = [message["template"] if isinstance(message, dict) else message.template
+                 for message in ports.messages]
+    assert templates == ["promo/hello", "promo/again"]
