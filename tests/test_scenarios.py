@@ -294,6 +294,21 @@ def test_json_format(project: Path, mauto):
     assert [line[:4] for line in failed["diff"] if line.startswith("  +")] == ["  + ", "  + "]
 
 
+def test_json_format_gives_a_bad_files_problems_as_lint_does(project: Path, mauto):
+    # One problem type for lint, the schemas and scenarios: the same keys as `mauto lint --format json`.
+    scenario(project, "start: 2026-11-24T09:00:00+01:00\nfor: 3 days\ncontacts: []\n"
+                      "expect:\n  - {contact: c1, get: sms}\n", "bad.yaml")
+    result = mauto("test", "--format", "json")
+    assert result.exit_code == 1
+    [only] = json.loads(result.stdout)["scenarios"]
+    assert only["problems"] == [
+        {"path": "scenarios/bad.yaml", "line": 2, "column": 6, "rule": "duration", "severity": "error",
+         "message": "`for`: `3 days` is not a duration; write `3d`"},
+        {"path": "scenarios/bad.yaml", "line": 5, "column": 19, "rule": "schema", "severity": "error",
+         "message": "unknown key `get` in expectation 1; did you mean `gets`?"},
+    ]
+
+
 def test_an_invalid_scenario_exits_1_and_the_others_still_run(project: Path, mauto):
     scenario(project, expect("{contact: c2, completes: cart}"))
     scenario(project, "start: 2026-11-24T09:00:00+01:00\nfor: 3 days\ncontacts: []\nexpect: []\n", "bad.yaml")

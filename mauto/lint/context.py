@@ -16,7 +16,7 @@ from mauto.templates import TemplateSet
 from mauto.workflow.expressions import Expression, ExpressionError
 from mauto.workflow.loader import Document, JsonPath, Pos, load
 from mauto.workflow.model import Step, Workflow, build
-from mauto.workflow.schema import SchemaProblem, validate
+from mauto.workflow.schema import validate
 
 
 @dataclass
@@ -28,7 +28,7 @@ class SourceFile:
     kind: str  # "workflow" or "project"
     document: Document | None = None
     yaml_error: YamlError | None = None
-    schema_problems: list[SchemaProblem] = field(default_factory=list)
+    schema_problems: list[Problem] = field(default_factory=list)  # each with the JSON path it is about
     workflow: Workflow | None = None
 
     @cached_property

@@ -5,15 +5,16 @@ import textwrap
 
 import pytest
 
+from mauto.problem import Problem
 from mauto.workflow.loader import parse
-from mauto.workflow.schema import SchemaProblem, container, describe, subject, validate
+from mauto.workflow.schema import container, describe, subject, validate
 
 HEAD = "id: w\nversion: 1\nname: W\ntrigger: {event: signed_up}\n"  # lines 1-4
 
 
 def problems(text: str, name: str = "workflow") -> list[tuple[str, int, int, str]]:
     found = validate(parse(textwrap.dedent(text).lstrip("\n"), "w.yaml"), name)
-    assert all(isinstance(problem, SchemaProblem) for problem in found)
+    assert all(isinstance(problem, Problem) and problem.path == "w.yaml" for problem in found)
     return [(problem.rule, problem.pos.line, problem.pos.col, problem.message) for problem in found]
 
 

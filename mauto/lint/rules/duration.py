@@ -61,7 +61,7 @@ def check(ctx):
 
 def _bare_number(file, problem):
     """`wait: 3`: the schema only sees a number where a string goes; say it is a duration without a unit."""
-    path = problem.path
+    path = problem.json_path
     if not path or path[-1] not in DURATION_KEYS or file.document is None:
         return None
     value = value_at(file.document.data, path)
