@@ -2,7 +2,7 @@
 """How fast is `mauto simulate`, measured against bare Jinja2 renders of the messages it produces.
 
     python benchmarks/bench_simulate.py [--contacts 100000] [--horizon 30d] [--seed 7] [--repeat 1]
-                                        [--memory-contacts 20000] [--memory-horizons 7d,60d] [--memory-every 31d]
+                                        [--memory-contacts 20000] [--memory-horizons 30d,365d] [--memory-every 31d]
                                         [--profile-contacts 2000] [--no-memory] [--no-trace] [--no-profile]
 
 Runs the sample project's `workflows/abandoned-cart.yaml` (a wait, an A/B
@@ -502,12 +502,13 @@ def memory_child(args) -> int:
         "contacts": args.contacts, "horizon": args.horizon, "every": args.every, "trace": args.trace,
         "carts": info["carts"], "seconds": spent, "entries": simulation.entries, "messages": messages[0],
         "timeline_kept": len(simulation.timeline), "messages_kept": len(simulation.messages),
-        "enrollments": len(simulation.enrollments), "entered": funnel.entered,
-        "still_active": sum(1 for enrollment in simulation.enrollments.values() if not enrollment.ended),
+        "enrollments": funnel.entered, "entered": funnel.entered,
+        "enrollments_held": len(simulation.ports.enrollments.by_id),
+        "still_active": sum(1 for enrollment in simulation.ports.enrollments.by_id.values() if not enrollment.ended),
         "rss_before_mb": rss_before, "rss_mb": rss_after, **figures,
         "structures": held_structures(simulation, samples),
-        "sent_messages_held": sum(len(contact.messages) for contact in simulation.contacts.values()),
-        "events_held": sum(len(contact.events) for contact in simulation.contacts.values()),
+        "sent_messages_held": sum(len(contact.messages) for contact in simulation.ports.contacts.by_id.values()),
+        "events_held": sum(len(contact.events) for contact in simulation.ports.contacts.by_id.values()),
     }))
     return 0
 
@@ -608,7 +609,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="timed simulation runs, each followed by 3 bare runs (default 1)")
     parser.add_argument("--memory-contacts", type=int, default=20_000,
                         help="contacts for the memory-vs-horizon runs (default 20000)")
-    parser.add_argument("--memory-horizons", default="7d,60d", help="horizons compared (default 7d,60d)")
+    parser.add_argument("--memory-horizons", default="30d,365d", help="horizons compared (default 30d,365d: a "
+                        "month against a year; with --memory-every, the year again with a cart every 31 days)")
     parser.add_argument("--profile-contacts", type=int, default=2_000, help="contacts in the profiled run")
     parser.add_argument("--no-memory", action="store_true", help="skip the memory-vs-horizon runs")
     parser.add_argument("--no-trace", action="store_true",
@@ -665,7 +667,7 @@ def _bench(args) -> int:
             simulation, result = simulate(project, workflow, run_samples, horizon, recorder_now)
             sim_times.append(time.perf_counter() - start)
         gc_times.append(gc_timer)
-        render_times.append(simulation.renderer.spent)
+        render_times.append(simulation.driver.renderer.spent)
         if attempt == 0:
             rss_sim = rss_mb().get("VmHWM", 0.0) if reset else 0.0
             maxrss = maxrss_mb()
@@ -705,9 +707,9 @@ def _bench(args) -> int:
     print("messages rendered: " + ", ".join(f"{name} {number:,}" for name, number in kinds.most_common())
           + f"; {messages:,} in all")
     print(f"keep_timeline=False: {len(simulation.timeline)} timeline entries and {len(simulation.messages)} messages "
-          f"kept; still held: {len(simulation.enrollments):,} enrollments, "
-          f"{sum(len(c.messages) for c in simulation.contacts.values()):,} SentMessage records, "
-          f"{sum(len(c.events) for c in simulation.contacts.values()):,} events on the contacts")
+          f"kept; still held: {len(simulation.ports.enrollments.by_id):,} enrollments, "
+          f"{sum(len(c.messages) for c in simulation.ports.contacts.by_id.values()):,} SentMessage records, "
+          f"{sum(len(c.events) for c in simulation.ports.contacts.by_id.values()):,} events on the contacts")
 
     print(f"\nbest of {len(sim_times)} simulation run(s) and of {len(bare_times)} bare runs (time.perf_counter, "
           "gc enabled)")

@@ -4,7 +4,8 @@ Contacts, enrollments and timers in dicts; coupons and webhook answers from the 
 the step log handed to the simulation (which keeps what it is asked to keep). What a finished run holds does
 not grow with its horizon: with `keep_ended=False`, an enrollment that ends is forgotten but for its entry
 time (all the reentry rule reads), and a contact's sent messages older than the longest frequency-cap window
-are dropped (all the caps read).
+are dropped (all the caps read), and events whose name appears nowhere in the project (no workflow, segment
+or template could ask for them) are not added to a contact's history.
 """
 from __future__ import annotations
 
@@ -110,7 +111,14 @@ class MemoryEnrollments:
 
 
 class MemoryEvents:
+    """`read(name)`: whether anything may read events of that name from a contact's history; those nothing
+    reads are not kept (a year of `contact_updated` that no workflow looks at)."""
+
+    def __init__(self, read: Callable[[str], bool] | None = None) -> None:
+        self.read = read
     def remember(self, contact: ContactState, event: Event) -> None:
+        if self.read is not None and not self.read(event.name):
+            return
         if not contact.events or contact.events[-1].at <= event.at:
             contact.events.append(event)  # the usual case: events come in time order
         else:
@@ -240,7 +248,8 @@ def memory_ports(contacts: Iterable[ContactState], taking: list[Workflow], every
                  coupons: dict[str, list[str]], webhooks: dict[str, Any],
                  on_entries: Callable[[list[LogEntry]], None],
                  on_message: Callable[[Workflow, Enrollment, ContactState, RenderedMessage], None],
-                 keep_ended: bool = True, window: timedelta | None = None) -> Ports:
+                 keep_ended: bool = True, window: timedelta | None = None,
+                 read: Callable[[str], bool] | None = None) -> Ports:
     """A set of memory ports over the given contacts, workflows and sample answers."""
     journal = MemoryJournal(on_entries)
     workflows = MemoryWorkflows(taking, every)
@@ -250,6 +259,6 @@ def memory_ports(contacts: Iterable[ContactState], taking: list[Workflow], every
         return workflow.version if workflow is not None else 0
 
     return Ports(contacts=MemoryContacts(contacts), enrollments=MemoryEnrollments(keep_ended),
-                 events=MemoryEvents(), outbox=MemoryOutbox(on_message, window=window),
+                 events=MemoryEvents(read), outbox=MemoryOutbox(on_message, window=window),
                  answers=MemoryAnswers(coupons, webhooks), timers=MemoryTimers(), workflows=workflows,
                  journal=journal, failures=MemoryFailures(journal, version))

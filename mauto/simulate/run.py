@@ -24,6 +24,30 @@ from mauto.simulate.samples import DEFAULT_SAMPLES, Samples, load_contacts, load
 from mauto.workflow.model import Workflow
 
 
+def named_in(project: Project, workflows: list[Workflow]) -> Callable[[str], bool]:
+    """Whether an event name is written anywhere an expression could ask for it (`has_event`,
+    `event_count`, a trigger, `wait_for`, `exit_on`, a goal, a segment, a template): the workflows' text,
+    the segments' and the templates'. A name written nowhere is read by nothing; one written anywhere, even in
+    a comment, is kept (the test is by text, on purpose: it may keep too much, never too little)."""
+    texts = [workflow.document.text for workflow in workflows]
+    texts += [str(getattr(segment, "source", segment)) for segment in project.segments.values()]
+    for path in sorted(project.templates_dir.rglob("*")):
+        try:
+            texts.append(path.read_text(encoding="utf-8", errors="replace"))
+        except OSError:  # a folder, or a file gone: nothing written there
+            continue
+    corpus = "\n".join(texts)
+    known: dict[str, bool] = {}
+
+    def read(name: str) -> bool:
+        found = known.get(name)
+        if found is None:
+            found = known[name] = name in corpus
+        return found
+
+    return read
+
+
 class Simulation:
     """One run: contacts, events and workflows on a virtual clock from `start` to `end`.
 
@@ -49,8 +73,9 @@ class Simulation:
         self.reached: dict[str, set] = defaultdict(set)
         every = list(all_workflows)
         window = None if keep_timeline else self._longest_cap([*every, *workflows])
+        read = None if keep_timeline else named_in(project, [*every, *workflows])
         self.ports = memory_ports(samples.contacts, workflows, every, samples.coupons, samples.webhooks,
-                                  self.record, self.rendered, keep_ended=keep_timeline, window=window)
+                                  self.record, self.rendered, keep_ended=keep_timeline, window=window, read=read)
         self.driver = Driver(self.engine, self.ports, renderer or MessageRenderer(project), project.segments, end)
 
     def _longest_cap(self, workflows: list[Workflow]) -> timedelta:

@@ -490,3 +490,19 @@ def test_without_a_timeline_ended_enrollments_and_old_sends_are_not_kept(sim_wit
 def kept_timeline(sim, workflow, visits, start):
     return Simulation(sim.project, [workflow], Samples([person("c1")], visits), start,
                       start + timedelta(days=365), [workflow]).run().timeline
+
+
+def test_without_a_timeline_events_nothing_reads_are_not_kept_in_the_history(sim):
+    scoring = sim.workflow(flow("scoring", "{event: visited}", "  - score: 1\n"))
+    reading = sim.workflow(flow("reading", "{event: visited}", "  - if: \"has_event('contact_updated')\"\n"
+                                                               "    then:\n      - score: 1\n"))
+    start = utc(2026, 1, 5)
+    visits = [Event("c1", "visited", start + timedelta(days=day)) for day in range(3)]
+
+    def history(workflows) -> list[str]:
+        simulation = Simulation(sim.project, workflows, Samples([person("c1")], list(visits)), start,
+                                start + timedelta(days=5), workflows, keep_timeline=False)
+        return [event.name for event in simulation.run().contacts["c1"].events]
+
+    assert history([scoring]) == ["visited"] * 3  # contact_updated is written nowhere: never kept
+    assert history([scoring, reading]) == ["visited", "contact_updated", "visited", "visited"]  # asked for: kept
