@@ -11,13 +11,14 @@ import json
 import math
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from mauto.errors import ExitCode, MautoError, YamlError
+from mauto.limits import EARLIEST, LATEST, RANGE_TEXT, LimitError
 from mauto.workflow.durations import DurationError, parse_duration
 from mauto.workflow.loader import MAX_DEPTH as LOADER_MAX_DEPTH
 from mauto.workflow.loader import Pos, _core, parse
@@ -537,7 +538,7 @@ def parse_time(value: Any, start: datetime | None, zone: str, notices: list[str]
     from datetime import UTC
 
     from mauto.addresses import shown
-    from mauto.limits import EARLIEST, LATEST, RANGE_TEXT, LimitError, check_duration, check_moment
+    from mauto.limits import check_duration, check_moment
 
     def localised(naive: datetime, written: str) -> datetime:
         if not EARLIEST.year <= naive.year < LATEST.year:  # before the zone's arithmetic, which overflows there
@@ -580,84 +581,143 @@ def parse_time(value: Any, start: datetime | None, zone: str, notices: list[str]
     return check_moment(moment if moment.tzinfo else localised(moment, written))
 
 
-def coerce(value: Any, declared: Any, zone: str, notices: list[str] | None = None) -> Any:  # noqa: C901 - split by the refactor of issue 11
+def coerce(value: Any, declared: Any, zone: str, notices: list[str] | None = None) -> Any:
     """A value as its declared contact-field type; ValueError saying why not.
 
     Whatever the type, no text in the value may hold a NUL or a lone surrogate. Numbers must be finite and
     integers fit in 64 bits (SQLite's and most tools' integers); dates and times must lie within mauto.limits
     (years 1000 to 8999). `notices`, when given, receives what was read in a way worth saying (a local time
-    that does not exist: see parse_time)."""
-    from math import isfinite
+    that does not exist: see parse_time). A type mauto does not know leaves the value as it is."""
+    from mauto.addresses import check_value
 
-    from mauto.addresses import check_value, shown
-    from mauto.limits import EARLIEST, LATEST, RANGE_TEXT, LimitError
-
-    int64_min, int64_max = SMALLEST_INTEGER, LARGEST_INTEGER
     if value is None:
         return None
     check_value(value)
     if isinstance(declared, dict):
-        allowed = declared.get("enum", [])
-        if value not in allowed:
-            raise ValueError(f"must be one of {', '.join(map(str, allowed))}, not `{shown(value)}`")
+        return _coerce_enum(value, declared)
+    try:
+        convert = _COERCERS.get(declared)
+    except TypeError:  # an unhashable declaration (a list) names no type: the value as it is
         return value
-    if declared == "string":
-        if isinstance(value, (list, dict)):  # "['a', 'b']" is no one's first name: the file is wrong
-            raise ValueError(f"must be a text, not a {'list' if isinstance(value, list) else 'mapping'}")
-        return value if isinstance(value, str) else str(value)
-    if declared in ("integer", "number"):
-        if isinstance(value, bool):
-            raise ValueError(f"must be {'an integer' if declared == 'integer' else 'a number'}, not `{value}`")
-        if isinstance(value, int) or (declared == "integer" and isinstance(value, str)
-                                      and re.fullmatch(r"[-+]?\d+", value.strip())):
-            # Compared by size before int(), which refuses texts of more than 4,300 digits.
-            if isinstance(value, str) and len(value.strip().lstrip("+-").lstrip("0")) > 19:
-                raise ValueError(f"`{shown(value)}` is outside the integers mauto handles (64 bits: "
-                                 f"{int64_min} to {int64_max})")
-            number = int(value)
-            if not int64_min <= number <= int64_max:
-                raise ValueError(f"`{shown(value)}` is outside the integers mauto handles (64 bits: "
-                                 f"{int64_min} to {int64_max})")
-            return number
-        if declared == "integer":
-            raise ValueError(f"must be an integer, not `{shown(value)}`")
-        try:
-            real = value if isinstance(value, float) else float(value)
-        except (TypeError, ValueError, OverflowError):
-            raise ValueError(f"must be a number, not `{shown(value)}`") from None
-        if not isfinite(real):
-            raise ValueError(f"must be a finite number, not `{shown(value)}`")
-        return real
-    if declared == "boolean":
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0", "yes", "no"):
-            return value.strip().lower() in ("true", "1", "yes")
-        if isinstance(value, int) and value in (0, 1):
-            return bool(value)
-        raise ValueError(f"must be true or false, not `{shown(value)}`")
-    if declared == "date":
-        if isinstance(value, date) and not isinstance(value, datetime):
-            day = value
-        else:
-            try:
-                day = date.fromisoformat(value.strip() if isinstance(value, str) else shown(value))
-            except ValueError:
-                raise ValueError(f"`{shown(value)}` is not a date (YYYY-MM-DD)") from None
-        if not EARLIEST.year <= day.year < LATEST.year:
-            raise LimitError(f"`{shown(value)}` is outside the dates mauto handles ({RANGE_TEXT})")
-        return day
-    if declared == "datetime":
-        try:
-            return parse_time(value, None, zone, notices)
-        except LimitError:
-            raise
-        except ValueError:
-            raise ValueError(f"`{shown(value)}` is not a date-time (2026-03-02T10:00:00+01:00)") from None
-    if declared == "list":
-        if isinstance(value, list):
-            return value
-        if isinstance(value, str):
-            return [item.strip() for item in value.split(LIST_SEPARATOR) if item.strip()]
-        raise ValueError(f"must be a list, not `{shown(value)}`")
+    return value if convert is None else convert(value, zone, notices)
+
+
+def _coerce_enum(value: Any, declared: dict[str, Any]) -> Any:
+    from mauto.addresses import shown
+
+    allowed = declared.get("enum", [])
+    if value not in allowed:
+        raise ValueError(f"must be one of {', '.join(map(str, allowed))}, not `{shown(value)}`")
     return value
+
+
+def _coerce_string(value: Any, zone: str, notices: list[str] | None) -> str:
+    if isinstance(value, (list, dict)):  # "['a', 'b']" is no one's first name: the file is wrong
+        raise ValueError(f"must be a text, not a {'list' if isinstance(value, list) else 'mapping'}")
+    return value if isinstance(value, str) else str(value)
+
+
+_INTEGER_TEXT = re.compile(r"[-+]?\d+")
+
+
+def _coerce_integer(value: Any, zone: str, notices: list[str] | None) -> int:
+    if isinstance(value, bool):
+        raise ValueError(f"must be an integer, not `{value}`")
+    if isinstance(value, int) or (isinstance(value, str) and _INTEGER_TEXT.fullmatch(value.strip())):
+        return _int64(value)
+    from mauto.addresses import shown
+
+    raise ValueError(f"must be an integer, not `{shown(value)}`")
+
+
+def _coerce_number(value: Any, zone: str, notices: list[str] | None) -> int | float:
+    if isinstance(value, bool):
+        raise ValueError(f"must be a number, not `{value}`")
+    if isinstance(value, int):
+        return _int64(value)
+    from mauto.addresses import shown
+
+    try:
+        real = value if isinstance(value, float) else float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f"must be a number, not `{shown(value)}`") from None
+    if not math.isfinite(real):
+        raise ValueError(f"must be a finite number, not `{shown(value)}`")
+    return real
+
+
+def _int64(value: int | str) -> int:
+    """An integer, or the text of one (signed decimal digits), within SQLite's 64 bits; ValueError otherwise."""
+    # Compared by size before int(), which refuses texts of more than 4,300 digits.
+    if not (isinstance(value, str) and len(value.strip().lstrip("+-").lstrip("0")) > 19):
+        number = int(value)
+        if SMALLEST_INTEGER <= number <= LARGEST_INTEGER:
+            return number
+    from mauto.addresses import shown
+
+    raise ValueError(f"`{shown(value)}` is outside the integers mauto handles (64 bits: "
+                     f"{SMALLEST_INTEGER} to {LARGEST_INTEGER})")
+
+
+_TRUE_TEXTS, _BOOLEAN_TEXTS = ("true", "1", "yes"), ("true", "false", "1", "0", "yes", "no")
+
+
+def _coerce_boolean(value: Any, zone: str, notices: list[str] | None) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _BOOLEAN_TEXTS:
+        return value.strip().lower() in _TRUE_TEXTS
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    from mauto.addresses import shown
+
+    raise ValueError(f"must be true or false, not `{shown(value)}`")
+
+
+def _coerce_date(value: Any, zone: str, notices: list[str] | None) -> date:
+    from mauto.addresses import shown
+
+    if isinstance(value, date) and not isinstance(value, datetime):
+        day = value
+    else:
+        try:
+            day = date.fromisoformat(value.strip() if isinstance(value, str) else shown(value))
+        except ValueError:
+            raise ValueError(f"`{shown(value)}` is not a date (YYYY-MM-DD)") from None
+    if not EARLIEST.year <= day.year < LATEST.year:
+        raise LimitError(f"`{shown(value)}` is outside the dates mauto handles ({RANGE_TEXT})")
+    return day
+
+
+def _coerce_datetime(value: Any, zone: str, notices: list[str] | None) -> datetime:
+    try:
+        return parse_time(value, None, zone, notices)
+    except LimitError:
+        raise
+    except ValueError:
+        from mauto.addresses import shown
+
+        raise ValueError(f"`{shown(value)}` is not a date-time (2026-03-02T10:00:00+01:00)") from None
+
+
+def _coerce_list(value: Any, zone: str, notices: list[str] | None) -> list[Any]:
+    if isinstance(value, list):
+        return value
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(LIST_SEPARATOR) if item.strip()]
+    from mauto.addresses import shown
+
+    raise ValueError(f"must be a list, not `{shown(value)}`")
+
+
+# One coercion per declared type: (value, zone, notices) -> the typed value, or ValueError saying why not. The
+# value is never None and its texts are already checked (coerce does both first).
+_COERCERS: dict[str, Callable[[Any, str, list[str] | None], Any]] = {
+    "string": _coerce_string,
+    "integer": _coerce_integer,
+    "number": _coerce_number,
+    "boolean": _coerce_boolean,
+    "date": _coerce_date,
+    "datetime": _coerce_datetime,
+    "list": _coerce_list,
+}

@@ -148,93 +148,129 @@ _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _refused = REFUSED_CHARACTERS.search
 
 
-def field_converter(name: str, declared: Any, zone: str, notices: list[str] | None = None,  # noqa: C901 - split by the refactor of issue 11
+def field_converter(name: str, declared: Any, zone: str, notices: list[str] | None = None,
                     region: str | None = None) -> Callable[[Any], Any]:
     """A function taking one of the field's values (a CSV cell, a JSON or YAML value) to the value stored,
     or raising ValueError("field `name`: ..."). Resolved once per field and import, not once per cell: the
     usual value of each type (a well-formed text from a CSV, a JSON number or boolean) takes a short path;
     anything else goes the general way (`_slow_converter`), which words the errors."""
-    slow = _slow_converter(name, declared, zone, notices, region)
     if name == "id":
-        def convert_id(value: Any) -> str:
-            if type(value) is str and value.strip() and not CONTROL_CHARACTERS.search(value) and \
-                    not value.startswith(ERASED_PREFIX):
-                return value.strip()
-            if type(value) is str and value.strip().startswith(ERASED_PREFIX):
-                raise ValueError(f"field `id`: ids beginning with `{ERASED_PREFIX}` are kept for erased contacts")
-            if value is None or isinstance(value, (dict, list, bool)) or str(value).strip() == "":
-                raise ValueError("`id` must be a non-empty text or number")
-            text = str(value)
-            problem = text_problem(text, strict=True)
-            if problem is not None:  # an id ends up in logs, URLs and file names: no line breaks, no controls
-                raise ValueError(f"field `id`: `{shown(text)}` {problem}")
-            return text.strip()
-
-        return convert_id
+        return _convert_id
+    slow = _slow_converter(name, declared, zone, notices, region)
     if name in ("email", "phone", "timezone"):
         return slow  # checked by their own rules, which cost more than a call
     if isinstance(declared, dict):
-        texts = {item for item in declared.get("enum", []) if type(item) is str}
-        return lambda value: value if type(value) is str and value in texts else slow(value)
-    if declared == "string":
-        return lambda value: value if type(value) is str and not _refused(value) else slow(value)
-    if declared == "integer":
-        def convert_integer(value: Any) -> Any:
-            if type(value) is int and _INT64_MIN <= value <= _INT64_MAX:
-                return value
-            # 18 digits always fit in 64 bits
-            if type(value) is str and len(value) <= 18 and (value.isdecimal() or _INTEGER.fullmatch(value.strip())):
-                return int(value)
-            return slow(value)
+        return _enum_converter(declared, slow)
+    try:
+        fast = _FAST_CONVERTERS.get(declared)
+    except TypeError:  # an unhashable declaration names no type: the general way, as for an unknown one
+        return slow
+    return slow if fast is None else fast(slow)
 
-        return convert_integer
-    if declared == "number":
-        def convert_number(value: Any) -> Any:
-            if (type(value) is int and _INT64_MIN <= value <= _INT64_MAX) or (type(value) is float and isfinite(value)):
-                return value
-            if type(value) is str:
-                try:
-                    number = float(value)
-                except ValueError:
-                    pass
-                else:
-                    if isfinite(number):
-                        return number
-            return slow(value)
 
-        return convert_number
-    if declared == "boolean":
-        def convert_boolean(value: Any) -> Any:
-            if type(value) is bool:
-                return value
-            if type(value) is str:
-                found = _BOOLEANS.get(value.strip().lower())
-                if found is not None:
-                    return found
-            return slow(value)
+def _convert_id(value: Any) -> str:
+    """A contact id: a non-empty text or number, trimmed, without control characters or the erased prefix."""
+    if type(value) is str and value.strip() and not CONTROL_CHARACTERS.search(value) and \
+            not value.startswith(ERASED_PREFIX):
+        return value.strip()
+    if type(value) is str and value.strip().startswith(ERASED_PREFIX):
+        raise ValueError(f"field `id`: ids beginning with `{ERASED_PREFIX}` are kept for erased contacts")
+    if value is None or isinstance(value, (dict, list, bool)) or str(value).strip() == "":
+        raise ValueError("`id` must be a non-empty text or number")
+    text = str(value)
+    problem = text_problem(text, strict=True)
+    if problem is not None:  # an id ends up in logs, URLs and file names: no line breaks, no controls
+        raise ValueError(f"field `id`: `{shown(text)}` {problem}")
+    return text.strip()
 
-        return convert_boolean
-    if declared == "date":
-        def convert_date(value: Any) -> Any:
-            if type(value) is str:
-                try:
-                    day = date.fromisoformat(value.strip())
-                except ValueError:
-                    pass
-                else:
-                    if EARLIEST.year <= day.year < LATEST.year:
-                        return day.isoformat()
-            return slow(value)
 
-        return convert_date
-    if declared == "list":
-        def convert_list(value: Any) -> Any:
-            if type(value) is str and not _refused(value):
-                return [item for item in map(str.strip, value.split(LIST_SEPARATOR)) if item]
-            return slow(value)  # a list: its items are checked there
+# The short paths, one per declared type: each takes the field's general conversion (`slow`, which it falls
+# back to for anything but the usual values) and gives the field's converter.
 
-        return convert_list
-    return slow  # datetime and anything else: the general way
+def _enum_converter(declared: dict[str, Any], slow: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    texts = {item for item in declared.get("enum", []) if type(item) is str}
+    return lambda value: value if type(value) is str and value in texts else slow(value)
+
+
+def _string_converter(slow: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    return lambda value: value if type(value) is str and not _refused(value) else slow(value)
+
+
+def _integer_converter(slow: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def convert_integer(value: Any) -> Any:
+        if type(value) is int and _INT64_MIN <= value <= _INT64_MAX:
+            return value
+        # 18 digits always fit in 64 bits
+        if type(value) is str and len(value) <= 18 and (value.isdecimal() or _INTEGER.fullmatch(value.strip())):
+            return int(value)
+        return slow(value)
+
+    return convert_integer
+
+
+def _number_converter(slow: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def convert_number(value: Any) -> Any:
+        if (type(value) is int and _INT64_MIN <= value <= _INT64_MAX) or (type(value) is float and isfinite(value)):
+            return value
+        if type(value) is str:
+            try:
+                number = float(value)
+            except ValueError:
+                pass
+            else:
+                if isfinite(number):
+                    return number
+        return slow(value)
+
+    return convert_number
+
+
+def _boolean_converter(slow: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def convert_boolean(value: Any) -> Any:
+        if type(value) is bool:
+            return value
+        if type(value) is str:
+            found = _BOOLEANS.get(value.strip().lower())
+            if found is not None:
+                return found
+        return slow(value)
+
+    return convert_boolean
+
+
+def _date_converter(slow: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def convert_date(value: Any) -> Any:
+        if type(value) is str:
+            try:
+                day = date.fromisoformat(value.strip())
+            except ValueError:
+                pass
+            else:
+                if EARLIEST.year <= day.year < LATEST.year:
+                    return day.isoformat()
+        return slow(value)
+
+    return convert_date
+
+
+def _list_converter(slow: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def convert_list(value: Any) -> Any:
+        if type(value) is str and not _refused(value):
+            return [item for item in map(str.strip, value.split(LIST_SEPARATOR)) if item]
+        return slow(value)  # a list: its items are checked there
+
+    return convert_list
+
+
+# datetime (and any other type) has no short path: the general way.
+_FAST_CONVERTERS: dict[str, Callable[[Callable[[Any], Any]], Callable[[Any], Any]]] = {
+    "string": _string_converter,
+    "integer": _integer_converter,
+    "number": _number_converter,
+    "boolean": _boolean_converter,
+    "date": _date_converter,
+    "list": _list_converter,
+}
 
 
 class ContactChecker:
@@ -401,7 +437,7 @@ def import_contacts(store: Store, source: str | Path, *, fields: dict[str, Any],
     return result
 
 
-def _import_batch(store: Store, batch: list, result: ImportResult, reject: Any, check: ContactChecker, key: str,  # noqa: C901 - split by the refactor of issue 11
+def _import_batch(store: Store, batch: list, result: ImportResult, reject: Any, check: ContactChecker, key: str,
                   skip_invalid: bool) -> None:
     """Check a batch (rows, duplicates, matches) and write it; problems go to `reject`."""
     bad = 0
@@ -411,7 +447,33 @@ def _import_batch(store: Store, batch: list, result: ImportResult, reject: Any, 
         bad += 1
         reject(line, row, message)
 
+    checked = _checked_rows(batch, result, check, note)
+    if not checked:
+        return
     db = store.db
+    fresh = _first_in_file(db, checked, key, note)
+    by_id, by_email = _stored_matches(db, fresh, key)
+    now = store.stamp()
+    inserts, updates, events = _planned_writes(fresh, key, by_id, by_email, now, result, note)
+    if (result.problems.count or bad) and not skip_invalid:
+        return  # the transaction will be rolled back: checking goes on, writing would be wasted
+    # The hot path: one prepared statement per batch. sqlite-utils' insert_all/upsert_all inspect every
+    # value (jsonify_if_needed) and rebuild the SQL per chunk, about a third of an import's time, measured.
+    if inserts:
+        db.conn.executemany(INSERT_CONTACT, inserts)
+    if updates:
+        db.conn.executemany(UPDATE_CONTACT, updates)
+    if events:
+        db.conn.executemany(INSERT_EVENT, events)
+
+
+Checked = tuple[int, dict[str, Any], dict[str, Any]]  # (line, the row as read, its values as stored)
+
+
+def _checked_rows(batch: list, result: ImportResult, check: ContactChecker,
+                  note: Callable[[int, dict[str, Any] | None, str], None]) -> list[Checked]:
+    """The batch's rows that read and check well, with their values; the others go to `note`, the notices
+    of the good ones to `result`."""
     checked = []
     for line, row in batch:
         result.read += 1
@@ -426,8 +488,13 @@ def _import_batch(store: Store, batch: list, result: ImportResult, reject: Any, 
             continue
         for notice in check.notices:
             result.notice(line, notice)
-    if not checked:
-        return
+    return checked
+
+
+def _first_in_file(db: Any, checked: list[Checked], key: str,
+                   note: Callable[[int, dict[str, Any] | None, str], None]) -> list[Checked]:
+    """The rows whose key no earlier row of the file had (kept in temp.import_seen, batch after batch); the
+    others go to `note`, which names the line of the first."""
     keys = list({values[key] for _, _, values in checked})
     marks = ",".join("?" * len(keys))
     earlier = dict(db.execute(f"SELECT key, line FROM temp.import_seen WHERE key IN ({marks})", keys).fetchall())
@@ -441,40 +508,36 @@ def _import_batch(store: Store, batch: list, result: ImportResult, reject: Any, 
         fresh.append((line, row, values))
     db.conn.executemany("INSERT INTO temp.import_seen (key, line) VALUES (?, ?)",
                         [(values[key], line) for line, _, values in fresh])
+    return fresh
 
+
+def _stored_matches(db: Any, fresh: list[Checked], key: str) -> tuple[dict[str, dict], dict[str, list[dict]]]:
+    """The stored contacts the rows may be: by id (the ids the rows give) and, importing by email, by the
+    normal form of their email (several contacts may share one)."""
     if key == "id":
-        ids = [values["id"] for _, _, values in fresh]
-        by_id = {row["id"]: row for row in _select(db, "id", ids)}
-        by_email: dict[str, list] = {}
-    else:
-        # Stored emails are in normal form, but a store written by an older version may hold an IDN domain
-        # in its ASCII (punycode) form: look for both, and match on the normal form.
-        emails = {values["email"] for _, _, values in fresh}
-        emails |= {parse_email(email).smtp for email in emails}
-        by_email = {}
-        for row in _select(db, "email", sorted(emails)):
-            by_email.setdefault(normalise_address(row["email"], "email"), []).append(row)
-        by_id = {row["id"]: row for row in _select(db, "id", [v["id"] for _, _, v in fresh if "id" in v])}
+        return {row["id"]: row for row in _select(db, "id", [values["id"] for _, _, values in fresh])}, {}
+    # Stored emails are in normal form, but a store written by an older version may hold an IDN domain
+    # in its ASCII (punycode) form: look for both, and match on the normal form.
+    emails = {values["email"] for _, _, values in fresh}
+    emails |= {parse_email(email).smtp for email in emails}
+    by_email: dict[str, list[dict]] = {}
+    for row in _select(db, "email", sorted(emails)):
+        by_email.setdefault(normalise_address(row["email"], "email"), []).append(row)
+    return {row["id"]: row for row in _select(db, "id", [v["id"] for _, _, v in fresh if "id" in v])}, by_email
 
-    now = store.stamp()
+
+def _planned_writes(fresh: list[Checked], key: str, by_id: dict[str, dict], by_email: dict[str, list[dict]],
+                    now: str, result: ImportResult, note: Callable[[int, dict[str, Any] | None, str], None],
+                    ) -> tuple[list[tuple], list[tuple], list[tuple]]:
+    """The contacts rows to insert and to update and the events to add, for the rows matched to their stored
+    contact (or to none: a new one); `result` counts them, rows that match no way go to `note`."""
     inserts, updates, events = [], [], []
     for line, row, values in fresh:
         if key == "email":
-            matches = by_email.get(values["email"], [])
-            if len(matches) > 1:
-                note(line, row, f"{len(matches)} contacts have the email `{values['email']}`; import them by id")
+            current, problem = _email_match(values, by_email, by_id)
+            if problem is not None:
+                note(line, row, problem)
                 continue
-            current = matches[0] if matches else None
-            if current is not None and values.get("id", current["id"]) != current["id"]:
-                note(line, row, f"the email `{values['email']}` belongs to contact `{current['id']}`, "
-                                  f"not `{values['id']}`")
-                continue
-            if current is None and values.get("id") in by_id:
-                note(line, row, f"contact `{values['id']}` exists with another email; "
-                                  "import with --key id to change an email")
-                continue
-            if current is None:
-                values.setdefault("id", new_contact_id())
         else:
             current = by_id.get(values["id"])
         if current is None:
@@ -495,16 +558,24 @@ def _import_batch(store: Store, batch: list, result: ImportResult, reject: Any, 
         events.append((record["id"], "contact_updated", now,
                        _json({"changed": changed, "previous": {name: before.get(name) for name in changed}}), now))
         result.updated += 1
-    if (result.problems.count or bad) and not skip_invalid:
-        return  # the transaction will be rolled back: checking goes on, writing would be wasted
-    # The hot path: one prepared statement per batch. sqlite-utils' insert_all/upsert_all inspect every
-    # value (jsonify_if_needed) and rebuild the SQL per chunk, about a third of an import's time, measured.
-    if inserts:
-        db.conn.executemany(INSERT_CONTACT, inserts)
-    if updates:
-        db.conn.executemany(UPDATE_CONTACT, updates)
-    if events:
-        db.conn.executemany(INSERT_EVENT, events)
+    return inserts, updates, events
+
+
+def _email_match(values: dict[str, Any], by_email: dict[str, list[dict]],
+                 by_id: dict[str, dict]) -> tuple[dict | None, str | None]:
+    """Importing by email: (the stored contact with the row's email, or None for a new one, then given the id
+    the row gives or a new one; None), or (None, why the row cannot be imported)."""
+    matches = by_email.get(values["email"], [])
+    if len(matches) > 1:
+        return None, f"{len(matches)} contacts have the email `{values['email']}`; import them by id"
+    current = matches[0] if matches else None
+    if current is not None and values.get("id", current["id"]) != current["id"]:
+        return None, f"the email `{values['email']}` belongs to contact `{current['id']}`, not `{values['id']}`"
+    if current is None and values.get("id") in by_id:
+        return None, f"contact `{values['id']}` exists with another email; import with --key id to change an email"
+    if current is None:
+        values.setdefault("id", new_contact_id())
+    return current, None
 
 
 def _select(db: Any, column: str, values: list[str]) -> list:

@@ -158,6 +158,48 @@ def test_contact_field_date_trigger(check, field, message):
 
 
 @fails("contact-field")
+@pytest.mark.parametrize("field, message", [
+    ("lifecycle", "contact field `lifecycle` is an enum, but a date trigger needs a `date` or `datetime` field"),
+    ("score", "contact field `score` is an `integer`, but a date trigger needs a `date` or `datetime` field"),
+])
+def test_contact_field_date_trigger_names_the_type_it_has(check, field, message):
+    check({WF: welcome(trigger=f"date: {{field: {field}}}")}, "contact-field", problem=(5, 17), message=message)
+
+
+@fails("contact-field")
+def test_contact_field_unknown_in_a_workflow_template_string(check):
+    check({WF: welcome('- task: {title: "Call {{ contact.frist_name }}"}\n')}, "contact-field", problem=(7, 36),
+          message="unknown contact field `frist_name`; did you mean `first_name`?")
+
+
+@fails("contact-field")
+def test_contact_field_every_kind_of_finding_in_one_project(check):
+    # One project with a finding of each kind, in every file it can be in: each is reported, none hides another.
+    source = welcome("""
+        - if: "contact.contry == 'FR'"
+          then: [{exit: done}]
+        - task: {title: "Call {{ contact.frist_name }}"}
+        - update: {set: {lifecyle: customer, score: high}, unset: [contry]}
+        - id: hello
+          email: welcome/hello
+        """, trigger="date: {field: country}")
+    found = check({WF: source, HI: "Hi {{ contact.frist_name }}\n",
+                   "mauto.yaml": PROJECT_YAML.replace("contact.score >= 100", "contact.scor >= 100")},
+                  "contact-field", problem=[(WF, 5, 17), (WF, 7, 18), (WF, 9, 36), (WF, 10, 20), (WF, 10, 47),
+                                            (WF, 10, 62), (HI, 1, 15), ("mauto.yaml", 12, 17)])
+    assert sorted(problem.message for problem in found) == sorted([
+        "contact field `country` is a `string`, but a date trigger needs a `date` or `datetime` field",
+        "unknown contact field `contry`; did you mean `country`?",
+        "unknown contact field `frist_name`; did you mean `first_name`?",
+        "unknown contact field `lifecyle`; did you mean `lifecycle`?",
+        "contact field `score` is an `integer`, not `high`",
+        "unknown contact field `contry`; did you mean `country`?",
+        "unknown contact field `frist_name`; did you mean `first_name`?",
+        "unknown contact field `scor`; did you mean `score`?",
+    ])
+
+
+@fails("contact-field")
 def test_contact_field_in_a_project_segment(check):
     check({"mauto.yaml": PROJECT_YAML.replace("contact.score >= 100", "contact.scor >= 100")}, "contact-field",
           problem=(12, 17), message="unknown contact field `scor`; did you mean `score`?")

@@ -3,11 +3,14 @@ times; a local time that does not exist is taken and said. Real SQLite files in 
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from mauto.datafiles import coerce
+from mauto.limits import LimitError
 from mauto.store import Store
 from mauto.store.contacts import ContactChecker, contact_state, erase, import_contacts, typed_fields, unsubscribe
 from mauto.store.events import check_event, ingest_events
@@ -332,3 +335,75 @@ def test_an_event_at_a_local_time_that_does_not_exist_is_said(tmp_path: Path, st
         (f"{source}:2: `at`: 2026-03-29T02:30:00 does not exist in Europe/Paris (clocks went forward); taken as "
         "2026-03-29T03:30:00+02:00")])
     assert result.to_dict()["notices"][0]["line"] == 2
+
+
+# --- datafiles.coerce, one declared type at a time ------------------------------------------------------------
+# Every way of each type, with the exact value or message: coerce is one function per type since issue 11.
+
+ENUM = {"enum": ["bronze", "gold", 1]}
+NOT_64 = "is outside the integers mauto handles (64 bits: -9223372036854775808 to 9223372036854775807)"
+
+
+@pytest.mark.parametrize("value, declared, expected", [
+    (None, "integer", None),
+    ("gold", ENUM, "gold"),
+    (1, ENUM, 1),
+    ("platinum", ENUM, ValueError("must be one of bronze, gold, 1, not `platinum`")),
+    ("x", {}, ValueError("must be one of , not `x`")),
+    (4.5, "string", "4.5"),
+    (("t",), "string", "('t',)"),
+    ([1], "string", ValueError("must be a text, not a list")),
+    ({"a": 1}, "string", ValueError("must be a text, not a mapping")),
+    (" 42 ", "integer", 42),
+    ("+" + "0" * 25 + "1", "integer", 1),
+    ("٣", "integer", 3),
+    ("9" * 20, "integer", ValueError(f"`{'9' * 20}` {NOT_64}")),
+    ("-9223372036854775809", "integer", ValueError(f"`-9223372036854775809` {NOT_64}")),
+    (True, "integer", ValueError("must be an integer, not `True`")),
+    (4.0, "integer", ValueError("must be an integer, not `4.0`")),
+    ("1_000", "integer", ValueError("must be an integer, not `1_000`")),
+    (7, "number", 7),
+    ("7", "number", 7.0),
+    (" 1e3 ", "number", 1000.0),
+    (2**63, "number", ValueError(f"`9223372036854775808` {NOT_64}")),
+    (False, "number", ValueError("must be a number, not `False`")),
+    ("x", "number", ValueError("must be a number, not `x`")),
+    ([1], "number", ValueError("must be a number, not `[1]`")),
+    ("1e400", "number", ValueError("must be a finite number, not `1e400`")),
+    (" Yes ", "boolean", True),
+    ("0", "boolean", False),
+    (1, "boolean", True),
+    (2, "boolean", ValueError("must be true or false, not `2`")),
+    ("maybe", "boolean", ValueError("must be true or false, not `maybe`")),
+    (" 1990-01-02 ", "date", date(1990, 1, 2)),
+    (date(1990, 1, 2), "date", date(1990, 1, 2)),
+    (19900102, "date", date(1990, 1, 2)),  # read as its text, which fromisoformat takes
+    ("1990-02-30", "date", ValueError("`1990-02-30` is not a date (YYYY-MM-DD)")),
+    ("9999-01-01", "date", LimitError("`9999-01-01` is outside the dates mauto handles (years 1000 to 8999)")),
+    ("soon", "datetime", ValueError("`soon` is not a date-time (2026-03-02T10:00:00+01:00)")),
+    ("9999-01-01T00:00:00Z", "datetime",
+     LimitError("time `9999-01-01T00:00:00+00:00` is outside the times mauto handles (years 1000 to 8999)")),
+    (" a ; ;b ", "list", ["a", "b"]),
+    (["x", 1], "list", ["x", 1]),
+    (5, "list", ValueError("must be a list, not `5`")),
+    ({"a": [1]}, "object", {"a": [1]}),  # a type mauto does not know: the value as it is
+    ("x", ["odd"], "x"),  # nor one it cannot look up
+    ("a\x00", "integer", ValueError("contains a NUL character (U+0000)")),  # the texts first, whatever the type
+    (["\x00"], ENUM, ValueError("contains a NUL character (U+0000)")),
+])
+def test_coerce_each_declared_type(value: Any, declared: Any, expected: Any) -> None:
+    if isinstance(expected, ValueError):
+        with pytest.raises(ValueError) as raised:
+            coerce(value, declared, "Europe/Paris")
+        assert (type(raised.value), str(raised.value)) == (type(expected), str(expected))
+    else:
+        typed = coerce(value, declared, "Europe/Paris")
+        assert (typed, type(typed)) == (expected, type(expected))
+
+
+def test_coerce_says_which_local_time_it_took() -> None:
+    notices: list[str] = []
+    typed = coerce("2026-03-29T02:30:00", "datetime", "Europe/Paris", notices)
+    assert typed.isoformat() == "2026-03-29T03:30:00+02:00"
+    assert notices == ["2026-03-29T02:30:00 does not exist in Europe/Paris (clocks went forward); taken as "
+                       "2026-03-29T03:30:00+02:00"]

@@ -33,51 +33,74 @@ def _message(field, fields):
     return f"unknown contact field `{field}`; {hint}"
 
 
-def check(ctx):  # noqa: C901 - split by the refactor of issue 11
+def check(ctx):
     if ctx.project_file.yaml_error is not None:
         return  # the declared fields are unknown: yaml-syntax reports the project file
     fields = ctx.project.contact_fields
+    yield from _in_expressions(ctx, fields)
+    yield from _in_template_files(ctx, fields)
+    yield from _in_template_strings(ctx, fields)
+    for file, workflow in ctx.workflows:
+        for step in workflow.iter_steps():
+            if step.kind == "update":
+                yield from _in_update_step(ctx, file, step, fields)
+        if workflow.trigger.kind == "date":
+            yield from _in_date_trigger(ctx, file, workflow.trigger, fields)
+
+
+def _in_expressions(ctx, fields):
+    """`contact.x` in every expression, the `where=` strings nested in them included."""
     for site in ctx.all_expression_sites():
         try:
             uses = site.expression.uses
         except ExpressionError:
-            continue
+            continue  # expression-syntax reports it
         for use in uses:
             if use.kind == "contact" and use.name not in fields:
                 yield ctx.problem(site.file, ctx.expression_pos(site, use.offset), _message(use.name, fields))
+
+
+def _in_template_files(ctx, fields):
+    """`contact.x` in the template files under templates/."""
     for name in ctx.template_files():
         info = ctx.templates.info(name)
         for field, pos in info.contact_fields.items():
             if field not in fields:
                 yield Problem(info.display_path, pos.line, pos.col, message=_message(field, fields))
+
+
+def _in_template_strings(ctx, fields):
+    """`contact.x` in the template strings written in workflows (step `vars`, `update.set`, tasks, webhooks)."""
     for file, _workflow, _step, _path, info in ctx.template_string_infos:
         for field, pos in info.contact_fields.items():
             if field not in fields:
                 yield Problem(file.display, pos.line, pos.col, message=_message(field, fields))
-    for file, workflow in ctx.workflows:
-        for step in workflow.iter_steps():
-            if step.kind != "update":
-                continue
-            for field, value in step.value.get("set", {}).items():
-                path = step.path + ("update", "set", field)
-                if field not in fields:
-                    yield ctx.problem(file, path, _message(field, fields), key=True)
-                else:
-                    wrong = _type_mismatch(fields[field], value)
-                    if wrong:
-                        yield ctx.problem(file, path, f"contact field `{field}` {wrong}")
-            for index, field in enumerate(step.value.get("unset", [])):
-                if field not in fields:
-                    yield ctx.problem(file, step.path + ("update", "unset", index), _message(field, fields))
-        trigger = workflow.trigger
-        if trigger.kind == "date":
-            field = trigger.value["field"]
-            path = ("trigger", "date", "field")
-            if field not in fields:
-                yield ctx.problem(file, path, _message(field, fields))
-            elif fields[field] not in ("date", "datetime"):
-                yield ctx.problem(file, path, f"contact field `{field}` is {_type_name(fields[field])}, "
-                                              "but a date trigger needs a `date` or `datetime` field")
+
+
+def _in_update_step(ctx, file, step, fields):
+    """The fields an `update` step sets (known, and of a fitting value when literal) and unsets (known)."""
+    for field, value in step.value.get("set", {}).items():
+        path = step.path + ("update", "set", field)
+        if field not in fields:
+            yield ctx.problem(file, path, _message(field, fields), key=True)
+        else:
+            wrong = _type_mismatch(fields[field], value)
+            if wrong:
+                yield ctx.problem(file, path, f"contact field `{field}` {wrong}")
+    for index, field in enumerate(step.value.get("unset", [])):
+        if field not in fields:
+            yield ctx.problem(file, step.path + ("update", "unset", index), _message(field, fields))
+
+
+def _in_date_trigger(ctx, file, trigger, fields):
+    """A `date` trigger's field: known, and a `date` or `datetime`."""
+    field = trigger.value["field"]
+    path = ("trigger", "date", "field")
+    if field not in fields:
+        yield ctx.problem(file, path, _message(field, fields))
+    elif fields[field] not in ("date", "datetime"):
+        yield ctx.problem(file, path, f"contact field `{field}` is {_type_name(fields[field])}, "
+                                      "but a date trigger needs a `date` or `datetime` field")
 
 
 def _type_name(declared):
