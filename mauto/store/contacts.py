@@ -171,7 +171,7 @@ def field_converter(name: str, declared: Any, zone: str, notices: list[str] | No
 def _convert_id(value: Any) -> str:
     """A contact id: a non-empty text or number, trimmed, without control characters or the erased prefix."""
     if type(value) is str and value.strip() and not CONTROL_CHARACTERS.search(value) and \
-            not value.startswith(ERASED_PREFIX):
+            not value.lstrip().startswith(ERASED_PREFIX):
         return value.strip()
     if type(value) is str and value.strip().startswith(ERASED_PREFIX):
         raise ValueError(f"field `id`: ids beginning with `{ERASED_PREFIX}` are kept for erased contacts")
@@ -532,9 +532,12 @@ def _planned_writes(fresh: list[Checked], key: str, by_id: dict[str, dict], by_e
     """The contacts rows to insert and to update and the events to add, for the rows matched to their stored
     contact (or to none: a new one); `result` counts them, rows that match no way go to `note`."""
     inserts, updates, events = [], [], []
+    created: set[str] = set()  # ids of the contacts this batch creates: a second row giving one is refused
     for line, row, values in fresh:
         if key == "email":
             current, problem = _email_match(values, by_email, by_id)
+            if problem is None and current is None and values["id"] in created:
+                problem = _another_email(values["id"])
             if problem is not None:
                 note(line, row, problem)
                 continue
@@ -544,6 +547,7 @@ def _planned_writes(fresh: list[Checked], key: str, by_id: dict[str, dict], by_e
             record = {"email_consent": False, "sms_consent": False, "created_at": now, **values}
             contact, fields_json = _contact_row(record, now)
             inserts.append(contact)
+            created.add(record["id"])
             events.append((record["id"], "contact_created", now, _created_properties(record, fields_json), now))
             result.created += 1
             continue
@@ -561,6 +565,10 @@ def _planned_writes(fresh: list[Checked], key: str, by_id: dict[str, dict], by_e
     return inserts, updates, events
 
 
+def _another_email(contact_id: str) -> str:
+    return f"contact `{contact_id}` exists with another email; import with --key id to change an email"
+
+
 def _email_match(values: dict[str, Any], by_email: dict[str, list[dict]],
                  by_id: dict[str, dict]) -> tuple[dict | None, str | None]:
     """Importing by email: (the stored contact with the row's email, or None for a new one, then given the id
@@ -572,7 +580,7 @@ def _email_match(values: dict[str, Any], by_email: dict[str, list[dict]],
     if current is not None and values.get("id", current["id"]) != current["id"]:
         return None, f"the email `{values['email']}` belongs to contact `{current['id']}`, not `{values['id']}`"
     if current is None and values.get("id") in by_id:
-        return None, f"contact `{values['id']}` exists with another email; import with --key id to change an email"
+        return None, _another_email(values["id"])
     if current is None:
         values.setdefault("id", new_contact_id())
     return current, None

@@ -168,3 +168,24 @@ def test_converters_are_unchanged_for_values_of_the_wrong_kind() -> None:
         with pytest.raises(ValueError) as raised:
             field_converter("f", declared, "UTC")(value)
         assert str(raised.value) == message, (declared, value)
+
+
+def test_an_id_with_spaces_before_the_erased_prefix_is_refused_too() -> None:
+    # " erased-x" was trimmed to "erased-x" and stored: an id only erasure may make.
+    convert = field_converter("id", "string", "UTC")
+    with pytest.raises(ValueError, match="^field `id`: ids beginning with `erased-` are kept for erased contacts$"):
+        convert(" erased-x")
+
+
+@pytest.mark.parametrize("batch_size", [1, 2000])
+def test_two_new_rows_giving_one_id_by_email_is_a_row_error_whatever_the_batches(tmp_path: Path, store: Store,
+                                                                                  batch_size: int) -> None:
+    # In one batch both were inserted and SQLite refused the second: "UNIQUE constraint failed", no line.
+    source = write(tmp_path / "b.jsonl", "".join(json.dumps(row) + "\n" for row in [
+        {"email": "a@example.com", "id": "z"}, {"email": "b@example.com", "id": "z"}]))
+    result = import_contacts(store, source, fields=FIELDS, zone="UTC", key="email", skip_invalid=True,
+                             batch_size=batch_size)
+    assert [(problem.line, problem.message) for problem in result.problems.kept] == [
+        (2, "contact `z` exists with another email; import with --key id to change an email")]
+    assert (result.created, result.committed) == (1, True)
+    assert [(row["id"], row["email"]) for row in rows(store, "contacts")] == [("z", "a@example.com")]
