@@ -26,6 +26,8 @@ class Scope:
     vars) evaluate nothing, so the records are built only when a name is first asked for.
     """
 
+    __slots__ = ("contact", "_contact_record", "now", "entered_at", "vars", "_event", "zone_name")
+
     def __init__(self, contact: ContactState, contact_record: Record | Callable[[], Record], now: datetime,
                  entered_at: datetime | None, vars: dict[str, Any], event: Record | Callable[[], Record | None] | None,
                  zone_name: str) -> None:

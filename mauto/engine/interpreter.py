@@ -15,10 +15,12 @@ from mauto.engine.state import (
     ACTIVE,
     COMPLETED,
     CONVERTED,
+    ENDED,
     EXITED,
     FAILED,
     PENDING,
     WAITING_EVENT,
+    Detail,
     Effect,
     Enrollment,
     LogEntry,
@@ -69,6 +71,7 @@ class Program:
         self.next: dict[str, str | None] = {}
         self.first: dict[tuple[str, str], str | None] = {}
         self.by_id: dict[str, str] = {}
+        self.labels: dict[str, str] = {}  # every entry and effect names its step: worked out once
         self.start = path_key(workflow.steps[0]) if workflow.steps else None
         self._assign(workflow.steps, None)
 
@@ -78,6 +81,7 @@ class Program:
             following = path_key(steps[index + 1]) if index + 1 < len(steps) else after
             self.steps[key] = step
             self.next[key] = following
+            self.labels[key] = step.id or step.label
             if step.id:
                 self.by_id[step.id] = key
             for name, block in step.blocks.items():
@@ -86,8 +90,7 @@ class Program:
 
     def label(self, key: str) -> str:
         """The step as the timeline names it: its id, or its 1-based path (`3.then.1`)."""
-        step = self.steps[key]
-        return step.id or step.label
+        return self.labels[key]
 
 
 class Settings:
@@ -172,6 +175,10 @@ class Engine:
 
     def scope(self, workflow: Workflow, contact: ContactState, now: datetime, entered_at: datetime | None,
               vars: dict[str, Any], event: Event | dict | None) -> Scope:
+        return self._scope(contact, now, entered_at, vars, event, self.zone_name(workflow, contact))
+
+    def _scope(self, contact: ContactState, now: datetime, entered_at: datetime | None, vars: dict[str, Any],
+               event: Event | dict | None, zone_name: str) -> Scope:
         declared = self.settings.contact_fields
 
         def event_record() -> Record | None:
@@ -179,8 +186,7 @@ class Engine:
                 return None
             return (Event.from_dict(event) if isinstance(event, dict) else event).record()
 
-        return Scope(contact, lambda: contact.record(declared), now, entered_at, vars, event_record,
-                     self.zone_name(workflow, contact))
+        return Scope(contact, lambda: contact.record(declared), now, entered_at, vars, event_record, zone_name)
 
     def admits(self, workflow: Workflow, contact: ContactState, at: datetime,
                event: Event | None) -> tuple[bool, str | None]:
@@ -189,12 +195,16 @@ class Engine:
         (False, None): the trigger's condition filtered the event out, nothing to explain;
         (False, reason): the contact was turned away by the audience.
         """
-        scope = self.scope(workflow, contact, at, at, {}, event)
-        if (workflow.trigger.where is not None and event is not None
-                and not workflow.trigger.where.evaluate(**scope.names())):
+        where = workflow.trigger.where if event is not None else None
+        audience = workflow.audience
+        if where is None and audience is None:
+            return True, ""
+        # One set of names for both: evaluating reads them, never changes them.
+        names = self.scope(workflow, contact, at, at, {}, event).names()
+        if where is not None and not where.evaluate(**names):
             return False, None
-        if workflow.audience is not None and not workflow.audience.evaluate(**scope.names()):
-            return False, f"not in audience: {workflow.audience.source}"
+        if audience is not None and not audience.evaluate(**names):
+            return False, f"not in audience: {audience.source}"
         return True, ""
 
     def enroll(self, workflow: Workflow, contact: ContactState, at: datetime, event: Event | None,
@@ -216,7 +226,8 @@ class Engine:
         """Run what is due at `now`: a wait that ended, a postponed send, a wait_for that timed out."""
         _aware(now, "now")
         outcome = Outcome(enrollment)
-        if enrollment.ended or enrollment.state == PENDING:
+        state = enrollment.state
+        if state in ENDED or state == PENDING:
             return outcome
         wake = enrollment.wake_time
         if wake is not None and wake > now:
@@ -225,12 +236,12 @@ class Engine:
         enrollment.wake_at = None
         if enrollment.waiting and "wait" in enrollment.waiting:
             enrollment.waiting = None  # the wait is over
-        if enrollment.state == WAITING_EVENT:
+        if state == WAITING_EVENT:
             program = self.program(workflow)
             key = _step_key(enrollment)
             waited = enrollment.waiting or {}
             enrollment.state, enrollment.waiting = ACTIVE, None
-            self._log(outcome, at, program, key, "timeout", f"no {waited.get('event')} by {at.isoformat()}")
+            self._log(outcome, at, program, key, "timeout", Detail(_then_iso, f"no {waited.get('event')} by ", at))
             enrollment.position = program.first.get((key, "on_timeout"), program.next[key])
         self._run(workflow, contact, at, outcome)
         return outcome
@@ -239,11 +250,13 @@ class Engine:
         """An event for the contact arrived: exit_on, goal, or the end of a wait_for."""
         _aware(event.at, "event.at")
         outcome = Outcome(enrollment)
-        if enrollment.ended or event.at < datetime.fromisoformat(enrollment.entered_at):
+        if enrollment.ended:
+            return outcome
+        entered = datetime.fromisoformat(enrollment.entered_at)
+        if event.at < entered:
             return outcome
         program = self.program(workflow)
-        scope = self.scope(workflow, contact, event.at, datetime.fromisoformat(enrollment.entered_at),
-                           enrollment.vars, enrollment.trigger_event)
+        scope = self.scope(workflow, contact, event.at, entered, enrollment.vars, enrollment.trigger_event)
         record = event.record()
         here = _current_step(enrollment)
         try:
@@ -252,8 +265,7 @@ class Engine:
             goal = workflow.goal
             if goal and not enrollment.converted and goal["event"] == event.name:
                 within = goal.get("within")
-                in_time = within is None or event.at <= shifted(datetime.fromisoformat(enrollment.entered_at),
-                                                                parse_duration(within))
+                in_time = within is None or event.at <= shifted(entered, parse_duration(within))
                 if in_time and ("where" not in goal or scope.evaluate(goal["where"], record)):
                     enrollment.converted = True
                     self._log(outcome, event.at, program, here, "goal", f"{event.name}")
@@ -333,7 +345,7 @@ class Engine:
         enrollment = outcome.enrollment
         program = self.program(workflow)
         for _ in range(MAX_STEPS_PER_RUN):
-            if enrollment.ended or enrollment.state != ACTIVE or enrollment.wake_at is not None:
+            if enrollment.state != ACTIVE or enrollment.wake_at is not None:  # ended, waiting, pending or asleep
                 return
             key = enrollment.position
             if key is None:
@@ -345,7 +357,7 @@ class Engine:
             except (StepError, TemplateError, SecurityError, TypeError, ValueError, ArithmeticError,
                     AttributeError, KeyError) as error:
                 reason = str(error) if isinstance(error, StepError) else f"{type(error).__name__}: {error}"
-                self._end(outcome, at, program, key, FAILED, f"step {program.label(key)}: {reason}")
+                self._end(outcome, at, program, key, FAILED, f"step {program.labels[key]}: {reason}")
                 return
             if moved:
                 enrollment.position = program.next[key]
@@ -361,53 +373,92 @@ class Engine:
               at: datetime, outcome: Outcome) -> bool:
         """Run one step at `at`. True: go on to the next step; False: the step moved or stopped the enrollment."""
         enrollment = outcome.enrollment
+        # Parsed for every step, as when each step built its scope: an entry time that does not read fails
+        # whichever step comes first. The scope itself is built only by the steps that evaluate something.
+        entered = datetime.fromisoformat(enrollment.entered_at)
+        enrollment.occurrences[key] = enrollment.occurrences.get(key, 0) + 1
+        kind = step.kind
+        if kind == "wait":
+            return self._wait(workflow, program, step, key, contact, at, outcome)
+        if kind in ("email", "sms"):
+            return self._send(workflow, program, step, key, contact, at, outcome, entered)
+        if kind == "wait_for":
+            return self._wait_for(program, step, key, at, outcome)
+        if kind == "if":
+            return self._branch(workflow, program, step, key, contact, at, outcome, entered)
+        if kind == "split":
+            return self._split(workflow, program, step, key, contact, at, outcome)
+        if kind in ("update", "score", "lists"):
+            return self._change(workflow, program, step, key, contact, at, outcome, entered)
+        return self._act(workflow, program, step, key, contact, at, outcome, entered)
+
+    # --- steps in detail ----------------------------------------------------------
+
+    def _wait(self, workflow: Workflow, program: Program, step: Step, key: str, contact: ContactState,
+              at: datetime, outcome: Outcome) -> bool:
+        enrollment = outcome.enrollment
+        wake = self._wake(workflow, contact, at, step.value)
+        if wake <= at:
+            self._log(outcome, at, program, key, "wait", "already past: no wait")
+            return True
+        until = wake.isoformat()
+        enrollment.wake_at = until
+        enrollment.position = program.next[key]
+        enrollment.waiting = {"wait": key}  # where the contact sleeps: an exit or goal meanwhile is logged here
+        self._log(outcome, at, program, key, "wait", "until " + until, extra={"until": until})
+        return False
+
+    def _wait_for(self, program: Program, step: Step, key: str, at: datetime, outcome: Outcome) -> bool:
+        enrollment = outcome.enrollment
+        value = step.value
+        deadline = later_within(at, parse_duration(value["timeout"]), "the wait_for")
+        enrollment.state = WAITING_EVENT
+        until = deadline.isoformat()
+        enrollment.waiting = {"event": value["event"], "where": value.get("where"), "since": at.isoformat(),
+                              "deadline": until}
+        enrollment.wake_at = until
+        self._log(outcome, at, program, key, "wait", f"for {value['event']} until {until}",
+                  extra={"until": until, "event": value["event"]})
+        return False
+
+    def _branch(self, workflow: Workflow, program: Program, step: Step, key: str, contact: ContactState,
+                at: datetime, outcome: Outcome, entered: datetime) -> bool:
+        enrollment = outcome.enrollment
+        condition = step.expression
+        if condition is None:  # the model gives every `if` step its expression
+            raise StepError("an `if` step without a condition")
+        scope = self._scope(contact, at, entered, enrollment.vars, enrollment.trigger_event,
+                            self.zone_name(workflow, contact))
+        result = bool(condition.evaluate(**scope.names()))
+        branch = "then" if result else "else"
+        self._log(outcome, at, program, key, "branch",
+                  f"{condition.source} → {str(result).lower()}{_evidence(step, scope)}",
+                  extra={"branch": branch})
+        enrollment.position = program.first.get((key, branch), program.next[key])
+        return False
+
+    def _split(self, workflow: Workflow, program: Program, step: Step, key: str, contact: ContactState,
+               at: datetime, outcome: Outcome) -> bool:
+        enrollment = outcome.enrollment
+        value = step.value
+        split_id = value.get("id") or step.id or key
+        variants = {name: spec["weight"] for name, spec in value["variants"].items()}
+        chosen = enrollment.variants.get(split_id) or variant_for(workflow.id, split_id, contact.id, variants)
+        enrollment.variants[split_id] = chosen
+        self._log(outcome, at, program, key, "split", f"variant {chosen} ({variants[chosen]}%)",
+                  extra={"variant": chosen, "split": split_id})
+        enrollment.position = program.first.get((key, chosen), program.next[key])
+        return False
+
+    def _change(self, workflow: Workflow, program: Program, step: Step, key: str, contact: ContactState,
+                at: datetime, outcome: Outcome, entered: datetime) -> bool:
+        """update, score, lists: a change to the contact, which later steps see."""
         kind = step.kind
         value = step.value
-        scope = self.scope(workflow, contact, at, datetime.fromisoformat(enrollment.entered_at), enrollment.vars,
-                           enrollment.trigger_event)
-        enrollment.occurrences[key] = enrollment.occurrences.get(key, 0) + 1
-        if kind == "wait":
-            wake = self._wake(workflow, contact, at, value)
-            if wake <= at:
-                self._log(outcome, at, program, key, "wait", "already past: no wait")
-                return True
-            enrollment.wake_at = wake.isoformat()
-            enrollment.position = program.next[key]
-            enrollment.waiting = {"wait": key}  # where the contact sleeps: an exit or goal meanwhile is logged here
-            self._log(outcome, at, program, key, "wait", f"until {wake.isoformat()}", extra={"until": wake.isoformat()})
-            return False
-        if kind == "wait_for":
-            deadline = later_within(at, parse_duration(value["timeout"]), "the wait_for")
-            enrollment.state = WAITING_EVENT
-            enrollment.waiting = {"event": value["event"], "where": value.get("where"), "since": at.isoformat(),
-                                  "deadline": deadline.isoformat()}
-            enrollment.wake_at = deadline.isoformat()
-            self._log(outcome, at, program, key, "wait", f"for {value['event']} until {deadline.isoformat()}",
-                      extra={"until": deadline.isoformat(), "event": value["event"]})
-            return False
-        if kind in ("email", "sms"):
-            return self._send(workflow, program, step, key, contact, at, outcome, scope)
-        if kind == "if":
-            condition = step.expression
-            if condition is None:  # the model gives every `if` step its expression
-                raise StepError("an `if` step without a condition")
-            result = bool(condition.evaluate(**scope.names()))
-            branch = "then" if result else "else"
-            self._log(outcome, at, program, key, "branch",
-                      f"{condition.source} → {str(result).lower()}{_evidence(step, scope)}",
-                      extra={"branch": branch})
-            enrollment.position = program.first.get((key, branch), program.next[key])
-            return False
-        if kind == "split":
-            split_id = value.get("id") or step.id or key
-            variants = {name: spec["weight"] for name, spec in value["variants"].items()}
-            chosen = enrollment.variants.get(split_id) or variant_for(workflow.id, split_id, contact.id, variants)
-            enrollment.variants[split_id] = chosen
-            self._log(outcome, at, program, key, "split", f"variant {chosen} ({variants[chosen]}%)",
-                      extra={"variant": chosen, "split": split_id})
-            enrollment.position = program.first.get((key, chosen), program.next[key])
-            return False
         if kind == "update":
+            enrollment = outcome.enrollment
+            scope = self._scope(contact, at, entered, enrollment.vars, enrollment.trigger_event,
+                                self.zone_name(workflow, contact))
             changes = self._update(contact, value, scope)
             self._effect(outcome, "update", at, program, key, changes)
             self._log(outcome, at, program, key, "update", _describe_update(changes))
@@ -419,29 +470,37 @@ class Engine:
                                                               "previous": {"score": before}})
             self._log(outcome, at, program, key, "score", f"{value:+d} → {contact.fields['score']}")
             return True
-        if kind == "lists":
-            before = list(contact.fields.get("lists") or [])
-            lists = list(before)
-            for name in value.get("add", []):
-                if name not in lists:
-                    lists.append(name)
-            lists = [name for name in lists if name not in value.get("remove", [])]
-            contact.fields["lists"] = lists
-            self._effect(outcome, "lists", at, program, key, {"add": value.get("add", []),
-                                                              "remove": value.get("remove", []),
-                                                              "previous": {"lists": before}})
-            parts = [f"+{n}" for n in value.get("add", [])] + [f"−{n}" for n in value.get("remove", [])]
-            self._log(outcome, at, program, key, "lists", " ".join(parts))
-            return True
-        if kind == "task":
-            task = {field: self._render(value[field], scope) for field in ("title", "assignee", "notes")
-                    if field in value}
-            if "due" in value:
-                task["due"] = later_within(at, parse_duration(value["due"]), "the task's due date").isoformat()
-            self._effect(outcome, "task", at, program, key, task)
-            self._log(outcome, at, program, key, "task", task["title"], extra={"task": task})
-            return True
-        if kind == "webhook":
+        before = list(contact.fields.get("lists") or [])
+        lists = list(before)
+        for name in value.get("add", []):
+            if name not in lists:
+                lists.append(name)
+        lists = [name for name in lists if name not in value.get("remove", [])]
+        contact.fields["lists"] = lists
+        self._effect(outcome, "lists", at, program, key, {"add": value.get("add", []),
+                                                          "remove": value.get("remove", []),
+                                                          "previous": {"lists": before}})
+        parts = [f"+{n}" for n in value.get("add", [])] + [f"−{n}" for n in value.get("remove", [])]
+        self._log(outcome, at, program, key, "lists", " ".join(parts))
+        return True
+
+    def _act(self, workflow: Workflow, program: Program, step: Step, key: str, contact: ContactState,
+             at: datetime, outcome: Outcome, entered: datetime) -> bool:
+        """task, webhook, assign_coupon, start, exit: work for the driver, or the end of the enrollment."""
+        enrollment = outcome.enrollment
+        kind = step.kind
+        value = step.value
+        if kind in ("task", "webhook"):
+            scope = self._scope(contact, at, entered, enrollment.vars, enrollment.trigger_event,
+                                self.zone_name(workflow, contact))
+            if kind == "task":
+                task = {field: self._render(value[field], scope) for field in ("title", "assignee", "notes")
+                        if field in value}
+                if "due" in value:
+                    task["due"] = later_within(at, parse_duration(value["due"]), "the task's due date").isoformat()
+                self._effect(outcome, "task", at, program, key, task)
+                self._log(outcome, at, program, key, "task", task["title"], extra={"task": task})
+                return True
             request = {"url": self._render(value["url"], scope), "method": value.get("method", "POST"),
                        "headers": {name: self._render(text, scope) for name, text in value.get("headers", {}).items()},
                        "body": self._render_tree(value.get("body"), scope),
@@ -468,8 +527,6 @@ class Engine:
             return False
         raise StepError(f"unknown step kind {kind}")  # the schema makes this unreachable
 
-    # --- steps in detail ----------------------------------------------------------
-
     def _wake(self, workflow: Workflow, contact: ContactState, at: datetime, value: Any) -> datetime:
         if isinstance(value, str):
             return later_within(at, parse_duration(value), "the wait")
@@ -483,7 +540,7 @@ class Engine:
         return local_moment(until, time(0, 0), tz)
 
     def _send(self, workflow: Workflow, program: Program, step: Step, key: str, contact: ContactState,
-              at: datetime, outcome: Outcome, scope: Scope) -> bool:
+              at: datetime, outcome: Outcome, entered: datetime) -> bool:
         enrollment = outcome.enrollment
         channel = step.kind
         template = step.value
@@ -494,28 +551,36 @@ class Engine:
             enrollment.waiting = None
             self._log(outcome, at, program, key, "suppressed", refusal, channel=channel, template=template)
             return True
+        zone_name = self.zone_name(workflow, contact)
         if marketing:
-            moment, reasons = self._allowed(workflow, contact, channel, at)
+            moment, reasons = self._allowed(workflow, contact, channel, at, zone_name)
             if moment > at:
+                until = moment.isoformat()
                 enrollment.waiting = {"postponed": postponed or at.isoformat()}
-                enrollment.wake_at = moment.isoformat()
-                self._log(outcome, at, program, key, "postponed", f"{'; '.join(reasons)} → {moment.isoformat()}",
-                          channel=channel, template=template, extra={"until": moment.isoformat()})
+                enrollment.wake_at = until
+                self._log(outcome, at, program, key, "postponed", f"{'; '.join(reasons)} → {until}",
+                          channel=channel, template=template, extra={"until": until})
                 return False
         enrollment.waiting = None
-        step_vars = {name: self._render_tree(item, scope) for name, item in (step.raw.get("vars") or {}).items()}
+        raw_vars = step.raw.get("vars")
+        if raw_vars:
+            scope = self._scope(contact, at, entered, enrollment.vars, enrollment.trigger_event, zone_name)
+            step_vars = {name: self._render_tree(item, scope) for name, item in raw_vars.items()}
+            message_vars = {**enrollment.vars, **step_vars}
+        else:
+            message_vars = dict(enrollment.vars)
         contact.messages.append(SentMessage(at, channel, marketing, workflow.id))
         # The idempotency key counts the step's *sends*, not its runs: a send postponed by quiet hours runs its
         # step twice but is still the step's first message (`…:steps.3:1`).
         sends = f"send:{key}"
         occurrence = enrollment.occurrences[sends] = enrollment.occurrences.get(sends, 0) + 1
-        self._effect(outcome, "send", at, program, key, {
+        outcome.effects.append(Effect("send", at, enrollment.id, enrollment.workflow, enrollment.contact,
+                                      program.labels[key], f"{enrollment.id}:{key}:{occurrence}", {
             "channel": channel, "template": template, "marketing": marketing, "path": key,
-            "vars": {**enrollment.vars, **step_vars}, "trigger_event": enrollment.trigger_event,
-            "zone": scope.zone_name, "occurrence": occurrence})
-        outcome.effects[-1].key = f"{enrollment.id}:{key}:{occurrence}"
-        detail = f"postponed from {postponed}" if postponed else ""
-        self._log(outcome, at, program, key, "send", detail, channel=channel, template=template)
+            "vars": message_vars, "trigger_event": enrollment.trigger_event,
+            "zone": zone_name, "occurrence": occurrence}))
+        self._log(outcome, at, program, key, "send", f"postponed from {postponed}" if postponed else "",
+                  channel=channel, template=template)
         return True
 
     def _refusal(self, channel: str, contact: ContactState, marketing: bool) -> str | None:
@@ -523,20 +588,23 @@ class Engine:
         return refusal(channel, fields.get("email" if channel == "email" else "phone"),
                        bool(fields.get(f"{channel}_consent")), channel in contact.suppressed, marketing)
 
-    def _allowed(self, workflow: Workflow, contact: ContactState, channel: str,
-                 at: datetime) -> tuple[datetime, list[str]]:
+    def _allowed(self, workflow: Workflow, contact: ContactState, channel: str, at: datetime,
+                 zone_name: str | None = None) -> tuple[datetime, list[str]]:
         """The first moment at or after `at` when this marketing message may go out, and why it moved."""
         rules = self.rules(workflow)
-        tz = zone(self.zone_name(workflow, contact))
-        reasons: list[str] = []
+        tz = zone(zone_name if zone_name is not None else self.zone_name(workflow, contact))
+        cap = rules.caps.get(channel) if rules.caps else None
+        if cap is None:
+            moment, reasons = next_allowed(at, tz, rules)
+            return moment, list(dict.fromkeys(reasons))
+        reasons = []
         moment = at
-        cap = (rules.caps or {}).get(channel)
-        sent = [m.at for m in contact.messages if m.channel == channel and m.marketing] if cap else []
+        sent = [m.at for m in contact.messages if m.channel == channel and m.marketing]
         for _ in range(64):
             moment, why = next_allowed(moment, tz, rules)
             reasons.extend(why)
-            release = cap_release(moment, sent, cap) if cap else None
-            if release is None or not cap:
+            release = cap_release(moment, sent, cap)
+            if release is None:
                 break
             reasons.append(f"frequency cap {cap.max} {channel} per {_compact(cap.per)}")
             moment = release
@@ -592,22 +660,31 @@ class Engine:
         enrollment.wake_at = None
         enrollment.waiting = None
         enrollment.pending = None
-        kind = {COMPLETED: "complete", EXITED: "exit", CONVERTED: "exit", FAILED: "failed"}[state]
-        self._log(outcome, at, program, key, kind, reason)
+        self._log(outcome, at, program, key, _END_KINDS[state], reason)
 
     def _effect(self, outcome: Outcome, kind: str, at: datetime, program: Program, key: str,
                 data: dict[str, Any]) -> None:
         enrollment = outcome.enrollment
         occurrence = enrollment.occurrences.get(key, 1)
         outcome.effects.append(Effect(kind, at, enrollment.id, enrollment.workflow, enrollment.contact,
-                                      program.label(key), f"{enrollment.id}:{key}:{occurrence}", data))
+                                      program.labels[key], f"{enrollment.id}:{key}:{occurrence}", data))
 
-    def _log(self, outcome: Outcome, at: datetime, program: Program, key: str | None, kind: str, detail: str = "",
-             channel: str | None = None, template: str | None = None, extra: dict | None = None) -> None:
+    def _log(self, outcome: Outcome, at: datetime, program: Program, key: str | None, kind: str,
+             detail: str | Detail = "", channel: str | None = None, template: str | None = None,
+             extra: dict | None = None) -> None:
         enrollment = outcome.enrollment
-        label = program.label(key) if key else {"enter": "trigger", "complete": "end"}.get(kind, "")
+        label = program.labels[key] if key else _UNPLACED_LABELS.get(kind, "")
         outcome.log.append(LogEntry(at, enrollment.contact, enrollment.workflow, enrollment.version, label, kind,
-                                    detail, channel, template, extra or {}))
+                                    detail, channel, template, extra))
+
+
+_END_KINDS = {COMPLETED: "complete", EXITED: "exit", CONVERTED: "exit", FAILED: "failed"}  # the entry an end logs
+_UNPLACED_LABELS = {"enter": "trigger", "complete": "end"}  # the step entries at no step name
+
+
+def _then_iso(text: str, moment: datetime) -> str:
+    """A detail that ends in a moment (a `Detail`'s format: the ISO string only when the entry is read)."""
+    return text + moment.isoformat()
 
 
 def refusal(channel: str, address: str | None, consent: bool, suppressed: bool, marketing: bool = True) -> str | None:

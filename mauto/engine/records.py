@@ -33,7 +33,7 @@ class Record:
         return f"Record({self._fields!r})"
 
 
-@dataclass
+@dataclass(slots=True)
 class Event:
     """An event of a contact: a name, a time, properties, and an optional id."""
 
@@ -56,7 +56,7 @@ class Event:
                    data.get("id"))
 
 
-@dataclass
+@dataclass(slots=True)
 class SentMessage:
     at: datetime
     channel: str
@@ -88,7 +88,12 @@ class ContactState:
         return Record(values)
 
 
+_PLAIN = (str, int, float, bool, type(None))  # what JSON holds as is (exactly these types: a subclass goes on)
+
+
 def _jsonable(value: Any) -> Any:
+    if type(value) in _PLAIN:
+        return value
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, date):

@@ -1,6 +1,7 @@
 """Enrollment state (plain, JSON-serialisable data) and the effects the engine returns."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
@@ -55,7 +56,7 @@ class Enrollment:
         return datetime.fromisoformat(self.wake_at) if self.wake_at else None
 
 
-@dataclass
+@dataclass(slots=True)
 class Effect:
     """Something the driver must make real: a message, a contact change, a task, a call, an enrollment.
 
@@ -73,20 +74,85 @@ class Effect:
     data: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass
-class LogEntry:
-    """One line of the step log: what happened, when, and why."""
+class Detail:
+    """A log entry's detail, formatted when first read: `Detail(function, *args)` reads as `function(*args)`.
 
-    at: datetime
-    contact: str
-    workflow: str
-    version: int
-    step: str
-    kind: str
-    detail: str = ""
-    channel: str | None = None
-    template: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    Most entries of a simulation are only counted, never shown, so a detail that costs something to build (an
+    ISO time) is built only for the entries a timeline, a report or the store reads. The arguments must be
+    values that do not change afterwards (strings, numbers, datetimes, tuples of them): the text is the one
+    they give when read.
+    """
+
+    __slots__ = ("function", "args")
+
+    def __init__(self, function: Callable[..., str], *args: Any) -> None:
+        self.function = function
+        self.args = args
+
+    def __str__(self) -> str:
+        return self.function(*self.args)
+
+
+class LogEntry:
+    """One line of the step log: what happened, when, and why.
+
+    `detail` is a string; given as a `Detail`, it is formatted on its first read. `extra` (kind-specific data:
+    the wait's `until`, the split's variant...) is a dict, empty unless given.
+    """
+
+    __slots__ = ("at", "contact", "workflow", "version", "step", "kind", "_detail", "channel", "template", "_extra")
+
+    def __init__(self, at: datetime, contact: str, workflow: str, version: int, step: str, kind: str,
+                 detail: str | Detail = "", channel: str | None = None, template: str | None = None,
+                 extra: dict[str, Any] | None = None) -> None:
+        self.at = at
+        self.contact = contact
+        self.workflow = workflow
+        self.version = version
+        self.step = step
+        self.kind = kind
+        self._detail = detail
+        self.channel = channel
+        self.template = template
+        self._extra = extra  # None: {} when first read (most entries have none; no dict each)
+
+    @property
+    def detail(self) -> str:
+        detail = self._detail
+        if detail.__class__ is str:
+            return detail
+        text = self._detail = str(detail)
+        return text
+
+    @detail.setter
+    def detail(self, value: str) -> None:
+        self._detail = value
+
+    @property
+    def extra(self) -> dict[str, Any]:
+        extra = self._extra
+        if extra is None:
+            extra = self._extra = {}
+        return extra
+
+    @extra.setter
+    def extra(self, value: dict[str, Any]) -> None:
+        self._extra = value
+
+    def _fields(self) -> tuple:
+        return (self.at, self.contact, self.workflow, self.version, self.step, self.kind, self.detail, self.channel,
+                self.template, self.extra)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, LogEntry):
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable and compared by value, as the dataclass it was
+
+    def __repr__(self) -> str:
+        return ("LogEntry(" + ", ".join(f"{name}={value!r}" for name, value in zip(_ENTRY_FIELDS, self._fields(),
+                                                                                    strict=True)) + ")")
 
     def to_dict(self) -> dict[str, Any]:
         entry: dict[str, Any] = {"at": self.at.isoformat(), "contact": self.contact, "workflow": self.workflow,
@@ -95,13 +161,18 @@ class LogEntry:
             entry["channel"] = self.channel
         if self.template:
             entry["template"] = self.template
-        if self.detail:
-            entry["why"] = self.detail
-        entry.update(self.extra)
+        detail = self.detail
+        if detail:
+            entry["why"] = detail
+        if self._extra:
+            entry.update(self._extra)
         return entry
 
 
-@dataclass
+_ENTRY_FIELDS = ("at", "contact", "workflow", "version", "step", "kind", "detail", "channel", "template", "extra")
+
+
+@dataclass(slots=True)
 class Outcome:
     """What one call into the engine produced."""
 

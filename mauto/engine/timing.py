@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from zoneinfo import ZoneInfo
 
 from mauto.limits import LATEST, RANGE_TEXT
@@ -41,7 +41,14 @@ def local_moment(day: date, at: time, tz: ZoneInfo) -> datetime:
     spring-forward night in Paris) comes out shifted by the gap (03:30), as
     cron does; a wall time that happens twice (autumn) is its first occurrence.
     """
-    return datetime.combine(day, at).replace(tzinfo=tz, fold=0).astimezone(UTC).astimezone(tz)
+    return _wall(day, at, tz, 0).astimezone(UTC).astimezone(tz)
+
+
+def _wall(day: date, at: time, tz: ZoneInfo, fold: int) -> datetime:
+    """`datetime.combine(day, at).replace(tzinfo=tz, fold=fold)`, without `replace`'s cost (a microsecond)."""
+    if at.fold != fold:
+        at = at.replace(fold=fold)
+    return datetime.combine(day, at, tz)
 
 
 def later(moment: datetime, delta: timedelta) -> datetime:
@@ -84,18 +91,15 @@ def next_time_of_day(after: datetime, at: time, tz: ZoneInfo, days: tuple[str, .
     times, which is wrong in the hour that happens twice. A wall time that happens twice counts twice.
     """
     instant = after.astimezone(UTC)
-    local = after.astimezone(tz)
-    day = local.date()
+    day = after.astimezone(tz).date()
     for _ in range(8 + 7):
         if days is None or DAYS[day.weekday()] in days:
-            first = local_moment(day, at, tz)
-            candidates = [first]
-            repeat = datetime.combine(day, at).replace(tzinfo=tz, fold=1).astimezone(UTC)
-            if repeat > first.astimezone(UTC):  # the wall time happens twice that day
-                candidates.append(repeat.astimezone(tz))
-            for candidate in candidates:
-                if candidate.astimezone(UTC) >= instant:
-                    return candidate
+            first = _wall(day, at, tz, 0).astimezone(UTC)  # as local_moment, compared in UTC
+            if first >= instant:
+                return first.astimezone(tz)
+            repeat = _wall(day, at, tz, 1).astimezone(UTC)
+            if repeat > first and repeat >= instant:  # the wall time happens twice that day: its second time
+                return repeat.astimezone(tz)
         day += timedelta(days=1)
     raise ValueError("no allowed day")  # unreachable: days is never empty
 
@@ -104,6 +108,11 @@ def next_time_of_day(after: datetime, at: time, tz: ZoneInfo, days: tuple[str, .
 class QuietHours:
     start: time
     end: time
+
+    @cached_property
+    def reason(self) -> str:
+        """Why a message moved out of them (formatting the times costs two microseconds: once per workflow)."""
+        return f"quiet hours {self.start:%H:%M}–{self.end:%H:%M}"
 
     def contains(self, local: time) -> bool:
         if self.start == self.end:
@@ -142,9 +151,9 @@ def next_allowed(at: datetime, tz: ZoneInfo, rules: SendRules) -> tuple[datetime
             reasons.append(f"{DAYS[local.weekday()]} is not a send day")
             continue
         quiet = rules.quiet_hours
-        if quiet is not None and quiet.contains(local.time().replace(tzinfo=None)):
+        if quiet is not None and quiet.contains(local.time()):  # time(): the wall time, without a zone
             moment = next_time_of_day(moment, quiet.end, tz)
-            reasons.append(f"quiet hours {quiet.start:%H:%M}–{quiet.end:%H:%M}")
+            reasons.append(quiet.reason)
             continue
         return moment, reasons
     return moment, reasons
@@ -152,6 +161,8 @@ def next_allowed(at: datetime, tz: ZoneInfo, rules: SendRules) -> tuple[datetime
 
 def cap_release(at: datetime, sent: list[datetime], cap: Cap) -> datetime | None:
     """None when one more message at `at` keeps within the cap; else the moment a slot frees up."""
+    if len(sent) < cap.max:  # fewer messages than the cap in all: fewer in any window too
+        return None
     start = shifted(at, -cap.per)
     window = sorted(moment for moment in sent if start < moment <= at)
     if len(window) < cap.max:
