@@ -267,13 +267,20 @@ class Driver:
         contact = ports.contacts.get(enrollment.contact)
         if contact is None:  # erased since the step began waiting (a webhook's answer that came late)
             raise LookupError(f"contact {enrollment.contact} is not there")
-        for effect in outcome.effects:  # what the engine did already, whatever a render does below
-            if effect.kind in ("update", "score", "lists"):
+        effects = outcome.effects
+        sent_at = None
+        for effect in effects:  # what the engine did already, whatever a render does below
+            kind = effect.kind
+            if kind == "send":
+                sent_at = effect.at
+            elif kind in ("update", "score", "lists"):
                 ports.contacts.changed(contact)
-            elif effect.kind == "task":
+            elif kind == "task":
                 ports.outbox.task(effect)
-        for effect in outcome.effects:
-            if effect.kind == "send":
+        if sent_at is not None:
+            for effect in effects:
+                if effect.kind != "send":
+                    continue
                 failure = self._render(workflow, enrollment, contact, effect)
                 if failure is not None:  # the message never went: no `send` in the log, no cap slot used
                     outcome.log = [entry for entry in outcome.log if not (
@@ -284,17 +291,16 @@ class Driver:
                     self.handle(workflow, failure)
                     return
         ports.journal.record(outcome.log)
-        self._effects(workflow, contact, outcome.effects)
+        if effects:
+            self._effects(workflow, contact, effects)
         if enrollment.state == PENDING and enrollment.pending:
             self._answer(workflow, enrollment, contact)
         elif enrollment.ended:
             return
-        elif enrollment.wake_at:
-            self.queue.push(datetime.fromisoformat(enrollment.wake_at), WAKE,
-                            ("wake", enrollment.id, enrollment.wake_at))
-        elif enrollment.state == "active" and any(effect.kind == "send" for effect in outcome.effects):
+        elif (wake := enrollment.wake_time) is not None:
+            self.queue.push(wake, WAKE, ("wake", enrollment.id, enrollment.wake_at))
+        elif sent_at is not None and enrollment.state == "active":
             # the engine pauses after each send so that it is rendered first; now go on
-            sent_at = [effect.at for effect in outcome.effects if effect.kind == "send"][-1]
             self.handle(workflow, self.engine.advance(workflow, enrollment, contact, sent_at))
 
     def _effects(self, workflow: Workflow, contact: ContactState, effects: list[Effect]) -> None:
