@@ -146,7 +146,7 @@ class Driver:
         else:
             raise ValueError(f"unknown queue item {kind!r}")
 
-    def _wake(self, at: datetime, enrollment_id: str, wake_at: str | None) -> None:
+    def _wake(self, at: datetime, enrollment_id: str, wake_at: datetime | None) -> None:
         ports = self.ports
         enrollment = ports.enrollments.get(enrollment_id)
         if enrollment is None or enrollment.wake_at != wake_at or enrollment.ended:
@@ -171,8 +171,7 @@ class Driver:
         contact = ports.contacts.get(contact_id)
         if workflow is None or contact is None:
             return  # no longer running, or the contact was erased meanwhile
-        if any(datetime.fromisoformat(enrollment.entered_at) == at
-               for enrollment in ports.enrollments.history(workflow_id, contact_id)):
+        if any(enrollment.entered_at == at for enrollment in ports.enrollments.history(workflow_id, contact_id)):
             return  # done by an earlier run that stopped before its end (the same window listed again)
         if kind == "due":
             self.try_enroll(workflow, contact, at, None, item[3])
@@ -298,7 +297,7 @@ class Driver:
         elif enrollment.ended:
             return
         elif (wake := enrollment.wake_time) is not None:
-            self.queue.push(wake, WAKE, ("wake", enrollment.id, enrollment.wake_at))
+            self.queue.push(wake, WAKE, ("wake", enrollment.id, wake))
         elif sent_at is not None and enrollment.state == "active":
             # the engine pauses after each send so that it is rendered first; now go on
             self.handle(workflow, self.engine.advance(workflow, enrollment, contact, sent_at))
@@ -361,7 +360,7 @@ def reentry_refusal(workflow: Workflow, previous: list[Enrollment], at: datetime
     if reentry == "never":
         return "entered before (reentry: never)"
     if isinstance(reentry, timedelta):
-        last = max(datetime.fromisoformat(enrollment.entered_at) for enrollment in previous)
+        last = max(enrollment.entered_at for enrollment in previous)
         if at < last + reentry:
             return f"entered {last.isoformat()}; reentry after {workflow.document.data['reentry']['after']}"
     return None

@@ -53,7 +53,7 @@ class Entered:
     __slots__ = ("entered_at",)
     ended = True
 
-    def __init__(self, entered_at: str) -> None:
+    def __init__(self, entered_at: datetime) -> None:
         self.entered_at = entered_at
 
 
@@ -99,8 +99,7 @@ class MemoryEnrollments:
         history.remove(enrollment)
         latest = enrollment.entered_at
         if history and isinstance(history[0], Entered):
-            if datetime.fromisoformat(history[0].entered_at) > datetime.fromisoformat(latest):
-                latest = history[0].entered_at
+            latest = max(latest, history[0].entered_at)
             history[0] = Entered(latest)
         else:
             history.insert(0, Entered(latest))

@@ -25,6 +25,7 @@ from mauto.engine.state import (
     Enrollment,
     LogEntry,
     Outcome,
+    fixed,
 )
 from mauto.engine.timing import (
     Cap,
@@ -212,7 +213,7 @@ class Engine:
         """Start a contact in a workflow at `at` and run it until it has to wait."""
         _aware(at, "at")
         program = self.program(workflow)
-        enrollment = Enrollment(enrollment_id, workflow.id, workflow.version, contact.id, at.isoformat(),
+        enrollment = Enrollment(enrollment_id, workflow.id, workflow.version, contact.id, at,
                                 position=program.start, trigger_event=event.to_dict() if event else None)
         outcome = Outcome(enrollment)
         detail = why or (f"{event.name}" if event else workflow.trigger.kind)
@@ -252,7 +253,7 @@ class Engine:
         outcome = Outcome(enrollment)
         if enrollment.ended:
             return outcome
-        entered = datetime.fromisoformat(enrollment.entered_at)
+        entered = enrollment.entered_at
         if event.at < entered:
             return outcome
         program = self.program(workflow)
@@ -375,7 +376,7 @@ class Engine:
         enrollment = outcome.enrollment
         # Parsed for every step, as when each step built its scope: an entry time that does not read fails
         # whichever step comes first. The scope itself is built only by the steps that evaluate something.
-        entered = datetime.fromisoformat(enrollment.entered_at)
+        entered = enrollment.entered_at
         enrollment.occurrences[key] = enrollment.occurrences.get(key, 0) + 1
         kind = step.kind
         if kind == "wait":
@@ -402,7 +403,7 @@ class Engine:
             self._log(outcome, at, program, key, "wait", "already past: no wait")
             return True
         until = wake.isoformat()
-        enrollment.wake_at = until
+        enrollment.wake_at = fixed(wake)
         enrollment.position = program.next[key]
         enrollment.waiting = {"wait": key}  # where the contact sleeps: an exit or goal meanwhile is logged here
         self._log(outcome, at, program, key, "wait", "until " + until, extra={"until": until})
@@ -416,7 +417,7 @@ class Engine:
         until = deadline.isoformat()
         enrollment.waiting = {"event": value["event"], "where": value.get("where"), "since": at.isoformat(),
                               "deadline": until}
-        enrollment.wake_at = until
+        enrollment.wake_at = fixed(deadline)
         self._log(outcome, at, program, key, "wait", f"for {value['event']} until {until}",
                   extra={"until": until, "event": value["event"]})
         return False
@@ -557,7 +558,7 @@ class Engine:
             if moment > at:
                 until = moment.isoformat()
                 enrollment.waiting = {"postponed": postponed or at.isoformat()}
-                enrollment.wake_at = until
+                enrollment.wake_at = fixed(moment)
                 self._log(outcome, at, program, key, "postponed", f"{'; '.join(reasons)} → {until}",
                           channel=channel, template=template, extra={"until": until})
                 return False
@@ -655,7 +656,7 @@ class Engine:
              reason: str) -> None:
         enrollment = outcome.enrollment
         enrollment.state = state
-        enrollment.ended_at = at.isoformat()
+        enrollment.ended_at = at
         enrollment.reason = reason
         enrollment.wake_at = None
         enrollment.waiting = None

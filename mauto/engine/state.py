@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 ACTIVE = "active"  # running or waiting on a time (wake_at)
@@ -16,18 +16,35 @@ FAILED = "failed"
 ENDED = (COMPLETED, EXITED, CONVERTED, FAILED)
 
 
+_MOMENTS = ("entered_at", "wake_at", "ended_at")
+
+
+def fixed(moment: datetime) -> datetime:
+    """The moment with its UTC offset as its zone, as it reads back from its ISO text: adding a duration to it
+    then counts absolute time whether or not the enrollment went through the store (a zone's own rules
+    would count wall-clock time across a change of daylight saving time)."""
+    zone = moment.tzinfo
+    if zone is None or type(zone) is timezone:
+        return moment
+    return moment.astimezone(timezone(moment.utcoffset()))  # type: ignore[arg-type]
+
+
 @dataclass
 class Enrollment:
-    """One contact in one workflow version. Nothing here lives only in Python objects."""
+    """One contact in one workflow version. Nothing here lives only in Python objects: `to_dict` is all of
+    it, as JSON (the moments in ISO 8601, with their offset), and `from_dict` reads it back.
+
+    The moments are datetimes in memory, ISO text only at the store and JSON boundary (the constructor takes
+    either)."""
 
     id: str
     workflow: str
     version: int
     contact: str
-    entered_at: str  # ISO 8601 with offset
+    entered_at: datetime
     state: str = ACTIVE
     position: str | None = None  # the step to run next, as its path ("steps.2.then.0"); None: past the end
-    wake_at: str | None = None  # when to run `position`; None: now
+    wake_at: datetime | None = None  # when to run `position`; None: now
     vars: dict[str, Any] = field(default_factory=dict)
     variants: dict[str, str] = field(default_factory=dict)  # split id -> variant
     # wait: {"wait": the wait step's path}; wait_for: {"event", "where", "since", "deadline"};
@@ -36,16 +53,28 @@ class Enrollment:
     pending: dict[str, Any] | None = None  # {"kind": "coupon"|"webhook", ...}
     trigger_event: dict[str, Any] | None = None  # the event that enrolled the contact (Event.to_dict())
     converted: bool = False
-    ended_at: str | None = None
+    ended_at: datetime | None = None
     reason: str | None = None
     occurrences: dict[str, int] = field(default_factory=dict)  # step path -> times run (idempotency keys)
 
+    def __post_init__(self) -> None:
+        for name in _MOMENTS:
+            value = getattr(self, name)
+            if isinstance(value, str):
+                setattr(self, name, datetime.fromisoformat(value))
+            elif value is not None:
+                setattr(self, name, fixed(value))
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        for name in _MOMENTS:
+            if data[name] is not None:
+                data[name] = data[name].isoformat()
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Enrollment:
-        return cls(**data)
+        return cls(**data)  # the moments' ISO text is read by __post_init__
 
     @property
     def ended(self) -> bool:
@@ -53,7 +82,7 @@ class Enrollment:
 
     @property
     def wake_time(self) -> datetime | None:
-        return datetime.fromisoformat(self.wake_at) if self.wake_at else None
+        return self.wake_at
 
 
 @dataclass(slots=True)

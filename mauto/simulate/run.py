@@ -126,7 +126,7 @@ class Simulation:
                 return
             if not enrollment.ended:
                 enrollment.state, enrollment.wake_at = FAILED, None
-                enrollment.ended_at, enrollment.reason = at.isoformat(), f"could not go on: {reason}"
+                enrollment.ended_at, enrollment.reason = at, f"could not go on: {reason}"
                 self.ports.enrollments.save(enrollment)
             self.record([LogEntry(at, enrollment.contact, enrollment.workflow, enrollment.version,
                                   enrollment.position or "", "failed", f"could not go on: {reason}")])

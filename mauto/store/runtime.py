@@ -229,8 +229,8 @@ def save_enrollments(db: Any, enrollments: list[Enrollment]) -> None:
         "version = excluded.version, state = excluded.state, position = excluded.position, "
         "wake_at = excluded.wake_at, data = excluded.data, ended_at = excluded.ended_at, reason = excluded.reason",
         [(e.id, e.workflow, e.version, e.contact, e.state, e.position,
-          stamp(datetime.fromisoformat(e.wake_at)) if e.wake_at else None, _json(vars(e)),  # no asdict deep copy
-          stamp(datetime.fromisoformat(e.entered_at)), e.ended_at, e.reason) for e in enrollments])
+          stamp(e.wake_at) if e.wake_at else None, _json(vars(e)),  # no asdict deep copy; jsonable makes ISO text
+          stamp(e.entered_at), e.ended_at.isoformat() if e.ended_at else None, e.reason) for e in enrollments])
 
 
 # --- step log, tasks, coupons, segments, timers --------------------------------------------------------
@@ -526,7 +526,8 @@ def erase_activity(db: Any, anonymous: str, now: str) -> int:
     for enrollment in enrollments:
         enrollment.contact, enrollment.vars, enrollment.trigger_event = anonymous, {}, None
         if not enrollment.ended:
-            enrollment.state, enrollment.ended_at, enrollment.reason = EXITED, now, "the contact was erased"
+            enrollment.state, enrollment.reason = EXITED, "the contact was erased"
+            enrollment.ended_at = datetime.fromisoformat(now)
             ended += 1
         elif enrollment.reason is not None:  # a webhook's error or a template's may echo the contact's data
             enrollment.reason = f"{enrollment.state} (the reason went with the erased contact)"

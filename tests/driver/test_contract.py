@@ -119,7 +119,7 @@ def _enrollment(ports: PortSet, contact: str, entered: int = 0) -> Enrollment:
     enrollments = ports.ports.enrollments
     previous = enrollments.history("promo", contact)
     enrollment = Enrollment(enrollments.new_id(workflow, contact_state, previous), "promo", 1, contact,
-                            (T0 + timedelta(days=entered)).isoformat(), position="steps.0")
+                            T0 + timedelta(days=entered), position="steps.0")
     enrollments.add(enrollment)
     return enrollment
 
@@ -187,17 +187,16 @@ def test_an_enrollment_added_is_found_by_id_history_and_contact(ports: PortSet) 
 def test_an_ended_enrollment_leaves_the_active_list_but_stays_in_the_history(ports: PortSet) -> None:
     enrollments = ports.ports.enrollments
     first = _enrollment(ports, "ana")
-    first.state, first.ended_at = "completed", T0.isoformat()
+    first.state, first.ended_at = "completed", T0
     enrollments.save(first)
     assert enrollments.active("ana") == []
     ports.settle()
     assert enrollments.active("ana") == []
     history = enrollments.history("promo", "ana")
-    assert [item.entered_at for item in history] == [T0.isoformat()] and all(item.ended for item in history)
+    assert [item.entered_at for item in history] == [T0] and all(item.ended for item in history)
     second = _enrollment(ports, "ana", entered=1)
     assert second.id != first.id
-    assert [item.entered_at for item in enrollments.history("promo", "ana")] == [
-        T0.isoformat(), (T0 + timedelta(days=1)).isoformat()]
+    assert [item.entered_at for item in enrollments.history("promo", "ana")] == [T0, T0 + timedelta(days=1)]
 
 
 def test_the_active_list_is_a_copy(ports: PortSet) -> None:

@@ -71,7 +71,7 @@ def test_exit_on_ends_the_enrollment_at_once_wherever_it_waits(place):
     run.deliver("order_placed", moment)
     assert run.state == EXITED
     assert run.enrollment.reason == "exit_on order_placed"
-    assert run.enrollment.ended_at == moment.isoformat()
+    assert run.enrollment.ended_at == moment
     assert run.enrollment.wake_at is None and run.enrollment.waiting is None and run.enrollment.pending is None
     assert (run.log[-1].kind, run.log[-1].detail, run.log[-1].step) == ("exit", "exit_on order_placed", step)
     assert same(run.log[-1].at, moment)
@@ -90,7 +90,7 @@ def test_a_goal_converts_and_ends_the_enrollment_wherever_it_waits(place):
     moment = run.log[-1].at + timedelta(minutes=5)
     run.deliver("order_placed", moment, total=50)
     assert run.state == CONVERTED and run.enrollment.converted is True
-    assert run.enrollment.reason == "goal order_placed" and run.enrollment.ended_at == moment.isoformat()
+    assert run.enrollment.reason == "goal order_placed" and run.enrollment.ended_at == moment
     assert [(entry.kind, entry.detail, entry.step) for entry in run.log[-2:]] == [
         ("goal", "order_placed", step), ("exit", "goal order_placed", step)]
     assert run.enrollment.wake_at is None

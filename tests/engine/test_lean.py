@@ -213,7 +213,7 @@ def test_a_timeout_detail_is_the_moment_it_timed_out_in_the_zone_it_was_given():
     run.enroll(FRIDAY)
     in_new_york = wake_of(run).astimezone(ZoneInfo("America/New_York"))
     assert run.enrollment is not None
-    run.enrollment.wake_at = in_new_york.isoformat()
+    run.enrollment.wake_at = in_new_york
     run.advance(in_new_york + timedelta(hours=5))
     assert [item.detail for item in run.entries("timeout")] == ["no clicked by 2026-03-28T13:00:00-04:00"]
 

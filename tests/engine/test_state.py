@@ -152,7 +152,7 @@ def test_an_expression_or_template_error_fails_the_enrollment_with_the_reason(st
     run.enroll(utc(2026, 6, 10, 10, 0))  # does not raise
     assert run.state == FAILED
     assert run.enrollment.reason.startswith(reason), run.enrollment.reason
-    assert run.enrollment.ended_at == utc(2026, 6, 10, 10, 0).isoformat()
+    assert run.enrollment.ended_at == utc(2026, 6, 10, 10, 0)
     assert (run.log[-1].kind, run.log[-1].step) == ("failed", "1")
     assert run.log[-1].detail == run.enrollment.reason
     assert all(effect.data.get("points") != 9 for effect in run.effects)
