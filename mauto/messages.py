@@ -14,7 +14,7 @@ from email.header import Header
 from email.utils import format_datetime, getaddresses, parsedate_to_datetime
 from html import unescape
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 from urllib.parse import quote
 
 from mauto.addresses import shown
@@ -31,9 +31,33 @@ SIMULATION_SECRET = "mauto-simulation"  # signs unsubscribe links in simulations
 
 def unsubscribe_token(contact_id: str, channel: str, secret: str) -> str:
     """`<contact id, base64url>.<HMAC-SHA256, 22 chars>`: the unsubscribe endpoint checks it without a lookup."""
-    payload = base64.urlsafe_b64encode(f"{contact_id}:{channel}".encode()).decode().rstrip("=")
-    signature = hmac.new(secret.encode(), payload.encode(), hashlib.sha256).digest()
-    return payload + "." + base64.urlsafe_b64encode(signature).decode().rstrip("=")[:22]
+    return TokenSigner(secret).token(contact_id, channel)
+
+
+_URLSAFE = bytes.maketrans(b"+/", b"-_")  # base64 to base64url (RFC 4648 §5), as base64.urlsafe_b64encode does
+
+
+def _base64url(data: bytes) -> str:
+    return binascii.b2a_base64(data, newline=False).translate(_URLSAFE).decode("ascii").rstrip("=")
+
+
+class TokenSigner:
+    """Makes `unsubscribe_token`s with one key: the key's HMAC state is made once, on the first token (a key
+    that is not text fails there, as it always did), and copied for each token (a renderer signs one link per
+    message)."""
+
+    def __init__(self, secret: str) -> None:
+        self.secret = secret
+        self._keyed: hmac.HMAC | None = None
+
+    def token(self, contact_id: str, channel: str) -> str:
+        payload = _base64url(f"{contact_id}:{channel}".encode())
+        keyed = self._keyed
+        if keyed is None:
+            keyed = self._keyed = hmac.new(self.secret.encode(), digestmod=hashlib.sha256)
+        signature = keyed.copy()
+        signature.update(payload.encode("ascii"))
+        return payload + "." + _base64url(signature.digest())[:22]
 
 
 _LINE_BREAKS = re.compile("[\t\n\x0b\x0c\r\x1c-\x1e\x85\u2028\u2029]+")  # every break str.splitlines knows, and tab
@@ -223,34 +247,78 @@ def _boundary(key: str, *bodies: bytes) -> str:
         salt += 1
 
 
-_HIDDEN = re.compile(r"<(script|style|head|title)\b.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
-_LINK = re.compile(r"<a\b[^>]*?\bhref\s*=\s*(\"[^\"]*\"|'[^']*')[^>]*>(.*?)</a\s*>", re.IGNORECASE | re.DOTALL)
+# The first closing tag after an opening one, as `(?:[^<]*+<(?!/name\s*>))*+[^<]*+</name\s*>` (possessive: no
+# backtracking) rather than `.*?</name\s*>`: the same match, found without trying the rest at every character.
+_HIDDEN = re.compile(r"<(script|style|head|title)\b(?:[^<]*+<(?!/\1\s*>))*+[^<]*+</\1\s*>", re.IGNORECASE)
+_LINK = re.compile(r"<a\b[^>]*?\bhref\s*=\s*(\"[^\"]*\"|'[^']*')[^>]*>((?:[^<]*+<(?!/a\s*>))*+[^<]*+)</a\s*>",
+                   re.IGNORECASE)
 _BREAK = re.compile(r"<\s*(br|/p|p|/div|div|tr|/tr|/h[1-6]|h[1-6]|table|/table|/li|ul|/ul|ol|/ol)\b[^>]*>",
                     re.IGNORECASE)
 _ITEM = re.compile(r"<\s*li\b[^>]*>", re.IGNORECASE)
 _TAG = re.compile(r"<[^>]+>")
 _COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
+_BLANK_LINES = re.compile(r"\n\n\n+")  # a literal start: the regex engine looks for it as a substring
+
+
+def _single_spaces(text: str) -> str:
+    """Each run of spaces, tabs, CR, FF and VT as one space (`re.sub(r"[ \t\r\f\v]+", " ", text)`, in a third of
+    its time: that regex makes a match of every space between two words)."""
+    for blank in "\t\r\f\v":
+        if blank in text:
+            text = text.replace(blank, " ")
+    while "  " in text:
+        text = text.replace("  ", " ")
+    return text
 
 
 def html_to_text(html: str) -> str:
     """The text part of an email made from its HTML: links as `text (url)`, blocks on their own lines.
 
     Regular expressions rather than an HTML parser: the HTML is our own template's output, and this runs
-    for every email without a .email.txt part (a parser costs more than rendering the template).
+    for every email without a .email.txt part that is written or sent (a parser costs more than rendering the
+    template). tests/test_messages_render.py checks it against the plain form of each pass on any HTML.
     """
-    text = _COMMENT.sub("", html)
+    text = _COMMENT.sub("", html) if "<!--" in html else html
     text = _HIDDEN.sub("", text)
     text = _LINK.sub(lambda m: f"{m.group(2)} ({unescape(m.group(1)[1:-1])})", text)
     text = _ITEM.sub("\n- ", text)
     text = _BREAK.sub("\n", text)
-    text = unescape(_TAG.sub("", text))
-    text = re.sub(r"[ \t\r\f\v]+", " ", text)
+    text = _single_spaces(unescape(_TAG.sub("", text)))
     lines = [line.strip() for line in text.split("\n")]
-    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip() + "\n"
+    return _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip() + "\n"
+
+
+class _TextPart:
+    """`RenderedMessage.text`, a data descriptor: given as a string, or as None for "made from the HTML", which
+    `html_to_text` then does on the first read (the message's bytes, a file written, a test). A simulation that
+    only counts its messages never reads it, and an email without a `.email.txt` part costs `html_to_text`
+    more than rendering its templates does; a daemon that writes the message makes it once, when writing."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.slot = "_" + name
+
+    @overload
+    def __get__(self, instance: None, owner: type | None = None) -> _TextPart: ...
+
+    @overload
+    def __get__(self, instance: RenderedMessage, owner: type | None = None) -> str: ...
+
+    def __get__(self, instance: RenderedMessage | None, owner: type | None = None) -> str | _TextPart:
+        if instance is None:  # the class's own attribute: no default for the dataclass field (a required argument)
+            raise AttributeError(self.slot[1:])
+        text = instance.__dict__[self.slot]
+        if text is None:
+            text = instance.__dict__[self.slot] = html_to_text(instance.html) if instance.html is not None else ""
+        return text
+
+    def __set__(self, instance: RenderedMessage, value: str | None) -> None:
+        instance.__dict__[self.slot] = value
 
 
 @dataclass
 class RenderedMessage:
+    """A message ready to send. `text` given as None is made from `html` when first read (`_TextPart`)."""
+
     channel: str
     contact: str
     to: str | None
@@ -260,7 +328,7 @@ class RenderedMessage:
     template: str
     key: str
     marketing: bool
-    text: str
+    text: _TextPart = _TextPart()
     subject: str | None = None
     html: str | None = None
     sender: str | None = None
@@ -352,6 +420,16 @@ class MessageRenderer:
         self._token_slot = slot.groups() if slot else None
         env_name = data.get("unsubscribe_secret_env")
         self.secret = secret or (os.environ.get(env_name) if env_name else None) or SIMULATION_SECRET
+        self._emails: dict[str, tuple[str, TemplateInfo, str | None]] = {}
+
+    @property
+    def secret(self) -> str:
+        """The key unsubscribe links are signed with."""
+        return self._signer.secret
+
+    @secret.setter
+    def secret(self, secret: str) -> None:
+        self._signer = TokenSigner(secret)
 
     def _unsubscribe_too_long(self, contact_id: str, url: str) -> MautoError:
         """The List-Unsubscribe header must be one line (never an encoded word) of at most 998 characters."""
@@ -401,57 +479,70 @@ class MessageRenderer:
             name = '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
         return f"{name} <{address}>"
 
-    def render(self, effect, contact: ContactState, declared: dict[str, Any]) -> RenderedMessage:
-        data = effect.data
-        channel, template = data["channel"], data["template"]
-        event = Event.from_dict(data["trigger_event"]) if data.get("trigger_event") else None
-        scope = Scope(contact, contact.record(declared), effect.at, None, data.get("vars") or {},
-                      event.record() if event else None, data.get("zone") or self.project.timezone)
-        names = scope.names()
-        unsubscribe_url = ""
-        if self.unsubscribe_template:
-            token = unsubscribe_token(contact.id, channel, self.secret)
-            if self._token_slot is not None:  # the usual `https://…/{{ token }}`: no template to run
-                unsubscribe_url = self._token_slot[0] + token + self._token_slot[1]
-            else:
-                unsubscribe_url = self.templates.render_string(self.unsubscribe_template, {"token": token},
-                                                               "mauto.yaml unsubscribe_url")
-        names["unsubscribe_url"] = unsubscribe_url
-        fields = contact.fields
-        common = dict(channel=channel, contact=contact.id, at=effect.at, workflow=effect.workflow, step=effect.step,
-                      template=template, key=effect.key, marketing=data.get("marketing", True))
-        if channel == "sms":
-            name = template + ".sms.txt"
-            text = self.templates.render(name, names).strip()
-            return RenderedMessage(to=fields.get("phone"), text=text + "\n", sender=self.sender.get("sms"), **common)
+    def _email(self, template: str) -> tuple[str, TemplateInfo, str | None]:
+        """(the HTML part's loader name, its analysis, the text part's name or None: made from the HTML) of an
+        email template, looked up once; TemplateProblem, each time, when it cannot be used."""
+        found = self._emails.get(template)
+        if found is not None:
+            return found
         name = template + ".email.html"
         info = self.templates.info(name)
         if not self.templates.exists(name):
             raise TemplateProblem(f"template `{template}` not found", self.templates.display(name))
         if info.error is not None:
             raise info.error
+        text_name = template + TEXT_PART
+        found = self._emails[template] = (name, info, text_name if self.templates.exists(text_name) else None)
+        return found
+
+    def _unsubscribe_url(self, contact_id: str, channel: str) -> str:
+        if not self.unsubscribe_template:
+            return ""
+        token = self._signer.token(contact_id, channel)
+        if self._token_slot is not None:  # the usual `https://…/{{ token }}`: no template to run
+            return self._token_slot[0] + token + self._token_slot[1]
+        return self.templates.render_string(self.unsubscribe_template, {"token": token}, "mauto.yaml unsubscribe_url")
+
+    def render(self, effect, contact: ContactState, declared: dict[str, Any]) -> RenderedMessage:
+        """The message `effect` (a send) asks for. An email without a `.email.txt` part gets its text part made
+        from the HTML when first read (`RenderedMessage.text`); every template is rendered here, so that a
+        template's error fails the send now, never later."""
+        data = effect.data
+        channel, template = data["channel"], data["template"]
+        trigger_event = data.get("trigger_event")
+        event = Event.from_dict(trigger_event) if trigger_event else None
+        scope = Scope(contact, contact.record(declared), effect.at, None, data.get("vars") or {},
+                      event.record() if event else None, data.get("zone") or self.project.timezone)
+        names = scope.names()
+        names["unsubscribe_url"] = unsubscribe_url = self._unsubscribe_url(contact.id, channel)
+        fields = contact.fields
+        marketing = data.get("marketing", True)
+        if channel == "sms":
+            text = self.templates.render(template + ".sms.txt", names).strip()
+            return RenderedMessage(channel, contact.id, fields.get("phone"), effect.at, effect.workflow, effect.step,
+                                   template, effect.key, marketing, text + "\n", sender=self.sender.get("sms"))
+        name, info, text_name = self._email(template)
         front = info.front.data if info.front is not None else {}
         where = info.display_path
-        subject = self.templates.render_string(front.get("subject", ""), names, where).strip()
-        preheader = self.templates.render_string(front["preheader"], names, where).strip() \
-            if front.get("preheader") else None
+        render_string = self.templates.render_string
+        subject = render_string(front.get("subject", ""), names, where).strip()
+        preheader = render_string(front["preheader"], names, where).strip() if front.get("preheader") else None
         sender = self._sender(front["from"], names, info, contact.id) if front.get("from") else \
             self.sender.get("email")
         html = self.templates.render(name, names)
-        text_name = template + TEXT_PART
-        text = self.templates.render(text_name, names) if self.templates.exists(text_name) else html_to_text(html)
+        text_part = self.templates.render(text_name, names) if text_name is not None else None  # None: from the HTML
         headers = {}
         if front.get("reply_to"):  # as `from:`: one mailbox, at the address written, whatever the contact's data
             headers["Reply-To"] = self._sender(front["reply_to"], names, info, contact.id, "reply_to")
         elif self.sender.get("reply_to"):
             headers["Reply-To"] = self.sender["reply_to"]
-        if common["marketing"] and unsubscribe_url:
+        if marketing and unsubscribe_url:
             headers["List-Unsubscribe"] = f"<{unsubscribe_url}>"
             headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
             if _list_header("List-Unsubscribe", header_safe(headers["List-Unsubscribe"])) is None:
                 raise self._unsubscribe_too_long(contact.id, unsubscribe_url)
-        return RenderedMessage(to=fields.get("email"), text=text, subject=subject, html=html, sender=sender,
-                               preheader=preheader, headers=headers, **common)
+        return RenderedMessage(channel, contact.id, fields.get("email"), effect.at, effect.workflow, effect.step,
+                               template, effect.key, marketing, text_part, subject, html, sender, preheader, headers)
 
 
 
