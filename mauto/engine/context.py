@@ -7,6 +7,8 @@ from datetime import date, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
+from jinja2 import nodes
+
 from mauto.engine.records import ContactState, Event, Record
 from mauto.engine.timing import shifted
 from mauto.workflow.durations import parse_duration
@@ -17,6 +19,20 @@ from mauto.workflow.expressions import Expression
 def expression(source: str) -> Expression:
     """One Expression object (parsed and compiled once) per source text."""
     return Expression(source)
+
+
+_BUILT = ("contact", "event", "vars")  # the names that cost a record to build
+
+
+@lru_cache(maxsize=8192)
+def built_names(source: str) -> frozenset[str]:
+    """Which of the records an expression's text names (`contact`, `event`, `vars`); all three when it does
+    not parse (its evaluation then fails as it always did)."""
+    try:
+        tree = expression(source).tree
+    except ValueError:
+        return frozenset(_BUILT)
+    return frozenset(node.name for node in tree.find_all(nodes.Name) if node.name in _BUILT)
 
 
 class Scope:
@@ -51,11 +67,9 @@ class Scope:
             self._event = self._event()
         return self._event
 
-    def names(self, event: Record | None = None) -> dict[str, Any]:
-        return {
-            "contact": self.contact_record,
-            "event": event if event is not None else self.event,
-            "vars": Record(self.vars),
+    def names(self, event: Record | None = None, built: frozenset[str] | tuple[str, ...] = _BUILT) -> dict[str, Any]:
+        """Every name in scope; of the records (`contact`, `event`, `vars`) only those in `built`."""
+        names = {
             "now": self.now,
             "has_event": self.has_event,
             "event_count": self.event_count,
@@ -64,9 +78,21 @@ class Scope:
             "duration": duration,
             "_zone": self.zone_name,
         }
+        if "contact" in built:
+            names["contact"] = self.contact_record
+        if "event" in built:
+            names["event"] = event if event is not None else self.event
+        if "vars" in built:
+            names["vars"] = Record(self.vars)
+        return names
 
     def evaluate(self, source: str, event: Record | None = None) -> Any:
-        return expression(source).evaluate(**self.names(event))
+        return expression(source).evaluate(**self.names_for(source, event))
+
+    def names_for(self, source: str, event: Record | None = None) -> dict[str, Any]:
+        """The names for one expression: as `names`, without the records it does not name (a contact's record,
+        the trigger event read back from the enrollment: the costly ones)."""
+        return self.names(event, built_names(source))
 
     def _matching(self, name: str, within: str | None, since: Any, where: str | None) -> list[Event]:
         lower = shifted(self.now, -parse_duration(within)) if within else None  # `within` 1,000y from year 1000

@@ -9,7 +9,7 @@ from typing import Any
 from jinja2 import TemplateError
 from jinja2.exceptions import SecurityError
 
-from mauto.engine.context import Scope
+from mauto.engine.context import Scope, built_names
 from mauto.engine.records import ContactState, Event, Record, SentMessage, jsonable
 from mauto.engine.state import (
     ACTIVE,
@@ -201,7 +201,9 @@ class Engine:
         if where is None and audience is None:
             return True, ""
         # One set of names for both: evaluating reads them, never changes them.
-        names = self.scope(workflow, contact, at, at, {}, event).names()
+        built = (built_names(where.source) if where is not None else frozenset()) | (
+            built_names(audience.source) if audience is not None else frozenset())
+        names = self.scope(workflow, contact, at, at, {}, event).names(built=built)
         if where is not None and not where.evaluate(**names):
             return False, None
         if audience is not None and not audience.evaluate(**names):
@@ -274,7 +276,8 @@ class Engine:
                         self._end(outcome, event.at, program, here, CONVERTED, f"goal {event.name}")
                         return outcome
             for name, condition in workflow.exit_on:
-                if name == event.name and (condition is None or condition.evaluate(**scope.names(record))):
+                if name == event.name and (
+                        condition is None or condition.evaluate(**scope.names_for(condition.source, record))):
                     self._end(outcome, event.at, program, here, EXITED, f"exit_on {name}")
                     return outcome
             if enrollment.state == WAITING_EVENT and enrollment.waiting:
@@ -430,7 +433,7 @@ class Engine:
             raise StepError("an `if` step without a condition")
         scope = self._scope(contact, at, entered, enrollment.vars, enrollment.trigger_event,
                             self.zone_name(workflow, contact))
-        result = bool(condition.evaluate(**scope.names()))
+        result = bool(condition.evaluate(**scope.names_for(condition.source)))
         branch = "then" if result else "else"
         self._log(outcome, at, program, key, "branch",
                   f"{condition.source} → {str(result).lower()}{_evidence(step, scope)}",

@@ -506,3 +506,26 @@ def test_without_a_timeline_events_nothing_reads_are_not_kept_in_the_history(sim
 
     assert history([scoring]) == ["visited"] * 3  # contact_updated is written nowhere: never kept
     assert history([scoring, reading]) == ["visited", "contact_updated", "visited", "visited"]  # asked for: kept
+
+
+def test_an_expression_gets_only_the_records_it_names(sim, monkeypatch):
+    # A trigger event read back from the enrollment and a contact's record cost a dict and a parse each: an
+    # `if` on the contact reads no event, an `if` on the event no contact (both once read them for every `if`).
+    from mauto.engine import context, records
+
+    made = {"event": 0, "contact": 0}
+    real_event, real_contact = records.Event.from_dict, records.ContactState.record
+    monkeypatch.setattr(records.Event, "from_dict", classmethod(
+        lambda cls, data: made.__setitem__("event", made["event"] + 1) or real_event.__func__(cls, data)))
+    monkeypatch.setattr(records.ContactState, "record", lambda self, declared: made.__setitem__(
+        "contact", made["contact"] + 1) or real_contact(self, declared))
+    branching = flow("branching", "{event: visited}", "  - if: \"contact.score >= 50\"\n    then:\n"
+                                                      "      - score: 1\n  - if: \"event.page == 'cart'\"\n"
+                                                      "    then:\n      - score: 2\n")
+    start = utc(2026, 1, 5)
+    result = sim.run([branching], [person("c1", score=60)], [Event("c1", "visited", start, {"page": "cart"})],
+                     start, start + timedelta(days=1))
+    assert [entry.detail for entry in result.timeline if entry.kind == "branch"] == [
+        "contact.score >= 50 → true (contact.score = 60)", "event.page == 'cart' → true"]
+    assert made == {"event": 1, "contact": 1}
+    assert context.built_names("contact.score >= 50 and has_event('x', where='event.y > 1')") == {"contact"}
