@@ -59,31 +59,31 @@ class SimulationResult:
         }, indent=2, ensure_ascii=False, default=str)
 
 
+_NOT_REACHING = frozenset({"postponed", "skip", "enter", "complete"})  # entries that do not mean "reached"
+_TALLIES = {"enter": "entered", "suppressed": "suppressed", "postponed": "postponed", "goal": "converted",
+            "complete": "completed", "failed": "failed"}
+
+
 def count(funnel: Funnel, entry: LogEntry, reached: dict[str, set]) -> None:
-    """Count one log entry into its workflow's funnel (`reached`: the contacts already counted per step)."""
+    """Count one log entry into its workflow's funnel (`reached`: the contacts already counted per step of
+    this workflow)."""
     kind = entry.kind
-    if entry.step:
-        seen = reached[f"{entry.workflow}\x1f{entry.step}"]
-        if entry.contact not in seen and kind not in ("postponed", "skip", "enter", "complete"):
+    step = entry.step
+    if step and kind not in _NOT_REACHING:
+        seen = reached.get(step)
+        if seen is None:
+            seen = reached[step] = set()
+            funnel.kinds.setdefault(step, entry.channel or kind)
+        if entry.contact not in seen:
             seen.add(entry.contact)
-            funnel.steps[entry.step] += 1
-            funnel.kinds.setdefault(entry.step, entry.channel or kind)
-    if kind == "enter":
-        funnel.entered += 1
+            funnel.steps[step] += 1
+    tally = _TALLIES.get(kind)
+    if tally is not None:
+        setattr(funnel, tally, getattr(funnel, tally) + 1)
     elif kind == "send":
         funnel.sent[entry.channel] += 1
-    elif kind == "suppressed":
-        funnel.suppressed += 1
-    elif kind == "postponed":
-        funnel.postponed += 1
     elif kind == "exit":
         if not entry.detail.startswith("goal "):
             funnel.exited += 1
-    elif kind == "goal":
-        funnel.converted += 1
-    elif kind == "complete":
-        funnel.completed += 1
-    elif kind == "failed":
-        funnel.failed += 1
     elif kind == "split":
         funnel.variants[f"{entry.extra.get('split')}:{entry.extra.get('variant')}"] += 1

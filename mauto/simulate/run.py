@@ -6,7 +6,6 @@ the ports (`mauto.driver.memory`), the clock and the channels differ.
 """
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -70,7 +69,7 @@ class Simulation:
         self.timeline: list[LogEntry] = []
         self.funnels: dict[str, Funnel] = {workflow.id: Funnel() for workflow in workflows}
         self.messages: list[RenderedMessage] = []
-        self.reached: dict[str, set] = defaultdict(set)
+        self.reached: dict[str, dict[str, set]] = {workflow.id: {} for workflow in workflows}  # step -> contacts
         every = list(all_workflows)
         window = None if keep_timeline else self._longest_cap([*every, *workflows])
         read = None if keep_timeline else named_in(project, [*every, *workflows])
@@ -156,7 +155,7 @@ class Simulation:
                 continue
             funnel = funnels.get(entry.workflow)
             if funnel is not None:
-                count(funnel, entry, self.reached)
+                count(funnel, entry, self.reached[entry.workflow])
             if keep:
                 self.timeline.append(entry)
 
