@@ -171,15 +171,17 @@ class Driver:
         contact = ports.contacts.get(contact_id)
         if workflow is None or contact is None:
             return  # no longer running, or the contact was erased meanwhile
-        if any(enrollment.entered_at == at for enrollment in ports.enrollments.history(workflow_id, contact_id)):
-            return  # done by an earlier run that stopped before its end (the same window listed again)
         if kind == "due":
-            self.try_enroll(workflow, contact, at, None, item[3])
-            return
-        last = self.last_event(workflow, contact, at)
-        if last is not None and last.at == item[3]:
-            spec = workflow.trigger.value
-            self.try_enroll(workflow, contact, at, None, f"no {spec['event']} for {spec['for']}")
+            why = item[3]
+        else:
+            last = self.last_event(workflow, contact, at)
+            if last is None or last.at != item[3]:
+                return  # an event came since: the timer counts from it
+            why = f"no {workflow.trigger.value['event']} for {workflow.trigger.value['for']}"
+        if any(enrollment.entered_at == at and enrollment.cause == why
+               for enrollment in ports.enrollments.history(workflow_id, contact_id)):
+            return  # done by an earlier run that stopped before its end (the same window listed again)
+        self.try_enroll(workflow, contact, at, None, why)
 
     def on_event(self, event: Event) -> None:
         ports = self.ports

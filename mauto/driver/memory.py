@@ -48,13 +48,14 @@ class MemoryContacts:
 
 class Entered:
     """What is left of a contact's ended enrollments in a workflow when they are not kept: the latest entry
-    time, which is all the reentry rule reads."""
+    time and why it was made, which is all the rules read (reentry; a trigger listed twice for one moment)."""
 
-    __slots__ = ("entered_at",)
+    __slots__ = ("entered_at", "cause")
     ended = True
 
-    def __init__(self, entered_at: datetime) -> None:
+    def __init__(self, entered_at: datetime, cause: str | None) -> None:
         self.entered_at = entered_at
+        self.cause = cause
 
 
 class MemoryEnrollments:
@@ -97,12 +98,13 @@ class MemoryEnrollments:
         # this very moment): one `Entered` per (workflow, contact), however many times they came back.
         history = self.by_contact[(enrollment.workflow, enrollment.contact)]
         history.remove(enrollment)
-        latest = enrollment.entered_at
+        latest = Entered(enrollment.entered_at, enrollment.cause)
         if history and isinstance(history[0], Entered):
-            latest = max(latest, history[0].entered_at)
-            history[0] = Entered(latest)
+            if history[0].entered_at > latest.entered_at:
+                latest = history[0]
+            history[0] = latest
         else:
-            history.insert(0, Entered(latest))
+            history.insert(0, latest)
 
     def every(self) -> list[Enrollment]:
         """The enrollments held (every one when ended ones are kept), in the order they began."""

@@ -197,8 +197,9 @@ class SqliteEnrollments:
     def save(self, enrollment: Enrollment) -> None:
         self.batch.enrollments[enrollment.id] = enrollment
         if enrollment.ended:
-            ids = self.in_flight.get(enrollment.contact)
-            if ids is not None and enrollment.id in ids:
+            # Loaded first if need be: until the batch is written the store still lists it in flight.
+            ids = self._active(enrollment.contact)
+            if enrollment.id in ids:
                 ids.remove(enrollment.id)
 
     def keep(self, enrollment: Enrollment) -> Enrollment:

@@ -216,7 +216,8 @@ class Engine:
         _aware(at, "at")
         program = self.program(workflow)
         enrollment = Enrollment(enrollment_id, workflow.id, workflow.version, contact.id, at,
-                                position=program.start, trigger_event=event.to_dict() if event else None)
+                                position=program.start, trigger_event=event.to_dict() if event else None,
+                                cause=why or None)
         outcome = Outcome(enrollment)
         detail = why or (f"{event.name}" if event else workflow.trigger.kind)
         self._log(outcome, at, program, None, "enter", detail)

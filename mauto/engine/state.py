@@ -56,6 +56,7 @@ class Enrollment:
     ended_at: datetime | None = None
     reason: str | None = None
     occurrences: dict[str, int] = field(default_factory=dict)  # step path -> times run (idempotency keys)
+    cause: str | None = None  # why the contact entered: the trigger come due, the event, the step that started it
 
     def __post_init__(self) -> None:
         for name in _MOMENTS:
