@@ -53,12 +53,12 @@ class Tick:
     again is rolled back alone and recorded as failed, with its reason, and the others are committed."""
 
     def __init__(self, project: Project, store: Store, now: datetime, log: Log, renderer: MessageRenderer,
-                 report: TickReport) -> None:
+                 report: TickReport, stopping: Callable[[], bool] = lambda: False) -> None:
         self.project, self.store, self.db = project, store, store.db
         self.now, self.at = now, stamp(now)
         self.log_action, self.report = log, report
         self.logged: list[tuple[str, dict[str, Any]]] = []  # action lines, written once their batch commits
-        self.stopping: Callable[[], bool] = lambda: False
+        self.stopping = stopping  # asked between batches: a daemon shutting down
         self.engine = Engine(Settings.from_project(project), pause_after_send=True)
         self.batch = Batch(store, now, report, self._log)
         self.workflows = SqliteWorkflows(self.batch, self._broken)
@@ -97,8 +97,7 @@ class Tick:
         self._events()
         for workflow in self.workflows.taking():
             start = max(lower, self.workflows.enrolling_since[workflow.id])
-            first = runtime.get_state(self.db, f"started:{workflow.id}") is None
-            self.driver.schedule(workflow, start, self.now, first)
+            self.driver.schedule(workflow, start, self.now, first=not self.ports.timers.begun(workflow.id))
         for workflow_id, contact_id, last_at, due_at in runtime.due_timers(self.db, self.now):
             if isinstance(last_at, Exception):
                 runtime.clear_timer(self.db, workflow_id, contact_id)
@@ -210,21 +209,18 @@ class Tick:
 
     def _isolated(self, at: datetime, item: Item) -> None:
         """One item in a savepoint of its own, flushed at once: when it fails, it alone is undone and failed."""
-        db = self.db
         seq = self.events.seq.get(id(item[1])) if item[0] == "event" else None
         logged, counters, broken = len(self.logged), self.report.counters(), dict(self.workflows.broken)
         self.queue.watch()
         self.events.emitted = []
-        db.execute("SAVEPOINT item")
         try:
-            self.driver.process(at, item)
-            self.batch.flush()
+            with runtime.savepoint(self.db):
+                self.driver.process(at, item)
+                self.batch.flush()
         except Exception as error:  # noqa: BLE001 - the store's failures go up; any other is this item's
             if store_failure(error):
                 raise
-            db.execute("ROLLBACK TO item")
-            db.execute("RELEASE item")
-            self.queue.drop(self.queue.unwatch())
+            self.queue.drop(self.queue.unwatch())  # what the item queued and emitted goes with it
             for key in self.events.emitted or ():
                 self.events.seq.pop(key, None)
             del self.logged[logged:]
@@ -233,8 +229,6 @@ class Tick:
             self.batch.reset()
             self.forget()
             self.item_failed(at, item, error, seq)
-        else:
-            db.execute("RELEASE item")
         finally:
             self.queue.unwatch()
             self.events.emitted = None
@@ -283,8 +277,8 @@ class Tick:
         info = runtime.address_of(self.db, event.contact)
         if info is None:
             return
-        if suppress and info["email"]:
-            self.store.suppress(info["email"], suppress, event.name)
+        if suppress and info["email"] and self.store.suppress(info["email"], suppress, event.name):
+            self._log("suppressed", {"contact": event.contact, "channel": suppress, "why": event.name})
         if withdraw:
             runtime.withdraw_consent(self.db, event.contact, withdraw, self.at)
 
@@ -292,8 +286,7 @@ class Tick:
         """End an enrollment that cannot go on as failed, with the reason, in the step log and the failures."""
         why = reason(error)
         db = self.db
-        row = db.execute("SELECT workflow, version, contact, position FROM enrollments WHERE id = ?",
-                         [enrollment_id]).fetchone()
+        row = runtime.enrollment_place(db, enrollment_id)
         if row is None or not runtime.fail_enrollment(db, enrollment_id, f"could not go on: {why}", self.at):
             return
         workflow_id, version, contact_id, position = row
@@ -369,7 +362,8 @@ class Tick:
             # answered at once: at the step's own moment (as the simulation does); else when it came
             pending = enrollment.pending  # set: the enrollment is in state `pending`
             at = datetime.fromisoformat(pending["at"]) if attempts == 1 and pending is not None else self.now
-            self.driver.handle(workflow, self.engine.resume(workflow, enrollment, contact, result.response, at))
+            self.driver.handle(workflow, self.engine.resume(workflow, enrollment, contact, result.response, at),
+                               contact)
         elif result.status == "retry" and attempts <= int(request.get("retries", 3)):
             delay = channels.backoff(attempts)
             if getattr(result, "retry_after", None) is not None:  # the endpoint's Retry-After: never earlier
@@ -381,7 +375,7 @@ class Tick:
             why = f"webhook {request['method']} {request['url']}: {result.detail}"
             if result.status == "retry":
                 why += f" (after {attempts} attempts)"
-            self.driver.handle(workflow, self.engine.fail(workflow, enrollment, self.now, why))
+            self.driver.handle(workflow, self.engine.fail(workflow, enrollment, self.now, why), contact)
         self.batch.flush()
 
 
@@ -433,16 +427,15 @@ def tick(project: Project, store: Store, now: datetime, transports: dict[str, ch
                 log("unknown", {"key": key, "id": message_id,
                                 "why": "its hand-off began before a crash; not resent (see `mauto outbox --unknown`)"})
         with store.transaction():
-            driver = Tick(project, store, now, log, renderer or message_renderer(project, store), report)
-            driver.stopping = stopping
-            driver.prepare()
-        driver.write_log()
-        driver.drain(progress)
+            run = Tick(project, store, now, log, renderer or message_renderer(project, store), report, stopping)
+            run.prepare()
+        run.write_log()
+        run.drain(progress)
         if call is None:
             from mauto.channels.webhook import call_webhook
 
             call = call_webhook
-        while not stopping() and driver.answer_calls(call):
+        while not stopping() and run.answer_calls(call):
             pass
         if send and not stopping():
             send_outbox(store, now, transports, log, report, stopping, progress)

@@ -6,18 +6,19 @@ wake-up, a trigger come due. `Driver.handle` makes an engine outcome real: rende
 records the log, answers coupons and webhooks, starts other workflows, emits `contact_updated`, queues the
 next wake-up. `Driver.schedule` is the one listing of a workflow's due triggers for a window.
 
-The loop reads no clock and does no I/O: every moment comes from the item, every read and write goes through
-`Ports`. `mauto.simulate` wires it to memory, `mauto.daemon.tick` to the SQLite store; an item that raises is
-the use case's to record (a simulation shows it on the timeline; a tick rolls it back and fails it alone).
+The loop reads no clock and does no I/O of its own (rendering reads the template files, through Jinja2's
+loader): every moment comes from the item, every read and write goes through `Ports`. `mauto.simulate`
+wires it to memory, `mauto.daemon.tick` to the SQLite store; an item that raises is the use case's to record
+(a simulation shows it on the timeline; a tick rolls it back and fails it alone).
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from mauto.consent import withdrawal
-from mauto.driver.ports import LATER, Ports
+from mauto.driver.ports import Entry, Later, Ports
 from mauto.driver.queue import DUE, EVENT, WAKE, DueQueue, Item
 from mauto.engine.interpreter import Engine
 from mauto.engine.records import ContactState, Event
@@ -160,7 +161,7 @@ class Driver:
             ports.enrollments.save(enrollment)
             return
         ports.journal.woke(enrollment)
-        self.handle(workflow, self.engine.advance(workflow, enrollment, contact, at))
+        self.handle(workflow, self.engine.advance(workflow, enrollment, contact, at), contact)
 
     def _due(self, at: datetime, item: Item) -> None:
         kind, workflow_id, contact_id = item[0], item[1], item[2]
@@ -200,7 +201,7 @@ class Driver:
             workflow = ports.workflows.of(enrollment) if enrollment is not None else None
             if enrollment is None or workflow is None:
                 continue  # an enrollment that does not read back, a version that does not load
-            self.handle(workflow, self.engine.deliver(workflow, enrollment, contact, event))
+            self.handle(workflow, self.engine.deliver(workflow, enrollment, contact, event), contact)
         # A workflow takes contacts from events that happen after it was deployed, never from history.
         taking = [workflow for workflow in ports.workflows.taking() if self._takes(workflow, event.at)]
         for workflow in taking:
@@ -256,18 +257,16 @@ class Driver:
         outcome = self.engine.enroll(workflow, contact, at, event, enrollments.new_id(workflow, contact, previous),
                                      why)
         enrollments.add(outcome.enrollment)
-        self.handle(workflow, outcome)
+        self.handle(workflow, outcome, contact)
 
     # --- an outcome made real ------------------------------------------------------------------------
 
-    def handle(self, workflow: Workflow, outcome: Outcome) -> None:
-        """Make an outcome real: render, record, answer pending steps, schedule the wake-up."""
+    def handle(self, workflow: Workflow, outcome: Outcome, contact: ContactState) -> None:
+        """Make an outcome of the engine for `contact` real: render, record, answer pending steps, schedule the
+        wake-up."""
         ports = self.ports
         enrollment = outcome.enrollment
         ports.enrollments.save(enrollment)
-        contact = ports.contacts.get(enrollment.contact)
-        if contact is None:  # erased since the step began waiting (a webhook's answer that came late)
-            raise LookupError(f"contact {enrollment.contact} is not there")
         effects = outcome.effects
         sent_at = None
         for effect in effects:  # what the engine did already, whatever a render does below
@@ -289,7 +288,7 @@ class Driver:
                     if contact.messages and contact.messages[-1].at == effect.at:
                         contact.messages.pop()
                     ports.journal.record(outcome.log)
-                    self.handle(workflow, failure)
+                    self.handle(workflow, failure, contact)
                     return
         ports.journal.record(outcome.log)
         if effects:
@@ -302,7 +301,7 @@ class Driver:
             self.queue.push(wake, WAKE, ("wake", enrollment.id, wake))
         elif sent_at is not None and enrollment.state == "active":
             # the engine pauses after each send so that it is rendered first; now go on
-            self.handle(workflow, self.engine.advance(workflow, enrollment, contact, sent_at))
+            self.handle(workflow, self.engine.advance(workflow, enrollment, contact, sent_at), contact)
 
     def _effects(self, workflow: Workflow, contact: ContactState, effects: list[Effect]) -> None:
         """What the effects cause: the workflows `start` enrolls into, and `contact_updated` for changes."""
@@ -335,9 +334,9 @@ class Driver:
             answer = self.ports.answers.coupon(pending["pool"], contact.id, at)
         else:
             answer = self.ports.answers.webhook(enrollment, pending["request"], at)
-            if answer is LATER:
+            if answer is Later.LATER:
                 return  # the enrollment waits in `pending` until the answer is recorded
-        self.handle(workflow, self.engine.resume(workflow, enrollment, contact, answer, at))
+        self.handle(workflow, self.engine.resume(workflow, enrollment, contact, answer, at), contact)
 
     def _render(self, workflow: Workflow, enrollment: Enrollment, contact: ContactState,
                 effect: Effect) -> Outcome | None:
@@ -352,7 +351,7 @@ class Driver:
         return None
 
 
-def reentry_refusal(workflow: Workflow, previous: list[Enrollment], at: datetime) -> str | None:
+def reentry_refusal(workflow: Workflow, previous: Sequence[Entry], at: datetime) -> str | None:
     """Why the contact may not enter again now (None: they may). A contact is never in a workflow twice at once."""
     if any(not enrollment.ended for enrollment in previous):
         return "already in this workflow"

@@ -12,11 +12,12 @@ from __future__ import annotations
 import itertools
 from bisect import insort
 from collections import defaultdict, deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from mauto.driver.ports import Ports
+from mauto.driver.ports import Entry, Ports
 from mauto.engine.records import ContactState, Event
 from mauto.engine.state import Effect, Enrollment, LogEntry
 from mauto.messages import RenderedMessage
@@ -63,7 +64,7 @@ class MemoryEnrollments:
         self.keep_ended = keep_ended
         self.by_id: dict[str, Enrollment] = {}
         self.in_flight: dict[str, list[str]] = defaultdict(list)  # contact -> enrollment ids not ended
-        self.by_contact: dict[tuple[str, str], list[Any]] = defaultdict(list)  # (workflow, contact) -> all
+        self.by_contact: dict[tuple[str, str], list[Enrollment | Entered]] = defaultdict(list)  # all, or summed
         self.numbers = itertools.count(1)
 
     def get(self, enrollment_id: str) -> Enrollment | None:
@@ -72,10 +73,10 @@ class MemoryEnrollments:
     def active(self, contact_id: str) -> list[str]:
         return list(self.in_flight.get(contact_id, ()))
 
-    def history(self, workflow_id: str, contact_id: str) -> list[Enrollment]:
+    def history(self, workflow_id: str, contact_id: str) -> Sequence[Entry]:
         return self.by_contact.get((workflow_id, contact_id), [])
 
-    def new_id(self, workflow: Workflow, contact: ContactState, previous: list[Enrollment]) -> str:
+    def new_id(self, workflow: Workflow, contact: ContactState, previous: Sequence[Entry]) -> str:
         return f"{workflow.id}:{contact.id}:{next(self.numbers)}"
 
     def add(self, enrollment: Enrollment) -> None:
@@ -178,7 +179,7 @@ class MemoryTimers:
     def __init__(self) -> None:
         self.inactive: dict[tuple[str, str], datetime] = {}
         self.segment: dict[tuple[str, str], bool] = {}
-        self.begun: set[str] = set()
+        self.listed: set[str] = set()
 
     def inactive_since(self, workflow_id: str, contact_id: str) -> datetime | None:
         return self.inactive.get((workflow_id, contact_id))
@@ -195,8 +196,11 @@ class MemoryTimers:
     def set_segment(self, workflow_id: str, contact_id: str, inside: bool) -> None:
         self.segment[(workflow_id, contact_id)] = inside
 
+    def begun(self, workflow_id: str) -> bool:
+        return workflow_id in self.listed
+
     def started(self, workflow_id: str) -> None:
-        self.begun.add(workflow_id)
+        self.listed.add(workflow_id)
 
 
 class MemoryWorkflows:
@@ -245,12 +249,31 @@ class MemoryFailures:
                                       "failed", f"listing the trigger: {type(error).__name__}: {error}")])
 
 
+@dataclass
+class MemoryPorts:
+    """One set of ports in memory, as the simulation holds them (their dicts within reach, for its result)."""
+
+    contacts: MemoryContacts
+    enrollments: MemoryEnrollments
+    events: MemoryEvents
+    outbox: MemoryOutbox
+    answers: MemoryAnswers
+    timers: MemoryTimers
+    workflows: MemoryWorkflows
+    journal: MemoryJournal
+    failures: MemoryFailures
+
+    def ports(self) -> Ports:
+        return Ports(self.contacts, self.enrollments, self.events, self.outbox, self.answers, self.timers,
+                     self.workflows, self.journal, self.failures)
+
+
 def memory_ports(contacts: Iterable[ContactState], taking: list[Workflow], every: Iterable[Workflow],
                  coupons: dict[str, list[str]], webhooks: dict[str, Any],
                  on_entries: Callable[[list[LogEntry]], None],
                  on_message: Callable[[Workflow, Enrollment, ContactState, RenderedMessage], None],
                  keep_ended: bool = True, window: timedelta | None = None,
-                 read: Callable[[str], bool] | None = None) -> Ports:
+                 read: Callable[[str], bool] | None = None) -> MemoryPorts:
     """A set of memory ports over the given contacts, workflows and sample answers."""
     journal = MemoryJournal(on_entries)
     workflows = MemoryWorkflows(taking, every)
@@ -259,7 +282,6 @@ def memory_ports(contacts: Iterable[ContactState], taking: list[Workflow], every
         workflow = workflows.named(workflow_id)
         return workflow.version if workflow is not None else 0
 
-    return Ports(contacts=MemoryContacts(contacts), enrollments=MemoryEnrollments(keep_ended),
-                 events=MemoryEvents(read), outbox=MemoryOutbox(on_message, window=window),
-                 answers=MemoryAnswers(coupons, webhooks), timers=MemoryTimers(), workflows=workflows,
-                 journal=journal, failures=MemoryFailures(journal, version))
+    return MemoryPorts(MemoryContacts(contacts), MemoryEnrollments(keep_ended), MemoryEvents(read),
+                       MemoryOutbox(on_message, window=window), MemoryAnswers(coupons, webhooks), MemoryTimers(),
+                       workflows, journal, MemoryFailures(journal, version))

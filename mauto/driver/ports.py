@@ -9,9 +9,10 @@ No port reads a clock: every moment is given by the loop, which has it from the 
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from enum import Enum
 from typing import Any, Protocol
 
 from mauto.engine.records import ContactState, Event
@@ -30,7 +31,8 @@ class Contacts(Protocol):
         """Every contact's id (the schedule and segment triggers go through them all)."""
 
     def every(self) -> Iterator[ContactState]:
-        """Every contact with its fields (the date triggers read a field of each)."""
+        """Every contact with its fields, to read a field of each (the date triggers): not necessarily the
+        objects `get` gives, nor with their event history."""
 
     def changed(self, contact: ContactState) -> None:
         """A step changed the contact's fields (update, score, lists): write them back."""
@@ -52,11 +54,11 @@ class Enrollments(Protocol):
     def active(self, contact_id: str) -> list[str]:
         """The ids of the contact's enrollments that have not ended (a copy: the loop may change the port)."""
 
-    def history(self, workflow_id: str, contact_id: str) -> list[Enrollment]:
-        """Every enrollment of the contact in the workflow, oldest first, ended ones included (the reentry rule
-        reads their entry times)."""
+    def history(self, workflow_id: str, contact_id: str) -> Sequence[Entry]:
+        """The contact's enrollments in the workflow, oldest first, ended ones included or summed up (the
+        reentry rule reads their entry times)."""
 
-    def new_id(self, workflow: Workflow, contact: ContactState, previous: list[Enrollment]) -> str:
+    def new_id(self, workflow: Workflow, contact: ContactState, previous: Sequence[Entry]) -> str:
         """An id for the contact's next enrollment in the workflow."""
 
     def add(self, enrollment: Enrollment) -> None:
@@ -90,12 +92,24 @@ class Outbox(Protocol):
         """A task step's task."""
 
 
-@dataclass
-class Later:
+class Later(Enum):
     """An answer that comes later: the enrollment waits in `pending` until it does (a webhook's response)."""
 
+    LATER = "later"
 
-LATER = Later()
+
+class Entry(Protocol):
+    """What the loop reads of a contact's past enrollments in a workflow (the reentry rule; a trigger listed
+    twice for one moment): an `Enrollment`, or what a port keeps of an ended one."""
+
+    @property
+    def entered_at(self) -> datetime: ...
+
+    @property
+    def cause(self) -> str | None: ...
+
+    @property
+    def ended(self) -> bool: ...
 
 
 class Answers(Protocol):
@@ -105,12 +119,13 @@ class Answers(Protocol):
         """The next unused code of the pool, now the contact's; None: the pool is empty."""
 
     def webhook(self, enrollment: Enrollment, request: dict[str, Any], at: datetime) -> Any:
-        """The endpoint's answer (parsed JSON), or LATER: the call is made outside the loop, and the answer
+        """The endpoint's answer (parsed JSON), or `Later.LATER`: the call is made outside the loop, and the answer
         resumes the enrollment when it comes."""
 
 
 class Timers(Protocol):
-    """What the inactivity and segment triggers remember between items (and, over a store, between runs)."""
+    """What the inactivity and segment triggers remember between items (and, over a store, between runs):
+    inactivity timers, segment membership, whether a trigger's first listing was done."""
 
     def inactive_since(self, workflow_id: str, contact_id: str) -> datetime | None:
         """The moment of the last event an inactivity timer counts from, None when none is set."""
@@ -126,6 +141,9 @@ class Timers(Protocol):
 
     def set_segment(self, workflow_id: str, contact_id: str, inside: bool) -> None:
         """The contact entered or left the segment."""
+
+    def begun(self, workflow_id: str) -> bool:
+        """Whether the trigger's first listing over every contact was done (by this run or an earlier one)."""
 
     def started(self, workflow_id: str) -> None:
         """The trigger's first listing over every contact is done (inactivity timers set, segments checked):

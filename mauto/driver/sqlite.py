@@ -10,12 +10,12 @@ queued, an event a step caused), so that the rest of the batch reads them back.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from mauto.driver.ports import LATER, Ports
+from mauto.driver.ports import Entry, Later, Ports
 from mauto.engine.records import ContactState, Event
 from mauto.engine.state import Effect, Enrollment, LogEntry
 from mauto.errors import MautoError, printable
@@ -66,7 +66,7 @@ class Batch:
 
     def __init__(self, store: Store, now: datetime, tally: Tally, log: Log) -> None:
         self.store, self.db = store, store.db
-        self.now, self.at = now, stamp(now)
+        self.at = stamp(now)
         self.tally, self.log = tally, log
         self.reset()
 
@@ -184,7 +184,7 @@ class SqliteEnrollments:
                 for enrollment_id in runtime.enrollment_ids(self.batch.db, contact_id, workflow_id)]
         return history
 
-    def new_id(self, workflow: Workflow, contact: ContactState, previous: list[Enrollment]) -> str:
+    def new_id(self, workflow: Workflow, contact: ContactState, previous: Sequence[Entry]) -> str:
         # Deterministic: a batch re-run after a crash makes the same ids, hence the same message keys.
         return f"{workflow.id}:{contact.id}:{len(previous) + 1}"
 
@@ -274,13 +274,13 @@ class SqliteAnswers:
         return take_coupon_in(self.batch.db, pool, contact_id, at)
 
     def webhook(self, enrollment: Enrollment, request: dict[str, Any], at: datetime) -> Any:
-        # Called outside any transaction (a slow endpoint must not hold the store): queued now, and the
-        # enrollment waits in `pending` until its answer is recorded.
+        # Queued with the batch; the call itself is made after, outside any transaction (a slow endpoint must
+        # not hold the store), and the enrollment waits in `pending` until its answer is recorded.
         position = enrollment.position
         occurrence = enrollment.occurrences.get(position, 1) if position is not None else 1
         runtime.insert_call(self.batch.db, f"{enrollment.id}:{position}:{occurrence}", enrollment.id, request,
                             self.batch.at)
-        return LATER
+        return Later.LATER
 
 
 class SqliteTimers:
@@ -312,6 +312,9 @@ class SqliteTimers:
         self.segment[(workflow_id, contact_id)] = inside
         runtime.set_segment(self.batch.db, workflow_id, contact_id, inside, self.batch.at)
 
+    def begun(self, workflow_id: str) -> bool:
+        return runtime.get_state(self.batch.db, f"started:{workflow_id}") is not None
+
     def started(self, workflow_id: str) -> None:
         runtime.set_state(self.batch.db, f"started:{workflow_id}", self.batch.at)
 
@@ -330,10 +333,10 @@ class SqliteWorkflows:
         self.versions: dict[tuple[str, int], Workflow] = {}
         self.broken: dict[tuple[str, int], str] = {}  # deployed versions that cannot be loaded, and why
         running = runtime.running_workflows(batch.db)
-        self.states = {row[0]: row[2] for row in running}
+        states = {row[0]: row[2] for row in running}
         self.enrolling_since = {row[0]: datetime.fromisoformat(row[3]) for row in running}
         current = [workflow for workflow in (self.loadable(row[0], row[1]) for row in running) if workflow is not None]
-        self.running = [workflow for workflow in current if self.states[workflow.id] == "active"]
+        self.running = [workflow for workflow in current if states[workflow.id] == "active"]
         self.registry = {workflow.id: workflow for workflow in self.running}
 
     def version(self, workflow_id: str, version: int) -> Workflow:

@@ -75,7 +75,8 @@ class Simulation:
         read = None if keep_timeline else named_in(project, [*every, *workflows])
         self.ports = memory_ports(samples.contacts, workflows, every, samples.coupons, samples.webhooks,
                                   self.record, self.rendered, keep_ended=keep_timeline, window=window, read=read)
-        self.driver = Driver(self.engine, self.ports, renderer or MessageRenderer(project), project.segments, end)
+        self.driver = Driver(self.engine, self.ports.ports(), renderer or MessageRenderer(project), project.segments,
+                             end)
 
     def _longest_cap(self, workflows: list[Workflow]) -> timedelta:
         """The longest window a frequency cap looks back over, in any workflow of the run (0: no caps)."""
@@ -93,9 +94,9 @@ class Simulation:
                 self.driver.process(at, item)
             except Exception as error:  # noqa: BLE001 - one item's failure is shown, the others go on
                 self.item_failed(at, item, error)
-        contacts = self.ports.contacts.by_id  # type: ignore[attr-defined]
+        contacts = self.ports.contacts.by_id
         zones = {contact.id: self.engine.contact_zone(contact) for contact in contacts.values()}
-        enrollments = self.ports.enrollments.every()  # type: ignore[attr-defined]
+        enrollments = self.ports.enrollments.every()
         return SimulationResult(self.start, self.end, self.timeline, self.funnels, self.messages, contacts,
                                 zones, enrollments)
 
@@ -106,8 +107,8 @@ class Simulation:
         for event in self.samples.events:
             if event.at < self.start:
                 contact = contacts.get(event.contact)
-                if contact is not None:
-                    contact.events.append(event)  # history: has_event and inactivity see it, it triggers nothing
+                if contact is not None:  # history: has_event and inactivity see it, it triggers nothing
+                    self.ports.events.remember(contact, event)
             elif event.at < self.end:
                 self.driver.push_event(event)
         for workflow in self.workflows:

@@ -5,6 +5,7 @@ say they commit on their own (the outbox hand-off marks, which must be on disk b
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 from bisect import insort
@@ -432,6 +433,27 @@ def has_failure(db: Any, kind: str, reason: str, contact: str | None, workflow: 
     """Whether the same failure was recorded already (a trigger that fails for a contact every tick)."""
     return db.execute("SELECT 1 FROM failures WHERE kind = ? AND reason = ? AND contact IS ? AND workflow IS ? "
                       "LIMIT 1", [kind, reason[:REASON_LIMIT], contact, workflow]).fetchone() is not None
+
+
+@contextlib.contextmanager
+def savepoint(db: Any, name: str = "item") -> Iterator[None]:
+    """A savepoint inside the caller's transaction: released when the block ends, rolled back to (then
+    released) when it raises; the exception goes on."""
+    db.execute(f"SAVEPOINT {name}")
+    try:
+        yield
+    except BaseException:
+        db.execute(f"ROLLBACK TO {name}")
+        db.execute(f"RELEASE {name}")
+        raise
+    db.execute(f"RELEASE {name}")
+
+
+def enrollment_place(db: Any, enrollment_id: str) -> tuple[str, int, str, str | None] | None:
+    """(workflow, version, contact, position) of an enrollment, from its columns (its data may not parse)."""
+    row = db.execute("SELECT workflow, version, contact, position FROM enrollments WHERE id = ?",
+                     [enrollment_id]).fetchone()
+    return tuple(row) if row is not None else None
 
 
 def fail_enrollment(db: Any, enrollment_id: str, reason: str, at: str) -> bool:

@@ -16,7 +16,7 @@ import pytest
 from mauto.daemon.report import TickReport
 from mauto.driver.loop import Driver
 from mauto.driver.memory import memory_ports
-from mauto.driver.ports import LATER, Ports
+from mauto.driver.ports import Later, Ports
 from mauto.driver.sqlite import Batch, SqliteWorkflows, sqlite_ports
 from mauto.engine.interpreter import Engine, Settings
 from mauto.engine.records import ContactState, Event
@@ -62,12 +62,11 @@ class MemorySet(PortSet):
     def __init__(self, daemon: Daemon) -> None:
         every = [build(load(path)) for path in sorted((daemon.root / "workflows").glob("*.yaml"))]
         contacts = [ContactState(contact_id, dict(fields)) for contact_id, fields in CONTACTS.items()]
-        super().__init__("memory", memory_ports(contacts, every, every, {"GIFT": ["A1", "A2"]},
-                                                {daemon.http.url("/crm"): {"id": "crm-1"}},
-                                                lambda entries: self.entries.extend(entries),
-                                                lambda workflow, enrollment, contact, message:
-                                                self.messages.append(message)), daemon)
-        self.ports.outbox.on_task = self.tasks.append  # type: ignore[attr-defined]
+        held = memory_ports(contacts, every, every, {"GIFT": ["A1", "A2"]}, {daemon.http.url("/crm"): {"id": "crm-1"}},
+                            lambda entries: self.entries.extend(entries),
+                            lambda workflow, enrollment, contact, message: self.messages.append(message))
+        held.outbox.on_task = lambda effect: self.tasks.append(effect)
+        super().__init__("memory", held.ports(), daemon)
 
 
 class SqliteSet(PortSet):
@@ -246,7 +245,7 @@ def test_a_webhook_answers_now_or_is_queued_to_answer_later(ports: PortSet) -> N
     enrollment.position = "steps.0"
     request = {"method": "POST", "url": ports.daemon.http.url("/crm"), "headers": {}, "body": "{}", "retries": 2}
     answer = ports.ports.answers.webhook(enrollment, request, T0)
-    if answer is LATER:
+    if answer is Later.LATER:
         ports.settle()
         assert ports.calls() == [f"{enrollment.id}:steps.0:1"]
     else:
