@@ -160,7 +160,13 @@ def _email_domain(domain: str) -> tuple[str, str] | None:
     return checked.domain.lower(), checked.ascii_domain.lower()
 
 
-@lru_cache(maxsize=8192)  # the sender and the suppression list check the same few addresses again and again
+# The caches keep the few addresses met again and again (the sender, a test's contacts); a tick over 100,000
+# contacts meets each address too far apart for any cache to help, so they stay small (8,192 entries each
+# held 7 MB of a 100,000-contact tick's peak: docs/performance.md, "Daemon").
+_CACHED = 1024
+
+
+@lru_cache(maxsize=_CACHED)
 def _parse_email(text: str) -> EmailAddress:
     candidate = text.strip(" \t")
     plain = _PLAIN_EMAIL.fullmatch(candidate)
@@ -259,7 +265,7 @@ def normalise_phone(text: str, region: str | None = None) -> str:
     return _normalise_phone(text, region)
 
 
-@lru_cache(maxsize=8192)
+@lru_cache(maxsize=_CACHED)
 def _normalise_phone(text: str, region: str | None) -> str:
     problem = text_problem(text, strict=True)
     if problem is not None:
@@ -306,7 +312,7 @@ def comparison_form(address: str, channel: str, region: str | None = None) -> st
     return _comparison_form(address, channel, region)
 
 
-@lru_cache(maxsize=8192)
+@lru_cache(maxsize=_CACHED)
 def _comparison_form(address: str, channel: str, region: str | None) -> str:
     if channel == "sms":
         try:
