@@ -2,13 +2,19 @@
 
 An expression is parsed once into Jinja2's AST. The lint walks that tree to
 find the names, functions, fields and events it uses; the engine compiles the
-same tree into a callable.
+same tree into a callable. An expression made only of literals, names, fields
+of records, comparisons and `and`/`or`/`not`/`if else` also gets a fast path:
+the Python Jinja2 would write for it, with the sandbox's attribute lookup
+replaced by a direct read of the record's field; whenever that read is not
+certainly what the sandbox would return, the call goes through Jinja2.
 """
 from __future__ import annotations
 
 import contextlib
+import math
 import operator
 import re
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -25,10 +31,12 @@ from jinja2 import (
     pass_context,
     pass_eval_context,
 )
+from jinja2.compiler import operators as JINJA_COMPARISONS
 from jinja2.environment import TemplateExpression
 from jinja2.exceptions import SecurityError
 from jinja2.parser import Parser
 from jinja2.sandbox import SandboxedEnvironment
+from jinja2.utils import missing
 
 from mauto.workflow.loader import Pos
 
@@ -280,6 +288,8 @@ class Expression:
 
     __slots__ = ("source", "path", "pos", "__dict__")
 
+    fallbacks = 0  # calls the fast path handed to Jinja2 (an instance's count once one has)
+
     def __init__(self, source: str, path: str = "<expression>", pos: Pos = Pos(1, 1)) -> None:
         self.source = source
         self.path = path
@@ -307,13 +317,142 @@ class Expression:
             raise ExpressionError(f"expression too deeply nested (more than {MAX_DEPTH} levels)") from None
         return TemplateExpression(template, undefined_to_none=False)
 
+    @cached_property
+    def fast(self) -> Callable[[dict[str, Any]], Any] | None:
+        """The fast path: a function of the names (a dict) returning what the evaluator would, or raising
+        whenever it cannot be sure to (then `evaluate` asks the evaluator); None when the expression uses
+        anything outside its grammar (see _python)."""
+        _ = self.evaluator  # compiled first: what Jinja2 cannot compile fails as it always has
+        return _fast_function(self.tree)
+
     def evaluate(self, **names: Any) -> Any:
         """The value for these names. Never an Undefined: a missing or refused name raises here, so the caller
         knows which expression failed (an Undefined would raise later, wherever its value is first used)."""
+        fast = self.fast
+        if fast is not None:
+            try:
+                value = fast(names)
+            except Exception:  # Jinja2 decides: its value, or its own error and message
+                pass
+            else:
+                if not isinstance(value, Undefined):
+                    return value
+            self.fallbacks += 1
         value = self.evaluator(**names)
         if isinstance(value, Undefined):
             value._fail_with_undefined_error()
         return value
+
+
+class _Fallback(Exception):
+    """The fast path cannot be sure what the sandbox would make of this call: the evaluator decides."""
+
+
+class _NotFast(Exception):
+    """A node outside the fast path's grammar: the expression always goes through Jinja2."""
+
+
+# The values a field may hold for the fast path to hand it on (exactly these types): anything else (an
+# Undefined, a bound `str.format` the sandbox would wrap, a subclass) goes through the sandbox.
+_PLAIN_FIELDS = frozenset({str, int, float, bool, type(None), list, tuple, dict, datetime, date})
+_LITERALS = frozenset({str, int, float, bool, type(None)})
+_record_type: type | None = None  # mauto.engine.records.Record, once seen (workflow may not import engine)
+
+
+def _is_record_type(cls: type) -> bool:
+    """Whether `cls` is the engine's Record, whose only attributes are internal: the sandbox's getattr finds
+    no attribute of the class, so `record.name` is its `__getattr__`, `record._fields[name]`."""
+    global _record_type
+    if cls.__module__ != "mauto.engine.records" or cls.__qualname__ != "Record" \
+            or cls.__getattribute__ is not object.__getattribute__ or "__getattr__" not in cls.__dict__ \
+            or any(not name.startswith("_") for name in dir(cls)):
+        return False
+    _record_type = cls
+    return True
+
+
+def _field(record: Any, name: str) -> Any:
+    """`record.name` as the sandbox reads it, when that is certainly the record's field; _Fallback otherwise
+    (not a Record, a field it does not hold, a value not plain)."""
+    if type(record) is not _record_type and not _is_record_type(type(record)):
+        raise _Fallback
+    value = record._fields[name]
+    if type(value) in _PLAIN_FIELDS:
+        return value
+    raise _Fallback
+
+
+def _fast_function(tree: nodes.Expr) -> Callable[[dict[str, Any]], Any] | None:
+    """The fast path for `tree` (see Expression.fast), or None when it uses anything outside the grammar.
+
+    Written as Jinja2's compiler writes the expression (the same Python operators, brackets and literals, so
+    `and`/`or` return an operand, comparisons chain, `not in` is one operator), except that a name is read
+    from the dict (a missing one raises KeyError) and a field through _field.
+    """
+    loaded: dict[str, str] = {}  # name -> its local variable
+    try:
+        body = _python(tree, loaded)
+    except _NotFast:
+        return None
+    lines = ["def fast(names):"]
+    lines += [f"    {local} = names[{name!r}]" for name, local in loaded.items()]
+    if loaded:  # Jinja2's own marker of a name not given: its Undefined
+        lines += [f"    if {' or '.join(f'{local} is missing' for local in loaded.values())}:",
+                  "        raise Fallback"]
+    lines.append(f"    return {body}")
+    namespace: dict[str, Any] = {"field": _field, "Fallback": _Fallback, "missing": missing}
+    try:
+        exec(compile("\n".join(lines), "<fast expression>", "exec", dont_inherit=True), namespace)
+    except (SyntaxError, RecursionError, MemoryError):  # nested past what Python compiles: Jinja2 only
+        return None
+    function: Callable[[dict[str, Any]], Any] = namespace["fast"]
+    return function
+
+
+def _python(node: nodes.Node, loaded: dict[str, str]) -> str:
+    """The Python for `node`, as Jinja2 writes it; _NotFast for a node outside the grammar: literals, lists and
+    tuples, names (not `self`, the template's own reference), public attributes, comparisons, `and`, `or`, `not`,
+    `-`, `+` and `if else` (with an else: without one a false test is Jinja2's Undefined)."""
+    if isinstance(node, nodes.Const):
+        return _literal(node.value)
+    if isinstance(node, nodes.Name) and node.ctx == "load" and node.name != "self":
+        return loaded.setdefault(node.name, f"n{len(loaded)}")
+    if isinstance(node, nodes.Getattr) and not node.attr.startswith("_"):  # parse() refuses those anyway
+        return f"field({_python(node.node, loaded)}, {node.attr!r})"
+    if isinstance(node, nodes.Compare):
+        parts = [_python(node.expr, loaded)]
+        for operand in node.ops:
+            parts += [JINJA_COMPARISONS[operand.op], _python(operand.expr, loaded)]
+        return f"({' '.join(parts)})"
+    if isinstance(node, (nodes.And, nodes.Or)):
+        return f"({_python(node.left, loaded)} {node.operator} {_python(node.right, loaded)})"
+    if isinstance(node, (nodes.Not, nodes.Neg, nodes.Pos)):
+        return f"({'not ' if isinstance(node, nodes.Not) else node.operator}{_python(node.node, loaded)})"
+    if isinstance(node, nodes.CondExpr) and node.expr2 is not None:
+        return (f"({_python(node.expr1, loaded)} if {_python(node.test, loaded)} "
+                f"else {_python(node.expr2, loaded)})")
+    if isinstance(node, nodes.List) or (isinstance(node, nodes.Tuple) and node.ctx == "load"):
+        return _sequence([_python(item, loaded) for item in node.items], isinstance(node, nodes.List))
+    raise _NotFast
+
+
+def _literal(value: Any) -> str:
+    """A constant as Jinja2 writes it (its repr), when that reads back as the same value: a float that is not
+    finite is written `inf` or `nan`, which Jinja2's code then fails to find (a NameError)."""
+    kind = type(value)
+    if kind is float and not math.isfinite(value):
+        raise _NotFast
+    if kind in _LITERALS:  # an int past Python's limit on digits is refused by parse(): its repr would fail
+        return repr(value)
+    if kind in (list, tuple):  # a list or tuple of constants, folded by Jinja2's optimizer
+        return _sequence([_literal(item) for item in value], kind is list)
+    raise _NotFast
+
+
+def _sequence(items: list[str], is_list: bool) -> str:
+    if is_list:
+        return f"[{', '.join(items)}]"
+    return f"({items[0]},)" if len(items) == 1 else f"({', '.join(items)})"
 
 
 @lru_cache(maxsize=8192)
@@ -355,13 +494,37 @@ def parse(source: str) -> nodes.Expr:
         raise ExpressionError(_syntax_message(error.message or "invalid syntax")) from None
     except (RecursionError, MemoryError):  # `not not not …` thousands of times: one frame each
         raise ExpressionError(f"expression too deeply nested (more than {MAX_DEPTH} levels)") from None
+    except ExpressionError:
+        raise
+    except ValueError:  # the lexer's int() of a literal past Python's limit on digits
+        raise _too_many_digits(source) from None
     depth = _check_tree(tree, source)
     if depth > MAX_DEPTH:
         hint = "; test a list of values with `in [...]` rather than a chain of `or`" if " or " in source else ""
         raise ExpressionError(f"expression too deeply nested ({depth:,} levels; at most {MAX_DEPTH}){hint}")
+    _check_integers(tree, source)
     tree.set_environment(_ENVIRONMENT)
     _check_constants(tree, source)
     return tree
+
+
+def _check_integers(tree: nodes.Expr, source: str) -> None:
+    """Refuse an integer Python will not write in decimal (`0x` and thousands of digits): Jinja2's compiler
+    writes every literal with repr(), which would fail with a ValueError when the expression is first used."""
+    for node in _nodes(tree, nodes.Const):
+        if type(node.value) is int:
+            try:
+                repr(node.value)
+            except ValueError:
+                raise _too_many_digits(source) from None
+
+
+def _too_many_digits(source: str) -> ExpressionError:
+    """The error for a number past Python's limit on digits, placed on the first decimal one (when it is)."""
+    limit = sys.get_int_max_str_digits()
+    offset = next((match.start() for match in re.finditer(r"\d[\d_]*", mask_strings(source))
+                   if len(match.group(0).replace("_", "")) > limit), -1)
+    return ExpressionError(f"a number of more than {limit:,} digits cannot be read", offset)
 
 
 class _NotConstant(Exception):

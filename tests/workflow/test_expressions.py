@@ -1,6 +1,7 @@
 """Expressions: parse errors, what an expression uses (with offsets), and evaluation in the sandbox."""
 from __future__ import annotations
 
+import sys
 import time
 from datetime import UTC, date, datetime, timedelta
 
@@ -48,6 +49,21 @@ def test_an_expression_parses_lazily_and_keeps_its_place():
 def test_a_non_string_is_not_an_expression():
     with pytest.raises(ExpressionError, match="the expression is empty"):
         parse(42)  # type: ignore[arg-type]
+
+
+@pytest.mark.skipif(sys.get_int_max_str_digits() == 0, reason="Python reads numbers of any length here")
+def test_a_number_past_pythons_limit_on_digits_is_refused_in_words():
+    # Jinja2's lexer reads it with int(), whose ValueError reached `mauto lint` as an internal error
+    limit = sys.get_int_max_str_digits()
+    with pytest.raises(ExpressionError) as caught:
+        parse("contact.score < 1_" + "9" * limit)
+    assert str(caught.value) == f"a number of more than {limit:,} digits cannot be read"
+    assert caught.value.offset == 16
+    assert parse(f"contact.id == '{'9' * (limit + 1)}'") is not None  # in a string, digits are only text
+    # a hexadecimal one is read, but Jinja2's compiler writes it back in decimal: a ValueError at the first use
+    with pytest.raises(ExpressionError) as caught:
+        parse("contact.score < 0x" + "f" * limit)
+    assert (str(caught.value), caught.value.offset) == (f"a number of more than {limit:,} digits cannot be read", -1)
 
 
 # --- what an expression uses ---------------------------------------------------------
