@@ -2,9 +2,10 @@
 
 `Driver.process(at, item)` handles one item of the queue at its own moment: an event (consent it withdraws,
 wait_for and exit_on of the contact's enrollments, the workflows it enrolls into, segments it changes), a
-wake-up, a trigger come due. `Driver.handle` makes an engine outcome real: renders the messages it sends,
-records the log, answers coupons and webhooks, starts other workflows, emits `contact_updated`, queues the
-next wake-up. `Driver.schedule` is the one listing of a workflow's due triggers for a window.
+wake-up, a trigger come due. `Driver.handle` makes an engine outcome real (the messages it sends are
+rendered as the engine sends them, `Driver._made`): records the log, answers coupons and webhooks, starts
+other workflows, emits `contact_updated`, queues the next wake-up. `Driver.schedule` is the one listing of
+a workflow's due triggers for a window.
 
 The loop reads no clock and does no I/O of its own (rendering reads the template files, through Jinja2's
 loader): every moment comes from the item, every read and write goes through `Ports`. `mauto.simulate`
@@ -37,6 +38,7 @@ class Driver:
     def __init__(self, engine: Engine, ports: Ports, renderer: MessageRenderer, segments: Mapping[str, Any],
                  end: datetime) -> None:
         self.engine = engine
+        engine.on_send = self._made  # a message is rendered as it is sent, before the next step runs
         self.ports = ports
         self.renderer = renderer
         self.segments = segments  # the project's named segments (a segment trigger names one, or is inline)
@@ -268,28 +270,12 @@ class Driver:
         enrollment = outcome.enrollment
         ports.enrollments.save(enrollment)
         effects = outcome.effects
-        sent_at = None
-        for effect in effects:  # what the engine did already, whatever a render does below
+        for effect in effects:  # the messages were made as the engine sent them (`_made`)
             kind = effect.kind
-            if kind == "send":
-                sent_at = effect.at
-            elif kind in ("update", "score", "lists"):
+            if kind in ("update", "score", "lists"):
                 ports.contacts.changed(contact)
             elif kind == "task":
                 ports.outbox.task(effect)
-        if sent_at is not None:
-            for effect in effects:
-                if effect.kind != "send":
-                    continue
-                failure = self._render(workflow, enrollment, contact, effect)
-                if failure is not None:  # the message never went: no `send` in the log, no cap slot used
-                    outcome.log = [entry for entry in outcome.log if not (
-                        entry.kind == "send" and entry.at == effect.at and entry.step == effect.step)]
-                    if contact.messages and contact.messages[-1].at == effect.at:
-                        contact.messages.pop()
-                    ports.journal.record(outcome.log)
-                    self.handle(workflow, failure, contact)
-                    return
         ports.journal.record(outcome.log)
         if effects:
             self._effects(workflow, contact, effects)
@@ -299,9 +285,6 @@ class Driver:
             return
         elif (wake := enrollment.wake_time) is not None:
             self.queue.push(wake, WAKE, ("wake", enrollment.id, wake))
-        elif sent_at is not None and enrollment.state == "active":
-            # the engine pauses after each send so that it is rendered first; now go on
-            self.handle(workflow, self.engine.advance(workflow, enrollment, contact, sent_at), contact)
 
     def _effects(self, workflow: Workflow, contact: ContactState, effects: list[Effect]) -> None:
         """What the effects cause: the workflows `start` enrolls into, and `contact_updated` for changes."""
@@ -338,15 +321,13 @@ class Driver:
                 return  # the enrollment waits in `pending` until the answer is recorded
         self.handle(workflow, self.engine.resume(workflow, enrollment, contact, answer, at), contact)
 
-    def _render(self, workflow: Workflow, enrollment: Enrollment, contact: ContactState,
-                effect: Effect) -> Outcome | None:
-        """Render the message a send asks for, into the outbox; a template that fails fails the enrollment
-        (its Outcome)."""
+    def _made(self, workflow: Workflow, enrollment: Enrollment, contact: ContactState, effect: Effect) -> str | None:
+        """Render the message a send asks for, into the outbox, as the engine sends it (`Engine.on_send`); or
+        say why it cannot be made (a template that fails: the engine fails the enrollment at the send)."""
         try:
             message = self.renderer.render(effect, contact, self.engine.settings.contact_fields)
         except MautoError as error:
-            return self.engine.fail(workflow, enrollment, effect.at, f"template {effect.data['template']}: {error}",
-                                    effect.data.get("path"))
+            return f"template {effect.data['template']}: {error}"
         self.ports.outbox.message(workflow, enrollment, contact, message)
         return None
 
