@@ -6,6 +6,7 @@ the ports (`mauto.driver.memory`), the clock and the channels differ.
 """
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -86,14 +87,20 @@ class Simulation:
     def run(self) -> SimulationResult:
         self.prepare()
         queue, end = self.driver.queue, self.end
-        while queue:
-            at, item = queue.pop()
-            if at >= end:
-                break
-            try:
-                self.driver.process(at, item)
-            except Exception as error:  # noqa: BLE001 - one item's failure is shown, the others go on
-                self.item_failed(at, item, error)
+        # What exists before the run (the samples, the project) is never garbage: the collector's full passes
+        # need not walk it again and again (9% of a 100,000-contact run did).
+        gc.freeze()
+        try:
+            while queue:
+                at, item = queue.pop()
+                if at >= end:
+                    break
+                try:
+                    self.driver.process(at, item)
+                except Exception as error:  # noqa: BLE001 - one item's failure is shown, the others go on
+                    self.item_failed(at, item, error)
+        finally:
+            gc.unfreeze()
         contacts = self.ports.contacts.by_id
         zones = {contact.id: self.engine.contact_zone(contact) for contact in contacts.values()}
         enrollments = self.ports.enrollments.every()
