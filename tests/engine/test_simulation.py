@@ -529,3 +529,17 @@ def test_an_expression_gets_only_the_records_it_names(sim, monkeypatch):
         "contact.score >= 50 → true (contact.score = 60)", "event.page == 'cart' → true"]
     assert made == {"event": 1, "contact": 1}
     assert context.built_names("contact.score >= 50 and has_event('x', where='event.y > 1')") == {"contact"}
+
+
+def test_the_collector_is_off_during_a_run_and_on_again_after(sim, monkeypatch):
+    import gc
+
+    from mauto.driver.loop import Driver
+
+    seen: list[bool] = []
+    real = Driver.process
+    monkeypatch.setattr(Driver, "process", lambda self, at, item: seen.append(gc.isenabled()) or real(self, at, item))
+    start = utc(2026, 1, 5)
+    sim.run([flow("w", "{event: visited}")], [person("c1")], [Event("c1", "visited", start)], start,
+            start + timedelta(days=1))
+    assert seen == [False] and gc.isenabled()
