@@ -235,6 +235,17 @@ class BoundedSandbox(SandboxedEnvironment):
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         return bounded_binop(operator, left, right)
 
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        # A contact's, an event's or the vars' field (`contact.first_name` in every template): what the
+        # sandbox would find after an attribute lookup and its checks, read at once. Anything else (another
+        # object, an underscore name, a field not held, a value not plain data) goes the sandbox's way.
+        if (type(obj) is _record_type or (_record_type is None and _is_record_type(type(obj)))) \
+                and not attribute.startswith("_"):
+            value = obj._fields.get(attribute, _Fallback)
+            if type(value) in _PLAIN_FIELDS:
+                return value
+        return super().getattr(obj, attribute)
+
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805 - Jinja's own
         # a bound method's string; the sandbox hands `str.format` over wrapped (its formatter), the original inside
         owner = getattr(__obj, "__self__", None) or getattr(getattr(__obj, "__wrapped__", None), "__self__", None)

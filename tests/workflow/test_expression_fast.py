@@ -274,3 +274,30 @@ def test_the_fast_path_gives_what_jinja_gives(source, cases):
             answer = outcome(lambda names=names: expression.fast(names))
             if answer[0] == "value" and not issubclass(answer[1], Undefined):
                 assert answer == expected, (source, names)
+
+
+def test_the_sandbox_reads_a_records_field_at_once_and_anything_else_its_own_way(monkeypatch) -> None:
+    # Templates read `contact.first_name` through the sandbox's getattr: a Record's plain field is handed at
+    # once; an underscore name, a missing field or another object go through Jinja2's sandbox as before.
+    from jinja2.exceptions import SecurityError, UndefinedError
+    from jinja2.sandbox import SandboxedEnvironment
+
+    from mauto.engine.records import Record
+    from mauto.workflow.expressions import sandbox
+
+    environment = sandbox()
+    reached: list[str] = []
+    real = SandboxedEnvironment.getattr
+    monkeypatch.setattr(SandboxedEnvironment, "getattr",
+                        lambda self, obj, attribute: reached.append(attribute) or real(self, obj, attribute))
+    contact = Record({"first_name": "Ana", "tags": ["vip"], "odd": object()})
+    assert environment.from_string("{{ contact.first_name }} {{ contact.tags[0] }}").render(contact=contact) == \
+        "Ana vip"
+    assert reached == []
+    with pytest.raises(UndefinedError, match="has no attribute 'last_name'"):
+        environment.from_string("{{ contact.last_name }}").render(contact=contact)
+    with pytest.raises(SecurityError, match="access to attribute '_fields' of 'Record' object is unsafe"):
+        environment.from_string("{{ contact._fields }}").render(contact=contact)
+    assert reached[-1:] == ["_fields"]
+    environment.from_string("{{ contact.odd }}").render(contact=contact)
+    assert reached[-1] == "odd"
