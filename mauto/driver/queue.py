@@ -44,6 +44,15 @@ class DueQueue:
             self.watched.add(number)
         return number
 
+    def push_numbered(self, at: datetime, priority: int, item: Item, number: int) -> None:
+        """Queue an item with the sequence number given: a negative one puts it before every item pushed
+        with `push` at the same moment and priority (as if it had been queued first)."""
+        heapq.heappush(self.entries, (at.timestamp(), priority, number, at, item))
+
+    def first_key(self) -> float:
+        """The timestamp of the next item (the queue is not empty)."""
+        return self.entries[0][0]
+
     def first(self) -> tuple[datetime, Item]:
         """The next item and its moment, left in the queue."""
         entry = self.entries[0]

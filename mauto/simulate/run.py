@@ -7,6 +7,7 @@ the ports (`mauto.driver.memory`), the clock and the channels differ.
 from __future__ import annotations
 
 import gc
+from collections import deque
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -14,8 +15,9 @@ from pathlib import Path
 from mauto.config import Project
 from mauto.driver.loop import Driver
 from mauto.driver.memory import memory_ports
+from mauto.driver.queue import EVENT
 from mauto.engine.interpreter import Engine, Settings
-from mauto.engine.records import ContactState
+from mauto.engine.records import ContactState, Event
 from mauto.engine.state import FAILED, Enrollment, LogEntry
 from mauto.errors import MautoError, printable
 from mauto.messages import MessageRenderer, RenderedMessage
@@ -76,6 +78,7 @@ class Simulation:
         read = None if keep_timeline else named_in(project, [*every, *workflows])
         self.ports = memory_ports(samples.contacts, workflows, every, samples.coupons, samples.webhooks,
                                   self.record, self.rendered, keep_ended=keep_timeline, window=window, read=read)
+        self.coming: deque[tuple[Event, int]] = deque()  # the sample events not yet queued, with their places
         self.driver = Driver(self.engine, self.ports.ports(), renderer or MessageRenderer(project), project.segments,
                              end)
 
@@ -93,7 +96,8 @@ class Simulation:
         collecting = gc.isenabled()
         gc.disable()
         try:
-            while queue:
+            while queue or self.coming:
+                self._feed()
                 at, item = queue.pop()
                 if at >= end:
                     break
@@ -115,15 +119,31 @@ class Simulation:
         """Queue the sample events (those before the start are history: seen, never triggering) and what each
         workflow's trigger has due in the run's window."""
         contacts = self.ports.contacts
+        window = []
         for event in self.samples.events:
             if event.at < self.start:
                 contact = contacts.get(event.contact)
                 if contact is not None:  # history: has_event and inactivity see it, it triggers nothing
                     self.ports.events.remember(contact, event)
             elif event.at < self.end:
-                self.driver.push_event(event)
+                window.append(event)
+        # Fed to the queue as the clock reaches them (`_feed`), not all at once: a year of events would sit
+        # in the queue from the start. Each keeps the place it would have had if queued first: the same moment
+        # as another item, it comes before it, and before a later sample event of that moment.
+        window.sort(key=lambda event: event.at.timestamp())
+        self.coming = deque((event, number - len(window)) for number, event in enumerate(window))
         for workflow in self.workflows:
             self.driver.schedule(workflow, self.start, self.start, first=True)
+
+    def _feed(self) -> None:
+        """Queue the sample events due no later than the next queued item (all up to the next, if none is)."""
+        coming, queue = self.coming, self.driver.queue
+        if coming and not queue:
+            event, number = coming.popleft()
+            queue.push_numbered(event.at, EVENT, ("event", event), number)
+        while coming and coming[0][0].at.timestamp() <= queue.first_key():
+            event, number = coming.popleft()
+            queue.push_numbered(event.at, EVENT, ("event", event), number)
 
     def item_failed(self, at: datetime, item: tuple, error: Exception) -> None:
         """An item the engine could not handle (a bug met by one contact's data, a moment out of range): its

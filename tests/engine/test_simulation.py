@@ -543,3 +543,29 @@ def test_the_collector_is_off_during_a_run_and_on_again_after(sim, monkeypatch):
     sim.run([flow("w", "{event: visited}")], [person("c1")], [Event("c1", "visited", start)], start,
             start + timedelta(days=1))
     assert seen and not any(seen) and gc.isenabled()
+
+
+def test_sample_events_are_queued_as_the_clock_reaches_them_in_the_order_they_would_have_been(sim):
+    # A year of sample events sat in the queue from the start (45 MB for 300,000): now each is fed when the
+    # clock reaches it, keeping its place before the other items of its moment (here the daily schedule's).
+    daily = flow("daily", '{schedule: {cron: "0 9 * * *"}}', "  - score: 1\n", extra="reentry: always\n")
+    visits = flow("visits", "{event: visited}", "  - score: 10\n", extra="reentry: always\n")
+    start = utc(2026, 1, 5)
+    nine = paris(2026, 1, 5, 9)  # the schedule's 09:00 is the project's (Europe/Paris)
+    events = [Event("c1", "visited", nine + timedelta(days=day)) for day in range(30)]
+    workflows = [sim.workflow(visits), sim.workflow(daily)]
+    simulation = Simulation(sim.project, workflows, Samples([person("c1")], list(events)), start,
+                            start + timedelta(days=30), workflows)
+    sizes: list[int] = []
+    real = simulation.driver.process
+
+    def counting(at, item):
+        sizes.append(len(simulation.driver.queue))
+        real(at, item)
+
+    simulation.driver.process = counting  # type: ignore[method-assign]
+    result = simulation.run()
+    enters = [(entry.at, entry.workflow) for entry in result.timeline if entry.kind == "enter"]
+    assert [(at - nine, workflow) for at, workflow in enters[:4]] == [
+        (timedelta(0), "visits"), (timedelta(0), "daily"), (timedelta(days=1), "visits"), (timedelta(days=1), "daily")]
+    assert len(enters) == 60 and max(sizes) < 40  # the 30 visits were never all in the queue with the 30 nines
