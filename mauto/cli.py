@@ -1081,6 +1081,60 @@ def failures_command(
     out.print(table)
 
 
+keys_app = typer.Typer(help="API keys for `mauto serve`: made, listed, revoked.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("create")
+@handle_errors
+def keys_create(ctx: typer.Context,
+                name: str = typer.Argument(..., help="What the key is for: website, crm-sync.")) -> None:
+    """Make a key and print it, once: the store keeps only its hash."""
+    from mauto.store.keys import create_key
+
+    with _store(ctx, create=True) as store:
+        key = create_key(store, name, datetime.now(UTC))
+    print(key)
+    _err().print(f"key `{name}` made; it is shown this once: keep it where secrets are kept "
+                 f"(`mauto keys revoke {name}` if it leaks)")
+
+
+@keys_app.command("list")
+@handle_errors
+def keys_list(
+    ctx: typer.Context,
+    output_format: OutputFormat = typer.Option(OutputFormat.text, "--format", "-f", help="text or json."),
+) -> None:
+    """The keys, revoked ones included: name, first characters, made, last used."""
+    from mauto.store.keys import list_keys
+
+    with _store(ctx) as store:
+        rows = list_keys(store)
+    if output_format is OutputFormat.json:
+        print(json.dumps(rows, indent=2))
+        return
+    out = _out()
+    if not rows:
+        out.print("No keys: `mauto keys create NAME` makes one.")
+        return
+    table = Table("name", "key", "made", "last used", "state", box=None, pad_edge=False)
+    for row in rows:
+        table.add_row(row["name"], f"{row['prefix']}…", row["created_at"][:19], (row["last_used_at"] or "-")[:19],
+                      f"revoked {row['revoked_at'][:19]}" if row["revoked_at"] else "in use")
+    out.print(table)
+
+
+@keys_app.command("revoke")
+@handle_errors
+def keys_revoke(ctx: typer.Context, name: str = typer.Argument(..., help="The key's name.")) -> None:
+    """Revoke a key: refused from now on."""
+    from mauto.store.keys import revoke_key
+
+    with _store(ctx) as store:
+        revoke_key(store, name, datetime.now(UTC))
+    _out().print(f"key `{name}` revoked")
+
+
 def main() -> None:
     app()
 

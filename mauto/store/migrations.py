@@ -281,3 +281,20 @@ def failures_and_unsubscribe_secret(db: Database) -> None:
     # `unsubscribe_secret_env` takes precedence (several stores, or `mauto serve` elsewhere, sharing one).
     db.execute("INSERT OR IGNORE INTO runner_state (key, value) VALUES ('unsubscribe_secret', ?)",
                [secrets.token_urlsafe(32)])
+
+
+@migration(5)
+def api_keys(db: Database) -> None:
+    """The keys that may post events to `mauto serve`: a name, and only the SHA-256 of the key (shown once)."""
+    db.execute("""
+        CREATE TABLE api_keys (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL,
+            prefix TEXT NOT NULL,
+            hash TEXT NOT NULL UNIQUE,
+            created_at TEXT NOT NULL,
+            revoked_at TEXT,
+            last_used_at TEXT
+        )""")
+    # One key in use per name; a revoked one stays listed, and its name may be given to a new key.
+    db.execute("CREATE UNIQUE INDEX api_keys_name ON api_keys (name) WHERE revoked_at IS NULL")

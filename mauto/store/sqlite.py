@@ -18,7 +18,8 @@ from mauto.store import migrations
 
 Clock = Callable[[], datetime]
 TABLES = ("contacts", "events", "coupons", "suppressions", "workflow_versions", "workflows", "enrollments",
-          "messages", "calls", "step_log", "tasks", "segment_members", "timers", "runner_state", "failures")
+          "messages", "calls", "step_log", "tasks", "segment_members", "timers", "runner_state", "failures",
+          "api_keys")
 DEFAULT_TIMEOUT = 5.0  # seconds a write waits for another writer before giving up
 
 
