@@ -61,7 +61,6 @@ import cProfile
 import gc
 import json
 import os
-import platform
 import pstats
 import random
 import re
@@ -82,6 +81,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import yaml  # noqa: E402
+
+from benchmarks.machine import machine as describe  # noqa: E402
 
 WORKFLOW = "abandoned-cart"
 T = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)  # a Tuesday, 09:00 in Paris: no quiet hours, no Sunday
@@ -592,38 +593,9 @@ def profile_tables(path: Path, top: int = 20) -> str:
 # --------------------------------------------------------------------------------------------------------------------
 
 def machine() -> dict:
-    cpu = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        usable = os.cpu_count()
-    try:
-        commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                                text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "mauto"], capture_output=True,
-                               text=True, check=True).stdout.splitlines()
-        code = f"{commit}" + (f" + {len(dirty)} uncommitted change(s) under mauto/" if dirty else " (mauto/ clean)")
-    except (OSError, subprocess.CalledProcessError):
-        code = "unknown (not a git checkout)"
     import aiosmtpd
 
-    return {
-        "code": code,
-        "platform": platform.platform(),
-        "cpu": cpu,
-        "cores": f"{os.cpu_count()} logical ({usable} usable by this process)",
-        "python": f"{platform.python_implementation()} {platform.python_version()}",
-        "sqlite": sqlite3.sqlite_version,
-        "aiosmtpd": aiosmtpd.__version__,
-    }
+    return describe(sqlite=sqlite3.sqlite_version, aiosmtpd=aiosmtpd.__version__)
 
 
 def load() -> str:

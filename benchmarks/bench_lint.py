@@ -32,7 +32,6 @@ import cProfile
 import gc
 import json
 import os
-import platform
 import pstats
 import random
 import re
@@ -49,6 +48,8 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from benchmarks.machine import machine as describe  # noqa: E402
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # fixed, so absolute waits in 2027 are never past
 
@@ -805,42 +806,14 @@ def count_steps(steps: list[dict]) -> int:
 # --------------------------------------------------------------------------------------------------------------------
 
 def machine() -> dict:
-    cpu = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        usable = os.cpu_count()
-    import subprocess
     from importlib.metadata import version
 
     import jinja2
-    try:
-        commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                                text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "mauto"], capture_output=True,
-                               text=True, check=True).stdout.splitlines()
-        code = f"{commit}" + (f" + {len(dirty)} uncommitted change(s) under mauto/" if dirty else " (mauto/ clean)")
-    except (OSError, subprocess.CalledProcessError):
-        code = "unknown (not a git checkout)"
-    return {
-        "code": code,
-        "platform": platform.platform(),
-        "cpu": cpu,
-        "cores": f"{os.cpu_count()} logical ({usable} usable by this process)",
-        "python": f"{platform.python_implementation()} {platform.python_version()}",
-        "pyyaml": f"{yaml.__version__}, libyaml {'present' if getattr(yaml, '__with_libyaml__', False) else 'ABSENT'}"
-                  f" (CSafeLoader {'available' if hasattr(yaml, 'CSafeLoader') else 'missing'})",
-        "jsonschema": version("jsonschema"),
-        "jinja2": jinja2.__version__,
-    }
+
+    return describe(
+        pyyaml=f"{yaml.__version__}, libyaml {'present' if getattr(yaml, '__with_libyaml__', False) else 'ABSENT'}"
+               f" (CSafeLoader {'available' if hasattr(yaml, 'CSafeLoader') else 'missing'})",
+        jsonschema=version("jsonschema"), jinja2=jinja2.__version__)
 
 
 def bare_parse(files: list[Path]) -> int:

@@ -57,7 +57,6 @@ import cProfile
 import gc
 import json
 import os
-import platform
 import pstats
 import random
 import resource
@@ -75,6 +74,7 @@ if str(ROOT) not in sys.path:
 
 import jinja2  # noqa: E402
 
+from benchmarks.machine import machine as describe  # noqa: E402
 from mauto.config import load_project  # noqa: E402
 from mauto.engine.records import ContactState, Event  # noqa: E402
 from mauto.engine.timing import zone  # noqa: E402
@@ -320,35 +320,7 @@ class Floor:
 # --------------------------------------------------------------------------------------------------------------------
 
 def machine() -> dict:
-    cpu = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        usable = os.cpu_count()
-    try:
-        commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                                text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "mauto"], capture_output=True,
-                               text=True, check=True).stdout.splitlines()
-        code = f"{commit}" + (f" + {len(dirty)} uncommitted change(s) under mauto/" if dirty else " (mauto/ clean)")
-    except (OSError, subprocess.CalledProcessError):
-        code = "unknown (not a git checkout)"
-    return {
-        "code": code,
-        "platform": platform.platform(),
-        "cpu": cpu,
-        "cores": f"{os.cpu_count()} logical ({usable} usable by this process)",
-        "python": f"{platform.python_implementation()} {platform.python_version()}",
-        "jinja2": jinja2.__version__,
-    }
+    return describe(jinja2=jinja2.__version__)
 
 
 class GcTimer:

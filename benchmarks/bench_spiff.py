@@ -49,10 +49,8 @@ import heapq
 import io
 import json
 import os
-import platform
 import pstats
 import random
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -68,6 +66,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from benchmarks.machine import machine as describe  # noqa: E402
 from mauto.config import load_project  # noqa: E402
 from mauto.engine.records import ContactState, Event  # noqa: E402
 from mauto.simulate import Samples, Simulation  # noqa: E402
@@ -306,41 +305,12 @@ def _short(path: str) -> str:
 
 
 def machine() -> dict[str, str]:
-    cpu = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        usable = os.cpu_count() or 0
-    try:
-        commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                                text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "mauto"], capture_output=True,
-                               text=True, check=True).stdout.splitlines()
-        code = commit + (f" + {len(dirty)} uncommitted change(s) under mauto/" if dirty else " (mauto/ clean)")
-    except (OSError, subprocess.CalledProcessError):
-        code = "unknown (not a git checkout)"
     try:
         load_average = " / ".join(f"{value:.2f}" for value in os.getloadavg())
     except OSError:
         load_average = "unknown"
-    return {
-        "code": code,
-        "platform": platform.platform(),
-        "cpu": cpu,
-        "cores": f"{os.cpu_count()} logical ({usable} usable by this process)",
-        "python": f"{platform.python_implementation()} {platform.python_version()}",
-        "spiffworkflow": metadata.version("SpiffWorkflow"),
-        "jinja2": metadata.version("Jinja2"),
-        "load average at start": load_average,
-    }
+    return describe(spiffworkflow=metadata.version("SpiffWorkflow"), jinja2=metadata.version("Jinja2"),
+                    **{"load average at start": load_average})
 
 
 # --------------------------------------------------------------------------------------------------------------------
