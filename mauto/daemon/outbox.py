@@ -10,13 +10,13 @@ from typing import Any
 from mauto.channels import base as channels
 from mauto.daemon.report import TickReport
 from mauto.driver.sqlite import Log
-from mauto.driver.sqlite import reason as _reason
-from mauto.driver.sqlite import store_failure as _store_failure
 from mauto.engine.interpreter import refusal
 from mauto.errors import MautoError, printable
 from mauto.messages import dated
 from mauto.store import runtime
+from mauto.store.runtime import failure_reason as _reason
 from mauto.store.sqlite import Store, stamp
+from mauto.store.sqlite import store_failure as _store_failure
 
 SEND_BATCH = 200  # messages read from the outbox at a time
 

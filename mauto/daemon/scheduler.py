@@ -11,9 +11,9 @@ from mauto.daemon.lock import RunnerBusy
 from mauto.daemon.report import TickReport
 from mauto.daemon.tick import tick
 from mauto.driver.sqlite import Log
-from mauto.driver.sqlite import reason as _reason
 from mauto.errors import MautoError
 from mauto.store import runtime
+from mauto.store.runtime import failure_reason as _reason
 from mauto.store.sqlite import Store
 from mauto.workflow.loader import parse
 from mauto.workflow.model import build

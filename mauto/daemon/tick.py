@@ -31,14 +31,15 @@ from mauto.daemon.outbox import send_outbox
 from mauto.daemon.report import TickReport
 from mauto.driver.loop import Driver
 from mauto.driver.queue import Item
-from mauto.driver.sqlite import Batch, Log, SqliteWorkflows, reason, sqlite_ports, store_failure
+from mauto.driver.sqlite import Batch, Log, SqliteWorkflows, sqlite_ports
 from mauto.engine.interpreter import Engine, Settings
 from mauto.engine.records import Event
 from mauto.engine.state import LogEntry
 from mauto.errors import MautoError
 from mauto.messages import MessageRenderer
 from mauto.store import runtime
-from mauto.store.sqlite import Rollback, Store, stamp
+from mauto.store.runtime import failure_reason as reason
+from mauto.store.sqlite import Rollback, Store, stamp, store_failure
 
 BATCH = 500  # queue items per transaction
 KEEP = 5000  # contacts and enrollments kept in memory between batches; past it, forgotten (the store has them)
@@ -59,7 +60,7 @@ class Tick:
         self.log_action, self.report = log, report
         self.logged: list[tuple[str, dict[str, Any]]] = []  # action lines, written once their batch commits
         self.stopping = stopping  # asked between batches: a daemon shutting down
-        self.engine = Engine(Settings.from_project(project), pause_after_send=True)
+        self.engine = Engine(Settings.from_project(project))
         self.batch = Batch(store, now, report, self._log)
         self.workflows = SqliteWorkflows(self.batch, self._broken)
         self.ports = sqlite_ports(self.batch, self.engine.settings.contact_fields, project.timezone,

@@ -9,7 +9,6 @@ queued, an event a step caused), so that the rest of the batch reads them back.
 """
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,11 +17,12 @@ from typing import Any, Protocol
 from mauto.driver.ports import Entry, Later, Ports
 from mauto.engine.records import ContactState, Event
 from mauto.engine.state import Effect, Enrollment, LogEntry
-from mauto.errors import MautoError, printable
+from mauto.errors import MautoError
 from mauto.messages import RenderedMessage
 from mauto.store import runtime
 from mauto.store.coupons import take_coupon_in
-from mauto.store.sqlite import Store, StoreError, stamp
+from mauto.store.runtime import failure_reason as reason
+from mauto.store.sqlite import Store, stamp, store_failure
 from mauto.workflow.loader import parse
 from mauto.workflow.model import Workflow, build
 
@@ -30,22 +30,6 @@ from mauto.workflow.model import Workflow, build
 # webhook's URL): the action log leaves it out.
 _RENDERED_DETAIL = frozenset({"task", "update", "webhook", "coupon"})
 Log = Callable[[str, dict[str, Any]], None]
-
-
-def store_failure(error: BaseException) -> bool:
-    """Whether an error is the store's own (the disk, a lock, a damaged file), which stops the tick, rather
-    than one item's (a value SQLite refuses, a bug met by one contact's data), which fails that item alone."""
-    if isinstance(error, StoreError):
-        return True
-    if isinstance(error, (sqlite3.OperationalError, sqlite3.InternalError)):
-        return True
-    return type(error) is sqlite3.DatabaseError  # "database disk image is malformed", "file is not a database"
-
-
-def reason(error: BaseException) -> str:
-    """An error as one line for the failures list and the log: its type and text, control characters shown."""
-    text = str(error) if isinstance(error, MautoError) else f"{type(error).__name__}: {error}"
-    return printable(text)[:runtime.REASON_LIMIT]
 
 
 class Tally(Protocol):

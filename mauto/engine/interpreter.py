@@ -135,18 +135,13 @@ def variant_for(workflow_id: str, split_id: str, contact_id: str, weights: dict[
 class Engine:
     """Runs workflows for contacts. Every method takes the time it runs at; none reads a clock."""
 
-    def __init__(self, settings: Settings, pause_after_send: bool = False,
+    def __init__(self, settings: Settings,
                  on_send: Callable[[Workflow, Enrollment, ContactState, Effect], str | None] | None = None) -> None:
-        """How a send is made real before the next step runs (a template error then fails the enrollment at
-        that send):
-
-        - `on_send(workflow, enrollment, contact, effect)`: the driver renders and records the message at once;
-          it returns None, or why the message could not be made (the enrollment then fails at the send, with
-          no `send` in the log and no frequency-cap slot used);
-        - else `pause_after_send`: return after each send; the driver renders, and calls advance() again
-          with the send's time to go on (or `fail` when the message could not be made)."""
+        """`on_send(workflow, enrollment, contact, effect)`: how a driver makes a send real before the next step
+        runs: it renders and records the message, and returns None, or why the message could not be made (the
+        enrollment then fails at the send, with no `send` in the log and no frequency-cap slot used). Without
+        it (the engine's own tests) a send is only an effect."""
         self.settings = settings
-        self.pause_after_send = pause_after_send
         self.on_send = on_send
         self._programs: dict[tuple[str, int], Program] = {}
         self._rules: dict[tuple[str, int], SendRules] = {}
@@ -374,13 +369,9 @@ class Engine:
                 return
             if moved:
                 enrollment.position = program.next[key]
-                if ((self.on_send is not None or self.pause_after_send) and step.kind in ("email", "sms")
+                if (self.on_send is not None and step.kind in ("email", "sms")
                         and outcome.effects and outcome.effects[-1].kind == "send" and outcome.effects[-1].at == at
                         and outcome.log and outcome.log[-1].kind == "send"):
-                    if self.on_send is None:
-                        # The driver renders and records the message before anything else happens (a template
-                        # error fails the enrollment at the send); it calls advance() again to go on.
-                        return
                     failure = self.on_send(workflow, enrollment, contact, outcome.effects[-1])
                     if failure is not None:  # never made: no `send` in the log, no cap slot used
                         outcome.effects.pop()

@@ -62,7 +62,7 @@ class Simulation:
                  renderer: MessageRenderer | None = None, contact_filter: str | None = None,
                  on_message: Callable[[RenderedMessage], None] | None = None) -> None:
         self.project = project
-        self.engine = Engine(Settings.from_project(project), pause_after_send=True)
+        self.engine = Engine(Settings.from_project(project))
         self.workflows = workflows
         self.samples = samples
         self.start, self.end = start, end

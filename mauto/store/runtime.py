@@ -17,6 +17,7 @@ from typing import Any, overload
 from mauto.consent import withdrawal as _withdrawal
 from mauto.engine.records import ContactState, Event, SentMessage, jsonable
 from mauto.engine.state import EXITED, Enrollment, LogEntry
+from mauto.errors import MautoError, printable
 from mauto.store.contact_rows import ADDRESS, COLUMN_FIELDS, typed_fields
 from mauto.store.contact_rows import record_of as _record
 from mauto.store.sqlite import Store, address_hash, stamp
@@ -419,6 +420,12 @@ def record_call(db: Any, call_id: int, status: str, answer: str, at: str, next_t
 # --- failures: what a tick could not handle -------------------------------------------------------------
 
 REASON_LIMIT = 1000  # characters of a failure's reason kept (an exception's text can be long)
+
+
+def failure_reason(error: BaseException) -> str:
+    """An error as one line for the failures list and the log: its type and text, control characters shown."""
+    text = str(error) if isinstance(error, MautoError) else f"{type(error).__name__}: {error}"
+    return printable(text)[:REASON_LIMIT]
 
 
 def record_failure(db: Any, at: str, kind: str, reason: str, *, moment: datetime | None = None,

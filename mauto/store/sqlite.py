@@ -35,6 +35,16 @@ class StoreLocked(StoreError):
     exit_code = ExitCode.FINDINGS
 
 
+def store_failure(error: BaseException) -> bool:
+    """Whether an error is the store's own (the disk, a lock, a damaged file), which stops the tick, rather
+    than one item's (a value SQLite refuses, a bug met by one contact's data), which fails that item alone."""
+    if isinstance(error, StoreError):
+        return True
+    if isinstance(error, (sqlite3.OperationalError, sqlite3.InternalError)):
+        return True
+    return type(error) is sqlite3.DatabaseError  # "database disk image is malformed", "file is not a database"
+
+
 class Rollback(Exception):
     """Raised inside `Store.transaction()` to undo the transaction without an error."""
 

@@ -295,7 +295,7 @@ def test_a_trigger_that_cannot_be_listed_is_a_failure_not_an_error(ports: PortSe
 def test_the_same_loop_gives_the_same_steps_over_every_set(ports: PortSet) -> None:
     """An event, the wait of a day, the second email: the loop's log over these ports."""
     project = ports.daemon.project
-    engine = Engine(Settings.from_project(project), pause_after_send=True)
+    engine = Engine(Settings.from_project(project))
     driver = Driver(engine, ports.ports, MessageRenderer(project, secret="k"), project.segments,
                     T0 + timedelta(days=2))
     event = Event("ana", "signed_up", T0)
