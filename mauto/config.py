@@ -19,16 +19,22 @@ BUILTIN_FIELDS = {
     "created_at": "datetime",
 }
 
-_MESSAGE_EVENT = {"workflow": "string", "step": "string", "template": "string"}
+# What every event about a message carries: the step that sent it, and its ref (`message`); those recorded
+# from a provider or a bounce also the provider's name and its diagnostic.
+_MESSAGE_EVENT = {"workflow": "string", "step": "string", "template": "string", "message": "string"}
+_FEEDBACK_EVENT = {**_MESSAGE_EVENT, "provider": "string", "reason": "string"}
 BUILTIN_EVENTS: dict[str, dict[str, Any]] = {
     "contact_created": {"fields": "object"},
     "contact_updated": {"changed": "list", "previous": "object"},
-    "email_sent": _MESSAGE_EVENT, "email_delivered": _MESSAGE_EVENT, "email_opened": _MESSAGE_EVENT,
+    "email_sent": _MESSAGE_EVENT, "email_delivered": _FEEDBACK_EVENT,
+    # `prefetched`: fetched by a privacy proxy (Apple Mail Privacy Protection loads every pixel, read or not)
+    "email_opened": {**_MESSAGE_EVENT, "prefetched": "boolean"},
     "email_clicked": {**_MESSAGE_EVENT, "url": "string"},
-    "email_bounced": {**_MESSAGE_EVENT, "kind": {"enum": ["hard", "soft"]}},
-    "email_complained": _MESSAGE_EVENT,
-    "sms_sent": _MESSAGE_EVENT, "sms_delivered": _MESSAGE_EVENT, "sms_failed": _MESSAGE_EVENT,
-    "unsubscribed": {"channel": {"enum": ["email", "sms"]}},
+    "email_bounced": {**_FEEDBACK_EVENT, "kind": {"enum": ["hard", "soft"]}},
+    "email_complained": _FEEDBACK_EVENT,
+    "sms_sent": _MESSAGE_EVENT, "sms_delivered": _FEEDBACK_EVENT, "sms_failed": _FEEDBACK_EVENT,
+    # `source`: how (one-click, page, preferences, sms-stop, cli); `message`: the message whose link was used
+    "unsubscribed": {"channel": {"enum": ["email", "sms"]}, "source": "string", "message": "string"},
 }
 EVENT_ATTRIBUTES = ("name", "at", "id", "contact")
 
@@ -96,6 +102,11 @@ class Project:
             raise MautoError(f"`phone_region`: {error}", self.document.path, position.line, position.col) from None
 
     @cached_property
+    def serve(self) -> ServeSettings:
+        """`serve:` in mauto.yaml, with its defaults (lenient: lint reports what is wrong in it)."""
+        return ServeSettings.read(self.data.get("serve"))
+
+    @cached_property
     def contact_fields(self) -> dict[str, Any]:
         """Every contact field, built-in and declared, with its type."""
         declared = self.data.get("contact_fields")
@@ -134,6 +145,56 @@ class Project:
         if absolute == root or absolute.startswith(root.rstrip(os.sep) + os.sep):
             return os.path.relpath(absolute, root)
         return str(path)
+
+
+@dataclass(frozen=True)
+class Tracking:
+    """Open and click tracking: which, and whether transactional emails get it too."""
+
+    opens: bool = False
+    clicks: bool = False
+    transactional: bool = False
+
+    def merged(self, override: Any) -> Tracking:
+        """These settings with a workflow's `settings.tracking` over them (false: none)."""
+        if override is False:
+            return Tracking()
+        if not isinstance(override, dict):
+            return self
+        return Tracking(*(override.get(name, getattr(self, name)) is True
+                          for name in ("opens", "clicks", "transactional")))
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """What `mauto serve` answers at, and what it accepts."""
+
+    public_url: str | None = None  # without a trailing slash
+    bounce_address: str | None = None
+    tracking: Tracking = Tracking()
+    lists: dict[str, str] = field(default_factory=dict)
+    soft_bounce_limit: int = 3
+    max_body: int = 1 << 20
+    providers: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, data: Any) -> ServeSettings:
+        if not isinstance(data, dict):
+            return cls()
+        url = data.get("public_url")
+        url = url.rstrip("/") if isinstance(url, str) and url else None
+        # With a public URL, opens and clicks are tracked unless mauto.yaml says otherwise.
+        tracking = Tracking(opens=url is not None, clicks=url is not None).merged(data.get("tracking"))
+        lists = data.get("lists")
+        providers = data.get("providers")
+        limit, size = data.get("soft_bounce_limit"), data.get("max_body")
+        bounce = data.get("bounce_address")
+        return cls(url, bounce if isinstance(bounce, str) and "@" in bounce else None, tracking,
+                   {str(k): str(v) for k, v in lists.items()} if isinstance(lists, dict) else {},
+                   limit if isinstance(limit, int) and not isinstance(limit, bool) and limit >= 1 else 3,
+                   size if isinstance(size, int) and not isinstance(size, bool) and size >= 1024 else 1 << 20,
+                   {str(name): {str(k): str(v) for k, v in value.items()} for name, value in providers.items()
+                    if isinstance(value, dict)} if isinstance(providers, dict) else {})
 
 
 def load_project(path: Path, display_root: Path | None = None, lenient: bool = False) -> Project:

@@ -4,7 +4,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import hmac
 import os
 import re
 import string
@@ -20,44 +19,15 @@ from urllib.parse import quote
 from mauto.addresses import shown
 from mauto.channels.files import bounded_name, safe_name
 from mauto.channels.smtp import check_address, idna_address
-from mauto.config import Project
+from mauto.config import Project, Tracking
 from mauto.engine.context import Scope
 from mauto.engine.records import ContactState, Event
 from mauto.errors import MautoError
+from mauto.links import Signer, verp_address
 from mauto.templates import TEXT_PART, TemplateInfo, TemplateProblem, TemplateSet
 
+OPT_OUT_ATTRIBUTE = "data-mauto-track"  # mauto.tracking's: a link that is not to be tracked
 SIMULATION_SECRET = "mauto-simulation"  # signs unsubscribe links in simulations only
-
-
-def unsubscribe_token(contact_id: str, channel: str, secret: str) -> str:
-    """`<contact id, base64url>.<HMAC-SHA256, 22 chars>`: the unsubscribe endpoint checks it without a lookup."""
-    return TokenSigner(secret).token(contact_id, channel)
-
-
-_URLSAFE = bytes.maketrans(b"+/", b"-_")  # base64 to base64url (RFC 4648 §5), as base64.urlsafe_b64encode does
-
-
-def _base64url(data: bytes) -> str:
-    return binascii.b2a_base64(data, newline=False).translate(_URLSAFE).decode("ascii").rstrip("=")
-
-
-class TokenSigner:
-    """Makes `unsubscribe_token`s with one key: the key's HMAC state is made once, on the first token (a key
-    that is not text fails there, as it always did), and copied for each token (a renderer signs one link per
-    message)."""
-
-    def __init__(self, secret: str) -> None:
-        self.secret = secret
-        self._keyed: hmac.HMAC | None = None
-
-    def token(self, contact_id: str, channel: str) -> str:
-        payload = _base64url(f"{contact_id}:{channel}".encode())
-        keyed = self._keyed
-        if keyed is None:
-            keyed = self._keyed = hmac.new(self.secret.encode(), digestmod=hashlib.sha256)
-        signature = keyed.copy()
-        signature.update(payload.encode("ascii"))
-        return payload + "." + _base64url(signature.digest())[:22]
 
 
 _LINE_BREAKS = re.compile("[\t\n\x0b\x0c\r\x1c-\x1e\x85\u2028\u2029]+")  # every break str.splitlines knows, and tab
@@ -308,7 +278,8 @@ class _TextPart:
             raise AttributeError(self.slot[1:])
         text = instance.__dict__[self.slot]
         if text is None:
-            text = instance.__dict__[self.slot] = html_to_text(instance.html) if instance.html is not None else ""
+            html = instance.text_html if instance.text_html is not None else instance.html
+            text = instance.__dict__[self.slot] = html_to_text(html) if html is not None else ""
         return text
 
     def __set__(self, instance: RenderedMessage, value: str | None) -> None:
@@ -334,6 +305,9 @@ class RenderedMessage:
     sender: str | None = None
     preheader: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    ref: str | None = None  # the opaque name of this message in its links (mauto.links), kept by the outbox
+    envelope: str | None = None  # the envelope sender (VERP: bounces+<ref>@…), when `serve.bounce_address` is set
+    text_html: str | None = None  # the HTML a made text part is read from, when `html` had its links rewritten
 
     @property
     def message_id(self) -> str:
@@ -415,21 +389,25 @@ class MessageRenderer:
         self.templates = TemplateSet(project.templates_dir, project.display_root)
         data = project.data
         self.sender = data.get("sender") or {}
+        self.serve = project.serve
         self.unsubscribe_template = data.get("unsubscribe_url")
+        if not self.unsubscribe_template and self.serve.public_url:  # mauto serve answers it
+            self.unsubscribe_template = self.serve.public_url + "/u/{{ token }}"
         slot = re.fullmatch(r"([^{}]*)\{\{\s*token\s*\}\}([^{}]*)", self.unsubscribe_template or "")
         self._token_slot = slot.groups() if slot else None
         env_name = data.get("unsubscribe_secret_env")
         self.secret = secret or (os.environ.get(env_name) if env_name else None) or SIMULATION_SECRET
         self._emails: dict[str, tuple[str, TemplateInfo, str | None]] = {}
+        self._tracking: dict[Any, Tracking] = {}
 
     @property
     def secret(self) -> str:
-        """The key unsubscribe links are signed with."""
-        return self._signer.secret
+        """The key links are signed with."""
+        return self.signer.secret
 
     @secret.setter
     def secret(self, secret: str) -> None:
-        self._signer = TokenSigner(secret)
+        self.signer = Signer(secret)
 
     def _unsubscribe_too_long(self, contact_id: str, url: str) -> MautoError:
         """The List-Unsubscribe header must be one line (never an encoded word) of at most 998 characters."""
@@ -495,13 +473,53 @@ class MessageRenderer:
         found = self._emails[template] = (name, info, text_name if self.templates.exists(text_name) else None)
         return found
 
-    def _unsubscribe_url(self, contact_id: str, channel: str) -> str:
+    def _unsubscribe_url(self, ref: str) -> str:
         if not self.unsubscribe_template:
             return ""
-        token = self._signer.token(contact_id, channel)
+        token = self.signer.unsubscribe(ref)
         if self._token_slot is not None:  # the usual `https://…/{{ token }}`: no template to run
             return self._token_slot[0] + token + self._token_slot[1]
         return self.templates.render_string(self.unsubscribe_template, {"token": token}, "mauto.yaml unsubscribe_url")
+
+    def _ref_headers(self, ref: str) -> dict[str, str]:
+        """The message's ref in the headers the configured providers echo back in their webhooks (each its own
+        documented metadata header), so that a bounce or a complaint names its message exactly."""
+        if not self.serve.public_url:
+            return {}
+        headers = {"X-Mauto-Ref": ref}
+        providers = self.serve.providers
+        if "ses" in providers:
+            headers["X-SES-MESSAGE-TAGS"] = f"mauto_ref={ref}"
+        if "sendgrid" in providers:
+            headers["X-SMTPAPI"] = f'{{"unique_args": {{"mauto_ref": "{ref}"}}}}'
+        if "mailgun" in providers:
+            headers["X-Mailgun-Variables"] = f'{{"mauto_ref": "{ref}"}}'
+        if "postmark" in providers:
+            headers["X-PM-Metadata-mauto_ref"] = ref
+        return headers
+
+    def tracking(self, override: Any) -> Tracking:
+        """The project's tracking with a workflow's `settings.tracking` over it; none without a public URL."""
+        key = override if not isinstance(override, dict) else tuple(sorted(override.items()))
+        found = self._tracking.get(key)
+        if found is None:
+            found = self._tracking[key] = self.serve.tracking.merged(override) if self.serve.public_url \
+                else Tracking()
+        return found
+
+    def _track(self, html: str, ref: str, tracking: Tracking, unsubscribe_url: str) -> str:
+        """The HTML with its links through `/c/` and the open pixel, as `tracking` asks."""
+        from mauto.tracking import add_pixel, rewrite_links
+
+        base, signer = self.serve.public_url, self.signer
+        if tracking.clicks:
+            html = rewrite_links(html, lambda url: None if url == unsubscribe_url
+                                 else f"{base}/c/{signer.click(ref, url)}")
+        elif OPT_OUT_ATTRIBUTE in html:  # the opt-out attributes go, whatever is tracked
+            html = rewrite_links(html, lambda url: None)
+        if tracking.opens:
+            html = add_pixel(html, f"{base}/o/{signer.open(ref)}")
+        return html
 
     def render(self, effect, contact: ContactState, declared: dict[str, Any]) -> RenderedMessage:
         """The message `effect` (a send) asks for. An email without a `.email.txt` part gets its text part made
@@ -514,13 +532,15 @@ class MessageRenderer:
         scope = Scope(contact, contact.record(declared), effect.at, None, data.get("vars") or {},
                       event.record() if event else None, data.get("zone") or self.project.timezone)
         names = scope.names()
-        names["unsubscribe_url"] = unsubscribe_url = self._unsubscribe_url(contact.id, channel)
+        ref = self.signer.ref(effect.key)
+        names["unsubscribe_url"] = unsubscribe_url = self._unsubscribe_url(ref)
         fields = contact.fields
         marketing = data.get("marketing", True)
         if channel == "sms":
             text = self.templates.render(template + ".sms.txt", names).strip()
             return RenderedMessage(channel, contact.id, fields.get("phone"), effect.at, effect.workflow, effect.step,
-                                   template, effect.key, marketing, text + "\n", sender=self.sender.get("sms"))
+                                   template, effect.key, marketing, text + "\n", sender=self.sender.get("sms"),
+                                   ref=ref)
         name, info, text_name = self._email(template)
         front = info.front.data if info.front is not None else {}
         where = info.display_path
@@ -531,18 +551,29 @@ class MessageRenderer:
             self.sender.get("email")
         html = self.templates.render(name, names)
         text_part = self.templates.render(text_name, names) if text_name is not None else None  # None: from the HTML
+        text_html = None
+        tracking = self.tracking(data.get("tracking"))
+        if (tracking.opens or tracking.clicks) and (marketing or tracking.transactional):
+            text_html, html = html, self._track(html, ref, tracking, unsubscribe_url)
+        elif OPT_OUT_ATTRIBUTE in html:  # means nothing to a mail client: never sent, tracked or not
+            from mauto.tracking import rewrite_links
+
+            text_html, html = html, rewrite_links(html, lambda url: None)
         headers = {}
         if front.get("reply_to"):  # as `from:`: one mailbox, at the address written, whatever the contact's data
             headers["Reply-To"] = self._sender(front["reply_to"], names, info, contact.id, "reply_to")
         elif self.sender.get("reply_to"):
             headers["Reply-To"] = self.sender["reply_to"]
+        headers.update(self._ref_headers(ref))
         if marketing and unsubscribe_url:
             headers["List-Unsubscribe"] = f"<{unsubscribe_url}>"
             headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
             if _list_header("List-Unsubscribe", header_safe(headers["List-Unsubscribe"])) is None:
                 raise self._unsubscribe_too_long(contact.id, unsubscribe_url)
+        bounce = self.serve.bounce_address
         return RenderedMessage(channel, contact.id, fields.get("email"), effect.at, effect.workflow, effect.step,
-                               template, effect.key, marketing, text_part, subject, html, sender, preheader, headers)
+                               template, effect.key, marketing, text_part, subject, html, sender, preheader, headers,
+                               ref, verp_address(bounce, ref) if bounce else None, text_html)
 
 
 

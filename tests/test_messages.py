@@ -340,11 +340,13 @@ def _header_lines(lines: list[str], name: str) -> list[str]:
     return following
 
 
-def test_an_unsubscribe_link_too_long_for_its_header_fails_that_enrollment_alone(tmp_path):
+def test_the_unsubscribe_link_carries_no_contact_id_so_a_long_one_gets_its_mail(tmp_path):
+    # Before refs, the link carried the contact id: an id of 800 characters made it too long for the header,
+    # and that contact's enrollment failed. The link now names the message by its ref: the same length for all.
     from tests.engine.conftest import SimProject
 
     sim = SimProject(tmp_path)
-    long_id = "c" * 800  # the link carries the contact id: this one's is over 998 characters
+    long_id = "c" * 800
     start = datetime(2026, 6, 10, tzinfo=UTC)
     contacts = [ContactState(contact, {"email": "ann@example.com", "email_consent": True})
                 for contact in ("c1", long_id, "c3")]
@@ -352,12 +354,9 @@ def test_an_unsubscribe_link_too_long_for_its_header_fails_that_enrollment_alone
     result = sim.run([workflow], contacts,
                      [Event(contact.id, "signed_up", start + timedelta(hours=1)) for contact in contacts],
                      start, start + timedelta(days=1))
-    assert [message.contact for message in result.messages] == ["c1", "c3"]
-    (failed,) = [entry for entry in result.timeline if entry.kind == "failed"]
-    assert failed.contact == long_id
-    assert re.fullmatch(r"template t/hi: mauto.yaml:3:18: unsubscribe_url: the link for contact `c{80}…` is 1131 "
-                        r"characters long, too long for the List-Unsubscribe header \(one line of at most 998 "
-                        r"characters, RFC 5322\); shorten unsubscribe_url", failed.detail), failed.detail
+    assert [message.contact for message in result.messages] == ["c1", long_id, "c3"]
+    assert len({len(message.headers["List-Unsubscribe"]) for message in result.messages}) == 1
+    assert not [entry for entry in result.timeline if entry.kind == "failed"]
 
 
 # --- a template's `from:`: the address is what the template wrote, never what the data made -------------------

@@ -280,8 +280,19 @@ def trigger_schema() -> dict:
     return _dispatch(TRIGGER_KINDS, {}, "How contacts enter: exactly one of " + ", ".join(TRIGGER_KINDS) + ".")
 
 
+TRACKING = union("Open and click tracking: false for none, or {opens, clicks} (each true or false).", [
+    ("boolean", {"const": False}),
+    ("object", obj({
+        "opens": {"type": "boolean", "description": "An open pixel in each email (records email_opened)."},
+        "clicks": {"type": "boolean", "description": "Links rewritten through mauto serve (records email_clicked)."},
+        "transactional": {"type": "boolean", "description": "Track transactional emails too (default false)."},
+    })),
+])
+
+
 def workflow_schema() -> dict:
     defs = dict(COMMON_DEFS)
+    defs["tracking"] = TRACKING
     defs["step"] = step_schema()
     defs["trigger"] = trigger_schema()
     defs["exitEvent"] = union("An event that ends the enrollment: a name, or {event, where}.", [
@@ -328,6 +339,8 @@ def workflow_schema() -> dict:
                 "send_days": ref("days", "Sends only on these days; others move to the next allowed day."),
                 "frequency_cap": union("Frequency cap for this workflow, or false to ignore the project's.", [
                     ("boolean", {"const": False}), ("object", ref("frequencyCap"))]),
+                "tracking": ref("tracking", "Open and click tracking for this workflow's emails, or false for "
+                                            "none (default: the project's `serve.tracking`)."),
             }, None, "Overrides of the project's limits."),
             "in_flight": {"enum": ["finish", "migrate", "stop"],
                           "description": "What a new version does to contacts inside: finish (default) on their "
@@ -342,11 +355,52 @@ def workflow_schema() -> dict:
 
 # --- project ----------------------------------------------------------------
 
+
+def serve_schema(env) -> dict:
+    """`serve:` in mauto.yaml: what `mauto serve` answers, and the links messages get from it."""
+    return obj({
+        "public_url": string("The address recipients and providers reach `mauto serve` at, e.g. "
+                             "https://mail.shop.example (behind your TLS proxy): unsubscribe links, the open pixel "
+                             "and rewritten links are built from it.", title="url",
+                             pattern=r"^[Hh][Tt][Tt][Pp][Ss]?://[^/?#@{}\s\\]+(?:/[^?#{}\s]*)?" + END),
+        "bounce_address": string("The bounce mailbox, e.g. bounces@shop.example: each email's envelope sender "
+                                 "becomes bounces+<ref>@shop.example (VERP), read back by `mauto bounces ingest`.",
+                                 title="email", pattern=r"^[^@\s+]+@[^@\s]+\.[^@\s]+$"),
+        "tracking": ref("tracking", "Open and click tracking of marketing emails (default: both on when "
+                                    "public_url is set)."),
+        "lists": {"type": "object", "description": "The lists people may leave one by one in the preference "
+                                                   "centre: list name to the label they read.",
+                  "propertyNames": {"pattern": "^[A-Za-z0-9_][A-Za-z0-9_.-]*$"},
+                  "additionalProperties": string("The label shown for this list.", minLength=1)},
+        "soft_bounce_limit": {"type": "integer", "minimum": 1, "maximum": 100,
+                              "description": "Soft bounces of one address (within 30 days) before it is "
+                                             "suppressed (default 3)."},
+        "max_body": {"type": "integer", "minimum": 1024, "maximum": 104857600,
+                     "description": "Largest request body accepted, in bytes (default 1048576: 1 MiB)."},
+        "providers": obj({
+            "ses": obj({"topic_arn": string("The SNS topic(s) whose notifications are accepted (several: "
+                                            "separated by commas). Required: any AWS account can subscribe "
+                                            "this URL to its own topic, signed as validly.", minLength=1)},
+                       ["topic_arn"], "Amazon SES through SNS."),
+            "sendgrid": obj({"public_key_env": env("SendGrid event webhook's verification key")},
+                            ["public_key_env"], "SendGrid's event webhook."),
+            "mailgun": obj({"signing_key_env": env("Mailgun webhook signing key")}, ["signing_key_env"],
+                           "Mailgun's webhooks."),
+            "postmark": obj({"username_env": env("user name of the webhook's basic auth"),
+                             "password_env": env("password of the webhook's basic auth")},
+                            ["username_env", "password_env"], "Postmark's webhooks."),
+            "twilio": obj({"auth_token_env": env("Twilio auth token (signs inbound SMS webhooks)")},
+                          ["auth_token_env"], "Twilio's inbound SMS (STOP replies)."),
+        }, None, "Providers whose webhooks POST to /v1/providers/<name>; each secret by the name of its "
+                 "environment variable."),
+    }, None, "mauto serve: the HTTP side.")
+
 FIELD_TYPES = ["string", "integer", "number", "boolean", "date", "datetime", "list"]
 
 
 def project_schema() -> dict:
     defs = dict(COMMON_DEFS)
+    defs["tracking"] = TRACKING
     defs["fieldType"] = union("A field type: string, integer, number, boolean, date, datetime, list, "
                               "or {enum: [...]}.", [
         ("string", {"enum": FIELD_TYPES}),
@@ -400,6 +454,7 @@ def project_schema() -> dict:
             "unsubscribe_url": string("Unsubscribe link; a template with {{ token }}.", minLength=1),
             "unsubscribe_secret_env": env("secret that signs unsubscribe tokens"),
             "channels": obj({"email": email_channel, "sms": sms_channel}, None, "Delivery channels."),
+            "serve": serve_schema(env),
             "limits": obj({
                 "quiet_hours": ref("quietHours"),
                 "send_days": ref("days", "Days on which marketing messages go out."),

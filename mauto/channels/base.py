@@ -61,6 +61,8 @@ class Outgoing:
     contact: str
     workflow: str
     step: str
+    envelope: str | None = None  # email: the envelope sender (MAIL FROM) when it is not the From address (VERP)
+    ref: str | None = None  # the message's ref (mauto.links): what providers are asked to echo back
 
 
 Handoff = Callable[[], None]

@@ -53,6 +53,8 @@ from mauto.channels.base import PARKED, RETRY, SENT, UNKNOWN, Delivery, Handoff,
 
 _ADDRESS = re.compile(r"[^\s<>@\"(),;:\\\[\]\x00-\x1f\x7f-\x9f]+@[^\s<>@\"(),;:\\\[\]\x00-\x1f\x7f-\x9f]+")
 _QUEUED = re.compile(r"queued as\s+<?([^\s>]+)>?", re.IGNORECASE)
+# Amazon SES's SMTP answer: `250 Ok <message id>`, the id its bounce and complaint notifications name.
+_OK_ID = re.compile(r"^\d{3}\s+(?:\d\.\d{1,3}\.\d{1,3}\s+)?Ok\s+<?([^\s<>]{8,})>?\s*$", re.IGNORECASE)
 _CRLF = b"\r\n"
 
 
@@ -80,10 +82,13 @@ def _local_hostname() -> str:
 
 
 def envelope_sender(message: Outgoing) -> str:
-    """The address of `message.sender` (the From header's value, kept in the outbox row), else of the body's From.
+    """The envelope sender the outbox row names (VERP: `bounces+<ref>@…`, where bounces go), else the address of
+    `message.sender` (the From header's value, kept in the outbox row), else of the body's From.
 
     The outbox row first: parsing the headers out of the body cost 0.4 ms a message.
     """
+    if message.envelope:
+        return message.envelope
     addresses = [address for _, address in getaddresses([message.sender or ""]) if address]
     if addresses:
         return addresses[0]
@@ -336,7 +341,7 @@ class SmtpTransport(Transport):
                                      "(RFC 1047); not retried")
         answer = _reply(code, text)
         if 200 <= code < 300:
-            queued = _QUEUED.search(answer)
+            queued = _QUEUED.search(answer) or _OK_ID.match(answer)
             provider_id = queued.group(1) if queued else answer.split(" ", 1)[-1]
             return Delivery(SENT, answer, provider_id=provider_id)
         if code == 421:

@@ -132,7 +132,8 @@ class _Outbox:
         if channel == "email":  # dated when it is handed over, not when it was planned (a late tick)
             body = dated(body, self.now)
         outgoing = channels.Outgoing(row["id"], row["key"], channel, row["to_address"] or "", row["sender"],
-                                     row["message_id"], body, row["contact"], row["workflow"], row["step"])
+                                     row["message_id"], body, row["contact"], row["workflow"], row["step"],
+                                     row["envelope"], row["ref"])
         handed = []
 
         def handoff() -> None:

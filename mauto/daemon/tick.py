@@ -386,19 +386,15 @@ class Tick:
 def unsubscribe_secret(project: Project, store: Store) -> str | None:
     """The key unsubscribe links are signed with: the environment variable `unsubscribe_secret_env` names
     when it is set (stores, or `mauto serve` on another machine, sharing one), else the store's own."""
-    name = project.data.get("unsubscribe_secret_env")
-    value = os.environ.get(name) if isinstance(name, str) and name else None
-    if value:
-        return value
     with store.guard():
-        return runtime.unsubscribe_secret(store.db) or None  # an empty key is no key
+        return runtime.signing_secret(store.db, os.environ, project.data.get("unsubscribe_secret_env"))
 
 
 def message_renderer(project: Project, store: Store) -> MessageRenderer:
     """The renderer a tick sends with. Never the public key simulations sign with: with no secret anywhere,
     links cannot be signed, and nothing is sent (anyone could forge an unsubscribe for any contact)."""
     secret = unsubscribe_secret(project, store)
-    if secret is None and project.data.get("unsubscribe_url"):
+    if secret is None and (project.data.get("unsubscribe_url") or project.serve.public_url):
         name = project.data.get("unsubscribe_secret_env")
         where = f"set the environment variable {name}, or " if name else ""
         raise MautoError(f"no key to sign unsubscribe links with: {where}run `mauto db init` to make one and keep "

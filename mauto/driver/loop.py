@@ -328,7 +328,10 @@ class Driver:
             message = self.renderer.render(effect, contact, self.engine.settings.contact_fields)
         except MautoError as error:
             return f"template {effect.data['template']}: {error}"
-        self.ports.outbox.message(workflow, enrollment, contact, message)
+        sent = self.ports.outbox.message(workflow, enrollment, contact, message)
+        if sent is not None:
+            self.ports.events.emit(sent)
+            self.push_event(sent)
         return None
 
 

@@ -140,13 +140,17 @@ class MemoryOutbox:
     from the message just rendered, are dropped (the caps never look further back)."""
 
     def __init__(self, on_message: Callable[[Workflow, Enrollment, ContactState, RenderedMessage], None],
-                 on_task: Callable[[Effect], None] | None = None, window: timedelta | None = None) -> None:
+                 on_task: Callable[[Effect], None] | None = None, window: timedelta | None = None,
+                 sent: frozenset[str] = frozenset({"email", "sms"})) -> None:
         self.on_message = on_message
         self.on_task = on_task
         self.window = window
+        self.sent = sent  # the channels whose `<channel>_sent` events anything may read
 
     def message(self, workflow: Workflow, enrollment: Enrollment, contact: ContactState,
-                message: RenderedMessage) -> None:
+                message: RenderedMessage) -> Event | None:
+        """Kept; the provider of a simulation accepts every message at once: its `<channel>_sent` event, at
+        the send, as the daemon records it when its provider accepts (when anything may read it)."""
         self.on_message(workflow, enrollment, contact, message)
         if self.window is not None:
             sent = contact.messages
@@ -154,6 +158,10 @@ class MemoryOutbox:
             if sent and sent[0].at < horizon:
                 keep = next((index for index, item in enumerate(sent) if item.at >= horizon), len(sent))
                 del sent[:keep]
+        if message.channel not in self.sent:
+            return None
+        return Event(contact.id, f"{message.channel}_sent", message.at, {
+            "workflow": message.workflow, "step": message.step, "template": message.template, "message": message.ref})
 
     def task(self, effect: Effect) -> None:
         if self.on_task is not None:
@@ -273,7 +281,8 @@ def memory_ports(contacts: Iterable[ContactState], taking: list[Workflow], every
                  on_entries: Callable[[list[LogEntry]], None],
                  on_message: Callable[[Workflow, Enrollment, ContactState, RenderedMessage], None],
                  keep_ended: bool = True, window: timedelta | None = None,
-                 read: Callable[[str], bool] | None = None) -> MemoryPorts:
+                 read: Callable[[str], bool] | None = None,
+                 sent: frozenset[str] = frozenset({"email", "sms"})) -> MemoryPorts:
     """A set of memory ports over the given contacts, workflows and sample answers."""
     journal = MemoryJournal(on_entries)
     workflows = MemoryWorkflows(taking, every)
@@ -283,5 +292,6 @@ def memory_ports(contacts: Iterable[ContactState], taking: list[Workflow], every
         return workflow.version if workflow is not None else 0
 
     return MemoryPorts(MemoryContacts(contacts), MemoryEnrollments(keep_ended), MemoryEvents(read),
-                       MemoryOutbox(on_message, window=window), MemoryAnswers(coupons, webhooks), MemoryTimers(),
+                       MemoryOutbox(on_message, window=window, sent=sent), MemoryAnswers(coupons, webhooks),
+                       MemoryTimers(),
                        workflows, journal, MemoryFailures(journal, version))

@@ -85,8 +85,10 @@ class Outbox(Protocol):
     """What leaves the loop for the world: messages rendered for a send, tasks for a person."""
 
     def message(self, workflow: Workflow, enrollment: Enrollment, contact: ContactState,
-                message: RenderedMessage) -> None:
-        """A message rendered for a send step, to be sent (or kept, in a simulation)."""
+                message: RenderedMessage) -> Event | None:
+        """A message rendered for a send step, to be sent (or kept, in a simulation). Returns its `email_sent`
+        / `sms_sent` event when the provider's acceptance is known at once (a simulation: at the send); None
+        when it comes later (the daemon's outbox records it when the provider accepts the message)."""
 
     def task(self, effect: Effect) -> None:
         """A task step's task."""

@@ -235,13 +235,15 @@ class SqliteOutbox:
 
     def message(self, workflow: Workflow, enrollment: Enrollment, contact: ContactState,
                 message: RenderedMessage) -> None:
+        """Queued; its `email_sent` event is written when the provider accepts it (`runtime.record_delivery`)."""
         body = message.to_bytes() if message.channel == "email" else message.text.encode("utf-8")
         self.batch.messages.append({
             "key": message.key, "message_id": message.message_id, "enrollment": enrollment.id,
             "workflow": workflow.id, "version": workflow.version, "step": message.step, "contact": contact.id,
             "channel": message.channel, "template": message.template, "marketing": int(message.marketing),
             "to_address": message.to, "sender": message.sender, "subject": message.subject, "body": body,
-            "status": "pending", "next_try_at": None, "created_at": stamp(message.at), "updated_at": self.batch.at})
+            "status": "pending", "next_try_at": None, "created_at": stamp(message.at), "updated_at": self.batch.at,
+            "ref": message.ref, "envelope": message.envelope})
 
     def task(self, effect: Effect) -> None:
         task = effect.data

@@ -586,11 +586,14 @@ class Engine:
         # step twice but is still the step's first message (`…:steps.3:1`).
         sends = f"send:{key}"
         occurrence = enrollment.occurrences[sends] = enrollment.occurrences.get(sends, 0) + 1
+        send = {"channel": channel, "template": template, "marketing": marketing, "path": key,
+                "vars": message_vars, "trigger_event": enrollment.trigger_event,
+                "zone": zone_name, "occurrence": occurrence}
+        tracking = workflow.settings.get("tracking")
+        if tracking is not None:  # the workflow's own opens/clicks tracking, over the project's
+            send["tracking"] = tracking
         outcome.effects.append(Effect("send", at, enrollment.id, enrollment.workflow, enrollment.contact,
-                                      program.labels[key], f"{enrollment.id}:{key}:{occurrence}", {
-            "channel": channel, "template": template, "marketing": marketing, "path": key,
-            "vars": message_vars, "trigger_event": enrollment.trigger_event,
-            "zone": zone_name, "occurrence": occurrence}))
+                                      program.labels[key], f"{enrollment.id}:{key}:{occurrence}", send))
         self._log(outcome, at, program, key, "send", f"postponed from {postponed}" if postponed else "",
                   channel=channel, template=template)
         return True

@@ -75,9 +75,13 @@ class Simulation:
         self.reached: dict[str, dict[str, set]] = {workflow.id: {} for workflow in workflows}  # step -> contacts
         every = list(all_workflows)
         window = None if keep_timeline else self._longest_cap([*every, *workflows])
-        read = None if keep_timeline else named_in(project, [*every, *workflows])
+        named = named_in(project, [*every, *workflows])
+        read = None if keep_timeline else named
+        # `email_sent` / `sms_sent` are made only where something may read them (a wait_for, a trigger, ...).
+        sent = frozenset(channel for channel in ("email", "sms") if named(f"{channel}_sent"))
         self.ports = memory_ports(samples.contacts, workflows, every, samples.coupons, samples.webhooks,
-                                  self.record, self.rendered, keep_ended=keep_timeline, window=window, read=read)
+                                  self.record, self.rendered, keep_ended=keep_timeline, window=window, read=read,
+                                  sent=sent)
         self.coming: deque[tuple[Event, int]] = deque()  # the sample events not yet queued, with their places
         self.driver = Driver(self.engine, self.ports.ports(), renderer or MessageRenderer(project), project.segments,
                              end)

@@ -303,11 +303,15 @@ def clear_timer(db: Any, workflow: str, contact: str) -> None:
 
 MESSAGE_COLUMNS = ("key", "message_id", "enrollment", "workflow", "version", "step", "contact", "channel", "template",
                    "marketing", "to_address", "sender", "subject", "body", "status", "next_try_at", "created_at",
-                   "updated_at")
+                   "updated_at", "ref", "envelope")
 
 
 def insert_messages(db: Any, rows: list[dict[str, Any]]) -> None:
     """Queue messages; a key already queued (the same step re-run after a crash) is left as it is."""
+    for row in rows:  # made by hand (a test, a tool): a message without a ref has no links of ours
+        if "ref" not in row:
+            row.setdefault("ref", None)
+            row.setdefault("envelope", None)
     db.conn.executemany(f"INSERT OR IGNORE INTO messages ({', '.join(MESSAGE_COLUMNS)}) VALUES "
                    f"({', '.join(':' + name for name in MESSAGE_COLUMNS)})", rows)
 
@@ -358,17 +362,23 @@ def mark_handoff(store: Store, message_id: int, at: str) -> bool:
 def record_delivery(store: Store, message_id: int, status: str, answer: str, at: str, next_try_at: str | None = None,
                     provider_id: str | None = None, count_attempt: bool = False) -> None:
     """The provider's answer. `status`: sent | pending (a retry at next_try_at) | parked | unknown | cancelled.
+    A message sent becomes an `email_sent` / `sms_sent` event too (processed by the next tick: `wait_for`).
 
     Committed without waiting for the disk: the next hand-off mark's durable commit carries it there. A power
     loss in between loses the answer, and the message, its hand-off mark durable, becomes `unknown`."""
     answer, provider_id = _storable(answer), _storable(provider_id)
     with store.transaction(durable=False) as db:
         # Only a pending message takes an answer: one a person dropped meanwhile stays as they decided.
-        db.execute("UPDATE messages SET status = ?, answer = ?, next_try_at = ?, "
+        changed = db.execute("UPDATE messages SET status = ?, answer = ?, next_try_at = ?, "
                    "provider_id = coalesce(?, provider_id), handoff_at = NULL, attempts = attempts + ?, "
                    "updated_at = ?, sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END "
                    "WHERE id = ? AND status = 'pending'",
-                   [status, answer, next_try_at, provider_id, 1 if count_attempt else 0, at, status, at, message_id])
+                   [status, answer, next_try_at, provider_id, 1 if count_attempt else 0, at, status, at,
+                    message_id]).rowcount
+        if changed and status == "sent":
+            db.execute("INSERT INTO events (contact, name, at, properties, received_at) "
+                       "SELECT contact, channel || '_sent', ?, json_object('workflow', workflow, 'step', step, "
+                       "'template', template, 'message', ref), ? FROM messages WHERE id = ?", [at, at, message_id])
 
 
 @overload
@@ -533,6 +543,13 @@ def withdrawals_pending(db: Any, contact_id: str) -> set[str]:
 def unsubscribe_secret(db: Any) -> str | None:
     """The store's own key for signing unsubscribe links (made by migration 4), or None."""
     return get_state(db, "unsubscribe_secret")
+
+
+def signing_secret(db: Any, environ: Any, variable: Any) -> str | None:
+    """The key links are signed with: the environment variable `variable` names when it is set (stores, or
+    `mauto serve` on another machine, sharing one), else the store's own; None when there is none."""
+    value = environ.get(variable) if isinstance(variable, str) and variable else None
+    return value or unsubscribe_secret(db) or None  # an empty key is no key
 
 
 def ensure_unsubscribe_secret(db: Any) -> bool:

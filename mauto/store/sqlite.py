@@ -19,7 +19,7 @@ from mauto.store import migrations
 Clock = Callable[[], datetime]
 TABLES = ("contacts", "events", "coupons", "suppressions", "workflow_versions", "workflows", "enrollments",
           "messages", "calls", "step_log", "tasks", "segment_members", "timers", "runner_state", "failures",
-          "api_keys")
+          "api_keys", "soft_bounces", "notifications_seen")
 DEFAULT_TIMEOUT = 5.0  # seconds a write waits for another writer before giving up
 
 

@@ -182,7 +182,8 @@ def test_an_item_the_store_refuses_fails_alone_and_the_others_are_sent(daemon: D
     assert daemon.rows("SELECT contact, state FROM enrollments") == [("ben", "active")]
     assert daemon.rows("SELECT DISTINCT contact FROM step_log") == [("ben",)]
     assert daemon.rows("SELECT contact FROM messages") == [("ben",)]
-    assert daemon.rows("SELECT count(*) FROM events WHERE processed_at IS NULL") == [(0,)]  # not tried forever
+    # not tried forever (ben's email_sent waits for the next tick)
+    assert daemon.rows("SELECT count(*) FROM events WHERE processed_at IS NULL AND name != 'email_sent'") == [(0,)]
     [(kind, contact, reason)] = daemon.rows("SELECT kind, contact, reason FROM failures")
     assert (kind, contact) == ("event", "ana")
     assert reason == "event signed_up: IntegrityError: refused for ana"
