@@ -1135,6 +1135,60 @@ def keys_revoke(ctx: typer.Context, name: str = typer.Argument(..., help="The ke
     _out().print(f"key `{name}` revoked")
 
 
+bounces_app = typer.Typer(help="The bounce mailbox: delivery status notifications and complaints, read.",
+                          no_args_is_help=True)
+app.add_typer(bounces_app, name="bounces")
+
+
+@bounces_app.command("ingest")
+@handle_errors
+def bounces_ingest(
+    ctx: typer.Context,
+    source: Path = typer.Argument(..., metavar="MAILDIR|MBOX", help="A Maildir folder or an mbox file."),
+    output_format: OutputFormat = typer.Option(OutputFormat.text, "--format", "-f", help="text or json."),
+) -> None:
+    """Record the bounces and complaints of a mailbox: hard ones and complaints suppress the address, soft ones
+    count (serve.soft_bounce_limit). Safe to run again on the same mailbox."""
+    try:
+        from mauto.serve.mailbox import ingest_bounces
+    except ImportError as error:
+        raise MautoError(f"mauto bounces needs the `bounces` extra: pip install 'mauto[bounces]' ({error})") from None
+    project = _project(ctx)
+    with _store(ctx, project) as store:
+        result = ingest_bounces(project, store, source, datetime.now(UTC))
+    if output_format is OutputFormat.json:
+        print(json.dumps(result.to_dict(), indent=2))
+        return
+    for where, why in result.skipped:
+        _err().print(Text(f"{where}: skipped: {why}", style="yellow"))
+    if result.skipped_count > len(result.skipped):
+        _err().print(f"… and {result.skipped_count - len(result.skipped)} more skipped")
+    _out().print(result.line())
+
+
+@app.command("serve")
+@handle_errors
+def serve_command(
+    ctx: typer.Context,
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (default 127.0.0.1: put a TLS "
+                                                           "proxy in front, see docs/serve.md)."),
+    port: int = typer.Option(8080, "--port", min=1, max=65535, help="Port to listen on (default 8080)."),
+    forwarded_allow_ips: str = typer.Option("127.0.0.1", "--forwarded-allow-ips", metavar="IPS",
+                                            help="Proxies whose X-Forwarded-For/-Proto are trusted, comma-separated "
+                                                 "(default 127.0.0.1)."),
+) -> None:
+    """Hear the recipients: the events API, one-click unsubscribe, opens, clicks, providers' webhooks."""
+    try:
+        from mauto.serve.main import serve, serve_config
+    except ImportError as error:
+        raise MautoError(f"mauto serve needs the `serve` extra: pip install 'mauto[serve]' ({error})") from None
+    project = _project(ctx)
+    with _store(ctx, project) as store:
+        config = serve_config(project, store)
+    _err().print(f"mauto serve: listening on http://{host}:{port} (store {config.project.display(config.store_path)})")
+    serve(config, host, port, forwarded_allow_ips)
+
+
 def main() -> None:
     app()
 
