@@ -327,6 +327,12 @@ class Server:
                 "channels": [("email", row[0], bool(row[2])), ("sms", row[1], bool(row[3]))],
                 "lists": recorded.contact_lists(db, contact) or []}
 
+    def public(self, request: Request) -> str:
+        """This request's URL as the recipient reached it: under `public_url` (which may have a path the
+        proxy strips), so that the pages' forms and links lead back here."""
+        base = self.settings.public_url
+        return (base + request.url.path) if base else request.url.path
+
     async def unsubscribe_page(self, request: Request) -> Response:
         token = request.path_params["token"]
         try:
@@ -338,8 +344,11 @@ class Server:
             return HTMLResponse(pages.not_found(), 404, headers=NO_STORE)
         if whom["contact"] is None:
             return HTMLResponse(pages.gone(), 200, headers=NO_STORE)
-        preferences = f"{request.url.path}/preferences"
-        return HTMLResponse(pages.unsubscribe(request.url.path, whom["channel"], whom["address"], preferences),
+        here = self.public(request)
+        preferences = f"{here}/preferences"
+        if not _receives(whom):  # unsubscribed before: say so, and offer the rest
+            return HTMLResponse(pages.done(whom["channel"], whom["address"], preferences), 200, headers=NO_STORE)
+        return HTMLResponse(pages.unsubscribe(here, whom["channel"], whom["address"], preferences),
                             200, headers=NO_STORE)
 
     async def unsubscribe(self, request: Request) -> Response:
@@ -370,7 +379,8 @@ class Server:
             return HTMLResponse(pages.gone(), 200, headers=NO_STORE)
         if whom["done"]:
             self.metrics.unsubscribes.labels(whom["channel"], source).inc()
-        return HTMLResponse(pages.done(whom["channel"], whom["address"]), 200, headers=NO_STORE)
+        return HTMLResponse(pages.done(whom["channel"], whom["address"], f"{self.public(request)}/preferences"),
+                            200, headers=NO_STORE)
 
     async def preferences(self, request: Request) -> Response:
         token = request.path_params["token"]
@@ -408,7 +418,7 @@ class Server:
             return HTMLResponse(pages.gone(), 200, headers=NO_STORE)
         channels = [(channel, address, on) for channel, address, on in whom["channels"] if address and on]
         lists = [(name, label) for name, label in self.settings.lists.items() if name in whom["lists"]]
-        return HTMLResponse(pages.preferences(request.url.path, channels, lists, saved), 200, headers=NO_STORE)
+        return HTMLResponse(pages.preferences(self.public(request), channels, lists, saved), 200, headers=NO_STORE)
 
     # --- opens and clicks -----------------------------------------------------------------------------------
 
@@ -528,6 +538,11 @@ class Server:
         return _json(200, {"stop": True, "unsubscribed": done[0].event is not None})
 
 
+def _receives(whom: dict[str, Any]) -> bool:
+    """Whether the contact an unsubscribe link names still receives messages on its channel."""
+    return any(channel == whom["channel"] and on for channel, _, on in whom["channels"])
+
+
 def _web_url(url: str) -> bool:
     """Whether a signed URL may be redirected to: http(s), parseable, one line (a Location header)."""
     try:
@@ -625,6 +640,10 @@ def create_app(config: ServeConfig) -> Starlette:
 
     async def http_error(request: Request, error: Exception) -> Response:
         assert isinstance(error, HTTPException)
+        path = request.url.path
+        if error.status_code == 404 and request.method in ("GET", "HEAD") and (
+                path in ("/u", "/c", "/o") or path.startswith(("/u/", "/c/", "/o/"))):  # a link cut short: a page
+            return HTMLResponse(pages.not_found(), 404, headers=NO_STORE)
         reason = {404: "no such endpoint", 405: f"{request.method} is not allowed here"}.get(
             error.status_code, str(error.detail))
         return _json(error.status_code, {"error": reason}, dict(error.headers or {}))
@@ -638,6 +657,7 @@ def create_app(config: ServeConfig) -> Starlette:
 
     routes = [
         Route("/healthz", server.healthz, methods=["GET"]),
+        Route("/favicon.ico", lambda request: Response(b"", 204), methods=["GET"]),  # browsers ask on every page
         Route("/metrics", server.metrics_page, methods=["GET"]),
         Route("/v1/events", server.events, methods=["POST"]),
         Route("/v1/sms/inbound", server.sms_inbound, methods=["POST"]),

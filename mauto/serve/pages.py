@@ -46,11 +46,13 @@ def unsubscribe(action: str, channel: str, address: str | None, preferences: str
         f"<button type=\"submit\">Unsubscribe</button></form>{more}"))
 
 
-def done(channel: str, address: str | None) -> str:
+def done(channel: str, address: str | None, preferences: str | None = None) -> str:
+    more = (f'<p class="small"><a href="{escape(preferences)}">Choose what else you receive</a>.</p>'
+            if preferences else "")
     return page("You are unsubscribed", (
         f"<p>You will get no more {CHANNEL_WORDS[channel]} from us at "
         f"<strong>{escape(masked(address))}</strong>.</p>"
-        '<p class="small">Messages already on their way may still arrive in the next few minutes.</p>'))
+        '<p class="small">Messages already on their way may still arrive in the next few minutes.</p>' + more))
 
 
 def gone() -> str:
@@ -67,10 +69,11 @@ def preferences(action: str, channels: list[tuple[str, str | None, bool]], lists
     rows += [f'<label><input type="checkbox" name="list" value="{escape(name)}" checked> {escape(label)}</label>'
              for name, label in lists]
     note = '<p class="small">Saved.</p>' if saved else ""
+    if not rows:
+        return page("Your preferences", f"{note}<p>You receive nothing from us.</p>")
     return page("Your preferences", (
         f'{note}<form method="post" action="{escape(action)}"><input type="hidden" name="form" value="preferences">'
-        f'<fieldset>{"".join(rows) or "<p>You receive nothing from us.</p>"}</fieldset>'
-        '<button type="submit">Save</button></form>'))
+        f'<fieldset>{"".join(rows)}</fieldset><button type="submit">Save</button></form>'))
 
 
 def not_found() -> str:

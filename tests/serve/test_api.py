@@ -146,6 +146,9 @@ def test_the_page_changes_nothing_and_its_button_unsubscribes(served: Served) ->
     again = served.client.post(link, content=b"List-Unsubscribe=One-Click")
     assert again.status_code == 200
     assert len(served.events("unsubscribed")) == 1  # nothing written twice
+    later = served.client.get(link)  # the link opened again: no button, the way to the rest
+    assert "You are unsubscribed" in later.text and "<form" not in later.text
+    assert f'href="{link}/preferences"' in later.text
 
 
 def test_the_preference_centre_leaves_channels_and_lists_one_by_one(served: Served) -> None:
@@ -177,6 +180,9 @@ def test_forged_truncated_and_foreign_tokens_are_404_and_change_nothing(served: 
             assert answer.status_code in (404, 414), (bad, answer.status_code)
     assert served.rows("SELECT email_consent FROM contacts WHERE id = 'ana'") == [(1,)]
     assert served.events("unsubscribed") == []
+    for cut in ("/u/", "/u", "/c/", f"/u/{token}/x/y"):  # a link cut short, followed by a person: a page
+        answer = served.client.get(cut)
+        assert answer.status_code == 404 and "This link does not work" in answer.text, cut
 
 
 def test_a_token_of_the_first_format_still_unsubscribes(served: Served) -> None:
