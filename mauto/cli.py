@@ -1179,14 +1179,15 @@ def serve_command(
 ) -> None:
     """Hear the recipients: the events API, one-click unsubscribe, opens, clicks, providers' webhooks."""
     try:
-        from mauto.serve.main import serve, serve_config
+        from mauto.serve.main import listen, serve, serve_config
     except ImportError as error:
         raise MautoError(f"mauto serve needs the `serve` extra: pip install 'mauto[serve]' ({error})") from None
     project = _project(ctx)
     with _store(ctx, project) as store:
         config = serve_config(project, store)
+    sock = listen(host, port)
     _err().print(f"mauto serve: listening on http://{host}:{port} (store {config.project.display(config.store_path)})")
-    serve(config, host, port, forwarded_allow_ips)
+    serve(config, sock, forwarded_allow_ips)
 
 
 def main() -> None:

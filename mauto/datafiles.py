@@ -278,6 +278,22 @@ _CHECKING_DECODER = json.JSONDecoder(parse_int=_checked_integer, parse_float=_ch
                                      parse_constant=_refused_constant, object_pairs_hook=_object)
 
 
+def decode_json(text: str) -> Any:
+    """One JSON text decoded as `mauto events ingest` decodes a line: numbers outside 64 bits, NaN, infinities
+    and a key given twice are refused (ValueError saying so), nesting past MAX_DEPTH too. Objects decoded from
+    text with `\\u` escapes still need `value_problem` (a lone surrogate)."""
+    try:
+        return _CHECKING_DECODER.decode(text)
+    except (ValueError, RecursionError) as error:
+        found = _json_problem(text, error, "", 0)
+        if isinstance(found, DataError):
+            raise ValueError(found.message) from None
+        # A number the checking decoder refused: say which, by its field when it is in an object.
+        problem = value_problem(found) if isinstance(found, dict) else None
+        raise ValueError(problem or "a number outside what JSON mauto reads holds (64-bit integers, finite "
+                                    "numbers)") from None
+
+
 def _json_problem(text: str, error: Exception, shown: str, line: int) -> Any:
     """What decoding a line raising `error` means: a DataError, or the row read again leniently (NaN as a
     float, integers too long for int() as their digits) for value_problem to name the field at fault."""

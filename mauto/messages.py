@@ -381,6 +381,16 @@ class RenderedMessage:
         return target
 
 
+def _trackable(url: str, unsubscribe_url: str) -> bool:
+    """Whether a link may go through `/c/`: not the unsubscribe link, not one whose redirect could lead
+    elsewhere than the link (a backslash, which browsers read as a slash before the query, percent-encoded in
+    a Location header), and not one too long for a token."""
+    return url != unsubscribe_url and "\\" not in url and len(url) <= MAX_TRACKED_URL
+
+
+MAX_TRACKED_URL = 4000  # characters; its click token (base64, a third longer) stays within links.MAX_TOKEN
+
+
 class MessageRenderer:
     """Renders the message a send effect asks for, with the contact's data at the moment of sending."""
 
@@ -513,7 +523,7 @@ class MessageRenderer:
 
         base, signer = self.serve.public_url, self.signer
         if tracking.clicks:
-            html = rewrite_links(html, lambda url: None if url == unsubscribe_url
+            html = rewrite_links(html, lambda url: None if not _trackable(url, unsubscribe_url)
                                  else f"{base}/c/{signer.click(ref, url)}")
         elif OPT_OUT_ATTRIBUTE in html:  # the opt-out attributes go, whatever is tracked
             html = rewrite_links(html, lambda url: None)

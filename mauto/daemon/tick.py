@@ -394,7 +394,8 @@ def message_renderer(project: Project, store: Store) -> MessageRenderer:
     """The renderer a tick sends with. Never the public key simulations sign with: with no secret anywhere,
     links cannot be signed, and nothing is sent (anyone could forge an unsubscribe for any contact)."""
     secret = unsubscribe_secret(project, store)
-    if secret is None and (project.data.get("unsubscribe_url") or project.serve.public_url):
+    serve = project.serve
+    if secret is None and (project.data.get("unsubscribe_url") or serve.public_url or serve.bounce_address):
         name = project.data.get("unsubscribe_secret_env")
         where = f"set the environment variable {name}, or " if name else ""
         raise MautoError(f"no key to sign unsubscribe links with: {where}run `mauto db init` to make one and keep "

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import json
 import logging
 import os
 import re
@@ -41,21 +40,25 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mauto.config import Project, ServeSettings
+from mauto.datafiles import decode_json, value_problem
 from mauto.feedback import SMS_STOP, Feedback
 from mauto.links import Signer
 from mauto.serve import pages
 from mauto.serve.metrics import CONTENT_TYPE, Metrics
 from mauto.store import feedback as recorded
 from mauto.store.events import check_event
+from mauto.store.keys import PREFIX as KEY_PREFIX
 from mauto.store.keys import key_name
 from mauto.store.sqlite import Store, StoreError, stamp, wall_clock
-from mauto.store.writer import GroupWriter
+from mauto.store.writer import GroupWriter, WriterStopped
 
 log = logging.getLogger("mauto.serve")
 
 MAX_EVENTS = 10_000  # events in one request at most
 MAX_DEPTH = 32  # nesting of a posted JSON value at most (deeper: refused before it is parsed)
 BODY_TIMEOUT = 10.0  # seconds a client may take to send its body
+RECORD_WAIT = 2.0  # seconds an open or a click waits for its commit before the answer goes anyway
+WRITE_TIMEOUT = 30.0  # seconds a request waits for its write (the store's own lock wait is 5 s a group)
 KEY_CACHE_SECONDS = 2.0  # a revoked key is refused at most this long after `mauto keys revoke`
 GIF = (b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff!\xf9\x04\x01\x00\x00\x00\x00,"
        b"\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;")  # 1x1, transparent: 43 bytes
@@ -82,8 +85,9 @@ class ServeConfig:
 
     project: Project
     store_path: Path
-    secret: str  # the signing key of links (the daemon's: `unsubscribe_secret_env`, else the store's)
-    environ: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+    # the signing key of links (the daemon's: `unsubscribe_secret_env`, else the store's); never in a repr
+    secret: str = field(repr=False)
+    environ: dict[str, str] = field(default_factory=lambda: dict(os.environ), repr=False)
     now: Callable[[], datetime] = wall_clock
     fetch: Callable[[str], bytes] | None = None  # SNS certificates and confirmations (None: the parser's own)
     body_timeout: float = BODY_TIMEOUT
@@ -111,8 +115,10 @@ def _json(status: int, data: dict[str, Any], headers: dict[str, str] | None = No
 
 
 def _redacted(path: str) -> str:
-    """A path as the log shows it: tokens cut (a token is as good as the link it is in)."""
-    return re.sub(r"^/([uoc])/[^/]+", r"/\1/…", path)
+    """A path as the log shows it: tokens cut (a token is as good as the link it is in), and no character
+    that could start a line of its own or fool a terminal (`%0A` decodes to a line break)."""
+    path = re.sub(r"^/([uoc])/[^/]+", r"/\1/…", path)
+    return path if path.isprintable() else repr(path)[1:-1]
 
 
 def _route(path: str) -> str:
@@ -198,8 +204,12 @@ class Server:
 
     async def write(self, job: Callable[[Store], Any]) -> Any:
         try:
-            return await self.writer.run(job)
-        except (StoreError, OSError) as error:
+            async with asyncio.timeout(WRITE_TIMEOUT):
+                return await self.writer.run(job)
+        except TimeoutError:
+            log.error("the store's writer did not answer within %ss", WRITE_TIMEOUT)
+            raise Refused(503, "the store is busy; try again shortly", {"Retry-After": "5"}) from None
+        except (StoreError, OSError, WriterStopped) as error:
             log.error("the store failed: %s", error)
             raise Refused(503, "the store is unavailable; try again shortly", {"Retry-After": "5"}) from None
         except Exception as error:
@@ -207,6 +217,25 @@ class Server:
                 log.error("the store failed: %s", error)
                 raise Refused(503, "the store is unavailable; try again shortly", {"Retry-After": "5"}) from None
             raise
+
+    async def record_quietly(self, job: Callable[[Store], bool], what: str) -> bool:
+        """Record an open or a click without holding up the person: wait for the commit a moment (so that it
+        is usually there when the answer goes), then answer anyway; the write goes on in the writer, and a
+        failure is logged. True when it was recorded in that moment."""
+        future = asyncio.wrap_future(self.writer.submit(job))
+        try:
+            async with asyncio.timeout(RECORD_WAIT):
+                return bool(await asyncio.shield(future))
+        except TimeoutError:
+            def later(done: asyncio.Future[bool]) -> None:
+                if not done.cancelled() and done.exception() is not None:
+                    log.error("%s not recorded: %s", what, done.exception())
+
+            future.add_done_callback(later)
+            return False
+        except Exception as error:  # noqa: BLE001 - the person still gets the pixel or the page they asked for
+            log.error("%s not recorded: %s", what, error)
+            return False
 
     async def authenticate(self, request: Request) -> str:
         """The name of the API key the request carries; 401 without a valid one."""
@@ -216,16 +245,20 @@ class Server:
             raise Refused(401, "an API key is needed: `Authorization: Bearer <key>` (`mauto keys create NAME`)",
                           {"WWW-Authenticate": 'Bearer realm="mauto"'})
         key = key.strip()
+        invalid = Refused(401, "this API key is not valid (unknown or revoked)",
+                          {"WWW-Authenticate": 'Bearer realm="mauto", error="invalid_token"'})
+        if not key.startswith(KEY_PREFIX) or len(key) > 200:  # not one of ours: no need to ask the store
+            raise invalid
         now = time.monotonic()
         cached = self.keys.get(key)
         if cached is None or now - cached[1] > KEY_CACHE_SECONDS:
             name = await self.write(lambda store: key_name(store.db, key))
-            if len(self.keys) > 1000:
-                self.keys.clear()
+            known = {held: entry for held, entry in self.keys.items() if entry[0] is not None}
+            if len(self.keys) >= 1000:  # bounded; made-up keys never push the real ones out
+                self.keys = known if len(known) < 1000 else {}
             self.keys[key] = cached = (name, now)
         if cached[0] is None:
-            raise Refused(401, "this API key is not valid (unknown or revoked)",
-                          {"WWW-Authenticate": 'Bearer realm="mauto", error="invalid_token"'})
+            raise invalid
         return cached[0]
 
     def _used(self, name: str) -> str | None:
@@ -268,26 +301,40 @@ class Server:
             raise Refused(413, f"{len(items)} events in one request; at most {MAX_EVENTS}")
         return items
 
-    async def events(self, request: Request) -> Response:
-        key = await self.authenticate(request)
-        body = await self.body(request)
-        items = self.parse_events(body, request.headers.get("content-type", ""))
+    def check_events(self, body: bytes, content_type: str) -> tuple[int, list[tuple[int, dict[str, Any]]],
+                                                                    list[dict[str, Any]]]:
+        """(how many events, the good ones as rows with their index, the problems of the others)."""
+        items = self.parse_events(body, content_type)
+        escapes = b"\\u" in body  # the only way a lone surrogate gets into strictly decoded UTF-8
         problems: list[dict[str, Any]] = []
         checked: list[tuple[int, dict[str, Any]]] = []
         for index, item in enumerate(items):
             if not isinstance(item, dict):
                 problems.append({"index": index, "reason": "an event must be a JSON object"})
                 continue
+            problem = value_problem(item, escapes)
+            if problem is not None:
+                problems.append({"index": index, "reason": problem})
+                continue
             try:
                 checked.append((index, check_event(item, self.catalogue, self.zone)))
             except ValueError as error:
                 problems.append({"index": index, "reason": str(error)})
+        return len(items), checked, problems
+
+    async def events(self, request: Request) -> Response:
+        key = await self.authenticate(request)
+        body = await self.body(request)
+        # Decoding and checking thousands of events is CPU work: off the event loop, so that a big batch
+        # never holds up a click's redirect or a pixel.
+        count, checked, problems = await asyncio.to_thread(self.check_events, body,
+                                                           request.headers.get("content-type", ""))
         used = self._used(key)
         received = stamp(self.config.now())
         result = await self.write(lambda store: _store_events(store, checked, problems, received, used))
         if result is None:
             problems.sort(key=lambda problem: problem["index"])
-            return _json(422, {"error": f"{len(problems)} of {len(items)} events are not valid; none was stored",
+            return _json(422, {"error": f"{len(problems)} of {count} events are not valid; none was stored",
                                "problems": problems})
         accepted, duplicates = result
         self.metrics.events.inc(accepted)
@@ -401,14 +448,15 @@ class Server:
                 whom = self._whom(store, ref, legacy)
                 if whom is None or whom["contact"] is None:
                     return whom
-                for channel, address, on in whom["channels"]:
-                    if on and address and channel not in keep_channels and recorded.unsubscribe(
-                            store, whom["contact"], channel, at, {"source": "preferences", **whom["properties"]}):
-                        self.metrics.unsubscribes.labels(channel, "preferences").inc()
+                left = [channel for channel, address, on in whom["channels"]
+                        if on and address and channel not in keep_channels and recorded.unsubscribe(
+                            store, whom["contact"], channel, at, {"source": "preferences", **whom["properties"]})]
                 recorded.leave_lists(store.db, whom["contact"], offered - keep_lists, at)
-                return self._whom(store, ref, legacy)
+                return {**(self._whom(store, ref, legacy) or {}), "left": left}
 
             whom = await self.write(job)
+            for channel in (whom or {}).get("left", []):  # counted once committed
+                self.metrics.unsubscribes.labels(channel, "preferences").inc()
             saved = True
         else:
             whom = await self.write(lambda store: self._whom(store, ref, legacy))
@@ -451,7 +499,7 @@ class Server:
             recorded.add_event(store.db, message.contact, "email_opened", at, properties, stamp(at))
             return True
 
-        if await self.write(job):
+        if await self.record_quietly(job, "an open"):
             self.metrics.opens.labels(str(prefetched).lower()).inc()
         return Response(GIF, 200, media_type="image/gif", headers=NO_STORE)
 
@@ -471,7 +519,7 @@ class Server:
                                {**message.properties(), "url": click.url}, stamp(at))
             return True
 
-        if await self.write(job):
+        if await self.record_quietly(job, "a click"):
             self.metrics.clicks.inc()
         return RedirectResponse(click.url, 302, headers=NO_STORE)
 
@@ -553,16 +601,14 @@ def _web_url(url: str) -> bool:
 
 
 def _loads(text: str, where: str) -> Any:
+    """A JSON text decoded as `mauto events ingest` decodes a line (datafiles.decode_json: numbers within 64
+    bits and finite, no key twice); 400 saying what is wrong."""
     if _too_deep(text):
         raise Refused(400, f"{where}: JSON nested deeper than {MAX_DEPTH} levels")
     try:
-        return json.loads(text, parse_constant=_no_constant)
+        return decode_json(text)
     except ValueError as error:
-        raise Refused(400, f"{where} is not JSON: {error}") from None
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
+        raise Refused(400, f"{where}: {error}") from None
 
 
 def _too_deep(text: str) -> bool:

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import sys
 
 from mauto.config import Project
-from mauto.errors import MautoError
+from mauto.errors import MautoError, UsageError
 from mauto.serve.app import ServeConfig, create_app
 from mauto.store import runtime
 from mauto.store.sqlite import Store
@@ -27,8 +28,30 @@ def serve_config(project: Project, store: Store) -> ServeConfig:
     return ServeConfig(project, store.path, secret)
 
 
-def serve(config: ServeConfig, host: str, port: int, forwarded_allow_ips: str = "127.0.0.1") -> None:
-    """Serve until SIGTERM or Ctrl-C (uvicorn finishes the requests in hand, then the writer its jobs)."""
+MAX_CONNECTIONS = 1000  # past this, uvicorn answers 503 at once: slow clients cannot take every socket
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """The listening socket, bound now: an address in use is a MautoError naming it, before anything starts."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
+    except (socket.gaierror, UnicodeError) as error:
+        raise UsageError(f"--host {host}: {getattr(error, 'strerror', None) or error}") from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as error:
+        sock.close()
+        raise UsageError(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
+    return sock
+
+
+def serve(config: ServeConfig, sock: socket.socket, forwarded_allow_ips: str = "127.0.0.1") -> None:
+    """Serve on `sock` until SIGTERM or Ctrl-C (uvicorn finishes the requests in hand, then the writer its
+    jobs)."""
     import uvicorn
 
     handler = logging.StreamHandler(sys.stderr)
@@ -38,6 +61,10 @@ def serve(config: ServeConfig, host: str, port: int, forwarded_allow_ips: str = 
     logger.setLevel(logging.INFO)
     logger.propagate = False
     # uvicorn's own access log would write the tokens of the paths; ours cuts them (app.Observed).
-    uvicorn.run(create_app(config), host=host, port=port, access_log=False, log_level="warning",
-                proxy_headers=True, forwarded_allow_ips=forwarded_allow_ips, timeout_keep_alive=5,
-                server_header=False, date_header=True, timeout_graceful_shutdown=10)
+    server = uvicorn.Server(uvicorn.Config(
+        create_app(config), access_log=False, log_level="warning", proxy_headers=True,
+        forwarded_allow_ips=forwarded_allow_ips, timeout_keep_alive=5, server_header=False, date_header=True,
+        timeout_graceful_shutdown=10, limit_concurrency=MAX_CONNECTIONS))
+    server.run(sockets=[sock])
+    if not server.started:  # the application could not start (its store): uvicorn said why on stderr
+        raise MautoError("mauto serve could not start (see the lines above)")

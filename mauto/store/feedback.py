@@ -178,13 +178,18 @@ def record(store: Store, feedback: Feedback, now: datetime, soft_limit: int = SO
         return _stop(store, feedback, at, result)
     message = _find(db, feedback)
     result.matched = message is not None
+    if message is None and feedback.provider == "mailbox":
+        # Anyone can write to the bounce address and name any address in a DSN: only a bounce of a message we
+        # sent (its ref, which only that message's envelope carried) acts, and on the address it went to.
+        result.note = "no message of ours has this ref: nothing done"
+        return result
     address = (message.to_address if message is not None else None) or feedback.address
     channel = message.channel if message is not None else feedback.channel
     reason = f"{feedback.kind.replace('_', ' ')} ({feedback.provider})"
     if feedback.kind in (HARD_BOUNCE, COMPLAINT) and address:
         result.suppressed = store.suppress(address, channel, reason)
     elif feedback.kind == SOFT_BOUNCE and address:
-        result.suppressed = _soft_bounce(store, address, channel, now, soft_limit, reason)
+        result.suppressed = _soft_bounce(store, address, channel, at, soft_limit, reason)
     if message is None:
         result.note = "no message of ours matches it" + ("; the address was suppressed" if result.suppressed else "")
         return result
@@ -208,19 +213,22 @@ def record(store: Store, feedback: Feedback, now: datetime, soft_limit: int = SO
     return result
 
 
-def _soft_bounce(store: Store, address: str, channel: str, now: datetime, limit: int, reason: str) -> bool:
+def _soft_bounce(store: Store, address: str, channel: str, when: datetime, limit: int, reason: str) -> bool:
+    """Count a soft bounce of `when` (the moment the provider gives: an old mailbox read late counts as old)
+    against the address: the `limit`-th within SOFT_BOUNCE_WINDOW_DAYS of the first suppresses it; a bounce
+    past that window starts a new count."""
     db = store.db
     digest = address_hash(address, channel, store.phone_region)
-    at = stamp(now)
-    row = db.execute("SELECT count, last_at FROM soft_bounces WHERE address_hash = ? AND channel = ?",
+    at = stamp(when)
+    row = db.execute("SELECT count, first_at FROM soft_bounces WHERE address_hash = ? AND channel = ?",
                      [digest, channel]).fetchone()
-    count = 1
-    if row is not None and (now - datetime.fromisoformat(row[1])).days < SOFT_BOUNCE_WINDOW_DAYS:
-        count = row[0] + 1
+    count, first = 1, at
+    if row is not None and abs(when - datetime.fromisoformat(row[1])).days < SOFT_BOUNCE_WINDOW_DAYS:
+        count, first = row[0] + 1, min(row[1], at)
     db.execute("INSERT INTO soft_bounces (address_hash, channel, count, first_at, last_at) VALUES (?, ?, ?, ?, ?) "
-               "ON CONFLICT (address_hash, channel) DO UPDATE SET count = excluded.count, last_at = excluded.last_at, "
-               "first_at = CASE WHEN excluded.count = 1 THEN excluded.first_at ELSE first_at END",
-               [digest, channel, count, at, at])
+               "ON CONFLICT (address_hash, channel) DO UPDATE SET count = excluded.count, "
+               "first_at = excluded.first_at, last_at = max(last_at, excluded.last_at)",
+               [digest, channel, count, first, at])
     if count >= limit:
         return store.suppress(address, channel, f"{reason}: {count} soft bounces")
     return False

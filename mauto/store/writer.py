@@ -28,6 +28,19 @@ MAX_GROUP = 512  # jobs in one transaction at most: a group's commit must not wa
 _STOP = object()
 
 
+class WriterStopped(RuntimeError):
+    """The writer is not running (never started, stopped, or died of a bug): nothing can be written."""
+
+
+def _drain(jobs: queue.SimpleQueue[Any]) -> list[Any]:
+    found = []
+    while True:
+        try:
+            found.append(jobs.get_nowait())
+        except queue.Empty:
+            return found
+
+
 class GroupWriter:
     """Runs jobs on the store at `path`, in groups. `on_commit(seconds, jobs)` hears how long each group's
     transaction took (metrics)."""
@@ -58,8 +71,8 @@ class GroupWriter:
 
     def submit(self, job: Callable[[Store], T]) -> Future[T]:
         future: Future[T] = Future()
-        if self._thread is None:
-            future.set_exception(RuntimeError("the store's writer is not running"))
+        if self._thread is None or not self._thread.is_alive():
+            future.set_exception(WriterStopped("the store's writer is not running"))
             return future
         self._jobs.put((job, future))
         return future
@@ -75,6 +88,7 @@ class GroupWriter:
             self._opened.set_exception(error)
             return
         self._opened.set_result(None)
+        group: list[Any] = []
         try:
             while True:
                 first = self._jobs.get()
@@ -92,14 +106,22 @@ class GroupWriter:
                         break
                     group.append(item)
                 self._group(store, group)
+                group = []
                 if stopping:
                     return
+        except BaseException as error:  # noqa: BLE001 - a bug in the writer itself: no job may wait for ever
+            for item in [*group, *_drain(self._jobs)]:
+                if item is not _STOP and not item[1].done():
+                    with contextlib.suppress(Exception):
+                        item[1].set_exception(WriterStopped(f"the store's writer stopped: {error!r}"))
+            raise
         finally:
             store.close()
 
     def _group(self, store: Store, group: list[tuple[Job, Future[Any]]]) -> None:
         started = time.perf_counter()
         outcomes: list[tuple[bool, Any]] = []
+        conn = store.db.conn
         try:
             with store.transaction():
                 for job, future in group:
@@ -109,13 +131,19 @@ class GroupWriter:
                     try:
                         with savepoint(store.db, "job"):
                             outcomes.append((True, job(store)))
-                    except Exception as error:  # noqa: BLE001 - this job's own failure: undone alone, handed back
-                        outcomes.append((False, error))
+                    except BaseException as error:  # noqa: BLE001 - this job's own failure: undone alone
+                        if not conn.in_transaction:  # SQLite rolled the whole transaction back (disk full, I/O)
+                            raise _GroupLost(error) from error
+                        outcomes.append((False, error if isinstance(error, Exception)
+                                         else RuntimeError(f"the job stopped: {type(error).__name__}")))
+                if not conn.in_transaction:  # nothing left to commit: what the jobs wrote is gone
+                    raise _GroupLost(RuntimeError("the transaction was rolled back"))
         except Exception as error:  # noqa: BLE001 - the store's failure: nothing of the group was committed
+            cause = error.cause if isinstance(error, _GroupLost) else error
             for _, future in group:
                 if not future.done():
                     with contextlib.suppress(Exception):
-                        future.set_exception(error)
+                        future.set_exception(cause)
             return
         if self.on_commit is not None:
             with contextlib.suppress(Exception):
@@ -127,3 +155,11 @@ class GroupWriter:
                 future.set_result(value)
             else:
                 future.set_exception(value if isinstance(value, BaseException) else RuntimeError("cancelled"))
+
+
+class _GroupLost(Exception):
+    """SQLite ended the group's transaction under a job: every job of the group fails with `cause`."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.cause = cause if isinstance(cause, Exception) else RuntimeError(str(cause))

@@ -61,14 +61,31 @@ def test_soft_bounces_count_and_suppress_at_the_limit(served: Served) -> None:
 
 def test_complaints_deliveries_and_what_matches_nothing(served: Served) -> None:
     ref = _sent(served)
-    complaint, delivered, stranger = _record(
+    complaint, delivered, stranger, forged = _record(
         served, Feedback(COMPLAINT, "postmark", provider_id="unknown", ref=ref.lower()),  # lower-cased VERP
-        Feedback(DELIVERED, "postmark", ref=ref), Feedback(HARD_BOUNCE, "mailbox", address="gone@else.example"))
+        Feedback(DELIVERED, "postmark", ref=ref), Feedback(HARD_BOUNCE, "ses", address="gone@else.example"),
+        Feedback(HARD_BOUNCE, "mailbox", address="ana@example.com", ref="A" * 22))
     assert (complaint.matched, complaint.suppressed, complaint.event) == (True, True, "email_complained")
     assert delivered.event == "email_delivered" and not delivered.suppressed
+    # A signed provider's bounce for mail mauto did not send: the address it names is suppressed.
     assert (stranger.matched, stranger.suppressed) == (False, True)
     assert stranger.note == "no message of ours matches it; the address was suppressed"
     assert served.store.is_suppressed("gone@else.example", "email")
+    # Anyone can write to the bounce mailbox, naming anyone: without a ref of ours, nothing is done.
+    assert (forged.matched, forged.suppressed, forged.note) == (False, False,
+                                                                 "no message of ours has this ref: nothing done")
+    assert not served.store.is_suppressed("ana@example.com", "email")
+
+
+def test_the_soft_bounce_window_counts_from_the_first_by_the_providers_moment(served: Served) -> None:
+    ref = _sent(served)
+    start = datetime.now(UTC) - timedelta(days=90)
+    days = (0, 29, 58, 59)  # 0 and 29 within 30 days; 58 begins a new count, 59 its second
+    results = _record(served, *(Feedback(SOFT_BOUNCE, "mailgun", ref=ref, id=f"w{day}",
+                                         at=start + timedelta(days=day)) for day in days))
+    assert [result.suppressed for result in results] == [False, False, False, False]
+    [third] = _record(served, Feedback(SOFT_BOUNCE, "mailgun", ref=ref, id="w60", at=start + timedelta(days=60)))
+    assert third.suppressed
 
 
 def test_a_stop_withdraws_sms_consent_of_whoever_has_the_number(served: Served) -> None:
