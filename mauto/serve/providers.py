@@ -399,7 +399,7 @@ def _sns_envelope(request: ProviderRequest) -> tuple[str, dict[str, str | None]]
     """The SNS message's type and the fields its signature covers."""
     envelope = _object(_json(request.body, "Amazon SNS"), "the Amazon SNS message")
     kind = envelope.get("Type")
-    if kind not in _SNS_SIGNED:
+    if not isinstance(kind, str) or kind not in _SNS_SIGNED:
         raise Rejected(400, "unknown Amazon SNS message type")
     declared = request.headers.get("x-amz-sns-message-type")
     if declared is not None and declared != kind:
