@@ -1176,6 +1176,8 @@ def serve_command(
     forwarded_allow_ips: str = typer.Option("127.0.0.1", "--forwarded-allow-ips", metavar="IPS",
                                             help="Proxies whose X-Forwarded-For/-Proto are trusted, comma-separated "
                                                  "(default 127.0.0.1)."),
+    access_log: bool = typer.Option(False, "--access-log", help="Log every request (default: only errors and "
+                                                                "answers slower than 1 s)."),
 ) -> None:
     """Hear the recipients: the events API, one-click unsubscribe, opens, clicks, providers' webhooks."""
     try:
@@ -1187,7 +1189,7 @@ def serve_command(
         config = serve_config(project, store)
     sock = listen(host, port)
     _err().print(f"mauto serve: listening on http://{host}:{port} (store {config.project.display(config.store_path)})")
-    serve(config, sock, forwarded_allow_ips)
+    serve(config, sock, forwarded_allow_ips, access_log)
 
 
 def main() -> None:

@@ -57,6 +57,8 @@ log = logging.getLogger("mauto.serve")
 MAX_EVENTS = 10_000  # events in one request at most
 MAX_DEPTH = 32  # nesting of a posted JSON value at most (deeper: refused before it is parsed)
 BODY_TIMEOUT = 10.0  # seconds a client may take to send its body
+SLOW = 1.0  # seconds: an answer slower than this is logged at INFO
+INLINE_BODY = 16 * 1024  # bytes: a smaller batch is checked on the event loop (a thread hop costs more)
 RECORD_WAIT = 2.0  # seconds an open or a click waits for its commit before the answer goes anyway
 WRITE_TIMEOUT = 30.0  # seconds a request waits for its write (the store's own lock wait is 5 s a group)
 KEY_CACHE_SECONDS = 2.0  # a revoked key is refused at most this long after `mauto keys revoke`
@@ -158,8 +160,12 @@ class Observed:
             elapsed = time.perf_counter() - started
             self.metrics.requests.labels(route, str(status)).inc()
             self.metrics.latency.labels(route).observe(elapsed)
-            log.info("%s %s %d %.1fms", scope.get("method", "?"), _redacted(scope.get("path", "")), status,
-                     elapsed * 1000)
+            # Every request at DEBUG (`mauto serve --access-log`); what needs a look (an error, a slow answer)
+            # at INFO: formatting a line for each of thousands of requests a second was 7% of the loop's time.
+            level = logging.INFO if status >= 400 or elapsed > SLOW else logging.DEBUG
+            if log.isEnabledFor(level):
+                log.log(level, "%s %s %d %.1fms", scope.get("method", "?"), _redacted(scope.get("path", "")),
+                        status, elapsed * 1000)
 
 
 class Server:
@@ -326,9 +332,13 @@ class Server:
         key = await self.authenticate(request)
         body = await self.body(request)
         # Decoding and checking thousands of events is CPU work: off the event loop, so that a big batch
-        # never holds up a click's redirect or a pixel.
-        count, checked, problems = await asyncio.to_thread(self.check_events, body,
-                                                           request.headers.get("content-type", ""))
+        # never holds up a click's redirect or a pixel; a few events are checked at once (18 µs an event,
+        # against 84 µs through a thread).
+        content_type = request.headers.get("content-type", "")
+        if len(body) <= INLINE_BODY:
+            count, checked, problems = self.check_events(body, content_type)
+        else:
+            count, checked, problems = await asyncio.to_thread(self.check_events, body, content_type)
         used = self._used(key)
         received = stamp(self.config.now())
         result = await self.write(lambda store: _store_events(store, checked, problems, received, used))
@@ -649,13 +659,19 @@ def _store_events(store: Store, checked: list[tuple[int, dict[str, Any]]], probl
     db = store.db
     contacts = sorted({event["contact"] for _, event in checked})
     known: set[str] = set()
-    for start in range(0, len(contacts), 500):
+    found = 0
+    for start in range(0, len(contacts), 500):  # counted first: the ids are read only when some are missing
         part = contacts[start:start + 500]
-        known.update(found for (found,) in db.execute(
-            f"SELECT id FROM contacts WHERE id IN ({','.join('?' * len(part))}) AND erased_at IS NULL", part))
-    for index, event in checked:
-        if event["contact"] not in known:
-            problems.append({"index": index, "reason": f"unknown contact `{event['contact'][:80]}`"})
+        found += db.execute(f"SELECT count(*) FROM contacts WHERE id IN ({','.join('?' * len(part))}) AND "
+                            "erased_at IS NULL", part).fetchone()[0]
+    if found < len(contacts):
+        for start in range(0, len(contacts), 500):
+            part = contacts[start:start + 500]
+            known.update(row for (row,) in db.execute(
+                f"SELECT id FROM contacts WHERE id IN ({','.join('?' * len(part))}) AND erased_at IS NULL", part))
+        for index, event in checked:
+            if event["contact"] not in known:
+                problems.append({"index": index, "reason": f"unknown contact `{event['contact'][:80]}`"})
     if problems:
         return None
     before = db.conn.total_changes

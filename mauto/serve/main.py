@@ -49,7 +49,8 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve(config: ServeConfig, sock: socket.socket, forwarded_allow_ips: str = "127.0.0.1") -> None:
+def serve(config: ServeConfig, sock: socket.socket, forwarded_allow_ips: str = "127.0.0.1",
+          access_log: bool = False) -> None:
     """Serve on `sock` until SIGTERM or Ctrl-C (uvicorn finishes the requests in hand, then the writer its
     jobs)."""
     import uvicorn
@@ -58,7 +59,7 @@ def serve(config: ServeConfig, sock: socket.socket, forwarded_allow_ips: str = "
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     logger = logging.getLogger("mauto.serve")
     logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
+    logger.setLevel(logging.DEBUG if access_log else logging.INFO)
     logger.propagate = False
     # uvicorn's own access log would write the tokens of the paths; ours cuts them (app.Observed).
     server = uvicorn.Server(uvicorn.Config(

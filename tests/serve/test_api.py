@@ -255,7 +255,7 @@ def test_health_metrics_and_unknown_paths(served: Served) -> None:
 def test_secrets_and_tokens_never_reach_the_log(served: Served, caplog) -> None:
     import logging
 
-    caplog.set_level(logging.INFO, logger="mauto.serve")
+    caplog.set_level(logging.DEBUG, logger="mauto.serve")  # as `mauto serve --access-log`
     link = _sent(served)
     served.client.get(link)
     served.post_events(_event())
