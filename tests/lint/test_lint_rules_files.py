@@ -502,3 +502,30 @@ def test_phone_region_unknown_to_phonenumbers(check):
 @passes("phone-region")
 def test_phone_region_known_passes(check):
     check({"mauto.yaml": PROJECT_YAML + "phone_region: FR\n"}, "phone-region")
+
+
+# --- serve-url -------------------------------------------------------------------
+
+_SERVED = PROJECT_YAML.replace('unsubscribe_url: "https://shop.example/unsubscribe/{{ token }}"\n', "")
+
+
+@fails("serve-url")
+def test_serve_url_on_plain_http(check):
+    line = _SERVED.count("\n") + 2
+    check({"mauto.yaml": _SERVED + "serve:\n  public_url: http://mail.shop.example\n"}, "serve-url",
+          problem=(line, 15), message="`serve.public_url` http://mail.shop.example is not https: one-click unsubscribe "
+          "needs an https link (RFC 8058), and links on http look like phishing; serve it behind TLS (docs/serve.md)")
+
+
+@fails("serve-url")
+def test_serve_url_beside_an_unsubscribe_url(check):
+    check({"mauto.yaml": PROJECT_YAML + "serve:\n  public_url: https://mail.shop.example\n"}, "serve-url",
+          problem=(2, 18), message="`unsubscribe_url` is set beside `serve.public_url`: it wins for the unsubscribe "
+          "link, so mauto serve's one-click endpoint goes unused; remove it unless your page forwards the token to "
+          "mauto serve")
+
+
+@passes("serve-url")
+def test_serve_url_https_or_loopback_passes(check):
+    check({"mauto.yaml": _SERVED + "serve:\n  public_url: http://127.0.0.1:8080\n"}, "serve-url")
+    check({"mauto.yaml": _SERVED + "serve:\n  public_url: https://mail.shop.example\n"}, "serve-url")

@@ -16,6 +16,7 @@ from mauto.lint.rules import (
     schema,
     secret_in_config,
     secret_in_workflow,
+    serve_url,
     sms_length,
     split_weights,
     start_cycle,
@@ -46,7 +47,7 @@ RULES: dict[str, ModuleType] = {module.ID: module for module in (
     template_missing, template_syntax, template_scope, vars_undefined,
     expression_syntax, expression_name, contact_field, unknown_segment,
     split_weights, wait_for_target, start_target, start_cycle, unreachable_step,
-    unsubscribe_link, sms_length, secret_in_config, secret_in_workflow, webhook_url, webhook_header,
+    unsubscribe_link, serve_url, sms_length, secret_in_config, secret_in_workflow, webhook_url, webhook_header,
     reentry_without_wait, wait_date_past, wait_for_trigger_event, unknown_event, unknown_event_property,
     version_not_bumped,
 )}
