@@ -1150,6 +1150,7 @@ def bounces_ingest(
     """Record the bounces and complaints of a mailbox: hard ones and complaints suppress the address, soft ones
     count (serve.soft_bounce_limit). Safe to run again on the same mailbox."""
     try:
+        import mauto.bounces  # noqa: F401 - flufl.bounce, before anything is read
         from mauto.serve.mailbox import ingest_bounces
     except ImportError as error:
         raise MautoError(f"mauto bounces needs the `bounces` extra: pip install 'mauto[bounces]' ({error})") from None
