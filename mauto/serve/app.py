@@ -73,6 +73,11 @@ PROVIDER_SECRETS = {  # mauto.yaml's `serve.providers.<name>.<setting>_env` → 
 }
 
 
+class LinkNotFound(Exception):
+    """A link of a message that does not work (forged, cut short, or for a message the store does not hold):
+    the page that says so, 404."""
+
+
 class Refused(Exception):
     """A request answered with a 4xx and a reason."""
 
@@ -353,15 +358,17 @@ class Server:
 
     # --- unsubscribe and preferences ------------------------------------------------------------------------
 
-    def _token(self, token: str) -> tuple[str | None, tuple[str, str] | None]:
-        """(the ref, or (contact, channel) for a token of the first format); 404 when it does not verify."""
+    def _token(self, request: Request) -> tuple[str | None, tuple[str, str] | None]:
+        """(the ref, or (contact, channel) for a token of the first format) of an unsubscribe link; LinkNotFound
+        (the page saying so) when it does not verify."""
+        token = request.path_params["token"]
         ref = self.signer.check_unsubscribe(token)
         if ref is not None:
             return ref, None
         legacy = self.signer.legacy_unsubscribe(token)
         if legacy is not None:
             return None, legacy
-        raise Refused(404, "this link is not valid")
+        raise LinkNotFound
 
     def _whom(self, store: Store, ref: str | None, legacy: tuple[str, str] | None) -> dict[str, Any] | None:
         """Who an unsubscribe link names: contact, channel, address, and the message's properties."""
@@ -391,11 +398,7 @@ class Server:
         return (base + request.url.path) if base else request.url.path
 
     async def unsubscribe_page(self, request: Request) -> Response:
-        token = request.path_params["token"]
-        try:
-            ref, legacy = self._token(token)
-        except Refused:
-            return HTMLResponse(pages.not_found(), 404, headers=NO_STORE)
+        ref, legacy = self._token(request)
         whom = await self.write(lambda store: self._whom(store, ref, legacy))
         if whom is None:
             return HTMLResponse(pages.not_found(), 404, headers=NO_STORE)
@@ -411,11 +414,7 @@ class Server:
     async def unsubscribe(self, request: Request) -> Response:
         """RFC 8058: a POST (body `List-Unsubscribe=One-Click` from a mail client, or our page's form)
         unsubscribes at once: 200, no redirect, no cookie, no login."""
-        token = request.path_params["token"]
-        try:
-            ref, legacy = self._token(token)
-        except Refused:
-            return HTMLResponse(pages.not_found(), 404, headers=NO_STORE)
+        ref, legacy = self._token(request)
         body = await self.body(request)
         form = _form(body)
         source = "page" if form.get("source") == ["page"] else "one-click"
@@ -440,11 +439,7 @@ class Server:
                             200, headers=NO_STORE)
 
     async def preferences(self, request: Request) -> Response:
-        token = request.path_params["token"]
-        try:
-            ref, legacy = self._token(token)
-        except Refused:
-            return HTMLResponse(pages.not_found(), 404, headers=NO_STORE)
+        ref, legacy = self._token(request)
         saved = False
         if request.method == "POST":
             form = _form(await self.body(request))
@@ -710,6 +705,9 @@ def create_app(config: ServeConfig) -> Starlette:
             error.status_code, str(error.detail))
         return _json(error.status_code, {"error": reason}, dict(error.headers or {}))
 
+    async def link_not_found(request: Request, error: Exception) -> Response:
+        return HTMLResponse(pages.not_found(), 404, headers=NO_STORE)
+
     async def disconnected(request: Request, error: Exception) -> Response:
         return Response(b"", 400)  # nobody is listening any more
 
@@ -731,7 +729,8 @@ def create_app(config: ServeConfig) -> Starlette:
         Route("/c/{token}", server.click, methods=["GET"]),
     ]
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={
-        Refused: refused, HTTPException: http_error, ClientDisconnect: disconnected, Exception: unexpected})
+        Refused: refused, LinkNotFound: link_not_found, HTTPException: http_error, ClientDisconnect: disconnected,
+        Exception: unexpected})
     app.state.server = server
     app.add_middleware(Observed, metrics=server.metrics)
     return app

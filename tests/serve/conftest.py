@@ -24,6 +24,7 @@ from mauto.serve.app import ServeConfig, create_app
 from mauto.store import Store
 from mauto.store.contacts import import_contacts
 from mauto.store.keys import create_key
+from tests.daemon.harness import write
 from tests.servers import SmtpServer
 
 HOST = "127.0.0.1"
@@ -64,12 +65,6 @@ steps:
       - id: lost
         email: cart/lost
 """
-
-
-def write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(textwrap.dedent(text), encoding="utf-8")
-    return path
 
 
 def free_socket() -> socket.socket:
