@@ -212,8 +212,8 @@ def rss_mb() -> dict[str, float]:
 SPLIT = [
     # label, module, attribute path: functions timed one by one in the --_split run (perf_counter around each
     # call; nested ones are inside their callers' time)
-    ("Driver._render (render + build the message; into the outbox port)", "mauto.driver.loop",
-     "Driver._render"),
+    ("Driver._made (render + build the message; into the outbox port)", "mauto.driver.loop",
+     "Driver._made"),
     ("MessageRenderer.render (Jinja2: subject, preheader, HTML, text part)", "mauto.messages",
      "MessageRenderer.render"),
     ("RenderedMessage.to_bytes (the MIME message written)", "mauto.messages", "RenderedMessage.to_bytes"),
@@ -526,7 +526,7 @@ PROFILE_GROUPS = [
     ("  prepare: load due enrollments (SQL + JSON + Enrollment.from_dict)", "mauto/daemon/tick.py", ("prepare",)),
     ("  drain: advance, render, queue, commit", "mauto/daemon/tick.py", ("drain",)),
     ("    the engine's steps, delivering included (Driver.process)", "mauto/driver/loop.py", ("process",)),
-    ("      rendering a send (Driver._render)", "mauto/driver/loop.py", ("_render",)),
+    ("      rendering a send (Driver._made)", "mauto/driver/loop.py", ("_made",)),
     ("        rendering (MessageRenderer.render)", "mauto/messages.py", ("render",)),
     ("        writing the MIME message (RenderedMessage.to_bytes)", "mauto/messages.py", ("to_bytes",)),
     ("      loading contacts (runtime.load_contact: 4 queries each)", "mauto/store/runtime.py", ("load_contact",)),

@@ -548,18 +548,18 @@ class MessageRenderer:
         return found
 
     def _track(self, html: str, ref: str, tracking: Tracking, unsubscribe_url: str) -> str:
-        """The HTML with its links through `/c/` and the open pixel, as `tracking` asks."""
-        from mauto.tracking import add_pixel, rewrite_links
+        """The HTML with its links through `/c/` and the open pixel, as `tracking` asks (the opt-out attributes
+        removed whatever it asks), in one pass over its tags."""
+        from mauto.tracking import track
 
         base, signer = self.serve.public_url, self.signer
-        if tracking.clicks:
-            html = rewrite_links(html, lambda url: None if not _trackable(url, unsubscribe_url)
-                                 else f"{base}/c/{signer.click(ref, url)}")
-        elif OPT_OUT_ATTRIBUTE in html:  # the opt-out attributes go, whatever is tracked
-            html = rewrite_links(html, lambda url: None)
-        if tracking.opens:
-            html = add_pixel(html, f"{base}/o/{signer.open(ref)}")
-        return html
+
+        def click(url: str) -> str | None:
+            if not tracking.clicks or not _trackable(url, unsubscribe_url):
+                return None
+            return f"{base}/c/{signer.click(ref, url)}"
+
+        return track(html, click, f"{base}/o/{signer.open(ref)}" if tracking.opens else None)
 
     def render(self, effect, contact: ContactState, declared: dict[str, Any]) -> RenderedMessage:
         """The message `effect` (a send) asks for. An email without a `.email.txt` part gets its text part made

@@ -259,17 +259,39 @@ def rewrite_links(html: str, click_url: Callable[[str], str | None]) -> str:
     """
     if "<" not in html:
         return html
+    return track(html, click_url, None)
+
+
+def track(html: str, click_url: Callable[[str], str | None], pixel_url: str | None) -> str:
+    """`add_pixel(rewrite_links(html, click_url), pixel_url)` (no pixel when `pixel_url` is None) in one pass
+    over the tags: each alone reads every tag, which is most of their time."""
     opt_outs = _OPT_OUT.search(html) is not None
-    pieces: list[str] = []
-    position = 0
+    edits: list[tuple[int, int, str]] = []
+    body_end = -1
     for tag in _tags(html):
+        if tag.is_end:
+            if tag.name == "body":
+                body_end = tag.start
+            if not opt_outs:
+                continue
         is_link = not tag.is_end and tag.name in ("a", "area")
         has_opt_out = opt_outs and _OPT_OUT.search(html, tag.attributes_start, tag.attributes_end) is not None
-        if not (is_link or has_opt_out):
-            continue
-        for start, end, replacement in _tag_edits(html, tag, is_link, click_url):
-            pieces += (html[position:start], replacement)
-            position = end
+        if is_link or has_opt_out:
+            edits += _tag_edits(html, tag, is_link, click_url)
+    if pixel_url is not None:
+        pixel = _PIXEL.format(_escaped(pixel_url))
+        if body_end < 0:
+            edits.append((len(html), len(html), pixel))
+        else:  # before the tag's own edits (an opt-out attribute on `</body>`): they begin after its `<`
+            edits.append((body_end, body_end, pixel))
+            edits.sort(key=lambda edit: edit[0])  # stable: the pixel stays before an edit at the same place
+    if not edits:
+        return html
+    pieces: list[str] = []
+    position = 0
+    for start, end, replacement in edits:
+        pieces += (html[position:start], replacement)
+        position = end
     pieces.append(html[position:])
     return "".join(pieces)
 

@@ -1002,3 +1002,21 @@ def test_click_url_type() -> None:
     # a Callable[[str], str | None] is what the renderer passes: a closure over the message's ref
     click: Callable[[str], str | None] = {"https://shop.example/": "https://t.example/c/z"}.get
     assert rewrite_links('<a href="https://shop.example/">x</a>', click) == '<a href="https://t.example/c/z">x</a>'
+
+
+# --- one pass: track() is rewrite_links then add_pixel -------------------------------------------------------------
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(st.sampled_from('<>/="\' abhrefodyx-tmk&!-:.'), max_size=80), st.booleans())
+def test_track_is_rewrite_links_then_add_pixel(text: str, pixel: bool) -> None:
+    from mauto.tracking import track
+
+    def click(url: str) -> str:
+        return "https://t.example/c?u=" + url
+
+    for html in (text, f'<html><body><a href="https://a.example/">x</a>{text}</body></html>',
+                 f'<body>{text}<a href="http://b.example" data-mauto-track=off>y</a></BODY>{text}'):
+        expected = rewrite_links(html, click)
+        if pixel:
+            expected = add_pixel(expected, "https://t.example/o")
+        assert track(html, click, "https://t.example/o" if pixel else None) == expected
