@@ -1014,9 +1014,9 @@ def test_track_is_rewrite_links_then_add_pixel(text: str, pixel: bool) -> None:
     def click(url: str) -> str:
         return "https://t.example/c?u=" + url
 
-    for html in (text, f'<html><body><a href="https://a.example/">x</a>{text}</body></html>',
-                 f'<body>{text}<a href="http://b.example" data-mauto-track=off>y</a></BODY>{text}'):
-        expected = rewrite_links(html, click)
+    for document in (text, f'<html><body><a href="https://a.example/">x</a>{text}</body></html>',
+                     f'<body>{text}<a href="http://b.example" data-mauto-track=off>y</a></BODY>{text}'):
+        expected = rewrite_links(document, click)
         if pixel:
             expected = add_pixel(expected, "https://t.example/o")
-        assert track(html, click, "https://t.example/o" if pixel else None) == expected
+        assert track(document, click, "https://t.example/o" if pixel else None) == expected
