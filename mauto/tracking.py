@@ -41,10 +41,29 @@ _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrst
 # left open runs to the end of the text, where `close` is missing: the tag is dropped, as browsers drop it.
 _NAME = r"[^\t\n\f\r />][^\t\n\f\r />=]*+"
 _VALUE = r""""[^"]*+"?|'[^']*+'?|[^\t\n\f\r >"'][^\t\n\f\r >]*+"""
-_TAG = re.compile(rf"""
-    (?P<name>[A-Za-z][^\t\n\f\r />]*+)
-    (?:[\t\n\f\r ]++|/(?!>)|(?>{_NAME}(?:[\t\n\f\r ]*+=[\t\n\f\r ]*+(?:{_VALUE})?)?))*+
-    (?P<close>/?>)?""", re.VERBOSE)
+_ATTRIBUTES = rf"(?:[\t\n\f\r ]++|/(?!>)|(?>{_NAME}(?:[\t\n\f\r ]*+=[\t\n\f\r ]*+(?:{_VALUE})?)?))*+"
+_TAG = re.compile(rf"(?P<name>[A-Za-z][^\t\n\f\r />]*+){_ATTRIBUTES}(?P<close>/?>)?")
+# What `_tags` passes over in one call, because no edit can be there: text, and whole constructs, each read as
+# `_tags` reads it: a start tag other than `<a>`, `<area>`, `<script>` and `<plaintext>` (a text element's with its
+# text, up to its end tag); an end tag other than `</body>`; a `<` that opens nothing; a DOCTYPE, `<![if …]>`,
+# `</ …>` or `<?…>` up to `>`; a comment, ended as `_comment_end` ends it. It stops before anything else, and
+# before what runs to the end of the text (a tag cut off, an unclosed comment or text element): `_tags` reads
+# those one at a time. Most tags of an email are passed over, so `_tags` builds no `_Tag` for them.
+_NAME_END = r"(?![^\t\n\f\r />])"  # the name ends here: whitespace, `/`, `>` or the end of the text
+# A text element (RCDATA or RAWTEXT) with its text, up to its end tag (`_TEXT_ELEMENTS`), which must be there.
+_SKIPPED_TEXT_ELEMENTS = "".join(
+    rf"| <(?i:{name}){_NAME_END}{_ATTRIBUTES}/?>(?:[^<]++|<(?!/(?i:{name})[\t\n\f\r />]))*+(?=<)"
+    for name in ("title", "textarea", "style", "xmp", "iframe", "noembed", "noframes"))
+_SKIP = re.compile(rf"""(?:
+    [^<]++
+  | <(?![A-Za-z!/?])
+  | <(?!(?i:a|area|title|textarea|style|xmp|iframe|noembed|noframes|script|plaintext){_NAME_END})
+    [A-Za-z][^\t\n\f\r />]*+{_ATTRIBUTES}/?>
+  | </(?!(?i:body){_NAME_END})[A-Za-z][^\t\n\f\r />]*+{_ATTRIBUTES}/?>
+  | <(?:!(?!--|\[CDATA\[)|/(?![A-Za-z])|\?)[^>]*+>
+  | <!--(?:>|->|(?:[^-]++|-(?!-!?>))*+--!?>)
+  {_SKIPPED_TEXT_ELEMENTS}
+)*+""", re.VERBOSE | re.ASCII)
 _ATTRIBUTE = re.compile(rf"(?P<name>{_NAME})(?:[\t\n\f\r ]*+=[\t\n\f\r ]*+(?P<value>{_VALUE})?)?")
 
 # Where text elements end: `</name` and whitespace, `/` or `>`, in ASCII case only (re.ASCII: no `ſ` for `s`).
@@ -57,6 +76,9 @@ _SCRIPT_ESCAPED = re.compile(r"-->|</script[\t\n\f\r />]|<script[\t\n\f\r />]", 
 _SCRIPT_DOUBLE_ESCAPED = re.compile(r"-->|</script[\t\n\f\r />]", re.IGNORECASE | re.ASCII)
 _COMMENT_END = re.compile("--!?>")
 _OPT_OUT = re.compile(OPT_OUT_ATTRIBUTE, re.IGNORECASE | re.ASCII)
+# What `_opt_out_at` searches for: its `-` is found as fast as a plain string, the first letter of an
+# ignore-case pattern ten times slower.
+_OPT_OUT_TAIL = re.compile(OPT_OUT_ATTRIBUTE[4:], re.IGNORECASE | re.ASCII)
 
 _REFERENCE = re.compile(r"&(?:#[xX](?P<hex>[0-9A-Fa-f]+);?|#(?P<decimal>[0-9]+);?|(?P<name>[A-Za-z0-9]++;?))")
 _LONGEST_ENTITY = max(map(len, _ENTITIES))
@@ -92,11 +114,32 @@ def _ascii_lower(text: str) -> str:
     return text.lower() if text.isascii() else text.translate(_ASCII_LOWER)
 
 
-def _tags(html: str) -> Iterator[_Tag]:
-    """The start and end tags of `html` that a browser reads as tags, in order; never those inside comments, text
-    elements, CDATA or a tag cut off by the end of the text."""
+def _tags(html: str, opt_outs: bool = False) -> Iterator[_Tag]:
+    """The start and end tags of `html` that a browser reads as tags and that may need an edit, in order: at least
+    every `<a>` and `<area>` start tag, every `</body>` end tag and, when `opt_outs`, every tag whose attributes
+    hold the opt-out attribute's name; never those inside comments, text elements, CDATA or a tag cut off by the
+    end of the text."""
     position, length = 0, len(html)
+    skip = _SKIP.match
+    # With opt-outs, a tag holding `data-mauto-track` must be yielded, never passed over: `opt_out` is where the
+    # next one begins (`length` when none, or without opt-outs); when `skip` would pass it, what comes before it
+    # is read one construct at a time, up to `careful_until`.
+    opt_out = _opt_out_at(html, 0, length) if opt_outs else -1
+    if opt_out < 0:
+        opt_out = length
+    careful_until = -1
     while True:
+        if position > careful_until:
+            if opt_out < position:
+                opt_out = _opt_out_at(html, position, length)
+                if opt_out < 0:
+                    opt_out = length
+            skipped = skip(html, position)
+            assert skipped is not None  # it matches the empty string
+            if skipped.end() > opt_out:
+                careful_until = opt_out
+            else:
+                position = skipped.end()
         opening = html.find("<", position)
         if opening < 0 or opening + 1 >= length:
             return
@@ -116,6 +159,19 @@ def _tags(html: str) -> Iterator[_Tag]:
             position = opening + 1
         if position < 0:  # the rest is text or a comment
             return
+
+
+def _opt_out_at(html: str, start: int, end: int) -> int:
+    """Where the first `data-mauto-track` (ASCII case-insensitive) in `html[start:end]` begins, or -1:
+    `_OPT_OUT.search(html, start, end)`, faster."""
+    position = start + 4
+    while True:
+        found = _OPT_OUT_TAIL.search(html, position, end)
+        if found is None:
+            return -1
+        if _OPT_OUT.match(html, found.start() - 4, end):
+            return found.start() - 4
+        position = found.start() + 1
 
 
 def _content_end(html: str, name: str, position: int) -> int:
@@ -228,7 +284,9 @@ def _link(value: str) -> str | None:
     None too for one `urlsplit` refuses (a host holding a character that NFKC makes `#`, `/`, `?`, `@` or `:`,
     such as a fullwidth `＃`; an unclosed `[`): browsers refuse those hosts as well (IDNA maps the character the
     same way), and the server, which splits the URL to redirect to it, could not."""
-    url = value.strip(_C0_OR_SPACE).translate(_TAB_OR_NEWLINE)
+    url = value.strip(_C0_OR_SPACE)
+    if "\t" in url or "\n" in url or "\r" in url:  # rare, and `translate` is slow
+        url = url.translate(_TAB_OR_NEWLINE)
     if not _HTTP.match(url):
         return None
     try:
@@ -265,19 +323,23 @@ def rewrite_links(html: str, click_url: Callable[[str], str | None]) -> str:
 def track(html: str, click_url: Callable[[str], str | None], pixel_url: str | None) -> str:
     """`add_pixel(rewrite_links(html, click_url), pixel_url)` (no pixel when `pixel_url` is None) in one pass
     over the tags: each alone reads every tag, which is most of their time."""
-    opt_outs = _OPT_OUT.search(html) is not None
+    opt_outs = _opt_out_at(html, 0, len(html)) >= 0
     edits: list[tuple[int, int, str]] = []
     body_end = -1
-    for tag in _tags(html):
+    for tag in _tags(html, opt_outs):
         if tag.is_end:
             if tag.name == "body":
                 body_end = tag.start
             if not opt_outs:
                 continue
         is_link = not tag.is_end and tag.name in ("a", "area")
-        has_opt_out = opt_outs and _OPT_OUT.search(html, tag.attributes_start, tag.attributes_end) is not None
-        if is_link or has_opt_out:
+        has_opt_out = opt_outs and _opt_out_at(html, tag.attributes_start, tag.attributes_end) >= 0
+        if has_opt_out:
             edits += _tag_edits(html, tag, is_link, click_url)
+        elif is_link:
+            edit = _link_edit(html, tag, click_url)
+            if edit is not None:
+                edits.append(edit)
     if pixel_url is not None:
         pixel = _PIXEL.format(_escaped(pixel_url))
         if body_end < 0:
@@ -294,6 +356,21 @@ def track(html: str, click_url: Callable[[str], str | None], pixel_url: str | No
         position = end
     pieces.append(html[position:])
     return "".join(pieces)
+
+
+def _link_edit(html: str, tag: _Tag, click_url: Callable[[str], str | None]) -> tuple[int, int, str] | None:
+    """The edit of a link whose tag holds no opt-out attribute (`_tag_edits` without them): its first href's value
+    replaced, or None when it stays."""
+    for found in _ATTRIBUTE.finditer(html, tag.attributes_start, tag.attributes_end):
+        if _ascii_lower(found.group("name")) == "href":
+            value_start, value_end = found.start("value"), found.end()
+            if value_start < 0:
+                return None
+            raw = html[value_start:value_end]  # never empty: a value is at least one character
+            url = _link(_decoded(raw[1:-1] if raw[0] in "\"'" else raw))
+            new_href = click_url(url) if url is not None else None
+            return None if new_href is None else (value_start, value_end, '"' + _escaped(new_href) + '"')
+    return None
 
 
 def _tag_edits(html: str, tag: _Tag, is_link: bool,

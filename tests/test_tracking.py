@@ -1020,3 +1020,96 @@ def test_track_is_rewrite_links_then_add_pixel(text: str, pixel: bool) -> None:
         if pixel:
             expected = add_pixel(expected, "https://t.example/o")
         assert track(document, click, "https://t.example/o" if pixel else None) == expected
+
+
+# --- what the tokenizer passes over in one look -------------------------------------------------------------------
+# `track` passes over text and the constructs that cannot need an edit (other tags, comments, declarations, text
+# elements) in one regular expression, and reads the others one at a time: these are at the border.
+
+LINK = '<a href="https://shop.example/">x</a>'
+PASSED_OVER_THEN_LINK = [
+    # names that begin as those that matter, but are others
+    "<abbr title=t>", "<areas>", "<ab>", "<a-b>", "<a\u00e9>", "<a\u00a0href=https://shop.example/>", "<titles>",
+    "<stylex>", "<scripts>", "<plaintexts>", "<\u017ftyle>", "<\u017fcript>", "<textareas>", "</bodyx>",
+    "</b\u00f3dy>", "</a>", "</title>", "</script>", "</plaintext>",
+    # a value that holds a tag, quoted or not: the tag around it is read whole
+    '<p title="<a href=https://other.example/>">', "<p title='>'>", "<p x=<a>",
+    # text elements, each up to its own end tag, any case
+    "<title><a href=https://other.example/></TITLE>", "<style>x</style\n>", "<STYLE/></style x>",
+    "<textarea></textarea/>", "<xmp></xmp>", "<iframe src=x></iframe>", "<noembed></noembed>",
+    "<noframes></noframes>", "<title></style></title>", "<title></titles></title>",
+    # comments and declarations
+    "<!---->", "<!-->", "<!--->", "<!-- -- -->", "<!-- --!>", "<!-- - -> -->", "<!---!> -->",
+    "<!--!> -->", "<!DOCTYPE html>", "<![if !mso]>", "<!>", "</>", "</ x>", "<?xml?>", "<![CDATA[<a>]]>",
+    # `<` that opens nothing
+    "< a>", "<1>", "<< ", "<=",
+]
+
+
+@pytest.mark.parametrize("before", PASSED_OVER_THEN_LINK)
+def test_a_link_after_what_is_passed_over(before: str) -> None:
+    for document in (before + LINK, before + "text\n" + LINK + "</body>"):
+        result, seen = rewrite(document)
+        assert seen == ["https://shop.example/"], document
+        assert result == document.replace('"https://shop.example/"', f'"{MARK}1"')
+        assert_rewritten_as_the_reference_reads(document)
+
+
+@pytest.mark.parametrize("document", [
+    "<a\tHREF=https://shop.example/>", "<AREA href=https://shop.example/>", "<A/href=https://shop.example/>",
+    "<p>" * 50 + "<a href=https://shop.example/>",
+    "<title>t</title><style>s</style>" + LINK,
+])
+def test_links_among_what_is_passed_over_are_found(document: str) -> None:
+    assert rewrite(document)[1] == ["https://shop.example/"]
+    assert_rewritten_as_the_reference_reads(document)
+
+
+@pytest.mark.parametrize("document", [
+    # text that never ends: the rest is text
+    "<title>" + LINK, "<style></styl" + LINK, "<xmp>" + LINK + "</xm", "<textarea></textarea" + LINK,
+    "<script>" + LINK, "<plaintext>" + LINK, "<!-- " + LINK, "<!--!>" + LINK, "<!---!>" + LINK,
+    "<![CDATA[" + LINK,
+    # a tag cut off by the end: nothing after it is read
+    "<p title='" + LINK, '<p title="' + LINK, "<b" + LINK.replace(">", " "),
+])
+def test_links_in_what_runs_to_the_end_stay(document: str) -> None:
+    assert rewrite(document) == (document, [])
+    assert_rewritten_as_the_reference_reads(document)
+
+
+@pytest.mark.parametrize("body_end", ["</body>", "</BODY >", "</body/>", "</body x=1>"])
+def test_the_pixel_goes_before_the_last_body_end_among_other_tags(body_end: str) -> None:
+    document = f"<body><p>x</p>{body_end}<!-- </body> --><p>{body_end}<title></body></title></bodyx>"
+    position = document.rindex(body_end, 0, document.index("<title>"))
+    expected = document[:position] + add_pixel("", "https://t.example/o") + document[position:]
+    assert add_pixel(document, "https://t.example/o") == expected
+
+
+def test_an_opt_out_far_into_a_document_is_removed() -> None:
+    """With an opt-out anywhere, the tag holding it is read alone however far it lies among tags that need no
+    edit, and only the tags holding one are changed."""
+    filler = '<p class="data-mauto-trac">t</p><!-- data-mauto-track --><td title="a > b">' * 200
+    document = (filler + '<a href="https://shop.example/" DATA-MAUTO-TRACK=off>x</a>' + filler +
+                '<img data-mauto-track src=i>' + filler + '<p title="data-mauto-track">' + LINK)
+    expected = (filler + '<a href="https://shop.example/">x</a>' + filler + "<img src=i>" + filler +
+                f'<p title="data-mauto-track"><a href="{MARK}1">x</a>')
+    assert rewrite(document) == (expected, ["https://shop.example/"])
+
+
+PASSED_OVER = st.sampled_from([*PASSED_OVER_THEN_LINK, "text", " ", "\n", "data-mauto-track", "<p data-mauto-track>",
+                               "<a href=https://x.example/ data-mauto-track=off>", "</body>", "<body>", "<script>",
+                               "</script>", "<plaintext>", "<a href='https://y.example/?a&amp;b'>", "<!--", "-->",
+                               "<title>", "</title>", "<area href=http://z.example/>", "<p title='", "<b"])
+
+
+@settings(FAST, max_examples=1000)
+@given(st.lists(st.one_of(PASSED_OVER, soup_tags()), max_size=20).map("".join))
+def test_what_is_passed_over_against_the_reference_tokenizer(soup: str) -> None:
+    assert_rewritten_as_the_reference_reads(soup)
+    from mauto.tracking import track
+
+    def click(url: str) -> str:
+        return "https://t.example/c?u=" + url
+
+    assert track(soup, click, "https://t.example/o") == add_pixel(rewrite_links(soup, click), "https://t.example/o")
