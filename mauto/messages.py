@@ -26,8 +26,8 @@ from mauto.engine.records import ContactState, Event
 from mauto.errors import MautoError
 from mauto.links import Signer, verp_address
 from mauto.templates import TEXT_PART, TemplateInfo, TemplateProblem, TemplateSet
+from mauto.tracking import has_opt_out, rewrite_links, track
 
-OPT_OUT_ATTRIBUTE = "data-mauto-track"  # mauto.tracking's: a link that is not to be tracked
 SIMULATION_SECRET = "mauto-simulation"  # signs unsubscribe links in simulations only
 
 
@@ -406,8 +406,6 @@ class RenderedMessage:
 
 
 def _without_opt_outs(html: str) -> str:
-    from mauto.tracking import rewrite_links
-
     return rewrite_links(html, lambda url: None)
 
 
@@ -550,8 +548,6 @@ class MessageRenderer:
     def _track(self, html: str, ref: str, tracking: Tracking, unsubscribe_url: str) -> str:
         """The HTML with its links through `/c/` and the open pixel, as `tracking` asks (the opt-out attributes
         removed whatever it asks), in one pass over its tags."""
-        from mauto.tracking import track
-
         base, signer = self.serve.public_url, self.signer
 
         def click(url: str) -> str | None:
@@ -596,7 +592,7 @@ class MessageRenderer:
         if (tracking.opens or tracking.clicks) and (marketing or tracking.transactional):
             def tracker(html: str) -> str:
                 return self._track(html, ref, tracking, unsubscribe_url)
-        elif OPT_OUT_ATTRIBUTE in html:  # means nothing to a mail client: never sent, tracked or not
+        elif has_opt_out(html):  # means nothing to a mail client: never sent, tracked or not
             tracker = _without_opt_outs
         headers = {}
         if front.get("reply_to"):  # as `from:`: one mailbox, at the address written, whatever the contact's data

@@ -161,6 +161,12 @@ def _tags(html: str, opt_outs: bool = False) -> Iterator[_Tag]:
             return
 
 
+def has_opt_out(html: str) -> bool:
+    """Whether `html` holds the opt-out attribute's name anywhere (ASCII case-insensitive, as it is removed):
+    then even a message whose links are not tracked goes through `rewrite_links`, to remove it."""
+    return _opt_out_at(html, 0, len(html)) >= 0
+
+
 def _opt_out_at(html: str, start: int, end: int) -> int:
     """Where the first `data-mauto-track` (ASCII case-insensitive) in `html[start:end]` begins, or -1:
     `_OPT_OUT.search(html, start, end)`, faster."""

@@ -9,10 +9,9 @@ from datetime import datetime
 from typing import Any
 
 from mauto.feedback import COMPLAINT, DELIVERED, HARD_BOUNCE, SMS_STOP, SOFT_BOUNCE, Feedback
+from mauto.store.contact_rows import ADDRESS, CONSENT
 from mauto.store.sqlite import Store, address_hash, stamp
 
-CONSENT = {"email": "email_consent", "sms": "sms_consent"}
-ADDRESS = {"email": "email", "sms": "phone"}
 SOFT_BOUNCE_LIMIT = 3  # soft bounces of one address before it is suppressed (`serve.soft_bounce_limit`)
 SOFT_BOUNCE_WINDOW_DAYS = 30  # an address whose last soft bounce is older starts counting again
 
@@ -101,21 +100,23 @@ def _fields(db: Any, contact_id: str) -> dict[str, Any] | None:
     return fields if isinstance(fields, dict) else {}
 
 
+def _lists(fields: dict[str, Any]) -> list[str]:
+    lists = fields.get("lists")
+    return [name for name in lists if isinstance(name, str)] if isinstance(lists, list) else []
+
+
 def contact_lists(db: Any, contact_id: str) -> list[str] | None:
     """The lists the contact is on (None: no such contact)."""
     fields = _fields(db, contact_id)
-    if fields is None:
-        return None
-    lists = fields.get("lists")
-    return [name for name in lists if isinstance(name, str)] if isinstance(lists, list) else []
+    return _lists(fields) if fields is not None else None
 
 
 def leave_lists(db: Any, contact_id: str, names: set[str], at: datetime) -> list[str]:
     """Take the contact off the lists `names`; a `contact_updated` event says so. The lists left."""
     fields = _fields(db, contact_id)
-    lists = contact_lists(db, contact_id)
-    if fields is None or lists is None:
+    if fields is None:
         return []
+    lists = _lists(fields)
     left = [name for name in lists if name in names]
     if not left:
         return []
