@@ -119,3 +119,11 @@ def test_a_simulation_makes_email_sent_at_the_send_so_wait_for_email_sent_goes_o
                      start + timedelta(days=1))
     assert [(message.step, message.at) for message in result.messages] == [
         ("hello", start + timedelta(hours=1)), ("sent", start + timedelta(hours=1))]
+
+
+def test_an_opt_out_written_in_capitals_is_removed_from_untracked_mail_too(tmp_path: Path) -> None:
+    renderer = _renderer(tmp_path, SERVE)
+    (tmp_path / "templates" / "t" / "hi.email.html").write_text(
+        "---\nsubject: hi\n---\n" + HTML.replace("data-mauto-track", "DATA-MAUTO-TRACK"), encoding="utf-8")
+    message = _render(renderer, marketing=False)  # transactional: not tracked
+    assert "/c/" not in message.html and "mauto-track" not in message.html.lower()
