@@ -23,7 +23,7 @@ from tests.servers import HttpServer, ReceivedMessage
 
 try:
     from selenium import webdriver
-    from selenium.common.exceptions import WebDriverException
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException, WebDriverException
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
@@ -123,6 +123,14 @@ def _text(driver: Any) -> str:
     return driver.find_element(By.TAG_NAME, "main").text
 
 
+def _wait_text(driver: Any, needle: str) -> None:
+    """Wait until the page's <main> says `needle`, across the navigation a form's submit starts: the <main> read
+    before the new page replaced it goes stale (or is briefly missing), which is a reason to look again, not a
+    failure."""
+    WebDriverWait(driver, 10, ignored_exceptions=(StaleElementReferenceException, NoSuchElementException)).until(
+        lambda d: needle in _text(d), f"the page never said `{needle}`")
+
+
 def _no_cookie(driver: Any) -> None:
     assert driver.get_cookies() == []
     assert driver.execute_cdp_cmd("Storage.getCookies", {})["cookies"] == []  # none for any host either
@@ -213,7 +221,7 @@ def test_the_preference_centre_leaves_a_channel_and_a_list(served: Served, page:
     labels[1].click()  # a click on the label's text ticks its box as well
     assert [box.is_selected() for box in boxes.values()] == [True, False, True, False]
     page.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
-    WebDriverWait(page, 10).until(lambda d: "Saved." in _text(d), "the page never said `Saved.`")
+    _wait_text(page, "Saved.")
     assert (page.title, _status(page), page.current_url) == ("Your preferences", 200, link + "/preferences")
     assert [label.text for label in page.find_elements(By.CSS_SELECTOR, "form label")] == [
         "Emails to a•••@example.com", "The monthly newsletter"]
