@@ -14,11 +14,11 @@ PACKAGE = Path(__file__).resolve().parents[1] / "mauto"
 LAYERS = {
     1: ["mauto.cli", "mauto.__main__"],
     2: ["mauto.lint", "mauto.simulate", "mauto.scenarios", "mauto.deploy", "mauto.daemon", "mauto.graph",
-        "mauto.report", "mauto.serve"],
+        "mauto.report", "mauto.serve", "mauto.stats"],
     3: ["mauto.driver"],
     4: ["mauto.engine", "mauto.messages"],
     5: ["mauto", "mauto.workflow", "mauto.templates", "mauto.store", "mauto.channels", "mauto.datafiles",
-        "mauto.addresses", "mauto.config", "mauto.limits", "mauto.errors", "mauto.data"],
+        "mauto.addresses", "mauto.config", "mauto.limits", "mauto.errors", "mauto.data", "mauto.abtest"],
 }
 # Upward imports that remain, module to module: the store reads and writes the engine's records (and
 # `contacts list --where` evaluates in the engine's scope). They go when the store's ports move above it.
