@@ -676,6 +676,9 @@ def _print_plan(result) -> None:
             out.print(Text(f"- {change.id} v{change.old_version}: file gone, stops taking new contacts",
                            style="red"))
             out.print(f"    {change.sentence()}")
+    for change in result.changes:
+        for note in change.winners:
+            out.print(f"  {change.id}: {note}")
     unchanged = len(result.of("unchanged"))
     if unchanged:
         out.print(f"= {unchanged} unchanged")
@@ -799,10 +802,12 @@ def status_command(
     output_format: OutputFormat = typer.Option(OutputFormat.text, "--format", "-f", help="text or json."),
 ) -> None:
     """Each deployed workflow: version, state, enrollments active and waiting, next wake-up, failures."""
+    from mauto.daemon.tasks import task_summary
     from mauto.deploy import status
 
     with _store(ctx) as store:
         rows = status(store)
+        tasks = task_summary(store, datetime.now(UTC))
     if output_format is OutputFormat.json:
         print(json.dumps(rows, indent=2))
         return
@@ -814,6 +819,16 @@ def status_command(
         table.add_row(row["id"], f"v{row['version']}", row["state"], f"{row['active']:,}",
                       f"{row['waiting'] + row['pending']:,}", row["next_wake_at"] or "-", f"{row['failures']:,}")
     _out().print(table)
+    for row in rows:
+        for winner in row["winners"]:
+            _out().print(f"{row['id']}: split {winner['split']} picked {winner['variant']} on "
+                         f"{datetime.fromisoformat(winner['decided_at']):%Y-%m-%d %H:%M} UTC (always-valid p = "
+                         f"{winner['p_value']:.3g}): new entries all go to it")
+    if tasks["open"] or tasks["handoff_failed"]:
+        parts = [f"{tasks['open']:,} open"] + ([f"{tasks['overdue']:,} overdue"] if tasks["overdue"] else []) + (
+            [f"{tasks['handoff_failed']:,} not handed over (`mauto tasks --handoff failed`)"]
+            if tasks["handoff_failed"] else [])
+        _out().print(f"tasks: {', '.join(parts)} (`mauto tasks --open`)")
 
 
 # --- the daemon ----------------------------------------------------------------------------------------
@@ -1079,6 +1094,198 @@ def failures_command(
         table.add_row(row["at"][:19], f"{row['kind']} {row['ref'] or ''}".strip(), row["contact"] or "-",
                       row["workflow"] or "-", printable(row["reason"]))
     out.print(table)
+
+
+def _parse_since(value: str | None, option: str, now: datetime, zone_name: str | None) -> datetime | None:
+    """A window's bound: an ISO 8601 time (read in the project's zone without an offset), or a duration that
+    long before now (`7d`, `12h`)."""
+    if value is None:
+        return None
+    from mauto.workflow.durations import parse_duration
+
+    try:
+        return now - parse_duration(value)
+    except ValueError:
+        pass
+    try:
+        return _parse_now(value, option, zone_name)
+    except UsageError:
+        raise UsageError(f"{option} {value}: not a duration such as 7d or 12h, nor an ISO 8601 time such as "
+                         "2026-11-23 or 2026-11-23T09:00:00+01:00") from None
+
+
+@app.command("stats")
+@handle_errors
+def stats_command(
+    ctx: typer.Context,
+    workflow: str | None = typer.Argument(None, help="A deployed workflow's id; none: one line per workflow."),
+    since: str | None = typer.Option(None, "--since", help="From this time (ISO 8601) or this long ago (7d)."),
+    until: str | None = typer.Option(None, "--until", help="Before this time (ISO 8601) or this long ago."),
+    version: int | None = typer.Option(None, "--version", min=1, max=MAX_ID, help="One deployed version only."),
+    show_problems: bool = typer.Option(False, "--problems", help="Stuck and failed enrollments, parked and "
+                                                                 "unknown messages, with their ids."),
+    daily: bool = typer.Option(False, "--daily", help="With --format json: the activity per UTC day too."),
+    now_text: str | None = typer.Option(None, "--now", help="Read as of this time (ISO 8601; default: now): what "
+                                                            "is late, and what `--since 7d` counts from."),
+    output_format: OutputFormat = typer.Option(OutputFormat.text, "--format", "-f", help="text or json."),
+) -> None:
+    """How each workflow runs: entered, converted, each step's arrivals and sends, opens and clicks, A/B
+    verdicts, problems."""
+    from mauto.stats import query, text
+
+    project = _project(ctx)
+    now = _parse_now(now_text, "--now", project.timezone)
+    window = query.Window(_parse_since(since, "--since", now, project.timezone),
+                          _parse_since(until, "--until", now, project.timezone), version)
+    if window.since and window.until and window.since >= window.until:
+        raise UsageError(f"--since {since} is not before --until {until}")
+    if version is not None and workflow is None:
+        raise UsageError("--version needs a WORKFLOW: versions are numbered per workflow")
+    with _store(ctx, project) as store, store.guard():
+        if show_problems:
+            figures = query.problems(store.db, workflow, now) if workflow is None else query.workflow_stats(
+                store, workflow, now, window)["problems"]
+            shown = text.problems(figures)
+        elif workflow is None:
+            figures = query.overview(store, now, window)
+            shown = text.overview(figures)
+        else:
+            figures = query.workflow_stats(store, workflow, now, window, daily=daily)
+            shown = text.workflow(figures)
+    if output_format is OutputFormat.json:
+        print(query.dumps(figures))
+        return
+    out = _out()
+    for item in shown:
+        out.print(item)
+
+
+@app.command("report")
+@handle_errors
+def report_command(
+    ctx: typer.Context,
+    out: Path = typer.Option(..., "--out", "-o", help="The HTML file to write (replaced whole, never half-written)."),
+    workflows: list[str] | None = typer.Argument(None, metavar="[WORKFLOW]...", help="Only these workflows."),
+    since: str | None = typer.Option(None, "--since", help="From this time (ISO 8601) or this long ago (7d)."),
+    until: str | None = typer.Option(None, "--until", help="Before this time (ISO 8601) or this long ago."),
+    now_text: str | None = typer.Option(None, "--now", help="Read as of this time (ISO 8601; default: now)."),
+) -> None:
+    """One self-contained HTML file: per workflow the funnel, the A/B results with their intervals, the activity
+    per day, the problems and the diagram. Opens offline; attach it to a pull request or an email."""
+    from mauto.stats.query import Window
+    from mauto.stats.report import build_report
+
+    project = _project(ctx)
+    now = _parse_now(now_text, "--now", project.timezone)
+    window = Window(_parse_since(since, "--since", now, project.timezone),
+                    _parse_since(until, "--until", now, project.timezone))
+    if window.since and window.until and window.since >= window.until:
+        raise UsageError(f"--since {since} is not before --until {until}")
+    if out.is_dir():
+        raise UsageError(f"--out {out}: a folder; name the file to write, e.g. {out / 'report.html'}")
+    with _store(ctx, project) as store:
+        size = build_report(project, store, now, out, window, workflows or None)
+    _err().print(f"wrote {out} ({size:,} bytes)")
+
+
+@app.command("inspect")
+@handle_errors
+def inspect_command(
+    ctx: typer.Context,
+    contact_id: str = typer.Argument(..., metavar="CONTACT", help="The contact's id."),
+    output_format: OutputFormat = typer.Option(OutputFormat.text, "--format", "-f", help="text or json."),
+    since: str | None = typer.Option(None, "--since", metavar="TIME",
+                                     help="Only what happened from this time on (ISO 8601; without an offset, "
+                                          "in the project's zone)."),
+    limit: int = typer.Option(500, "--limit", "-n", min=1, max=MAX_ID,
+                              help="At most the latest N entries of the timeline (default 500)."),
+) -> None:
+    """A contact's whole journey across workflows, in time order, times in the contact's zone: events,
+    enrollments, every step and why, messages with their status, opens and clicks."""
+    from mauto.stats.inspect import inspect, render
+
+    project = _project(ctx)
+    moment = _parse_now(since, "--since", project.timezone) if since is not None else None
+    with _store(ctx, project) as store:
+        report = inspect(store, contact_id, default_zone=project.timezone, since=moment, limit=limit)
+    if output_format is OutputFormat.json:
+        print(json.dumps(report, indent=2, ensure_ascii=False))
+        return
+    _out().print(render(report), soft_wrap=True)
+
+
+# --- tasks -----------------------------------------------------------------------------------------------
+
+tasks_app = typer.Typer(help="Sales tasks made by `task` steps: list them, mark them done, reopen them.",
+                        no_args_is_help=False, invoke_without_command=True)
+app.add_typer(tasks_app, name="tasks")
+
+
+@tasks_app.callback(invoke_without_command=True)
+@handle_errors
+def tasks_command(
+    ctx: typer.Context,
+    open_only: bool = typer.Option(False, "--open", help="Only tasks not done yet, the soonest due first."),
+    owner: str | None = typer.Option(None, "--owner", metavar="ASSIGNEE",
+                                     help="Only the tasks of this assignee (case ignored)."),
+    workflow: str | None = typer.Option(None, "--workflow", metavar="ID", help="Only the tasks of this workflow."),
+    handoff: str | None = typer.Option(None, "--handoff", metavar="STATE",
+                                       help="Only tasks whose hand-off is pending, done or failed."),
+    limit: int = typer.Option(100, "--limit", "-n", min=1, max=MAX_ID, help="At most this many (default 100)."),
+    now: str | None = typer.Option(None, "--now", metavar="TIME",
+                                   help="As if it were this time (ISO 8601): what is overdue then."),
+    output_format: OutputFormat = typer.Option(OutputFormat.text, "--format", "-f", help="text or json."),
+) -> None:
+    """The tasks `task` steps made, newest first (--open: the soonest due first), with their hand-off."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from mauto.daemon.tasks import list_tasks, tasks_table
+
+    project = _project(ctx)
+    moment = _parse_now(now, "--now", project.timezone)
+    with _store(ctx, project) as store:
+        listing = list_tasks(store, moment, open_only=open_only, owner=owner, workflow=workflow, handoff=handoff,
+                             limit=limit)
+    if output_format is OutputFormat.json:
+        print(json.dumps(listing, indent=2, ensure_ascii=False))
+        return
+    out = _out()
+    if not listing["tasks"]:
+        out.print("No tasks.")
+        return
+    out.print(tasks_table(listing, project.timezone))
+    if listing["total"] > len(listing["tasks"]):
+        out.print(f"{len(listing['tasks'])} of {listing['total']} tasks shown (--limit N for more)")
+
+
+@tasks_app.command("done")
+@handle_errors
+def tasks_done_command(
+    ctx: typer.Context,
+    task_id: int = typer.Argument(..., metavar="ID", min=1, max=MAX_ID, help="The task's id (from `mauto tasks`)."),
+    by: str | None = typer.Option(None, "--by", metavar="NAME", help="Who did it (default: your login name)."),
+) -> None:
+    """Mark a task done; one done already is left as it is."""
+    from mauto.daemon.tasks import done_line, done_task
+
+    project = _project(ctx)
+    with _store(ctx, project) as store:
+        result = done_task(store, task_id, _parse_now(None), by)
+    _out().print(done_line(result, project.timezone))
+
+
+@tasks_app.command("reopen")
+@handle_errors
+def tasks_reopen_command(
+    ctx: typer.Context,
+    task_id: int = typer.Argument(..., metavar="ID", min=1, max=MAX_ID, help="The task's id (from `mauto tasks`)."),
+) -> None:
+    """Make a done task open again."""
+    from mauto.daemon.tasks import reopen_line, reopen_task
+
+    with _store(ctx) as store:
+        result = reopen_task(store, task_id, _parse_now(None))
+    _out().print(reopen_line(result))
 
 
 keys_app = typer.Typer(help="API keys for `mauto serve`: made, listed, revoked.", no_args_is_help=True)

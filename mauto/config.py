@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -107,6 +108,13 @@ class Project:
         return ServeSettings.read(self.data.get("serve"))
 
     @cached_property
+    def task_handoff(self) -> TaskHandoff | None:
+        """`tasks.handoff:` in mauto.yaml, checked: how a `task` step's task reaches its owner (an email, a
+        webhook into a CRM), or None when tasks are not handed over. MautoError at the place in mauto.yaml of
+        the first thing wrong in it."""
+        return _TaskSettings(self).handoff()
+
+    @cached_property
     def contact_fields(self) -> dict[str, Any]:
         """Every contact field, built-in and declared, with its type."""
         declared = self.data.get("contact_fields")
@@ -195,6 +203,221 @@ class ServeSettings:
                    size if isinstance(size, int) and not isinstance(size, bool) and size >= 1024 else 1 << 20,
                    {str(name): {str(k): str(v) for k, v in value.items()} for name, value in providers.items()
                     if isinstance(value, dict)} if isinstance(providers, dict) else {})
+
+
+# --- tasks: the hand-off of a `task` step's task to its owner (done by mauto.daemon.tasks) -----------------
+
+TASK_EMAIL_TO = "{{ task.assignee }}"
+TASK_EMAIL_SUBJECT = "Task: {{ task.title }}"
+TASK_EMAIL_BODY = """\
+{{ task.title }}
+
+Contact: {{ contact.id }}{% if contact.email %} <{{ contact.email }}>{% endif %}
+{% if task.due_at %}Due: {{ task.due_at | date('%Y-%m-%d %H:%M') }}
+{% endif %}{% if task.notes %}
+{{ task.notes }}
+{% endif %}
+Task {{ task.id }}, from step {{ task.step }} of workflow {{ task.workflow }}.
+When it is done: mauto tasks done {{ task.id }}
+"""
+TASK_WEBHOOK_TIMEOUT = "10s"
+TASK_HANDOFF_RETRIES = 3
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an HTTP token (RFC 9110)
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_LINE_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# The webhook step's rule (docs/workflow-language.md): http(s), the host written out up to the first `/`, `?`
+# or `#`, a template only after it, so that a contact's data never chooses where a request goes; no `user:pass@`.
+_HANDOFF_URL = re.compile(r"[Hh][Tt][Tt][Pp][Ss]?://[^/?#@{}\s\\]+(?:[/?#][^\x00-\x1f\x7f]*)?")
+_SECRET_HEADER = re.compile(r"^(?:authorization|proxy-authorization|cookie|x-api-key|x-auth-token)$"
+                            r"|token|secret|api-?key|password", re.IGNORECASE)
+_SECRET_QUERY = re.compile(r"^(?:.*(?:token|secret|api[-_]?key|password|passwd|sig(?:nature)?)|key)$", re.IGNORECASE)
+_TEMPLATE_BLOCK = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class TaskEmail:
+    """A task mailed to its owner: `sender` (the From header, one mailbox), and the templates of the recipient,
+    the subject and the text body, rendered with `task` and `contact`."""
+
+    sender: str
+    to: str = TASK_EMAIL_TO
+    subject: str = TASK_EMAIL_SUBJECT
+    body: str = TASK_EMAIL_BODY
+
+
+@dataclass(frozen=True)
+class TaskWebhook:
+    """A task POSTed to a CRM: `url` (a template after its host), `headers` (templates), `headers_env` (header ->
+    the environment variable holding its whole value, read when the request is sent), `timeout` as written."""
+
+    url: str
+    headers: dict[str, str] = field(default_factory=dict)
+    headers_env: dict[str, str] = field(default_factory=dict)
+    timeout: str = TASK_WEBHOOK_TIMEOUT
+
+
+@dataclass(frozen=True)
+class TaskHandoff:
+    """`tasks.handoff`: an email, a webhook, or both; a temporary failure is tried again up to `retries` times."""
+
+    email: TaskEmail | None = None
+    webhook: TaskWebhook | None = None
+    retries: int = TASK_HANDOFF_RETRIES
+
+
+class _TaskSettings:
+    """`tasks:` in mauto.yaml, read and checked; each error names its place (`mauto.yaml:12:7: tasks.handoff…`)."""
+
+    def __init__(self, project: Project) -> None:
+        self.project, self.document = project, project.document
+
+    def error(self, path: tuple[str, ...], message: str, key: bool = False) -> MautoError:
+        position = self.document.key_pos(path) if key else self.document.pos(path)
+        return MautoError(f"{'.'.join(path)}: {message}", self.document.path, position.line, position.col)
+
+    def mapping(self, value: Any, path: tuple[str, ...], known: tuple[str, ...]) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise self.error(path, f"must be a mapping with {', '.join(f'`{name}`' for name in known)}")
+        for name in value:
+            if name not in known:
+                import difflib
+
+                close = difflib.get_close_matches(str(name), known, n=1)
+                hint = f"; did you mean `{close[0]}`?" if close else f"; expected {', '.join(known)}"
+                raise self.error(path + (str(name),), f"unknown key `{name}`{hint}", key=True)
+        return value
+
+    def text(self, data: dict[str, Any], name: str, path: tuple[str, ...], default: str | None = None,
+             template: bool = True) -> str | None:
+        value = data.get(name, default)
+        if value is None:
+            return None
+        if not isinstance(value, str) or not value.strip():
+            raise self.error(path + (name,), f"`{name}` must be a non-empty string")
+        if template:
+            self.template(value, path + (name,))
+        return value
+
+    def template(self, source: str, path: tuple[str, ...]) -> None:
+        """A template that does not compile is an error now, not at every task's hand-off."""
+        from jinja2 import TemplateSyntaxError
+
+        from mauto.workflow.expressions import sandbox
+
+        try:
+            sandbox().parse(source)
+        except TemplateSyntaxError as error:
+            raise self.error(path, f"`{path[-1]}` is not a template mauto can render: {error.message}") from None
+
+    def handoff(self) -> TaskHandoff | None:
+        data = self.project.data
+        if data.get("tasks") is None:
+            return None
+        tasks = self.mapping(data["tasks"], ("tasks",), ("handoff",))
+        if tasks.get("handoff") is None:
+            return None
+        path = ("tasks", "handoff")
+        handoff = self.mapping(tasks["handoff"], path, ("email", "webhook", "retries"))
+        email = self.email(handoff["email"], path + ("email",)) if "email" in handoff else None
+        webhook = self.webhook(handoff["webhook"], path + ("webhook",)) if "webhook" in handoff else None
+        if email is None and webhook is None:
+            raise self.error(path, "needs `email`, `webhook` or both: how a task reaches its owner")
+        retries = handoff.get("retries", TASK_HANDOFF_RETRIES)
+        if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= 20:
+            raise self.error(path + ("retries",), "`retries` must be a whole number from 0 to 20")
+        return TaskHandoff(email, webhook, retries)
+
+    def email(self, value: Any, path: tuple[str, ...]) -> TaskEmail:
+        from mauto.channels.smtp import check_address
+
+        data = self.mapping(value, path, ("from", "to", "subject", "body"))
+        sender = self.text(data, "from", path, template=False)
+        if sender is None:
+            senders = self.project.data.get("sender")
+            sender = senders.get("email") if isinstance(senders, dict) else None
+            if not isinstance(sender, str) or not sender.strip():
+                raise self.error(path, "needs `from`, or `sender.email` in mauto.yaml: the address tasks are "
+                                       "mailed from")
+        named = re.fullmatch(r"(.*)<([^<>]*)>", sender.strip(), re.DOTALL)
+        try:
+            check_address((named.group(2) if named else sender).strip(), "the sender")
+        except ValueError as error:
+            raise self.error(path + ("from",) if "from" in data else ("sender", "email"),
+                             f"{error}; write one mailbox: `Shop <shop@example.com>`") from None
+        return TaskEmail(sender.strip(), self.text(data, "to", path) or TASK_EMAIL_TO,
+                         self.text(data, "subject", path) or TASK_EMAIL_SUBJECT,
+                         self.text(data, "body", path) or TASK_EMAIL_BODY)
+
+    def webhook(self, value: Any, path: tuple[str, ...]) -> TaskWebhook:
+        data = self.mapping(value, path, ("url", "headers", "headers_env", "timeout"))
+        if data.get("url") is None:
+            raise self.error(path, "needs `url`: the http(s) address tasks are POSTed to")
+        url = (self.text(data, "url", path) or "").strip()
+        if not _HANDOFF_URL.fullmatch(url):
+            raise self.error(path + ("url",), "`url` must be http or https with its host written out before any "
+                                              "{{ }} and no user:password@, e.g. https://crm.example/tasks (give "
+                                              "credentials with headers_env)")
+        if not _TEMPLATE_BLOCK.search(url):
+            from mauto.channels._http import endpoint
+
+            try:
+                endpoint(url)
+            except ValueError as error:
+                raise self.error(path + ("url",), str(error)) from None
+        query = _TEMPLATE_BLOCK.sub(lambda block: "\x00" * len(block.group()), url).partition("?")[2]
+        for pair in query.partition("#")[0].split("&"):
+            name, equals, written = pair.partition("=")
+            if equals and _SECRET_QUERY.match(name.strip()) and written.replace("\x00", "").strip():
+                raise self.error(path + ("url",), f"the query parameter `{name.strip()}` carries a credential "
+                                                  "written into mauto.yaml; give it in a header with headers_env, "
+                                                  "e.g. headers_env: {Authorization: CRM_AUTH}")
+        headers = self.headers(data.get("headers"), path + ("headers",))
+        headers_env = self.headers_env(data.get("headers_env"), path + ("headers_env",))
+        both = {name.lower() for name in headers} & {name.lower() for name in headers_env}
+        if both:
+            name = next(name for name in headers_env if name.lower() in both)
+            raise self.error(path + ("headers_env", name), f"header `{name}` is given in `headers` and in "
+                                                           "`headers_env`: give it once", key=True)
+        timeout = data.get("timeout", TASK_WEBHOOK_TIMEOUT)
+        from mauto.workflow.durations import DurationError, check_timeout
+
+        try:
+            if not isinstance(timeout, str):
+                raise DurationError(f"`{timeout}` is not a duration; write one, e.g. 10s")
+            check_timeout(timeout)
+        except DurationError as error:
+            raise self.error(path + ("timeout",), str(error)) from None
+        return TaskWebhook(url, headers, headers_env, timeout)
+
+    def headers(self, value: Any, path: tuple[str, ...]) -> dict[str, str]:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise self.error(path, "must be a mapping of header names to values")
+        for name, text in value.items():
+            if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
+                raise self.error(path + (str(name),), f"`{name}` is not a valid header name", key=True)
+            if _SECRET_HEADER.search(name):
+                raise self.error(path + (name,), f"header `{name}` carries a credential, which mauto.yaml never "
+                                                 "holds; put it in an environment variable and name it with "
+                                                 f"`headers_env: {{{name}: VARIABLE}}`", key=True)
+            if not isinstance(text, str) or _LINE_CONTROL.search(text) or not text.isascii():
+                raise self.error(path + (name,), f"header `{name}` must be one line of ASCII text")
+            self.template(text, path + (name,))
+        return dict(value)
+
+    def headers_env(self, value: Any, path: tuple[str, ...]) -> dict[str, str]:
+        if value is None:
+            return {}
+        if not isinstance(value, dict) or not value:
+            raise self.error(path, "must map header names to environment variables, e.g. {Authorization: CRM_AUTH}")
+        for name, variable in value.items():
+            if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
+                raise self.error(path + (str(name),), f"`{name}` is not a valid header name", key=True)
+            if not isinstance(variable, str) or not _ENV_NAME.fullmatch(variable):
+                raise self.error(path + (name,), f"`{variable}` is not an environment variable name (the "
+                                                 "variable holds the header's whole value, e.g. CRM_AUTH)")
+        return dict(value)
 
 
 def load_project(path: Path, display_root: Path | None = None, lenient: bool = False) -> Project:

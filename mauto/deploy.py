@@ -126,6 +126,7 @@ class Change:
     data: Any = None
     hash: str | None = None
     stored: bool = False  # this version is already in workflow_versions (a re-deploy after a rollback)
+    winners: list[str] = field(default_factory=list)  # the winners its splits picked, and what this version does
 
     @property
     def where(self) -> str:
@@ -172,6 +173,8 @@ class Change:
         if self.kind == "refused":
             result["reason"] = self.reason
             result["line"] = self.line
+        if self.winners:
+            result["winners"] = self.winners
         return result
 
 
@@ -311,9 +314,44 @@ def _plan(project: Any, store: Store) -> Plan:
         change = Change("removed", workflow, old_version=old, state=state)
         change.in_flight = _groups(store, workflow, versions, None, None, "finish")
         result.changes.append(change)
+    decided = releases.winners(store.db)
+    for change in result.changes:
+        if change.id in decided:
+            change.winners = _winner_notes(change, decided[change.id])
     order = {"refused": 0, "new": 1, "changed": 2, "removed": 3, "unchanged": 4}
     result.changes.sort(key=lambda change: (order[change.kind], change.id))
     return result
+
+
+def _winner_notes(change: Change, decided: list[dict[str, Any]]) -> list[str]:
+    """What becomes of the winners a workflow's splits picked, with the version this change makes current."""
+    from mauto.engine.winners import winner_splits
+    from mauto.workflow.loader import parse
+    from mauto.workflow.model import build
+
+    splits: dict[str, tuple[str, ...]] = {}
+    if change.kind in ("new", "changed", "unchanged") and change.source is not None:
+        try:
+            splits = {split.split: split.variants
+                      for split in winner_splits(build(parse(change.source, change.file or change.id)))}
+        except Exception:  # noqa: BLE001 - a file that does not build is refused by lint before it gets here
+            splits = {}
+    notes = []
+    for winner in decided:
+        head = (f"split {winner['split']} picked {winner['variant']} on "
+                f"{datetime.fromisoformat(winner['decided_at']):%Y-%m-%d %H:%M} UTC")
+        variants = splits.get(winner["split"])
+        if change.kind == "removed":
+            notes.append(f"{head}: the workflow stops taking contacts")
+        elif variants is None:
+            notes.append(f"{head}: v{change.version} has no `winner:` on split {winner['split']}: new entries are "
+                         "split by weight again")
+        elif winner["variant"] not in variants:
+            notes.append(f"{head}: v{change.version} has no variant {winner['variant']}: new entries are split by "
+                         "weight again")
+        else:
+            notes.append(f"{head}: v{change.version} keeps it, new entries all go to {winner['variant']}")
+    return notes
 
 
 # --- deploy ------------------------------------------------------------------------------------
@@ -479,8 +517,11 @@ def resume(store: Store, workflow: str) -> dict[str, Any]:
 
 
 def status(store: Store) -> list[dict[str, Any]]:
-    """Each workflow: version, state, enrollments active and waiting, next wake-up, failures."""
+    """Each workflow: version, state, enrollments active and waiting, next wake-up, failures, and the winners its
+    splits picked."""
     with store.guard():
         rows = releases.status(store.db)
+        winners = releases.winners(store.db)
     return [{"id": row[0], "version": row[1], "state": row[2], "updated_at": row[3], "active": row[4],
-             "waiting": row[5], "pending": row[6], "next_wake_at": row[7], "failures": row[8]} for row in rows]
+             "waiting": row[5], "pending": row[6], "next_wake_at": row[7], "failures": row[8],
+             "winners": winners.get(row[0], [])} for row in rows]

@@ -160,6 +160,17 @@ ACTIONS: dict[str, tuple[dict, dict]] = {
                 "steps": {**STEP_LIST, "description": "Steps for this variant; empty for a holdout."},
             }, ["weight"], "One variant."),
         },
+        "winner": obj({
+            "metric": {"enum": ["goal"],
+                       "description": "What the variants are compared on: the workflow's goal (conversions)."},
+            "confidence": {"type": "number", "exclusiveMinimum": 0.5, "exclusiveMaximum": 1,
+                           "description": "How sure the always-valid test must be (0.95: p below 0.05, corrected "
+                                          "for the number of variants). Default 0.95."},
+            "min_contacts": {"type": "integer", "minimum": 1,
+                             "description": "No decision before every variant has this many contacts. "
+                                            "Default 1000."},
+        }, None, "Pick the winner: once the always-valid test declares a variant better at this confidence (every "
+                 "variant having min_contacts), new entries all go to it. Needs the workflow's goal."),
     }, ["variants"], "A/B/n test or holdout; a contact always gets the same variant."), {}),
     "update": (obj({
         "set": {"type": "object", "description": "Fields to set; string values are templates.",
@@ -395,6 +406,46 @@ def serve_schema(env) -> dict:
                  "environment variable."),
     }, None, "mauto serve: the HTTP side.")
 
+def tasks_schema() -> dict:
+    """`tasks:` in mauto.yaml: how a `task` step's task reaches its owner (docs/tasks.md)."""
+    headers = {"type": "object", "propertyNames": {"title": "header-name", "pattern": HEADER_NAME},
+               "additionalProperties": string("A header value: one line; a template (task, contact).",
+                                              title="header-value", pattern=HEADER_VALUE),
+               "description": "Request headers; values are templates. No secrets here (Authorization, tokens, "
+                              "keys): give them with headers_env."}
+    headers_env = {"type": "object", "minProperties": 1,
+                   "propertyNames": {"title": "header-name", "pattern": HEADER_NAME},
+                   "additionalProperties": string("Name of the environment variable holding the header's whole "
+                                                  "value.", title="env-name", pattern=ENV_NAME),
+                   "description": "Headers whose values are secrets, each naming the environment variable that "
+                                  "holds its whole value (Authorization: CRM_AUTH). Read when the request is sent; "
+                                  "never written to the store or the logs."}
+    return obj({
+        "handoff": obj({
+            "email": obj({
+                "from": string("From address, e.g. \"Shop CRM <crm@shop.example>\" (default: sender.email).",
+                               minLength=1),
+                "to": string("The recipient: a template giving one address (default: {{ task.assignee }}).",
+                             minLength=1),
+                "subject": string("The subject; a template (default: Task: {{ task.title }}).", minLength=1),
+                "body": string("The text body; a template with task and contact (default: the task, its contact, "
+                               "due date and notes).", minLength=1),
+            }, None, "Mail each new task to its owner through channels.email (not marketing: no unsubscribe "
+                     "link, not in the outbox)."),
+            "webhook": obj({
+                "url": string("URL each new task is POSTed to as JSON, http or https; a template after the host: "
+                              "https://crm.example/tasks. No user:password@: see headers_env.",
+                              title="webhook-url", minLength=1, pattern=WEBHOOK_URL),
+                "headers": headers,
+                "headers_env": headers_env,
+                "timeout": ref("timeout", "Give up on one attempt after this long (default 10s; at most 1h)."),
+            }, ["url"], "POST each new task and its contact to a CRM, the task's key as Idempotency-Key."),
+            "retries": {"type": "integer", "minimum": 0, "maximum": 20,
+                        "description": "Retries on temporary failures (default 3)."},
+        }, None, "Hand each new task to its owner when it is made: an email, a webhook, or both."),
+    }, None, "Sales tasks made by `task` steps (docs/tasks.md).")
+
+
 FIELD_TYPES = ["string", "integer", "number", "boolean", "date", "datetime", "list"]
 
 
@@ -455,6 +506,7 @@ def project_schema() -> dict:
             "unsubscribe_secret_env": env("secret that signs unsubscribe tokens"),
             "channels": obj({"email": email_channel, "sms": sms_channel}, None, "Delivery channels."),
             "serve": serve_schema(env),
+        "tasks": tasks_schema(),
             "limits": obj({
                 "quiet_hours": ref("quietHours"),
                 "send_days": ref("days", "Days on which marketing messages go out."),

@@ -8,7 +8,8 @@ A tick at `now`:
    (the same `mauto.driver.Driver` over other ports: that is why their timelines agree); committed in
    batches, each batch one transaction holding the enrollments, their outgoing messages, contact changes,
    tasks, coupons and the step log together;
-4. calls the webhooks whose steps are waiting, then sends what the outbox holds (`mauto.daemon.outbox`),
+4. calls the webhooks whose steps are waiting, hands new tasks to their owners when mauto.yaml says how
+   (`mauto.daemon.tasks`), then sends what the outbox holds (`mauto.daemon.outbox`),
    recording before each hand-off that it begins (so that a crash in the middle leaves the message
    `unknown`, never resent).
 
@@ -29,6 +30,8 @@ from mauto.config import Project
 from mauto.daemon.lock import TickLock
 from mauto.daemon.outbox import send_outbox
 from mauto.daemon.report import TickReport
+from mauto.daemon.tasks import hand_over_tasks
+from mauto.daemon.winners import decide_winners, winners_due
 from mauto.driver.loop import Driver
 from mauto.driver.queue import Item
 from mauto.driver.sqlite import Batch, Log, SqliteWorkflows, sqlite_ports
@@ -62,6 +65,9 @@ class Tick:
         self.stopping = stopping  # asked between batches: a daemon shutting down
         self.engine = Engine(Settings.from_project(project))
         self.batch = Batch(store, now, report, self._log)
+        # tasks made with a hand-off to do when mauto.yaml has `tasks.handoff` (checked here: a bad one stops
+        # the tick before anything runs, at its place in mauto.yaml); `hand_over_tasks` does it after the commit
+        self.batch.task_handoff = "pending" if project.task_handoff is not None else None
         self.workflows = SqliteWorkflows(self.batch, self._broken)
         self.ports = sqlite_ports(self.batch, self.engine.settings.contact_fields, project.timezone,
                                   self.workflows, self._unreadable)
@@ -92,8 +98,15 @@ class Tick:
 
     # --- filling the queue ---------------------------------------------------------------------------------
 
+    def winners_due(self) -> datetime | None:
+        """The midnight UTC at which a split with `winner:` is to be decided, when this tick passes one (the
+        tick then runs up to it first: `tick`), else None."""
+        return winners_due(self.db, self.workflows.running, self.now)
+
     def prepare(self) -> None:
         """Fill the queue with what is due at `now`: events, triggers, wake-ups, timers."""
+        # The splits that picked their winner, and those that pick it now (once past each midnight UTC).
+        self.engine.winners = decide_winners(self.db, self.workflows.running, self.now, self._log)
         lower = self._window()
         self._events()
         for workflow in self.workflows.taking():
@@ -424,9 +437,26 @@ def tick(project: Project, store: Store, now: datetime, transports: dict[str, ch
                 report.unknown += 1
                 log("unknown", {"key": key, "id": message_id,
                                 "why": "its hand-off began before a crash; not resent (see `mauto outbox --unknown`)"})
+        renderer = renderer or message_renderer(project, store)
         with store.transaction():
-            run = Tick(project, store, now, log, renderer or message_renderer(project, store), report, stopping)
-            run.prepare()
+            run = Tick(project, store, now, log, renderer, report, stopping)
+            cut = run.winners_due()
+            if cut is None:
+                run.prepare()
+        if cut is not None:
+            # A split picks its winner at midnight UTC from what happened before it, as `mauto simulate` does:
+            # run up to just before the midnight, then the rest of the tick with the decision made.
+            with store.transaction():
+                early = Tick(project, store, cut - timedelta(microseconds=1), log, renderer, report, stopping)
+                early.prepare()
+            early.write_log()
+            early.drain(progress)
+            if stopping():
+                return report
+            with store.transaction() as db:
+                runtime.set_state(db, "clock", early.now.isoformat())
+                run = Tick(project, store, now, log, renderer, report, stopping)
+                run.prepare()
         run.write_log()
         run.drain(progress)
         if call is None:
@@ -435,6 +465,8 @@ def tick(project: Project, store: Store, now: datetime, transports: dict[str, ch
             call = call_webhook
         while not stopping() and run.answer_calls(call):
             pass
+        if send and not stopping():  # the tasks the committed batches made, to their owners (mauto.daemon.tasks)
+            hand_over_tasks(project, store, now, transports, log, report, stopping)
         if send and not stopping():
             send_outbox(store, now, transports, log, report, stopping, progress)
         if not stopping():

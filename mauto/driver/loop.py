@@ -198,12 +198,17 @@ class Driver:
             contact.fields[f"{withdraw}_consent"] = False
             ports.contacts.withdraw(contact, withdraw)
         ports.events.remember(contact, event)
+        converted: set[str] = set()  # the workflows in which this event reached a goal
         for enrollment_id in ports.enrollments.active(contact.id):
             enrollment = ports.enrollments.get(enrollment_id)
             workflow = ports.workflows.of(enrollment) if enrollment is not None else None
             if enrollment is None or workflow is None:
                 continue  # an enrollment that does not read back, a version that does not load
+            was = enrollment.converted
             self.handle(workflow, self.engine.deliver(workflow, enrollment, contact, event), contact)
+            if enrollment.converted and not was:
+                converted.add(workflow.id)
+        self.late_goals(contact, event, converted)
         # A workflow takes contacts from events that happen after it was deployed, never from history.
         taking = [workflow for workflow in ports.workflows.taking() if self._takes(workflow, event.at)]
         for workflow in taking:
@@ -215,6 +220,25 @@ class Driver:
         for workflow in taking:
             if workflow.trigger.kind == "segment":
                 self.check_segment(workflow, contact, event.at)
+
+    def late_goals(self, contact: ContactState, event: Event, converted: set[str]) -> None:
+        """The event as the goal of an enrollment that already ended (within the goal's `within`). One goal
+        event converts one enrollment per workflow: the one in flight that it converted, else the latest ended
+        one whose goal still counts."""
+        ports = self.ports
+        for enrollment_id in reversed(ports.enrollments.converting(contact.id, event.at)):
+            enrollment = ports.enrollments.get(enrollment_id)
+            if enrollment is None or enrollment.workflow in converted:
+                continue
+            workflow = ports.workflows.of(enrollment)
+            if workflow is None:
+                continue
+            outcome = self.engine.deliver(workflow, enrollment, contact, event)
+            if outcome.log:
+                ports.enrollments.save(enrollment)
+                ports.journal.record(outcome.log)
+            if enrollment.converted:
+                converted.add(enrollment.workflow)
 
     def _takes(self, workflow: Workflow, at: datetime) -> bool:
         since = self.ports.workflows.since(workflow.id)

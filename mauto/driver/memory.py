@@ -65,13 +65,27 @@ class MemoryEnrollments:
         self.by_id: dict[str, Enrollment] = {}
         self.in_flight: dict[str, list[str]] = defaultdict(list)  # contact -> enrollment ids not ended
         self.by_contact: dict[tuple[str, str], list[Enrollment | Entered]] = defaultdict(list)  # all, or summed
+        # Ended enrollments whose goal still counts (`goal_until`), kept even when ended ones are not.
+        self.open_goals: dict[str, list[Enrollment]] = defaultdict(list)  # contact -> its ones
+        self.goal_by_id: dict[str, Enrollment] = {}
         self.numbers = itertools.count(1)
 
     def get(self, enrollment_id: str) -> Enrollment | None:
-        return self.by_id.get(enrollment_id)
+        return self.by_id.get(enrollment_id) or self.goal_by_id.get(enrollment_id)
 
     def active(self, contact_id: str) -> list[str]:
         return list(self.in_flight.get(contact_id, ()))
+
+    def converting(self, contact_id: str, at: datetime) -> list[str]:
+        held = self.open_goals.get(contact_id)
+        if not held:
+            return []
+        kept = [e for e in held if not e.converted and e.goal_until is not None and e.goal_until >= at]
+        for gone in held:
+            if gone not in kept:
+                self.goal_by_id.pop(gone.id, None)
+        held[:] = kept
+        return [e.id for e in held]
 
     def history(self, workflow_id: str, contact_id: str) -> Sequence[Entry]:
         return self.by_contact.get((workflow_id, contact_id), [])
@@ -87,6 +101,9 @@ class MemoryEnrollments:
     def save(self, enrollment: Enrollment) -> None:
         if not enrollment.ended or enrollment.id not in self.by_id:
             return
+        if enrollment.goal_until is not None and enrollment.id not in self.goal_by_id:
+            self.open_goals[enrollment.contact].append(enrollment)
+            self.goal_by_id[enrollment.id] = enrollment
         ids = self.in_flight.get(enrollment.contact)
         if ids is not None and enrollment.id in ids:
             ids.remove(enrollment.id)

@@ -54,6 +54,10 @@ class Enrollments(Protocol):
     def active(self, contact_id: str) -> list[str]:
         """The ids of the contact's enrollments that have not ended (a copy: the loop may change the port)."""
 
+    def converting(self, contact_id: str, at: datetime) -> list[str]:
+        """The ids of the contact's ended enrollments whose goal still counts at `at` (not converted, and `at` within
+        the goal's `within`: `Enrollment.goal_until`), oldest first."""
+
     def history(self, workflow_id: str, contact_id: str) -> Sequence[Entry]:
         """The contact's enrollments in the workflow, oldest first, ended ones included or summed up (the
         reentry rule reads their entry times)."""

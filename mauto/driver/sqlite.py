@@ -52,6 +52,7 @@ class Batch:
         self.store, self.db = store, store.db
         self.at = stamp(now)
         self.tally, self.log = tally, log
+        self.task_handoff: str | None = None  # 'pending' when mauto.yaml hands tasks over (set by the tick)
         self.reset()
 
     def reset(self) -> None:
@@ -124,6 +125,7 @@ class SqliteEnrollments:
         self.loaded: dict[str, Enrollment | None] = {}
         self.histories: dict[tuple[str, str], list[Enrollment]] = {}
         self.in_flight: dict[str, list[str]] = {}
+        self.goals_opened: dict[str, list[str]] = {}  # contact -> enrollments that ended with `goal_until`, unwritten
 
     def get(self, enrollment_id: str) -> Enrollment | None:
         try:
@@ -159,6 +161,18 @@ class SqliteEnrollments:
     def active(self, contact_id: str) -> list[str]:
         return list(self._active(contact_id))
 
+    def converting(self, contact_id: str, at: datetime) -> list[str]:
+        # The store's, and those ended in this batch (written with it): the loaded object says what holds now.
+        ids = runtime.open_goal_ids(self.batch.db, contact_id, at)
+        ids += [enrollment_id for enrollment_id in self.goals_opened.get(contact_id, ()) if enrollment_id not in ids]
+        found = []
+        for enrollment_id in ids:
+            enrollment = self.get(enrollment_id)
+            if (enrollment is not None and enrollment.ended and not enrollment.converted
+                    and enrollment.goal_until is not None and enrollment.goal_until >= at):
+                found.append(enrollment)
+        return [e.id for e in sorted(found, key=lambda e: (e.entered_at, e.id))]
+
     def history(self, workflow_id: str, contact_id: str) -> list[Enrollment]:
         key = (workflow_id, contact_id)
         history = self.histories.get(key)
@@ -185,6 +199,8 @@ class SqliteEnrollments:
             ids = self._active(enrollment.contact)
             if enrollment.id in ids:
                 ids.remove(enrollment.id)
+            if enrollment.goal_until is not None:
+                self.goals_opened.setdefault(enrollment.contact, []).append(enrollment.id)
 
     def keep(self, enrollment: Enrollment) -> Enrollment:
         """An enrollment read with others (the due ones): the one already loaded wins."""
@@ -201,6 +217,7 @@ class SqliteEnrollments:
         self.loaded.clear()
         self.histories.clear()
         self.in_flight.clear()
+        self.goals_opened.clear()
 
 
 class SqliteEvents:
@@ -249,7 +266,8 @@ class SqliteOutbox:
         task = effect.data
         self.batch.tasks.append({"key": effect.key, "contact": effect.contact, "workflow": effect.workflow,
                                  "step": effect.step, "title": task.get("title", ""), "assignee": task.get("assignee"),
-                                 "notes": task.get("notes"), "due_at": task.get("due"), "created_at": stamp(effect.at)})
+                                 "notes": task.get("notes"), "due_at": task.get("due"), "created_at": stamp(effect.at),
+                                 "handoff": self.batch.task_handoff})
 
 
 class SqliteAnswers:

@@ -143,6 +143,9 @@ class Engine:
         it (the engine's own tests) a send is only an effect."""
         self.settings = settings
         self.on_send = on_send
+        # The splits that picked their winner (mauto.engine.winners): (workflow, split id) -> variant. The driver
+        # sets it: the daemon from the store, the simulation as its clock passes each midnight.
+        self.winners: dict[tuple[str, str], str] = {}
         self._programs: dict[tuple[str, int], Program] = {}
         self._rules: dict[tuple[str, int], SendRules] = {}
 
@@ -257,10 +260,11 @@ class Engine:
         """An event for the contact arrived: exit_on, goal, or the end of a wait_for."""
         _aware(event.at, "event.at")
         outcome = Outcome(enrollment)
-        if enrollment.ended:
-            return outcome
         entered = enrollment.entered_at
         if event.at < entered:
+            return outcome
+        if enrollment.ended:
+            self._late_goal(workflow, enrollment, contact, event, outcome)
             return outcome
         program = self.program(workflow)
         scope = self.scope(workflow, contact, event.at, entered, enrollment.vars, enrollment.trigger_event)
@@ -274,7 +278,7 @@ class Engine:
                 within = goal.get("within")
                 in_time = within is None or event.at <= shifted(entered, parse_duration(within))
                 if in_time and ("where" not in goal or scope.evaluate(goal["where"], record)):
-                    enrollment.converted = True
+                    enrollment.converted, enrollment.converted_at = True, event.at
                     self._log(outcome, event.at, program, here, "goal", f"{event.name}")
                     if goal.get("exit", True):
                         self._end(outcome, event.at, program, here, CONVERTED, f"goal {event.name}")
@@ -298,6 +302,31 @@ class Engine:
         except (TemplateError, SecurityError, TypeError, ValueError, ArithmeticError, AttributeError) as error:
             self._end(outcome, event.at, program, here, FAILED, f"{type(error).__name__}: {error}")
         return outcome
+
+    def _late_goal(self, workflow: Workflow, enrollment: Enrollment, contact: ContactState, event: Event,
+                   outcome: Outcome) -> None:
+        """The goal reached after the enrollment ended, within the goal's `within` (a purchase on day 6 of a
+        7-day window, after the workflow finished on day 4): a conversion all the same, attributed to this
+        enrollment and its variants. The enrollment stays ended as it was."""
+        goal = workflow.goal
+        until = enrollment.goal_until
+        if (goal is None or enrollment.converted or until is None or goal["event"] != event.name
+                or event.at > until):
+            return
+        program = self.program(workflow)
+        if "where" in goal:
+            scope = self.scope(workflow, contact, event.at, enrollment.entered_at, enrollment.vars,
+                               enrollment.trigger_event)
+            try:
+                matched = scope.evaluate(goal["where"], event.record())
+            except (TemplateError, SecurityError, TypeError, ValueError, ArithmeticError, AttributeError) as error:
+                self._log(outcome, event.at, program, None, "skip",
+                          f"goal {event.name} after the end: {type(error).__name__}: {error}")
+                return
+            if not matched:
+                return
+        enrollment.converted, enrollment.converted_at, enrollment.goal_until = True, event.at, None
+        self._log(outcome, event.at, program, None, "goal", f"{event.name} after the end ({enrollment.reason})")
 
     def resume(self, workflow: Workflow, enrollment: Enrollment, contact: ContactState, value: Any,
                at: datetime) -> Outcome:
@@ -455,10 +484,17 @@ class Engine:
         value = step.value
         split_id = value.get("id") or step.id or key
         variants = {name: spec["weight"] for name, spec in value["variants"].items()}
-        chosen = enrollment.variants.get(split_id) or variant_for(workflow.id, split_id, contact.id, variants)
-        enrollment.variants[split_id] = chosen
-        self._log(outcome, at, program, key, "split", f"variant {chosen} ({variants[chosen]}%)",
-                  extra={"variant": chosen, "split": split_id})
+        chosen = enrollment.variants.get(split_id)
+        winner = self.winners.get((workflow.id, split_id)) if chosen is None else None
+        if winner is not None and winner in variants:  # the split picked its winner: every new entry goes to it
+            chosen = enrollment.variants[split_id] = winner
+            self._log(outcome, at, program, key, "split", f"variant {chosen} (the winner)",
+                      extra={"variant": chosen, "split": split_id, "winner": True})
+        else:
+            chosen = chosen or variant_for(workflow.id, split_id, contact.id, variants)
+            enrollment.variants[split_id] = chosen
+            self._log(outcome, at, program, key, "split", f"variant {chosen} ({variants[chosen]}%)",
+                      extra={"variant": chosen, "split": split_id})
         enrollment.position = program.first.get((key, chosen), program.next[key])
         return False
 
@@ -675,6 +711,11 @@ class Engine:
         enrollment.wake_at = None
         enrollment.waiting = None
         enrollment.pending = None
+        goal = program.workflow.goal
+        if goal and not enrollment.converted and goal.get("within"):
+            until = shifted(enrollment.entered_at, parse_duration(goal["within"]))
+            if until > at:  # the goal may still be reached, and counted (_late_goal)
+                enrollment.goal_until = fixed(until)
         self._log(outcome, at, program, key, _END_KINDS[state], reason)
 
     def _effect(self, outcome: Outcome, kind: str, at: datetime, program: Program, key: str,
@@ -689,12 +730,15 @@ class Engine:
              extra: dict | None = None) -> None:
         enrollment = outcome.enrollment
         label = program.labels[key] if key else _UNPLACED_LABELS.get(kind, "")
-        outcome.log.append(LogEntry(at, enrollment.contact, enrollment.workflow, enrollment.version, label, kind,
-                                    detail, channel, template, extra))
+        entry = LogEntry(at, enrollment.contact, enrollment.workflow, enrollment.version, label, kind, detail, channel,
+                         template, extra)
+        entry.enrollment = enrollment.id
+        outcome.log.append(entry)
 
 
 _END_KINDS = {COMPLETED: "complete", EXITED: "exit", CONVERTED: "exit", FAILED: "failed"}  # the entry an end logs
-_UNPLACED_LABELS = {"enter": "trigger", "complete": "end"}  # the step entries at no step name
+# the step entries at no step: the entry, the end, a goal reached after the end (or a skip of one)
+_UNPLACED_LABELS = {"enter": "trigger", "complete": "end", "goal": "end", "skip": "end"}
 
 
 def _then_iso(text: str, moment: datetime) -> str:

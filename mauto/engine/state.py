@@ -16,7 +16,7 @@ FAILED = "failed"
 ENDED = (COMPLETED, EXITED, CONVERTED, FAILED)
 
 
-_MOMENTS = ("entered_at", "wake_at", "ended_at")
+_MOMENTS = ("entered_at", "wake_at", "ended_at", "converted_at", "goal_until")
 
 
 def fixed(moment: datetime) -> datetime:
@@ -54,6 +54,9 @@ class Enrollment:
     trigger_event: dict[str, Any] | None = None  # the event that enrolled the contact (Event.to_dict())
     converted: bool = False
     ended_at: datetime | None = None
+    converted_at: datetime | None = None  # when the goal was reached (the goal event's moment)
+    # Ended without its goal while the goal's `within` still runs: the goal reached until then still counts.
+    goal_until: datetime | None = None
     reason: str | None = None
     occurrences: dict[str, int] = field(default_factory=dict)  # step path -> times run (idempotency keys)
     cause: str | None = None  # why the contact entered: the trigger come due, the event, the step that started it
@@ -127,10 +130,12 @@ class LogEntry:
     """One line of the step log: what happened, when, and why.
 
     `detail` is a string; given as a `Detail`, it is formatted on its first read. `extra` (kind-specific data:
-    the wait's `until`, the split's variant...) is a dict, empty unless given.
+    the wait's `until`, the split's variant...) is a dict, empty unless given. `enrollment` names the
+    enrollment of the engine's entries.
     """
 
-    __slots__ = ("at", "contact", "workflow", "version", "step", "kind", "_detail", "channel", "template", "_extra")
+    __slots__ = ("at", "contact", "workflow", "version", "step", "kind", "_detail", "channel", "template", "_extra",
+                 "enrollment")
 
     def __init__(self, at: datetime, contact: str, workflow: str, version: int, step: str, kind: str,
                  detail: str | Detail = "", channel: str | None = None, template: str | None = None,
@@ -145,6 +150,9 @@ class LogEntry:
         self.channel = channel
         self.template = template
         self._extra = extra  # None: {} when first read (most entries have none; no dict each)
+        # The enrollment the entry is about (the engine's entries), None for a trigger's: where the store keeps
+        # it, `mauto stats` counts a step's enrollments, not its contacts. Not part of the entry's value (==).
+        self.enrollment: str | None = None
 
     @property
     def detail(self) -> str:

@@ -44,6 +44,9 @@ class SimulationResult:
     contacts: dict[str, ContactState]
     zones: dict[str, str]
     enrollments: list[Enrollment]
+    # The splits that picked their winner during the run (mauto.engine.winners.describe: workflow, split,
+    # variant, p_value, decided_at, verdict), in the order decided.
+    winners: list[dict[str, Any]] = field(default_factory=list)
 
     def entry_dict(self, entry: LogEntry) -> dict[str, Any]:
         data = entry.to_dict()
@@ -56,6 +59,7 @@ class SimulationResult:
             "timeline": [self.entry_dict(entry) for entry in self.timeline],
             "summary": {"workflows": {workflow: funnel.to_dict() for workflow, funnel in self.funnels.items()},
                         "messages": len(self.messages)},
+            **({"winners": self.winners} if self.winners else {}),
         }, indent=2, ensure_ascii=False, default=str)
 
 

@@ -7,7 +7,7 @@ the ports (`mauto.driver.memory`), the clock and the channels differ.
 from __future__ import annotations
 
 import gc
-from collections import deque
+from collections import defaultdict, deque
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -19,6 +19,7 @@ from mauto.driver.queue import EVENT
 from mauto.engine.interpreter import Engine, Settings
 from mauto.engine.records import ContactState, Event
 from mauto.engine.state import FAILED, Enrollment, LogEntry
+from mauto.engine.winners import Tally, after, describe, winner_splits
 from mauto.errors import MautoError, printable
 from mauto.messages import MessageRenderer, RenderedMessage
 from mauto.simulate.result import Funnel, SimulationResult, count
@@ -85,6 +86,13 @@ class Simulation:
         self.coming: deque[tuple[Event, int]] = deque()  # the sample events not yet queued, with their places
         self.driver = Driver(self.engine, self.ports.ports(), renderer or MessageRenderer(project), project.segments,
                              end)
+        # Splits that pick their winner: tallied from the log, decided at each midnight UTC (mauto.engine.winners).
+        self.tallies: dict[tuple[str, str], Tally] = {
+            (split.workflow, split.split): Tally(split) for workflow in workflows for split in winner_splits(workflow)}
+        self.goal_tallies: dict[str, list[Tally]] = defaultdict(list)
+        for tally in self.tallies.values():
+            self.goal_tallies[tally.split.workflow].append(tally)
+        self.winners: list[dict] = []
 
     def _longest_cap(self, workflows: list[Workflow]) -> timedelta:
         """The longest window a frequency cap looks back over, in any workflow of the run (0: no caps)."""
@@ -99,12 +107,16 @@ class Simulation:
         # run): off during the run, as during a lint; one young-generation pass at its end.
         collecting = gc.isenabled()
         gc.disable()
+        decide_at = after(self.start) if self.tallies else None
         try:
             while queue or self.coming:
                 self._feed()
                 at, item = queue.pop()
                 if at >= end:
                     break
+                while decide_at is not None and at >= decide_at:  # each midnight passed: what came before it
+                    self.decide(decide_at)
+                    decide_at += timedelta(days=1)
                 try:
                     self.driver.process(at, item)
                 except Exception as error:  # noqa: BLE001 - one item's failure is shown, the others go on
@@ -117,7 +129,17 @@ class Simulation:
         zones = {contact.id: self.engine.contact_zone(contact) for contact in contacts.values()}
         enrollments = self.ports.enrollments.every()
         return SimulationResult(self.start, self.end, self.timeline, self.funnels, self.messages, contacts,
-                                zones, enrollments)
+                                zones, enrollments, self.winners)
+
+    def decide(self, at: datetime) -> None:
+        """The splits that pick their winner, at the midnight `at`, from what the run logged before it."""
+        for key, tally in self.tallies.items():
+            if key in self.engine.winners:
+                continue
+            decision = tally.decide()
+            if decision is not None:
+                self.engine.winners[key] = decision.variant
+                self.winners.append(describe(tally.split, decision, at))
 
     def prepare(self) -> None:
         """Queue the sample events (those before the start are history: seen, never triggering) and what each
@@ -186,6 +208,8 @@ class Simulation:
 
     def record(self, entries: list[LogEntry]) -> None:
         contact_filter, funnels, keep = self.contact_filter, self.funnels, self.keep_timeline
+        if self.tallies:  # every contact's, whatever the run shows
+            self._tally(entries)
         for entry in entries:
             if contact_filter is not None and entry.contact != contact_filter:
                 continue
@@ -194,6 +218,19 @@ class Simulation:
                 count(funnel, entry, self.reached[entry.workflow])
             if keep:
                 self.timeline.append(entry)
+
+
+    def _tally(self, entries: list[LogEntry]) -> None:
+        for entry in entries:
+            if entry.enrollment is None:
+                continue
+            if entry.kind == "split" and not entry.extra.get("winner"):
+                tally = self.tallies.get((entry.workflow, entry.extra.get("split", "")))
+                if tally is not None:
+                    tally.assign(entry.enrollment, entry.extra["variant"], entry.at)
+            elif entry.kind == "goal":
+                for tally in self.goal_tallies.get(entry.workflow, ()):
+                    tally.convert(entry.enrollment, entry.at)
 
 
 def select_workflows(project: Project, targets: list[Path] | None,

@@ -333,3 +333,104 @@ def what_recipients_say(db: Database) -> None:
         )""")
     # An SMS STOP names a number: the contacts holding it are found without reading them all.
     db.execute("CREATE INDEX contacts_phone ON contacts (phone) WHERE phone IS NOT NULL")
+
+
+# The events about a message (what `mauto serve` and `mauto bounces ingest` record) that `mauto stats` counts per
+# step: the trigger of migration 7 keeps them in `message_feedback`.
+FEEDBACK_EVENTS = ("email_opened", "email_clicked", "unsubscribed", "email_bounced", "email_complained")
+
+
+@migration(7)
+def what_runs(db: Database) -> None:
+    """What `mauto stats`, `mauto inspect`, `mauto tasks` and a split's winner need: the enrollment of each
+    step-log entry, when an enrollment converted and until when it still may, indexes that let the figures of a
+    workflow be summed without reading its rows, the hand-off of tasks, and the winners splits declared."""
+    # A step's `reached` counts enrollments, not contacts (a contact may enter a workflow again). Entries written
+    # before this version are given theirs: the contact's latest enrollment in the workflow entered by then.
+    db.execute("ALTER TABLE step_log ADD COLUMN enrollment TEXT")
+    db.execute("UPDATE step_log SET enrollment = (SELECT e.id FROM enrollments e WHERE e.contact = step_log.contact "
+               "AND e.workflow = step_log.workflow AND e.entered_at <= step_log.at "
+               "ORDER BY e.entered_at DESC, e.id DESC LIMIT 1) WHERE step NOT IN ('trigger', 'event')")
+    db.execute("DROP INDEX step_log_workflow_kind")  # read by no query; the ones below serve `stats`
+    # Covering for `stats`: a step's entries in enrollment order (its distinct enrollments counted in one pass).
+    db.execute("CREATE INDEX step_log_steps ON step_log (workflow, step, enrollment, kind)")
+    # The few entries that end an enrollment at a step, or refuse a send there, apart (a small index).
+    db.execute("CREATE INDEX step_log_endings ON step_log (workflow, step, kind, enrollment) "
+               "WHERE kind IN ('exit', 'failed', 'suppressed')")
+    db.execute("CREATE INDEX step_log_workflow_at ON step_log (workflow, at)")
+    # A split's assignments with their variant (in `extra`), read whole from the index for its A/B figures.
+    db.execute("CREATE INDEX step_log_splits ON step_log (workflow, step, kind, at, extra, enrollment) "
+               "WHERE kind = 'split'")
+    # A goal reached within its `within` counts after the enrollment ended (a purchase on day 6 of 7 after the
+    # workflow finished on day 4): `goal_until` is set on an unconverted enrollment that ended with time left.
+    db.execute("ALTER TABLE enrollments ADD COLUMN converted_at TEXT")
+    db.execute("ALTER TABLE enrollments ADD COLUMN goal_until TEXT")
+    db.execute("UPDATE enrollments SET converted_at = ended_at WHERE state = 'converted'")
+    db.execute("UPDATE enrollments SET converted_at = json_extract(data, '$.ended_at') "
+               "WHERE converted_at IS NULL AND json_extract(data, '$.converted')")
+    db.execute("CREATE INDEX enrollments_goal_open ON enrollments (contact, goal_until) WHERE goal_until IS NOT NULL")
+    db.execute("CREATE INDEX enrollments_workflow_entered ON enrollments (workflow, entered_at, converted_at)")
+    db.execute("CREATE INDEX messages_workflow_step ON messages (workflow, step, status, created_at, sent_at)")
+    # What recipients did with each message, once per (message, kind), kept by a trigger on `events` whichever
+    # way the event came (`mauto serve`, `bounces ingest`, `events ingest`): `stats` counts these rows instead
+    # of reading the events' JSON. `human`: an open by a person, not only a privacy proxy's prefetch; `at`: the
+    # first such (the first at all while only a proxy opened it).
+    db.execute("""
+        CREATE TABLE message_feedback (
+            workflow TEXT NOT NULL,
+            step TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            message TEXT NOT NULL,
+            human INTEGER NOT NULL,
+            at TEXT NOT NULL,
+            PRIMARY KEY (workflow, step, kind, message)
+        ) WITHOUT ROWID""")
+    names = ", ".join(f"'{name}'" for name in FEEDBACK_EVENTS)
+    row = ("json_extract(new.properties, '$.workflow'), coalesce(json_extract(new.properties, '$.step'), ''), "
+           "new.name, json_extract(new.properties, '$.message'), "
+           "coalesce(json_extract(new.properties, '$.prefetched'), 0) IN (0, 'false'), new.at")
+    db.execute(f"""
+        CREATE TRIGGER events_message_feedback AFTER INSERT ON events
+        WHEN new.name IN ({names}) AND json_extract(new.properties, '$.workflow') IS NOT NULL
+             AND json_extract(new.properties, '$.message') IS NOT NULL
+        BEGIN
+            INSERT INTO message_feedback (workflow, step, kind, message, human, at) VALUES ({row})
+            ON CONFLICT (workflow, step, kind, message) DO UPDATE SET
+                at = CASE WHEN excluded.human > human THEN excluded.at WHEN excluded.human = human
+                          THEN min(at, excluded.at) ELSE at END,
+                human = max(human, excluded.human);
+        END""")
+    db.execute(f"""
+        INSERT INTO message_feedback (workflow, step, kind, message, human, at)
+        SELECT {row.replace('new.', 'e.')} FROM events e WHERE e.name IN ({names})
+          AND json_extract(e.properties, '$.workflow') IS NOT NULL
+          AND json_extract(e.properties, '$.message') IS NOT NULL
+        ORDER BY e.seq
+        ON CONFLICT (workflow, step, kind, message) DO UPDATE SET
+            at = CASE WHEN excluded.human > human THEN excluded.at WHEN excluded.human = human
+                      THEN min(at, excluded.at) ELSE at END,
+            human = max(human, excluded.human)""")
+    db.execute("CREATE INDEX message_feedback_message ON message_feedback (message)")
+    # A task handed to its owner when it is made (mauto.yaml's `tasks.handoff`: an email, a webhook into a CRM):
+    # `handoff` is null (none configured), 'pending' (to do, or to retry at handoff_next_try_at), 'done' or
+    # 'failed' (out of retries; `handoff_answer` says why). At least once: a retry after a crash may repeat it.
+    db.execute("ALTER TABLE tasks ADD COLUMN handoff TEXT CHECK (handoff IN ('pending', 'done', 'failed'))")
+    db.execute("ALTER TABLE tasks ADD COLUMN handoff_attempts INTEGER NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE tasks ADD COLUMN handoff_next_try_at TEXT")
+    db.execute("ALTER TABLE tasks ADD COLUMN handoff_answer TEXT")
+    db.execute("ALTER TABLE tasks ADD COLUMN done_by TEXT")
+    db.execute("CREATE INDEX tasks_handoff_due ON tasks (handoff_next_try_at) WHERE handoff = 'pending'")
+    db.execute("CREATE INDEX tasks_open ON tasks (assignee, due_at) WHERE done_at IS NULL")
+    # A split's winner (`winner:` in the split), once its always-valid test declared one: new entries all go
+    # to it. Kept per workflow and split id, across versions that keep the split.
+    db.execute("""
+        CREATE TABLE split_winners (
+            workflow TEXT NOT NULL,
+            split TEXT NOT NULL,
+            variant TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            decided_at TEXT NOT NULL,
+            p_value REAL NOT NULL,
+            detail TEXT NOT NULL,
+            PRIMARY KEY (workflow, split)
+        )""")

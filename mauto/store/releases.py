@@ -6,6 +6,7 @@ transaction (or snapshot) on `db`. See docs/store.md, "Deployments".
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 IN_FLIGHT = ("active", "waiting", "pending")  # enrollment states of contacts still inside
@@ -124,3 +125,26 @@ def stop(db: Db, workflow_id: str, version: int, position: str | None, at: str, 
         db.execute("UPDATE enrollments SET state = 'exited', ended_at = ?, reason = ?, wake_at = NULL, "
                    "data = ? WHERE id = ?", [at, reason, json.dumps(record), enrollment])
     return len(rows)
+
+
+def winners(db: Any) -> dict[str, list[dict[str, Any]]]:
+    """The winners splits picked (`winner:`), per workflow, in the order decided."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    for workflow, split, variant, decided_at, p_value in db.execute(
+            "SELECT workflow, split, variant, decided_at, p_value FROM split_winners ORDER BY decided_at, split"):
+        found.setdefault(workflow, []).append({
+            "split": split, "variant": variant,
+            "decided_at": datetime.fromisoformat(decided_at).astimezone(UTC).isoformat(), "p_value": p_value})
+    return found
+
+
+def winner_variants(db: Any) -> dict[tuple[str, str], str]:
+    """The winners decided so far: (workflow, split id) -> variant."""
+    return {(workflow, split): variant for workflow, split, variant in
+            db.execute("SELECT workflow, split, variant FROM split_winners")}
+
+
+def record_winner(db: Any, workflow: str, split: str, variant: str, version: int, decided_at: str, p_value: float,
+                  detail: str) -> None:
+    db.execute("INSERT INTO split_winners (workflow, split, variant, version, decided_at, p_value, detail) "
+               "VALUES (?, ?, ?, ?, ?, ?, ?)", [workflow, split, variant, version, decided_at, p_value, detail])

@@ -219,6 +219,13 @@ def enrollment_ids(db: Any, contact: str, workflow: str | None = None, in_flight
     return [row[0] for row in db.execute(sql + " ORDER BY entered_at, id", args)]
 
 
+def open_goal_ids(db: Any, contact: str, at: datetime) -> list[str]:
+    """The contact's ended enrollments whose goal still counts at `at` (`goal_until`), oldest first."""
+    return [row[0] for row in db.execute(
+        "SELECT id FROM enrollments WHERE contact = ? AND goal_until IS NOT NULL AND goal_until >= ? "
+        "ORDER BY entered_at, id", [contact, stamp(at)])]
+
+
 def get_enrollment(db: Any, enrollment_id: str) -> Enrollment | None:
     row = db.execute("SELECT data FROM enrollments WHERE id = ?", [enrollment_id]).fetchone()
     return _enrollment(row[0]) if row else None
@@ -227,12 +234,16 @@ def get_enrollment(db: Any, enrollment_id: str) -> Enrollment | None:
 def save_enrollments(db: Any, enrollments: list[Enrollment]) -> None:
     db.conn.executemany(
         "INSERT INTO enrollments (id, workflow, version, contact, state, position, wake_at, data, entered_at, "
-        "ended_at, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+        "ended_at, reason, converted_at, goal_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT (id) DO UPDATE SET "
         "version = excluded.version, state = excluded.state, position = excluded.position, "
-        "wake_at = excluded.wake_at, data = excluded.data, ended_at = excluded.ended_at, reason = excluded.reason",
+        "wake_at = excluded.wake_at, data = excluded.data, ended_at = excluded.ended_at, reason = excluded.reason, "
+        "converted_at = excluded.converted_at, goal_until = excluded.goal_until",
         [(e.id, e.workflow, e.version, e.contact, e.state, e.position,
           stamp(e.wake_at) if e.wake_at else None, _json(vars(e)),  # no asdict deep copy; jsonable makes ISO text
-          stamp(e.entered_at), e.ended_at.isoformat() if e.ended_at else None, e.reason) for e in enrollments])
+          stamp(e.entered_at), stamp(e.ended_at) if e.ended_at else None, e.reason,
+          stamp(e.converted_at) if e.converted_at else None, stamp(e.goal_until) if e.goal_until else None)
+         for e in enrollments])
 
 
 # --- step log, tasks, coupons, segments, timers --------------------------------------------------------
@@ -240,15 +251,16 @@ def save_enrollments(db: Any, enrollments: list[Enrollment]) -> None:
 
 def insert_log(db: Any, entries: list[LogEntry]) -> None:
     db.conn.executemany("INSERT INTO step_log (at, contact, workflow, version, step, kind, detail, channel, template, "
-                   "extra) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                   [(stamp(entry.at), entry.contact, entry.workflow, entry.version, entry.step, entry.kind,
-                     entry.detail, entry.channel, entry.template, _json(entry.extra)) for entry in entries])
+                        "extra, enrollment) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        [(stamp(entry.at), entry.contact, entry.workflow, entry.version, entry.step, entry.kind,
+                          entry.detail, entry.channel, entry.template, _json(entry.extra), entry.enrollment)
+                         for entry in entries])
 
 
 def insert_tasks(db: Any, tasks: list[dict[str, Any]]) -> None:
     db.conn.executemany("INSERT OR IGNORE INTO tasks (key, contact, workflow, step, title, assignee, notes, due_at, "
-                   "created_at) VALUES (:key, :contact, :workflow, :step, :title, :assignee, :notes, :due_at, "
-                   ":created_at)", tasks)
+                        "created_at, handoff) VALUES (:key, :contact, :workflow, :step, :title, :assignee, :notes, "
+                        ":due_at, :created_at, :handoff)", tasks)
 
 
 def in_segment(db: Any, workflow: str, contact: str) -> bool:
@@ -587,8 +599,14 @@ def erase_activity(db: Any, anonymous: str, now: str) -> int:
                "ELSE status || ' (the answer went with the erased contact)' END, "
                "status = CASE status WHEN 'pending' THEN 'cancelled' ELSE status END WHERE contact = ?",
                [now, anonymous])
-    db.execute("UPDATE step_log SET detail = '', extra = '{}' WHERE contact = ?", [anonymous])
-    db.execute("UPDATE tasks SET title = 'a task for an erased contact', notes = NULL WHERE contact = ?", [anonymous])
+    # A split's entry keeps its variant (no one's data; the A/B figures count it), every other extra goes.
+    db.execute("UPDATE step_log SET detail = '', extra = CASE WHEN kind = 'split' THEN json_object('split', "
+               "json_extract(extra, '$.split'), 'variant', json_extract(extra, '$.variant'), 'winner', "
+               "json_extract(extra, '$.winner')) ELSE '{}' END WHERE contact = ?", [anonymous])
+    # A CRM's answer to a task's hand-off may echo the contact's data as well.
+    db.execute("UPDATE tasks SET title = 'a task for an erased contact', notes = NULL, handoff_answer = CASE WHEN "
+               "handoff_answer IS NULL THEN NULL ELSE 'the answer went with the erased contact' END "
+               "WHERE contact = ?", [anonymous])
     db.execute("UPDATE failures SET reason = kind || ' failed (the reason went with the erased contact)' "
                "WHERE contact = ?", [anonymous])
     return ended

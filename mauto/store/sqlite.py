@@ -19,7 +19,8 @@ from mauto.store import migrations
 Clock = Callable[[], datetime]
 TABLES = ("contacts", "events", "coupons", "suppressions", "workflow_versions", "workflows", "enrollments",
           "messages", "calls", "step_log", "tasks", "segment_members", "timers", "runner_state", "failures",
-          "api_keys", "soft_bounces", "notifications_seen")
+          "api_keys", "soft_bounces", "notifications_seen", "split_winners",
+          "message_feedback")
 DEFAULT_TIMEOUT = 5.0  # seconds a write waits for another writer before giving up
 
 

@@ -198,6 +198,25 @@ def test_an_ended_enrollment_leaves_the_active_list_but_stays_in_the_history(por
     assert [item.entered_at for item in enrollments.history("promo", "ana")] == [T0, T0 + timedelta(days=1)]
 
 
+def test_an_ended_enrollment_whose_goal_still_counts_is_listed_until_its_window_closes(ports: PortSet) -> None:
+    enrollments = ports.ports.enrollments
+    open_goal, closed = _enrollment(ports, "ana"), _enrollment(ports, "ana", entered=1)
+    converted, running = _enrollment(ports, "ana", entered=2), _enrollment(ports, "ana", entered=3)
+    for enrollment, until in ((open_goal, 7), (closed, None), (converted, 9)):
+        enrollment.state, enrollment.ended_at = "completed", T0 + timedelta(days=4)
+        enrollment.goal_until = T0 + timedelta(days=until) if until else None
+        enrollments.save(enrollment)
+    converted.converted, converted.converted_at = True, T0 + timedelta(days=5)
+    enrollments.save(converted)
+    assert enrollments.converting("ana", T0 + timedelta(days=6)) == [open_goal.id]  # in the batch
+    ports.settle()
+    assert enrollments.converting("ana", T0 + timedelta(days=6)) == [open_goal.id]  # and read back
+    assert enrollments.converting("ana", T0 + timedelta(days=7)) == [open_goal.id]  # `within` includes its end
+    assert enrollments.converting("ben", T0 + timedelta(days=6)) == []
+    assert running.id not in enrollments.converting("ana", T0 + timedelta(days=6))
+    assert enrollments.converting("ana", T0 + timedelta(days=7, seconds=1)) == []
+
+
 def test_the_active_list_is_a_copy(ports: PortSet) -> None:
     enrollment = _enrollment(ports, "ana")
     listed = ports.ports.enrollments.active("ana")

@@ -281,6 +281,36 @@ def test_split_weights_with_a_holdout_pass(check):
     check({WF: source}, "split-weights")
 
 
+# --- split-winner -------------------------------------------------------------
+
+@fails("split-winner")
+def test_split_winner_without_a_goal(check):
+    source = welcome("""
+        - wait: 1h
+        - split:
+            winner: {confidence: 0.95, min_contacts: 500}
+            variants:
+              a: {weight: 50, steps: [{email: welcome/hello}]}
+              b: {weight: 50, steps: [{email: welcome/hello}]}
+        """)
+    check({WF: source}, "split-winner", problem=(9, 15),
+          message="this split picks its winner by the workflow's goal, and workflow `welcome` has no `goal`: add one "
+                  "(goal: {event: …, within: …}) or remove `winner`")
+
+
+@passes("split-winner")
+def test_split_winner_with_a_goal_passes(check):
+    source = welcome("""
+        - wait: 1h
+        - split:
+            winner: {}
+            variants:
+              a: {weight: 50, steps: [{email: welcome/hello}]}
+              b: {weight: 50, steps: [{email: welcome/hello}]}
+        """, head="goal: {event: signed_up, within: 7d}\n")
+    check({WF: source}, "split-winner")
+
+
 # --- wait-for-target ----------------------------------------------------------
 
 @fails("wait-for-target")

@@ -38,7 +38,8 @@ def check(ctx):
     settings = {key: value for key, value in data.items() if key not in ("contact_fields", "events", "segments")}
     for path, value in _walk((), settings):
         key = path[-1] if path and isinstance(path[-1], str) else ""
-        if isinstance(value, str) and value and key and not key.endswith("_env") and _SECRET_KEY.search(key):
+        named = key.endswith("_env") or (len(path) > 1 and path[-2] == "headers_env")  # a variable's name
+        if isinstance(value, str) and value and key and not named and _SECRET_KEY.search(key):
             yield ctx.problem(file, path, f"`{key}` holds a secret written into mauto.yaml; put it in an environment "
                                           f"variable and name it with `{key}_env: VARIABLE`", key=True)
         elif isinstance(value, str) and _URL_CREDENTIALS.search(value):

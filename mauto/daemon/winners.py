@@ -1,0 +1,64 @@
+"""The daemon's side of a split that picks its winner (mauto.engine.winners): at its first tick after each
+midnight UTC, each running split with a `winner:` and no winner yet is tallied from the store up to that midnight
+(`mauto.stats.query.split_arms`) and decided; a decision is kept in `split_winners` (and logged), and from then
+on the engine sends every new entry to the winner."""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import Any
+
+from mauto.engine.winners import decide, describe, midnight, winner_splits
+from mauto.stats.query import Window, split_arms
+from mauto.store import releases, runtime
+from mauto.store.sqlite import stamp
+from mauto.workflow.model import Workflow
+
+CHECKED = "winners_checked"  # runner_state: the last midnight (a date) the splits were decided at
+
+
+def winners_due(db: Any, running: Iterable[Workflow], now: datetime) -> datetime | None:
+    """The last midnight UTC before `now` when it was not checked yet and a running split with `winner:` is
+    still open; else None."""
+    cut = midnight(now)
+    checked = runtime.get_state(db, CHECKED)
+    if checked is not None and checked >= cut.date().isoformat():
+        return None
+    decided = releases.winner_variants(db)
+    open_splits = [split for workflow in running for split in winner_splits(workflow)
+                   if (workflow.id, split.split) not in decided]
+    if not open_splits:
+        return None
+    last = runtime.get_state(db, "clock")
+    if last is not None and datetime.fromisoformat(last) >= cut:
+        return None  # the last tick was after this midnight already (it decided then)
+    return cut
+
+
+def decide_winners(db: Any, running: Iterable[Workflow], now: datetime,
+                   log: Callable[[str, dict[str, Any]], None]) -> dict[tuple[str, str], str]:
+    """The winners in force, after deciding the splits still open once per midnight (inside the caller's
+    transaction). A winner is in force while the running version keeps its split's `winner:` (a version that
+    drops it splits by weight again)."""
+    running = list(running)
+    kept = {(workflow.id, split.split) for workflow in running for split in winner_splits(workflow)}
+    decided = {key: variant for key, variant in releases.winner_variants(db).items() if key in kept}
+    cut = midnight(now)
+    day = cut.date().isoformat()
+    checked = runtime.get_state(db, CHECKED)
+    if checked is not None and checked >= day:
+        return decided
+    for workflow in running:
+        for split in winner_splits(workflow):
+            if (workflow.id, split.split) in decided:
+                continue
+            arms, path = split_arms(db, workflow.id, split.label, split.variants, split.holdouts, Window(until=cut))
+            decision = decide(split, arms, path)
+            if decision is None:
+                continue
+            releases.record_winner(db, workflow.id, split.split, decision.variant, workflow.version, stamp(cut),
+                                   decision.p_value, decision.verdict)
+            decided[(workflow.id, split.split)] = decision.variant
+            log("winner", describe(split, decision, cut))
+    runtime.set_state(db, CHECKED, day)
+    return decided

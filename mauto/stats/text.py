@@ -1,0 +1,202 @@
+"""How `mauto stats` reads in a terminal (and pasted in a pull request or a ticket): the figures of
+`mauto.stats.query` as rich tables, the funnel as bars."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from rich.bar import Bar
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+BAR_WIDTH = 24
+
+
+def count(value: int | None) -> str:
+    return "-" if value is None else f"{value:,}"
+
+
+def percent(value: float | None) -> str:
+    if value is None:
+        return "-"
+    shown = f"{value * 100:.1f}"
+    return f"{shown.removesuffix('.0')}%"
+
+
+def moment(text: str | None) -> str:
+    if not text:
+        return "-"
+    return datetime.fromisoformat(text).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _with_rate(value: int, rate: float | None) -> str:
+    return f"{value:,} ({percent(rate)})" if value else "0"
+
+
+def overview(figures: dict[str, Any]) -> list[RenderableType]:
+    if not figures["workflows"]:
+        return [Text("No workflows deployed (run `mauto deploy`).")]
+    table = Table("workflow", "version", "state", "entered", "active", "converted", "sent", "opened", "clicked",
+                  "last action", title=_window_title("All workflows", figures), title_justify="left", box=None,
+                  pad_edge=False)
+    for line in figures["workflows"]:
+        table.add_row(line["workflow"], f"v{line['version']}", line["state"], count(line["entered"]),
+                      count(line["active"]), _with_rate(line["converted"], line["conversion_rate"]),
+                      count(line["sent"]), count(line["opened"]), count(line["clicked"]),
+                      moment(line["last_action_at"]))
+    return [table]
+
+
+def _window_title(name: str, figures: dict[str, Any]) -> str:
+    parts = [name]
+    if figures.get("version") is not None:
+        parts.append(f"version {figures['version']} only")
+    if figures.get("since") or figures.get("until"):
+        parts.append(f"from {moment(figures.get('since')) if figures.get('since') else 'the start'} "
+                     f"to {moment(figures.get('until')) if figures.get('until') else 'now'}")
+    return " · ".join(parts)
+
+
+def workflow(figures: dict[str, Any]) -> list[RenderableType]:
+    """The workflow's header, its funnel, its splits, and a line on its problems."""
+    header = Text(f"{figures['workflow']}", style="bold")
+    header.append(f" v{figures['current_version']} ({figures['state']})")
+    if figures.get("version") is not None or figures.get("since") or figures.get("until"):
+        header.append(" · " + _window_title("", figures).lstrip(" ·"), style="dim")
+    totals = Text(f"{figures['entered']:,} entered · {figures['active']:,} active · "
+                  f"{figures['completed']:,} completed · {figures['exited']:,} exited · "
+                  f"{figures['failed']:,} failed · ")
+    totals.append(f"{figures['converted']:,} converted ({percent(figures['conversion_rate'])})", style="bold")
+    lines: list[RenderableType] = [header, totals]
+    goal = figures.get("goal")
+    if goal:
+        lines.append(Text(f"goal: {goal['event']}" + (f" within {goal['within']}" if goal.get("within") else ""),
+                          style="dim"))
+    lines.append(Text(f"first action {moment(figures['first_action_at'])} · last action "
+                      f"{moment(figures['last_action_at'])}", style="dim"))
+    lines.append(Text(""))
+    lines.append(funnel(figures["steps"]))
+    for split in figures["splits"]:
+        lines.append(Text(""))
+        lines.append(split_table(split))
+    note = problems_line(figures["problems"], figures["workflow"])
+    if note is not None:
+        lines.append(Text(""))
+        lines.append(note)
+    return lines
+
+
+def funnel(steps: list[dict[str, Any]]) -> RenderableType:
+    if not steps:
+        return Text("No steps to show.")
+    most = max((step["reached"] for step in steps), default=0) or 1
+    table = Table("step", "kind", "reached", "", "waiting", "left", "sent", "opened", "clicked", "unsub.", "bounced",
+                  "suppr.", "failed", box=None, pad_edge=False)
+    for step in steps:
+        name = Text("  " * step["depth"])
+        if step.get("block"):
+            name.append(f"{step['block']}: ", style="dim")
+        name.append(step["id"], style="dim" if step.get("removed") else "")
+        if step.get("removed"):
+            name.append(" (earlier version)", style="dim")
+        bar = Bar(most, 0, step["reached"], width=BAR_WIDTH, color="cyan")
+        if step["kind"] in ("email", "sms"):
+            proxy = f" +{step['opened_prefetched']:,} proxy" if step["opened_prefetched"] else ""
+            sends = [count(step["sent"]), _with_rate(step["opened"], step["open_rate"]) + proxy,
+                     _with_rate(step["clicked"], step["click_rate"]),
+                     _with_rate(step["unsubscribed"], step["unsubscribe_rate"]),
+                     _with_rate(step["bounced"], step["bounce_rate"]), count(step["suppressed"]),
+                     count(step["failed"] + step["unknown"])]
+        else:
+            sends = [""] * 7
+        table.add_row(name, step["kind"], count(step["reached"]), bar, count(step["waiting"]), count(step["left"]),
+                      *sends)
+    return table
+
+
+def _signed(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value * 100:+.0f}%"
+
+
+def _p(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return "< 0.001" if value < 0.001 else f"{value:.3f}"
+
+
+def split_table(split: dict[str, Any]) -> RenderableType:
+    table = Table("variant", "weight", "contacts", "conversions", "rate", "uplift (95% CI)", "p", "always-valid p",
+                  title=f"split {split['id']}", title_justify="left", box=None, pad_edge=False)
+    comparisons = {item["variant"]: item for item in split.get("comparisons", [])}
+    for variant in split["variants"]:
+        name = variant["name"] + (" (holdout)" if variant["holdout"] else "")
+        compared = comparisons.get(variant["name"])
+        if compared is None:
+            figures = ["control", "", ""]
+        else:
+            interval = (f"{_signed(compared['uplift'])} ({_signed(compared['uplift_low'])} … "
+                        f"{_signed(compared['uplift_high'])})") if compared["uplift"] is not None else "-"
+            figures = [interval, _p(compared["p_value"]), _p(compared["always_valid_p"])]
+        table.add_row(name, f"{variant['weight']}%", count(variant["contacts"]), count(variant["conversions"]),
+                      percent(variant["rate"]), *figures)
+    parts: list[RenderableType] = [table, Text(split.get("verdict", ""), style="bold")]
+    winner = split.get("winner")
+    if winner:
+        parts.append(Text(f"winner: {winner['variant']} since {moment(winner['decided_at'])} "
+                          f"(always-valid p = {_p(winner['p_value'])}): new entries all go to it", style="green"))
+    elif split.get("winner_rule"):
+        rule = split["winner_rule"]
+        parts.append(Text(f"picks its winner at {rule.get('confidence', 0.95):.0%} confidence once every variant has "
+                          f"{rule.get('min_contacts', 0):,} contacts: no winner yet", style="dim"))
+    return Group(*parts)
+
+
+def problems_line(problems: dict[str, Any], workflow_id: str | None) -> Text | None:
+    parts = []
+    if problems["stuck_total"]:
+        parts.append(f"{problems['stuck_total']:,} stuck")
+    if problems["failed_total"]:
+        parts.append(f"{problems['failed_total']:,} failed")
+    if problems["messages_total"]:
+        parts.append(f"{problems['messages_total']:,} parked or unknown messages")
+    if not parts:
+        return None
+    command = "mauto stats --problems" + (f" {workflow_id}" if workflow_id else "")
+    return Text(f"Problems: {', '.join(parts)}: see `{command}`", style="yellow")
+
+
+def problems(figures: dict[str, Any]) -> list[RenderableType]:
+    """`mauto stats --problems`: the stuck and failed enrollments and the parked and unknown messages."""
+    shown: list[RenderableType] = []
+    if not (figures["stuck"] or figures["failed"] or figures["messages"]):
+        return [Text("No problems: nothing stuck, failed, parked or unknown.")]
+    if figures["stuck"]:
+        table = Table("enrollment", "workflow", "contact", "step", "wake-up was", "late by",
+                      title=f"Stuck enrollments: {figures['stuck_total']:,} waiting past their wake-up (the daemon is "
+                            "not running, or their version does not load: `mauto failures`)", title_justify="left",
+                      box=None,
+                      pad_edge=False)
+        for item in figures["stuck"]:
+            table.add_row(item["enrollment"], item["workflow"], item["contact"], item["step"], moment(item["wake_at"]),
+                          item["late_by"])
+        shown.append(table)
+    if figures["failed"]:
+        table = Table("enrollment", "workflow", "contact", "step", "at", "reason",
+                      title=f"Failed enrollments: {figures['failed_total']:,}", title_justify="left", box=None,
+                      pad_edge=False)
+        for item in figures["failed"]:
+            table.add_row(item["enrollment"], item["workflow"], item["contact"], item["step"], moment(item["at"]),
+                          item["reason"])
+        shown.append(table)
+    if figures["messages"]:
+        table = Table("message", "contact", "workflow", "step", "status", "answer",
+                      title=f"Parked or unknown messages: {figures['messages_total']:,} (`mauto outbox retry ID`, "
+                            "`mauto outbox drop ID`)", title_justify="left", box=None, pad_edge=False)
+        for item in figures["messages"]:
+            table.add_row(str(item["id"]), item["contact"], item["workflow"], item["step"], item["status"],
+                          item["answer"])
+        shown.append(table)
+    return shown
