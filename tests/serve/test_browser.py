@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import shutil
-import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,61 +15,24 @@ from typing import Any
 
 import pytest
 
+from tests.chromium import browser_for_module, needs_chromium
 from tests.serve.conftest import Served, write
 from tests.servers import HttpServer, ReceivedMessage
 
 try:
-    from selenium import webdriver
     from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException, WebDriverException
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 except ImportError:  # the test extra is not installed: the tests below skip (and fail in CI)
-    webdriver = None
+    pass
 
-CHROMIUM = shutil.which("chromium")
-CHROMEDRIVER = shutil.which("chromedriver")
-MISSING = [name for name, found in [("Chromium (`chromium`)", CHROMIUM),
-                                    ("its driver (`chromedriver`)", CHROMEDRIVER),
-                                    ("selenium", webdriver)] if found is None]
-
-pytestmark = pytest.mark.skipif(bool(MISSING) and not os.environ.get("CI"),
-                                reason=f"{' and '.join(MISSING)} not installed (.ci/run installs Debian's chromium "
-                                       "and chromium-driver; selenium is in the test extra)")
-
-# Every host name resolves to nothing and no proxy is asked: the only place the browser can reach is an address
-# written as 127.0.0.1. The rest keeps Chromium's own background traffic (updates, sync, metrics) quiet.
-FLAGS = [
-    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-    "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1", "--no-proxy-server", "--dns-prefetch-disable",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-extensions",
-    "--disable-default-apps", "--disable-domain-reliability", "--disable-breakpad", "--no-first-run",
-    "--no-default-browser-check", "--metrics-recording-only", "--safebrowsing-disable-auto-update",
-    "--window-size=1024,768", "--lang=en-US",
-]
+pytestmark = needs_chromium
 
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """One headless Chromium for the module, its profile, cache and temporary files under pytest's tmp."""
-    assert not MISSING, f"{' and '.join(MISSING)} not installed: .ci/run installs Debian's chromium and " \
-                        "chromium-driver, and selenium comes with the test extra"
-    home = tmp_path_factory.mktemp("chromium")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in FLAGS + [f"--user-data-dir={home / 'profile'}", f"--disk-cache-dir={home / 'cache'}"]:
-        options.add_argument(flag)
-    # Given both paths, Selenium never runs Selenium Manager (which would download a driver); the driver and the
-    # browser it starts keep their files (profile, crash reports, temporary files) in the module's tmp folder.
-    environment = {**os.environ, "HOME": str(home), "TMPDIR": str(home), "XDG_CONFIG_HOME": str(home / "config"),
-                   "XDG_CACHE_HOME": str(home / "cache"), "SE_OFFLINE": "true", "SE_AVOID_STATS": "true"}
-    service = Service(CHROMEDRIVER, env=environment, log_output=subprocess.DEVNULL)
-    driver = webdriver.Chrome(service=service, options=options)
-    driver.set_page_load_timeout(15)
-    try:
-        yield driver
-    finally:
-        driver.quit()
+    yield from browser_for_module(tmp_path_factory, "--window-size=1024,768")
 
 
 @pytest.fixture

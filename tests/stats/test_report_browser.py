@@ -10,9 +10,6 @@ their temporary folder): `.venv/bin/python -m tests.stats.test_report_browser do
 """
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -27,64 +24,25 @@ from mauto.stats.diagram import step_keys
 from mauto.stats.html import render_report
 from mauto.workflow.loader import load
 from mauto.workflow.model import Step, Workflow, build
+from tests import chromium
+from tests.chromium import needs_chromium
 from tests.stats.test_report_html import CART_YAML, GENERATED, HOSTILE, cart_stats, empty_stats, write_workflow
 
-try:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-except ImportError:  # the test extra is not installed: the tests below skip (and fail in CI)
-    webdriver = None
-
-CHROMIUM = shutil.which("chromium")
-CHROMEDRIVER = shutil.which("chromedriver")
-MISSING = [name for name, found in [("Chromium (`chromium`)", CHROMIUM),
-                                    ("its driver (`chromedriver`)", CHROMEDRIVER),
-                                    ("selenium", webdriver)] if found is None]
-
-pytestmark = pytest.mark.skipif(bool(MISSING) and not os.environ.get("CI"),
-                                reason=f"{' and '.join(MISSING)} not installed (.ci/run installs Debian's chromium "
-                                       "and chromium-driver; selenium is in the test extra)")
-
-# Every host name resolves to nothing and no proxy is asked (the page is a file and must need no network); the
-# rest keeps Chromium's own background traffic (updates, sync, metrics) quiet.
-FLAGS = [
-    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-    "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1", "--no-proxy-server", "--dns-prefetch-disable",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-extensions",
-    "--disable-default-apps", "--disable-domain-reliability", "--disable-breakpad", "--no-first-run",
-    "--no-default-browser-check", "--metrics-recording-only", "--safebrowsing-disable-auto-update",
-    "--window-size=1280,900", "--lang=en-US", "--hide-scrollbars", "--force-color-profile=srgb",
-]
+pytestmark = needs_chromium
+FLAGS = ["--window-size=1280,900", "--hide-scrollbars", "--force-color-profile=srgb"]
 SAMPLES = sorted((Path(__file__).resolve().parents[2] / "workflows").glob("*.yaml"))
 PHONE, LAPTOP = 390, 1024
 
 
 def start_browser(home: Path) -> Any:
-    """A headless Chromium whose profile, cache and temporary files are under `home`."""
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in FLAGS + [f"--user-data-dir={home / 'profile'}", f"--disk-cache-dir={home / 'cache'}"]:
-        options.add_argument(flag)
-    # Given both paths, Selenium never runs Selenium Manager (which would download a driver); the driver and the
-    # browser it starts keep their files (profile, crash reports, temporary files) in `home`.
-    environment = {**os.environ, "HOME": str(home), "TMPDIR": str(home), "XDG_CONFIG_HOME": str(home / "config"),
-                   "XDG_CACHE_HOME": str(home / "cache"), "SE_OFFLINE": "true", "SE_AVOID_STATS": "true"}
-    service = Service(CHROMEDRIVER, env=environment, log_output=subprocess.DEVNULL)
-    driver = webdriver.Chrome(service=service, options=options)
-    driver.set_page_load_timeout(15)
-    return driver
+    """A headless Chromium for the report's page (docs/report.md takes its screenshot with it)."""
+    return chromium.start_browser(home, *FLAGS)
 
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """One headless Chromium for the module, its profile, cache and temporary files under pytest's tmp."""
-    assert not MISSING, f"{' and '.join(MISSING)} not installed: .ci/run installs Debian's chromium and " \
-                        "chromium-driver, and selenium comes with the test extra"
-    driver = start_browser(tmp_path_factory.mktemp("chromium"))
-    try:
-        yield driver
-    finally:
-        driver.quit()
+    yield from chromium.browser_for_module(tmp_path_factory, *FLAGS)
 
 
 # --- figures for every sample workflow -------------------------------------------------------------------------
