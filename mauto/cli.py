@@ -1124,6 +1124,8 @@ def stats_command(
     version: int | None = typer.Option(None, "--version", min=1, max=MAX_ID, help="One deployed version only."),
     show_problems: bool = typer.Option(False, "--problems", help="Stuck and failed enrollments, parked and "
                                                                  "unknown messages, with their ids."),
+    limit: int = typer.Option(50, "--limit", "-n", min=1, max=MAX_ID,
+                              help="With --problems: at most this many of each kind (default 50)."),
     daily: bool = typer.Option(False, "--daily", help="With --format json: the activity per UTC day too."),
     now_text: str | None = typer.Option(None, "--now", help="Read as of this time (ISO 8601; default: now): what "
                                                             "is late, and what `--since 7d` counts from."),
@@ -1143,8 +1145,9 @@ def stats_command(
         raise UsageError("--version needs a WORKFLOW: versions are numbered per workflow")
     with _store(ctx, project) as store, store.guard():
         if show_problems:
-            figures = query.problems(store.db, workflow, now) if workflow is None else query.workflow_stats(
-                store, workflow, now, window)["problems"]
+            if workflow is not None:
+                query.workflow_stats(store, workflow, now, window)  # a workflow that is not deployed is an error
+            figures = query.problems(store.db, workflow, now, limit=limit)
             shown = text.problems(figures)
         elif workflow is None:
             figures = query.overview(store, now, window)

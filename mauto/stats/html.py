@@ -399,8 +399,8 @@ def _daily(stats: Mapping[str, Any]) -> str:
 def _more(total: int, shown: int) -> str:
     if total <= shown:
         return ""
-    return (f'<p class="note">and {count(total - shown)} more: <code>mauto stats WORKFLOW --problems</code> lists '
-            "them all.</p>")
+    return (f'<p class="note">and {count(total - shown)} more: <code>mauto stats WORKFLOW --problems --limit N'
+            "</code> lists them.</p>")
 
 
 def _problems(stats: Mapping[str, Any], limit: int) -> str:
@@ -408,6 +408,9 @@ def _problems(stats: Mapping[str, Any], limit: int) -> str:
     stuck = list(problems.get("stuck", []))
     failed = list(problems.get("failed", []))
     messages = list(problems.get("messages", []))
+    # the figures carry the first rows of each and how many there are in all
+    totals = {name: problems.get(f"{name}_total", len(rows))
+              for name, rows in (("stuck", stuck), ("failed", failed), ("messages", messages))}
     out = ["<h3>Problems</h3>"]
     if not (stuck or failed or messages):
         out.append(_empty("Nothing stuck, failed or waiting for a person."))
@@ -417,22 +420,22 @@ def _problems(stats: Mapping[str, Any], limit: int) -> str:
                  _cell(row.get("step"), code=True), _cell(moment(row.get("wake_at"))), _cell(row.get("late_by"))]
                 for row in stuck[:limit]]
         out.append(_table(["enrollment", "contact", "step", "due to wake", "late by"], rows,
-                          f"Stuck: {_plural(len(stuck), 'enrollment')} waiting past the wake-up planned"))
-        out.append(_more(len(stuck), limit))
+                          f"Stuck: {_plural(totals['stuck'], 'enrollment')} waiting past the wake-up planned"))
+        out.append(_more(totals["stuck"], min(len(stuck), limit)))
     if failed:
         rows = [[_cell(row.get("enrollment"), code=True), _cell(row.get("contact"), code=True),
                  _cell(row.get("step"), code=True), _cell(moment(row.get("at"))), _cell(row.get("reason"))]
                 for row in failed[:limit]]
         out.append(_table(["enrollment", "contact", "step", "failed at", "reason"], rows,
-                          f"Failed: {_plural(len(failed), 'enrollment')}"))
-        out.append(_more(len(failed), limit))
+                          f"Failed: {_plural(totals['failed'], 'enrollment')}"))
+        out.append(_more(totals["failed"], min(len(failed), limit)))
     if messages:
         rows = [[_cell(row.get("id"), code=True), _cell(row.get("contact"), code=True),
                  _cell(row.get("step"), code=True), _cell(row.get("status")), _cell(moment(row.get("at"))),
                  _cell(row.get("answer"))] for row in messages[:limit]]
         out.append(_table(["message", "contact", "step", "status", "at", "answer"], rows,
-                          f"Needing a person: {_plural(len(messages), 'message')} parked or unknown"))
-        out.append(_more(len(messages), limit))
+                          f"Needing a person: {_plural(totals['messages'], 'message')} parked or unknown"))
+        out.append(_more(totals["messages"], min(len(messages), limit)))
     return "".join(out)
 
 

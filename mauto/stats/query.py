@@ -227,10 +227,10 @@ def _late_by(delta: timedelta) -> str:
 
 
 def problems(db: Any, workflow_id: str | None, now: datetime, versions: dict[int, Workflow] | None = None,
-             grace: timedelta = timedelta(hours=1)) -> dict[str, Any]:
+             grace: timedelta = timedelta(hours=1), limit: int = PROBLEMS_SHOWN) -> dict[str, Any]:
     """What to act on: enrollments waiting past their wake-up by more than `grace` (a daemon that does not
     run, or a version that does not load), failed enrollments with their reason, parked and unknown messages;
-    the oldest PROBLEMS_SHOWN of each with their ids, and how many there are."""
+    the oldest `limit` of each (failed ones: the latest) with their ids, and how many there are."""
     label_cache: dict[tuple[str, int], dict[str, str]] = {}
 
     def label(workflow: str, version: int, key: str | None) -> str:
@@ -240,17 +240,17 @@ def problems(db: Any, workflow_id: str | None, now: datetime, versions: dict[int
             label_cache.setdefault((workflow, version), {})
         return label_cache[(workflow, version)].get(key or "", key or "end")
 
-    stuck_total, rows = sql.stuck(db, workflow_id, now - grace, PROBLEMS_SHOWN)
+    stuck_total, rows = sql.stuck(db, workflow_id, now - grace, limit)
     stuck = []
     for enrollment, workflow, version, contact, key, wake_at in rows:
         wake = datetime.fromisoformat(wake_at)
         stuck.append({"enrollment": enrollment, "workflow": workflow, "contact": contact,
                       "step": label(workflow, version, key), "wake_at": _iso(wake_at), "late_by": _late_by(now - wake)})
-    failed_total, rows = sql.failed_enrollments(db, workflow_id, PROBLEMS_SHOWN)
+    failed_total, rows = sql.failed_enrollments(db, workflow_id, limit)
     failed = [{"enrollment": enrollment, "workflow": workflow, "contact": contact,
                "step": label(workflow, version, key), "at": _iso(ended_at), "reason": reason or ""}
               for enrollment, workflow, version, contact, key, ended_at, reason in rows]
-    messages_total, rows = sql.problem_messages(db, workflow_id, PROBLEMS_SHOWN)
+    messages_total, rows = sql.problem_messages(db, workflow_id, limit)
     messages = [{"id": message_id, "workflow": workflow, "contact": contact, "step": step, "status": status,
                  "answer": answer or "", "at": _iso(updated_at)}
                 for message_id, workflow, contact, step, status, answer, updated_at in rows]

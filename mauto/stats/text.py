@@ -199,4 +199,9 @@ def problems(figures: dict[str, Any]) -> list[RenderableType]:
             table.add_row(str(item["id"]), item["contact"], item["workflow"], item["step"], item["status"],
                           item["answer"])
         shown.append(table)
+    cut = [f"{len(figures[name]):,} of {figures[f'{name}_total']:,} {what}"
+           for name, what in (("stuck", "stuck"), ("failed", "failed"), ("messages", "messages"))
+           if figures[f"{name}_total"] > len(figures[name])]
+    if cut:
+        shown.append(Text(f"Shown: {', '.join(cut)} (--limit N for more)", style="dim"))
     return shown

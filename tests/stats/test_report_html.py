@@ -400,7 +400,7 @@ def test_long_problem_lists_are_cut_and_counted(tmp_path: Path, cart: Workflow) 
     problems = section(report(tmp_path, [figures], {"cart": cart}), "Problems")
     shown = rows(problems, "Stuck: 1,203 enrollments waiting past the wake-up planned")
     assert [row["enrollment"] for row in shown] == [f"e-{index}" for index in range(100)]
-    assert ("and 1,103 more: <code>mauto stats WORKFLOW --problems</code> lists them all.") in problems
+    assert ("and 1,103 more: <code>mauto stats WORKFLOW --problems --limit N</code> lists them.") in problems
 
 
 def test_the_diagram_draws_every_node_and_edge_of_the_workflow(tmp_path: Path, cart: Workflow) -> None:

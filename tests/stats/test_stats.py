@@ -245,3 +245,12 @@ def test_status_counts_the_open_tasks(filled: Filled) -> None:
     listed = CliRunner().invoke(app, ["-p", str(filled.root / "mauto.yaml"), "tasks", "--open", "--format", "json"])
     assert sorted(task["contact"] for task in json.loads(listed.stdout)["tasks"]) == ["c01", "c02", "c03", "c04",
                                                                                       "c05"]
+
+
+def test_problems_are_cut_at_the_limit_with_their_total(filled: Filled) -> None:
+    code, text = stats(filled, "--problems", "--limit", "1", "--now", READ_AT.isoformat())
+    assert code == 0 and "Parked or unknown messages: 2" in text
+    assert "Shown: 1 of 2 messages (--limit N for more)" in text
+    assert text.count("no such mailbox") == 1
+    code, text = stats(filled, "gone", "--problems")
+    assert code in (1, 2) and "no workflow `gone` is deployed" in text
