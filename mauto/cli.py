@@ -821,9 +821,12 @@ def status_command(
     _out().print(table)
     for row in rows:
         for winner in row["winners"]:
+            p_value = "< 0.001" if winner["p_value"] < 0.001 else f"= {winner['p_value']:.3f}"
+            effect = ("new entries all go to it" if winner["in_force"]
+                      else f"v{row['version']} no longer sends new entries to it")
             _out().print(f"{row['id']}: split {winner['split']} picked {winner['variant']} on "
-                         f"{datetime.fromisoformat(winner['decided_at']):%Y-%m-%d %H:%M} UTC (always-valid p = "
-                         f"{winner['p_value']:.3g}): new entries all go to it")
+                         f"{datetime.fromisoformat(winner['decided_at']):%Y-%m-%d %H:%M} UTC (always-valid p "
+                         f"{p_value}): {effect}")
     if tasks["open"] or tasks["handoff_failed"]:
         parts = [f"{tasks['open']:,} open"] + ([f"{tasks['overdue']:,} overdue"] if tasks["overdue"] else []) + (
             [f"{tasks['handoff_failed']:,} not handed over (`mauto tasks --handoff failed`)"]
@@ -1101,15 +1104,26 @@ def _parse_since(value: str | None, option: str, now: datetime, zone_name: str |
     long before now (`7d`, `12h`)."""
     if value is None:
         return None
-    from mauto.workflow.durations import parse_duration
+    from mauto.workflow.durations import DurationTooLong, parse_duration
 
     try:
-        return now - parse_duration(value)
+        duration = parse_duration(value)
+    except DurationTooLong as error:
+        raise UsageError(f"{option} {error}") from None
     except ValueError:
         pass
+    else:
+        from mauto.limits import EARLIEST
+
+        if now - EARLIEST < duration:
+            raise UsageError(f"{option} {value}: that long ago is before {EARLIEST:%Y-%m-%d}, the earliest moment "
+                             "mauto handles")
+        return now - duration
     try:
         return _parse_now(value, option, zone_name)
-    except UsageError:
+    except UsageError as error:
+        if "not an ISO 8601 time" not in str(error):
+            raise  # an ISO time out of range says so
         raise UsageError(f"{option} {value}: not a duration such as 7d or 12h, nor an ISO 8601 time such as "
                          "2026-11-23 or 2026-11-23T09:00:00+01:00") from None
 
@@ -1184,7 +1198,11 @@ def report_command(
                     _parse_since(until, "--until", now, project.timezone))
     if window.since and window.until and window.since >= window.until:
         raise UsageError(f"--since {since} is not before --until {until}")
-    if out.is_dir():
+    try:
+        folder = out.is_dir()
+    except OSError as error:  # a name too long for the file system, a folder one may not read
+        raise UsageError(f"--out {out}: {error.strerror or error}") from None
+    if folder:
         raise UsageError(f"--out {out}: a folder; name the file to write, e.g. {out / 'report.html'}")
     with _store(ctx, project) as store:
         size = build_report(project, store, now, out, window, workflows or None)
@@ -1210,7 +1228,8 @@ def inspect_command(
     project = _project(ctx)
     moment = _parse_now(since, "--since", project.timezone) if since is not None else None
     with _store(ctx, project) as store:
-        report = inspect(store, contact_id, default_zone=project.timezone, since=moment, limit=limit)
+        # one row more than the limit is read to tell whether there are more: SQLite's largest integer less one
+        report = inspect(store, contact_id, default_zone=project.timezone, since=moment, limit=min(limit, MAX_ID - 1))
     if output_format is OutputFormat.json:
         print(json.dumps(report, indent=2, ensure_ascii=False))
         return

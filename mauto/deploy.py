@@ -19,7 +19,7 @@ from typing import Any
 
 from mauto.errors import ExitCode, MautoError, UsageError, YamlError
 from mauto.lint.runner import lint, workflow_files
-from mauto.store import releases
+from mauto.store import releases, runtime
 from mauto.store.sqlite import Store, stamp
 from mauto.workflow.loader import load
 from mauto.workflow.model import content_hash
@@ -323,6 +323,19 @@ def _plan(project: Any, store: Store) -> Plan:
     return result
 
 
+def _winners_in_force(db: Any, workflow: str, version: int) -> dict[str, tuple[str, ...]]:
+    """The splits of a deployed version that pick their winner: split id -> its variants."""
+    from mauto.engine.winners import winner_splits
+    from mauto.workflow.loader import parse
+    from mauto.workflow.model import build
+
+    source = runtime.workflow_source(db, workflow, version)
+    try:
+        return {split.split: split.variants for split in winner_splits(build(parse(source or "", workflow)))}
+    except Exception:  # noqa: BLE001 - a version this mauto cannot read applies no winner (the tick says why)
+        return {}
+
+
 def _winner_notes(change: Change, decided: list[dict[str, Any]]) -> list[str]:
     """What becomes of the winners a workflow's splits picked, with the version this change makes current."""
     from mauto.engine.winners import winner_splits
@@ -522,6 +535,11 @@ def status(store: Store) -> list[dict[str, Any]]:
     with store.guard():
         rows = releases.status(store.db)
         winners = releases.winners(store.db)
+        for row in rows:
+            if winners.get(row[0]):
+                in_force = _winners_in_force(store.db, row[0], row[1])
+                for winner in winners[row[0]]:
+                    winner["in_force"] = winner["variant"] in in_force.get(winner["split"], ())
     return [{"id": row[0], "version": row[1], "state": row[2], "updated_at": row[3], "active": row[4],
              "waiting": row[5], "pending": row[6], "next_wake_at": row[7], "failures": row[8],
              "winners": winners.get(row[0], [])} for row in rows]

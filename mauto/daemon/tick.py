@@ -438,14 +438,15 @@ def tick(project: Project, store: Store, now: datetime, transports: dict[str, ch
                 log("unknown", {"key": key, "id": message_id,
                                 "why": "its hand-off began before a crash; not resent (see `mauto outbox --unknown`)"})
         renderer = renderer or message_renderer(project, store)
-        with store.transaction():
-            run = Tick(project, store, now, log, renderer, report, stopping)
-            cut = run.winners_due()
-            if cut is None:
-                run.prepare()
-        if cut is not None:
+        while True:
+            with store.transaction():
+                run = Tick(project, store, now, log, renderer, report, stopping)
+                cut = run.winners_due()
+                if cut is None:
+                    run.prepare()
+                    break
             # A split picks its winner at midnight UTC from what happened before it, as `mauto simulate` does:
-            # run up to just before the midnight, then the rest of the tick with the decision made.
+            # run up to just before each midnight passed, decide, then go on.
             with store.transaction():
                 early = Tick(project, store, cut - timedelta(microseconds=1), log, renderer, report, stopping)
                 early.prepare()
@@ -455,8 +456,8 @@ def tick(project: Project, store: Store, now: datetime, transports: dict[str, ch
                 return report
             with store.transaction() as db:
                 runtime.set_state(db, "clock", early.now.isoformat())
-                run = Tick(project, store, now, log, renderer, report, stopping)
-                run.prepare()
+                decide_winners(db, early.workflows.running, cut, early._log)
+            early.write_log()
         run.write_log()
         run.drain(progress)
         if call is None:

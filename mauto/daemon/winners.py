@@ -5,7 +5,7 @@ on the engine sends every new entry to the winner."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from datetime import datetime
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from mauto.engine.winners import decide, describe, midnight, winner_splits
@@ -18,28 +18,27 @@ CHECKED = "winners_checked"  # runner_state: the last midnight (a date) the spli
 
 
 def winners_due(db: Any, running: Iterable[Workflow], now: datetime) -> datetime | None:
-    """The last midnight UTC before `now` when it was not checked yet and a running split with `winner:` is
-    still open; else None."""
-    cut = midnight(now)
-    checked = runtime.get_state(db, CHECKED)
-    if checked is not None and checked >= cut.date().isoformat():
-        return None
+    """The first midnight UTC since the last tick, up to `now`, at which the splits still open (a running split
+    with `winner:` and no winner) are to be decided; None when there is none, or on the very first tick (what
+    came before it is history)."""
     decided = releases.winner_variants(db)
-    open_splits = [split for workflow in running for split in winner_splits(workflow)
-                   if (workflow.id, split.split) not in decided]
-    if not open_splits:
+    if not any((workflow.id, split.split) not in decided for workflow in running for split in winner_splits(workflow)):
         return None
     last = runtime.get_state(db, "clock")
-    if last is not None and datetime.fromisoformat(last) >= cut:
-        return None  # the last tick was after this midnight already (it decided then)
-    return cut
+    if last is None:
+        return None
+    cut = midnight(datetime.fromisoformat(last)) + timedelta(days=1)
+    checked = runtime.get_state(db, CHECKED)
+    if checked is not None:
+        cut = max(cut, datetime.combine(date.fromisoformat(checked), time(0), UTC) + timedelta(days=1))
+    return cut if cut <= now else None
 
 
 def decide_winners(db: Any, running: Iterable[Workflow], now: datetime,
                    log: Callable[[str, dict[str, Any]], None]) -> dict[tuple[str, str], str]:
-    """The winners in force, after deciding the splits still open once per midnight (inside the caller's
-    transaction). A winner is in force while the running version keeps its split's `winner:` (a version that
-    drops it splits by weight again)."""
+    """The winners in force, after deciding the splits still open at the last midnight up to `now`, once
+    (inside the caller's transaction). A winner is in force while the running version keeps its split's
+    `winner:` (a version that drops it splits by weight again)."""
     running = list(running)
     kept = {(workflow.id, split.split) for workflow in running for split in winner_splits(workflow)}
     decided = {key: variant for key, variant in releases.winner_variants(db).items() if key in kept}
@@ -52,8 +51,16 @@ def decide_winners(db: Any, running: Iterable[Workflow], now: datetime,
         for split in winner_splits(workflow):
             if (workflow.id, split.split) in decided:
                 continue
-            arms, path = split_arms(db, workflow.id, split.label, split.variants, split.holdouts, Window(until=cut))
-            decision = decide(split, arms, path)
+            try:
+                arms, path = split_arms(db, workflow.id, split.label, split.variants, split.holdouts,
+                                        Window(until=cut), converted_before=cut)
+                decision = decide(split, arms, path)
+            except (ValueError, ArithmeticError) as error:  # one split's figures never stop the tick
+                why = f"split {split.split} could not pick its winner: {type(error).__name__}: {error}"
+                runtime.record_failure(db, stamp(now), "workflow", why, ref=f"{workflow.id}:{workflow.version}",
+                                       workflow=workflow.id)
+                log("error", {"workflow": workflow.id, "split": split.split, "why": why})
+                continue
             if decision is None:
                 continue
             releases.record_winner(db, workflow.id, split.split, decision.variant, workflow.version, stamp(cut),

@@ -112,23 +112,29 @@ def midnight(moment: datetime) -> datetime:
 
 @dataclass
 class Tally:
-    """The simulation's counts for one split, kept from its log as it runs."""
+    """The simulation's counts for one split, kept from its log as it runs: as the store counts them, a contact
+    once (its first assignment by the hash) and a conversion once, when it comes after the contact's assignment."""
 
     split: WinnerSplit
     assigned: dict[str, dict[str, int]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(int)))
     converted: dict[str, dict[str, int]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(int)))
-    variant_of: dict[str, tuple[str, str]] = field(default_factory=dict)  # enrollment -> (variant, day assigned)
+    variant_of: dict[str, tuple[str, str]] = field(default_factory=dict)  # contact -> (variant, day first assigned)
+    enrollments: set[str] = field(default_factory=set)  # the enrollments that reached the split (by the hash)
+    done: set[str] = field(default_factory=set)  # the contacts counted as converted
 
-    def assign(self, enrollment: str, variant: str, at: datetime) -> None:
-        day = at.astimezone(UTC).date().isoformat()
-        self.variant_of[enrollment] = (variant, day)
-        self.assigned[variant][day] += 1
+    def assign(self, contact: str, enrollment: str, variant: str, at: datetime) -> None:
+        self.enrollments.add(enrollment)
+        if contact not in self.variant_of:
+            day = at.astimezone(UTC).date().isoformat()
+            self.variant_of[contact] = (variant, day)
+            self.assigned[variant][day] += 1
 
-    def convert(self, enrollment: str, at: datetime) -> None:
-        found = self.variant_of.pop(enrollment, None)
-        if found is not None:
-            variant, day = found
-            self.converted[variant][max(day, at.astimezone(UTC).date().isoformat())] += 1
+    def convert(self, contact: str, enrollment: str, at: datetime) -> None:
+        if enrollment not in self.enrollments or contact in self.done:
+            return  # converted before reaching the split (or without reaching it), or counted already
+        variant, day = self.variant_of[contact]
+        self.done.add(contact)
+        self.converted[variant][max(day, at.astimezone(UTC).date().isoformat())] += 1
 
     def decide(self) -> Decision | None:
         arms, path = arms_and_path(self.split.variants, self.split.holdouts, self.assigned, self.converted)

@@ -227,10 +227,10 @@ class Simulation:
             if entry.kind == "split" and not entry.extra.get("winner"):
                 tally = self.tallies.get((entry.workflow, entry.extra.get("split", "")))
                 if tally is not None:
-                    tally.assign(entry.enrollment, entry.extra["variant"], entry.at)
+                    tally.assign(entry.contact, entry.enrollment, entry.extra["variant"], entry.at)
             elif entry.kind == "goal":
                 for tally in self.goal_tallies.get(entry.workflow, ()):
-                    tally.convert(entry.enrollment, entry.at)
+                    tally.convert(entry.contact, entry.enrollment, entry.at)
 
 
 def select_workflows(project: Project, targets: list[Path] | None,

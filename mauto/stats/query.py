@@ -19,7 +19,7 @@ from typing import Any
 
 from mauto.abtest import Arm, Day, compare
 from mauto.engine.interpreter import Program
-from mauto.engine.winners import arms_and_path
+from mauto.engine.winners import arms_and_path, winner_splits
 from mauto.engine.winners import split_id as winners_split_id
 from mauto.errors import MautoError
 from mauto.store import releases
@@ -181,7 +181,12 @@ def _splits(db: Any, workflow_id: str, window: Window, shown: Workflow | None,
             versions: dict[int, Workflow]) -> list[dict[str, Any]]:
     if shown is None:
         return []
-    winners = {winner["split"]: {key: winner[key] for key in ("variant", "decided_at", "p_value")}
+    deployed = sql.workflow_row(db, workflow_id)
+    running = versions.get(deployed[0]) if deployed is not None else None
+    in_force = {split.split: split.variants for split in winner_splits(running)} if running is not None else {}
+    # A decision is in force while the running version keeps the split's `winner:` and the variant picked.
+    winners = {winner["split"]: {**{key: winner[key] for key in ("variant", "decided_at", "p_value")},
+                                 "in_force": winner["variant"] in in_force.get(winner["split"], ())}
                for winner in releases.winners(db).get(workflow_id, [])}
     splits = []
     for place in step_places(shown):
@@ -206,11 +211,13 @@ def _splits(db: Any, workflow_id: str, window: Window, shown: Workflow | None,
 
 
 def split_arms(db: Any, workflow_id: str, label: str, variants: tuple[str, ...] | list[str],
-               holdouts: frozenset[str] | set[str], window: Window = EVERYTHING) -> tuple[list[Arm], list[Day]]:
-    """The split's variants as arms (the contacts the hash assigned them, and those who converted), in the order
-    written, and the path of their cumulative counts at the end of each UTC day (the always-valid test's).
-    Contacts sent to a winner once it was picked are not counted: they were not assigned at random."""
-    assigned, converted = sql.split_counts(db, workflow_id, label, variants, window)
+               holdouts: frozenset[str] | set[str], window: Window = EVERYTHING,
+               converted_before: datetime | None = None) -> tuple[list[Arm], list[Day]]:
+    """The split's variants as arms (the contacts the hash assigned them, and those who converted after), in the
+    order written, and the path of their cumulative counts at the end of each UTC day (the always-valid test's).
+    Contacts sent to a winner once it was picked are not counted: they were not assigned at random. The window
+    keeps the assignments; `converted_before` cuts the conversions (a decision reads what came before it)."""
+    assigned, converted = sql.split_counts(db, workflow_id, label, variants, window, converted_before)
     return arms_and_path(variants, holdouts, assigned, converted)
 
 

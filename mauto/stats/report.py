@@ -8,7 +8,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from mauto.errors import MautoError
+from mauto.errors import UsageError
 from mauto.stats import query
 from mauto.stats.html import render_report
 from mauto.store import stats as sql
@@ -43,8 +43,11 @@ def build_report(project: Any, store: Store, now: datetime, out: Path, window: q
     data = page.encode("utf-8")
     folder = out.parent if str(out.parent) else Path(".")
     if not folder.is_dir():
-        raise MautoError(f"--out {out}: no such folder {folder}")
-    descriptor, temporary = tempfile.mkstemp(dir=folder, prefix=f".{out.name}.", suffix=".part")
+        raise UsageError(f"--out {out}: no such folder {folder}")
+    try:
+        descriptor, temporary = tempfile.mkstemp(dir=folder, prefix=f".{out.name[:100]}.", suffix=".part")
+    except OSError as error:
+        raise UsageError(f"--out {out}: {error.strerror or error}") from None
     try:
         with os.fdopen(descriptor, "wb") as handle:
             handle.write(data)
@@ -54,5 +57,5 @@ def build_report(project: Any, store: Store, now: datetime, out: Path, window: q
         os.replace(temporary, out)
     except OSError as error:
         Path(temporary).unlink(missing_ok=True)
-        raise MautoError(f"--out {out}: {error.strerror or error}") from None
+        raise UsageError(f"--out {out}: {error.strerror or error}") from None
     return len(data)

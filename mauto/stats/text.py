@@ -127,6 +127,12 @@ def _p(value: float | None) -> str:
     return "< 0.001" if value < 0.001 else f"{value:.3f}"
 
 
+def _p_is(value: float | None) -> str:
+    """`= 0.004`, or `< 0.001`: the p-value after its name."""
+    shown = _p(value)
+    return shown if shown.startswith("<") else f"= {shown}"
+
+
 def split_table(split: dict[str, Any]) -> RenderableType:
     table = Table("variant", "weight", "contacts", "conversions", "rate", "uplift (95% CI)", "p", "always-valid p",
                   title=f"split {split['id']}", title_justify="left", box=None, pad_edge=False)
@@ -144,9 +150,13 @@ def split_table(split: dict[str, Any]) -> RenderableType:
                       percent(variant["rate"]), *figures)
     parts: list[RenderableType] = [table, Text(split.get("verdict", ""), style="bold")]
     winner = split.get("winner")
-    if winner:
+    if winner and winner.get("in_force", True):
         parts.append(Text(f"winner: {winner['variant']} since {moment(winner['decided_at'])} "
-                          f"(always-valid p = {_p(winner['p_value'])}): new entries all go to it", style="green"))
+                          f"(always-valid p {_p_is(winner['p_value'])}): new entries all go to it", style="green"))
+    elif winner:
+        parts.append(Text(f"picked {winner['variant']} on {moment(winner['decided_at'])} (always-valid p "
+                          f"{_p_is(winner['p_value'])}); the running version no longer sends new entries to it",
+                          style="dim"))
     elif split.get("winner_rule"):
         rule = split["winner_rule"]
         parts.append(Text(f"picks its winner at {rule.get('confidence', 0.95):.0%} confidence once every variant has "

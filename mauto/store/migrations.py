@@ -9,6 +9,7 @@ number.
 """
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Callable
 
@@ -359,15 +360,15 @@ def what_runs(db: Database) -> None:
                "WHERE kind IN ('exit', 'failed', 'suppressed')")
     db.execute("CREATE INDEX step_log_workflow_at ON step_log (workflow, at)")
     # A split's assignments with their variant (in `extra`), read whole from the index for its A/B figures.
-    db.execute("CREATE INDEX step_log_splits ON step_log (workflow, step, kind, at, extra, enrollment) "
+    db.execute("CREATE INDEX step_log_splits ON step_log (workflow, step, kind, contact, at, extra, enrollment) "
                "WHERE kind = 'split'")
     # A goal reached within its `within` counts after the enrollment ended (a purchase on day 6 of 7 after the
     # workflow finished on day 4): `goal_until` is set on an unconverted enrollment that ended with time left.
     db.execute("ALTER TABLE enrollments ADD COLUMN converted_at TEXT")
     db.execute("ALTER TABLE enrollments ADD COLUMN goal_until TEXT")
-    db.execute("UPDATE enrollments SET converted_at = ended_at WHERE state = 'converted'")
-    db.execute("UPDATE enrollments SET converted_at = json_extract(data, '$.ended_at') "
-               "WHERE converted_at IS NULL AND json_extract(data, '$.converted')")
+    # `ended_at` was written with the moment's own offset; now in UTC, fixed width, as every other moment.
+    db.execute(f"UPDATE enrollments SET ended_at = {_UTC.format('ended_at')} WHERE ended_at IS NOT NULL")
+    _backfill_conversions(db)
     db.execute("CREATE INDEX enrollments_goal_open ON enrollments (contact, goal_until) WHERE goal_until IS NOT NULL")
     db.execute("CREATE INDEX enrollments_workflow_entered ON enrollments (workflow, entered_at, converted_at)")
     db.execute("CREATE INDEX messages_workflow_step ON messages (workflow, step, status, created_at, sent_at)")
@@ -389,10 +390,13 @@ def what_runs(db: Database) -> None:
     row = ("json_extract(new.properties, '$.workflow'), coalesce(json_extract(new.properties, '$.step'), ''), "
            "new.name, json_extract(new.properties, '$.message'), "
            "coalesce(json_extract(new.properties, '$.prefetched'), 0) IN (0, 'false'), new.at")
+    # An event whose properties are not JSON (a row written by hand) is no message's feedback, and no error.
     db.execute(f"""
         CREATE TRIGGER events_message_feedback AFTER INSERT ON events
-        WHEN new.name IN ({names}) AND json_extract(new.properties, '$.workflow') IS NOT NULL
-             AND json_extract(new.properties, '$.message') IS NOT NULL
+        WHEN CASE WHEN new.name IN ({names}) AND json_valid(new.properties)
+                  THEN json_extract(new.properties, '$.workflow') IS NOT NULL
+                       AND json_extract(new.properties, '$.message') IS NOT NULL
+                  ELSE 0 END
         BEGIN
             INSERT INTO message_feedback (workflow, step, kind, message, human, at) VALUES ({row})
             ON CONFLICT (workflow, step, kind, message) DO UPDATE SET
@@ -402,7 +406,8 @@ def what_runs(db: Database) -> None:
         END""")
     db.execute(f"""
         INSERT INTO message_feedback (workflow, step, kind, message, human, at)
-        SELECT {row.replace('new.', 'e.')} FROM events e WHERE e.name IN ({names})
+        SELECT {row.replace('new.', 'e.')} FROM events e WHERE e.seq IN (
+            SELECT seq FROM events WHERE name IN ({names}) AND json_valid(properties))
           AND json_extract(e.properties, '$.workflow') IS NOT NULL
           AND json_extract(e.properties, '$.message') IS NOT NULL
         ORDER BY e.seq
@@ -434,3 +439,35 @@ def what_runs(db: Database) -> None:
             detail TEXT NOT NULL,
             PRIMARY KEY (workflow, split)
         )""")
+
+
+_UTC = "strftime('%Y-%m-%dT%H:%M:%f', {0}) || '000+00:00'"  # an ISO moment with any offset, as `stamp` writes it
+
+
+def _backfill_conversions(db: Database) -> None:
+    """For the enrollments of a store before version 7: when each converted (its first `goal` entry, else its
+    end), in the row and in its data; and, for those that ended without their goal while the goal's `within`
+    still runs, until when the goal counts (`goal_until`). Rows whose data is not JSON are left as they are."""
+    from mauto.workflow.durations import parse_duration
+
+    db.execute("CREATE TEMP TABLE goal_times (enrollment TEXT PRIMARY KEY, at TEXT NOT NULL)")
+    db.execute("INSERT INTO goal_times SELECT enrollment, min(at) FROM step_log WHERE kind = 'goal' "
+               "AND enrollment IS NOT NULL GROUP BY enrollment")
+    db.execute("UPDATE enrollments SET converted_at = coalesce("
+               "(SELECT at FROM goal_times WHERE goal_times.enrollment = enrollments.id), ended_at) "
+               "WHERE json_valid(data) AND (state = 'converted' OR json_extract(data, '$.converted'))")
+    db.execute("UPDATE enrollments SET data = json_set(data, '$.converted_at', converted_at) "
+               "WHERE converted_at IS NOT NULL AND json_valid(data)")
+    db.execute("DROP TABLE goal_times")
+    for workflow, version, data in db.execute("SELECT id, version, data FROM workflow_versions").fetchall():
+        try:
+            within = json.loads(data)["goal"]["within"]
+            seconds = int(parse_duration(within).total_seconds())
+        except (ValueError, KeyError, TypeError):
+            continue  # no goal, no `within`, or one this version cannot read: nothing to keep open
+        until = f"strftime('%Y-%m-%dT%H:%M:%f', entered_at, '+{seconds} seconds') || '000+00:00'"
+        db.execute(f"UPDATE enrollments SET goal_until = {until}, data = json_set(data, '$.goal_until', {until}) "
+                   "WHERE workflow = ? AND version = ? AND state IN ('completed', 'exited', 'failed') "
+                   "AND converted_at IS NULL AND json_valid(data) "
+                   "AND NOT coalesce(json_extract(data, '$.converted'), 0) "
+                   f"AND ended_at < {until}", [workflow, version])

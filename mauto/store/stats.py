@@ -11,8 +11,9 @@ from mauto.store.sqlite import stamp
 
 IN_FLIGHT = ("active", "waiting", "pending")
 # Step-log kinds that do not mean "the enrollment reached this step": a send put off (the send or its refusal
-# follows), a trigger's skip, the entry and the end (logged at no step), a goal after the end.
-NOT_REACHING = ("postponed", "skip", "enter", "complete")
+# follows), a trigger's skip, the entry and the end (logged at no step), a goal (where the enrollment already
+# stands, or at `end` after it ended).
+NOT_REACHING = ("postponed", "skip", "enter", "complete", "goal")
 
 
 @dataclass(frozen=True)
@@ -232,21 +233,27 @@ def in_flight_positions(db: Any, workflow_id: str, window: Window) -> list[tuple
             f"WHERE workflow = ? AND state IN (?, ?, ?){where} GROUP BY 1, 2", args)]
 
 
-def split_counts(db: Any, workflow_id: str, label: str, variants: tuple[str, ...] | list[str],
-                 window: Window) -> tuple[dict[str, dict[str, int]], dict[str, dict[str, int]]]:
-    """Per variant per UTC day: the contacts the hash assigned (not those sent to a picked winner), and their
-    conversions (counted on the later of the day assigned and the day converted; before `window.until`)."""
+Counts = dict[str, dict[str, int]]  # variant -> UTC day -> count
+
+
+def split_counts(db: Any, workflow_id: str, label: str, variants: tuple[str, ...] | list[str], window: Window,
+                 converted_before: datetime | None = None) -> tuple[Counts, Counts]:
+    """Per variant per UTC day: the contacts the hash assigned (a contact once, on the day of its first
+    assignment, however often it entered; not those sent to a picked winner), and those of them who converted
+    after an assignment (on the day of the first such conversion; before `converted_before` when given)."""
     args: list[Any] = [workflow_id, label]
     where = window.clause("s.at", args, version_column="s.version")
     assigned: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     converted: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    until = stamp(window.until) if window.until is not None else "9"  # "9" sorts after every moment
+    before = stamp(converted_before) if converted_before is not None else "9"  # "9" sorts after every moment
     for variant, day, converted_day, count in db.execute(
-            "SELECT json_extract(s.extra, '$.variant'), substr(s.at, 1, 10), "
-            "CASE WHEN e.converted_at < ? THEN substr(e.converted_at, 1, 10) END, count(*) "
-            "FROM step_log s LEFT JOIN enrollments e ON e.id = s.enrollment "
-            f"WHERE s.workflow = ? AND s.step = ? AND s.kind = 'split' AND json_extract(s.extra, '$.winner') IS NULL"
-            f"{where} GROUP BY 1, 2, 3", [until, *args]):
+            "SELECT variant, day, converted_day, count(*) FROM ("
+            "  SELECT json_extract(s.extra, '$.variant') AS variant, min(substr(s.at, 1, 10)) AS day,"
+            "    min(CASE WHEN e.converted_at >= s.at AND e.converted_at < ? THEN substr(e.converted_at, 1, 10) END)"
+            "      AS converted_day"
+            "  FROM step_log s LEFT JOIN enrollments e ON e.id = s.enrollment"
+            "  WHERE s.workflow = ? AND s.step = ? AND s.kind = 'split' AND json_extract(s.extra, '$.winner') IS NULL"
+            f"{where} GROUP BY s.contact, variant) GROUP BY 1, 2, 3", [before, *args]):
         if variant not in variants:
             continue  # a variant an earlier version had
         assigned[variant][day] += count

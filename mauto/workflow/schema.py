@@ -14,6 +14,7 @@ arithmetic or a socket would overflow, so they are refused where they are writte
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from functools import cache
@@ -213,9 +214,32 @@ def validate(document: Document, name: str, fast: bool = False, wording: Wording
 
     With `fast`, a compiled check answers first and jsonschema runs only on what it rejects.
     """
-    if fast and fast_valid(document.data, name):
+    wording = wording or WorkflowWording(name)
+    odd = [Problem(document.path, pos.line, pos.col, "schema",
+                   f"{wording.subject(path, document.data)}: `{_written(value)}` is not a number mauto can use; "
+                   "write a finite number", json_path=path)
+           for path, value in _not_finite(document.data) for pos in [document.pos(path)]]
+    if fast and not odd and fast_valid(document.data, name):
         return []
-    return explain_all(validator(name).iter_errors(document.data), document, wording or WorkflowWording(name))
+    return sorted(explain_all(validator(name).iter_errors(document.data), document, wording) + odd,
+                  key=lambda problem: (problem.line, problem.col, problem.message))
+
+
+def _not_finite(data: Any, path: JsonPath = ()) -> Iterator[tuple[JsonPath, float]]:
+    """The numbers that are NaN or infinite (YAML's `.nan`, `.inf`): every bound of a schema lets NaN through
+    (a comparison with it is false), and no setting means either."""
+    if isinstance(data, float) and not math.isfinite(data):
+        yield path, data
+    elif isinstance(data, dict):
+        for key, value in data.items():
+            yield from _not_finite(value, (*path, key))
+    elif isinstance(data, list):
+        for index, value in enumerate(data):
+            yield from _not_finite(value, (*path, index))
+
+
+def _written(value: float) -> str:
+    return ".nan" if math.isnan(value) else ".inf" if value > 0 else "-.inf"
 
 
 # --- wording ----------------------------------------------------------------

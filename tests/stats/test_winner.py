@@ -114,7 +114,8 @@ def test_stats_and_status_show_the_winner(ran: tuple[Path, Store]) -> None:
     assert status.exit_code == 0 and "promo: split offer picked b on 2026-12-02 00:00 UTC" in status.stdout
     as_json = json.loads(runner.invoke(app, ["-p", str(root / "mauto.yaml"), "status", "--format", "json"]).stdout)
     assert as_json[0]["winners"] == [{"split": "offer", "variant": "b", "decided_at": "2026-12-02T00:00:00+00:00",
-                                      "p_value": pytest.approx(as_json[0]["winners"][0]["p_value"])}]
+                                      "p_value": pytest.approx(as_json[0]["winners"][0]["p_value"]),
+                                      "in_force": True}]
 
 
 def test_simulate_reproduces_the_decision_contact_by_contact(ran: tuple[Path, Store]) -> None:
