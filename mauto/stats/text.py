@@ -37,14 +37,23 @@ def _with_rate(value: int, rate: float | None) -> str:
 def overview(figures: dict[str, Any]) -> list[RenderableType]:
     if not figures["workflows"]:
         return [Text("No workflows deployed (run `mauto deploy`).")]
-    table = Table("workflow", "version", "state", "entered", "active", "converted", "sent", "opened", "clicked",
-                  "last action", title=_window_title("All workflows", figures), title_justify="left", box=None,
-                  pad_edge=False)
+    table = Table("workflow", "entered", "active", "converted", "sent", "opened", "clicked", "last",
+                  title=_window_title("All workflows", figures), title_justify="left", box=None, pad_edge=False)
+    # the figures keep their width; a long workflow id gives way first (cut with an ellipsis)
+    for column in table.columns:
+        column.no_wrap = True
+        if column.header != "workflow":
+            column.min_width = len(str(column.header))
     for line in figures["workflows"]:
-        table.add_row(line["workflow"], f"v{line['version']}", line["state"], count(line["entered"]),
-                      count(line["active"]), _with_rate(line["converted"], line["conversion_rate"]),
-                      count(line["sent"]), count(line["opened"]), count(line["clicked"]),
-                      moment(line["last_action_at"]))
+        name = Text(line["workflow"])
+        name.append(f" v{line['version']}", style="dim")
+        if line["state"] != "active":
+            name.append(f" {line['state']}", style="yellow")
+        last = line["last_action_at"]
+        table.add_row(name, count(line["entered"]), count(line["active"]),
+                      _with_rate(line["converted"], line["conversion_rate"]), count(line["sent"]),
+                      count(line["opened"]), count(line["clicked"]),
+                      datetime.fromisoformat(last).strftime("%m-%d %H:%M") if last else "-")
     return [table]
 
 
@@ -87,32 +96,41 @@ def workflow(figures: dict[str, Any]) -> list[RenderableType]:
     return lines
 
 
+def _step_name(step: dict[str, Any]) -> Text:
+    name = Text("  " * step["depth"])
+    if step.get("block"):
+        name.append(f"{step['block']}: ", style="dim")
+    name.append(step["id"], style="dim" if step.get("removed") else "")
+    if step.get("removed"):
+        name.append(" (earlier version)", style="dim")
+    return name
+
+
 def funnel(steps: list[dict[str, Any]]) -> RenderableType:
+    """Two tables that each fit an 80-column terminal: every step with its bar, then the sends' figures."""
     if not steps:
         return Text("No steps to show.")
     most = max((step["reached"] for step in steps), default=0) or 1
-    table = Table("step", "kind", "reached", "", "waiting", "left", "sent", "opened", "clicked", "unsub.", "bounced",
-                  "suppr.", "failed", box=None, pad_edge=False)
+    table = Table("step", "kind", "reached", "", "waiting", "left", box=None, pad_edge=False)
+    table.columns[0].no_wrap = True
     for step in steps:
-        name = Text("  " * step["depth"])
-        if step.get("block"):
-            name.append(f"{step['block']}: ", style="dim")
-        name.append(step["id"], style="dim" if step.get("removed") else "")
-        if step.get("removed"):
-            name.append(" (earlier version)", style="dim")
-        bar = Bar(most, 0, step["reached"], width=BAR_WIDTH, color="cyan")
-        if step["kind"] in ("email", "sms"):
-            proxy = f" +{step['opened_prefetched']:,} proxy" if step["opened_prefetched"] else ""
-            sends = [count(step["sent"]), _with_rate(step["opened"], step["open_rate"]) + proxy,
-                     _with_rate(step["clicked"], step["click_rate"]),
-                     _with_rate(step["unsubscribed"], step["unsubscribe_rate"]),
-                     _with_rate(step["bounced"], step["bounce_rate"]), count(step["suppressed"]),
-                     count(step["failed"] + step["unknown"])]
-        else:
-            sends = [""] * 7
-        table.add_row(name, step["kind"], count(step["reached"]), bar, count(step["waiting"]), count(step["left"]),
-                      *sends)
-    return table
+        table.add_row(_step_name(step), step["kind"], count(step["reached"]),
+                      Bar(most, 0, step["reached"], width=BAR_WIDTH, color="cyan"), count(step["waiting"]),
+                      count(step["left"]))
+    sends = [step for step in steps if step["kind"] in ("email", "sms")]
+    if not sends:
+        return table
+    figures = Table("send", "sent", "opened", "clicked", "unsub.", "bounced", "suppr.", "failed", box=None,
+                    pad_edge=False)
+    figures.columns[0].no_wrap = True
+    for step in sends:
+        proxy = f" +{step['opened_prefetched']:,} proxy" if step["opened_prefetched"] else ""
+        figures.add_row(step["id"], count(step["sent"]), _with_rate(step["opened"], step["open_rate"]) + proxy,
+                        _with_rate(step["clicked"], step["click_rate"]),
+                        _with_rate(step["unsubscribed"], step["unsubscribe_rate"]),
+                        _with_rate(step["bounced"], step["bounce_rate"]), count(step["suppressed"]),
+                        count(step["failed"] + step["unknown"]))
+    return Group(table, Text(""), figures)
 
 
 def _signed(value: float | None) -> str:
@@ -134,11 +152,13 @@ def _p_is(value: float | None) -> str:
 
 
 def split_table(split: dict[str, Any]) -> RenderableType:
-    table = Table("variant", "weight", "contacts", "conversions", "rate", "uplift (95% CI)", "p", "always-valid p",
+    table = Table("variant", "contacts", "conv.", "rate", "uplift (95% CI)", "p", "always-valid p",
                   title=f"split {split['id']}", title_justify="left", box=None, pad_edge=False)
+    for column in table.columns:
+        column.no_wrap = True
     comparisons = {item["variant"]: item for item in split.get("comparisons", [])}
     for variant in split["variants"]:
-        name = variant["name"] + (" (holdout)" if variant["holdout"] else "")
+        name = f"{variant['name']} {variant['weight']}%" + (" holdout" if variant["holdout"] else "")
         compared = comparisons.get(variant["name"])
         if compared is None:
             figures = ["control", "", ""]
@@ -146,8 +166,8 @@ def split_table(split: dict[str, Any]) -> RenderableType:
             interval = (f"{_signed(compared['uplift'])} ({_signed(compared['uplift_low'])} … "
                         f"{_signed(compared['uplift_high'])})") if compared["uplift"] is not None else "-"
             figures = [interval, _p(compared["p_value"]), _p(compared["always_valid_p"])]
-        table.add_row(name, f"{variant['weight']}%", count(variant["contacts"]), count(variant["conversions"]),
-                      percent(variant["rate"]), *figures)
+        table.add_row(name, count(variant["contacts"]), count(variant["conversions"]), percent(variant["rate"]),
+                      *figures)
     parts: list[RenderableType] = [table, Text(split.get("verdict", ""), style="bold")]
     winner = split.get("winner")
     if winner and winner.get("in_force", True):
