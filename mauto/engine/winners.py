@@ -55,14 +55,12 @@ def split_id(step: Step) -> str:
 
 
 def winner_splits(workflow: Workflow) -> Iterator[WinnerSplit]:
-    from mauto.engine.interpreter import Program  # the labels the log uses; the interpreter imports this module
-
     labels = None
     for step in workflow.iter_steps():
         if step.kind != "split" or "winner" not in step.value:
             continue
         if labels is None:
-            labels = Program(workflow).labels
+            labels = workflow.step_labels()
         spec = step.value["winner"] or {}
         variants = step.value["variants"]
         holdouts = frozenset(name for name, value in variants.items() if not value.get("steps"))

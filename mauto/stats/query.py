@@ -18,7 +18,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from mauto.abtest import Arm, Day, compare
-from mauto.engine.interpreter import Program
 from mauto.engine.winners import arms_and_path, winner_splits
 from mauto.engine.winners import split_id as winners_split_id
 from mauto.errors import MautoError
@@ -61,12 +60,12 @@ class StepPlace:
 
 def step_places(workflow: Workflow) -> list[StepPlace]:
     """The steps depth first, each with the label the log names it by, its depth and the block it sits in."""
-    program = Program(workflow)
+    labels = workflow.step_labels()
     places: list[StepPlace] = []
 
     def walk(steps: list[Step], depth: int, block: str | None) -> None:
         for step in steps:
-            places.append(StepPlace(program.labels[".".join(str(part) for part in step.path)], step.kind, depth,
+            places.append(StepPlace(labels[".".join(str(part) for part in step.path)], step.kind, depth,
                                     block, step))
             for name, inner in step.blocks.items():
                 walk(inner, depth + 1, name)
@@ -76,7 +75,7 @@ def step_places(workflow: Workflow) -> list[StepPlace]:
 
 
 def _labels_by_key(workflow: Workflow) -> dict[str, str]:
-    return Program(workflow).labels
+    return workflow.step_labels()
 
 
 # --- the figures -----------------------------------------------------------------------------------------------

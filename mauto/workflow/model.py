@@ -106,6 +106,11 @@ class Workflow:
     def iter_steps(self) -> Iterator[Step]:
         return iter(self.all_steps)
 
+    def step_labels(self) -> dict[str, str]:
+        """Each step's path key (`steps.2.then.0`) -> how the step log names it: its id, or its 1-based path
+        (`3.then.1`); as the engine's `Program.labels`."""
+        return {".".join(str(part) for part in step.path): step.id or step.label for step in self.all_steps}
+
     @property
     def content_hash(self) -> str:
         return content_hash(self.document.data)
