@@ -73,7 +73,7 @@ class Program:
         self.next: dict[str, str | None] = {}
         self.first: dict[tuple[str, str], str | None] = {}
         self.by_id: dict[str, str] = {}
-        self.labels: dict[str, str] = {}  # every entry and effect names its step: worked out once
+        self.labels = workflow.step_labels()  # every entry and effect names its step: worked out once
         self.start = path_key(workflow.steps[0]) if workflow.steps else None
         self._assign(workflow.steps, None)
 
@@ -83,7 +83,6 @@ class Program:
             following = path_key(steps[index + 1]) if index + 1 < len(steps) else after
             self.steps[key] = step
             self.next[key] = following
-            self.labels[key] = step.id or step.label
             if step.id:
                 self.by_id[step.id] = key
             for name, block in step.blocks.items():

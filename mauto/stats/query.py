@@ -74,10 +74,6 @@ def step_places(workflow: Workflow) -> list[StepPlace]:
     return places
 
 
-def _labels_by_key(workflow: Workflow) -> dict[str, str]:
-    return workflow.step_labels()
-
-
 # --- the figures -----------------------------------------------------------------------------------------------
 
 
@@ -106,7 +102,7 @@ def workflow_stats(store: Store, workflow_id: str, now: datetime, window: Window
     result["goal"] = ({key: shown.goal[key] for key in ("event", "within") if key in shown.goal}
                       if shown is not None and shown.goal else None)
     result["steps"] = _steps(db, workflow_id, window, shown, versions)
-    result["splits"] = _splits(db, workflow_id, window, shown, versions)
+    result["splits"] = _splits(db, workflow_id, window, shown, versions.get(current))
     result["problems"] = problems(db, workflow_id, now, versions, grace)
     if daily:
         result["daily"] = sql.daily(db, workflow_id, window)
@@ -168,7 +164,7 @@ def _waiting(db: Any, workflow_id: str, window: Window, versions: dict[int, Work
     found: dict[str, int] = defaultdict(int)
     for version, key, count in sql.in_flight_positions(db, workflow_id, window):
         workflow = versions.get(version)
-        labels = _labels_by_key(workflow) if workflow is not None else {}
+        labels = workflow.step_labels() if workflow is not None else {}
         found[labels.get(key or "", key or "end")] += count
     return dict(found)
 
@@ -177,13 +173,12 @@ def _waiting(db: Any, workflow_id: str, window: Window, versions: dict[int, Work
 
 
 def _splits(db: Any, workflow_id: str, window: Window, shown: Workflow | None,
-            versions: dict[int, Workflow]) -> list[dict[str, Any]]:
+            running: Workflow | None) -> list[dict[str, Any]]:
+    """Each split of the version shown, compared; a winner it picked is in force while the running version
+    keeps the split's `winner:` and the variant."""
     if shown is None:
         return []
-    deployed = sql.workflow_row(db, workflow_id)
-    running = versions.get(deployed[0]) if deployed is not None else None
     in_force = {split.split: split.variants for split in winner_splits(running)} if running is not None else {}
-    # A decision is in force while the running version keeps the split's `winner:` and the variant picked.
     winners = {winner["split"]: {**{key: winner[key] for key in ("variant", "decided_at", "p_value")},
                                  "in_force": winner["variant"] in in_force.get(winner["split"], ())}
                for winner in releases.winners(db).get(workflow_id, [])}
@@ -242,7 +237,7 @@ def problems(db: Any, workflow_id: str | None, now: datetime, versions: dict[int
     def label(workflow: str, version: int, key: str | None) -> str:
         if (workflow, version) not in label_cache:
             known = versions if workflow == workflow_id and versions is not None else load_versions(db, workflow)
-            label_cache.update({(workflow, number): _labels_by_key(item) for number, item in known.items()})
+            label_cache.update({(workflow, number): item.step_labels() for number, item in known.items()})
             label_cache.setdefault((workflow, version), {})
         return label_cache[(workflow, version)].get(key or "", key or "end")
 
