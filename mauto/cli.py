@@ -1157,6 +1157,10 @@ def stats_command(
         raise UsageError(f"--since {since} is not before --until {until}")
     if version is not None and workflow is None:
         raise UsageError("--version needs a WORKFLOW: versions are numbered per workflow")
+    if show_problems and (since or until or version is not None):
+        given = "--since" if since else "--until" if until else "--version"
+        raise UsageError(f"{given} does not apply to --problems: it lists what needs a person now, whenever it "
+                         "began (stuck and failed enrollments, parked and unknown messages)")
     with _store(ctx, project) as store, store.guard():
         if show_problems:
             if workflow is not None:
@@ -1217,7 +1221,7 @@ def inspect_command(
     output_format: OutputFormat = typer.Option(OutputFormat.text, "--format", "-f", help="text or json."),
     since: str | None = typer.Option(None, "--since", metavar="TIME",
                                      help="Only what happened from this time on (ISO 8601; without an offset, "
-                                          "in the project's zone)."),
+                                          "in the project's zone) or this long ago (7d)."),
     limit: int = typer.Option(500, "--limit", "-n", min=1, max=MAX_ID,
                               help="At most the latest N entries of the timeline (default 500)."),
 ) -> None:
@@ -1226,7 +1230,7 @@ def inspect_command(
     from mauto.stats.inspect import inspect, render
 
     project = _project(ctx)
-    moment = _parse_now(since, "--since", project.timezone) if since is not None else None
+    moment = _parse_since(since, "--since", datetime.now(UTC), project.timezone)
     with _store(ctx, project) as store:
         # one row more than the limit is read to tell whether there are more: SQLite's largest integer less one
         report = inspect(store, contact_id, default_zone=project.timezone, since=moment, limit=min(limit, MAX_ID - 1))

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from rich.table import Table
+from rich.console import Group
 from rich.text import Text
 
 from mauto.channels import base as channels
@@ -159,23 +159,27 @@ def _handoff_cell(task: dict[str, Any], zone: str) -> Text:
     return cell
 
 
-def tasks_table(listing: dict[str, Any], zone: str) -> Table:
-    """`mauto tasks` in text: one row a task (the text cells are contact data: never read as rich markup)."""
-    table = Table("id", "contact", "workflow / step", "title", "assignee", "due", "created", "done", "hand-off",
-                  box=None, pad_edge=False, caption=f"times in {zone}")
-    for column in (3, 8):
-        table.columns[column].overflow = "fold"
+def tasks_table(listing: dict[str, Any], zone: str) -> Group:
+    """`mauto tasks` in text: a block a task, the id, due date and assignee first and whole (a table cut them in
+    a narrow terminal or a pipe), the title, then where it came from and its hand-off. The text is contact data:
+    never read as rich markup."""
+    blocks: list[Text] = []
     for task in listing["tasks"]:
-        due = Text(_shown_time(task["due_at"], zone) if task["due_at"] else "-")
+        head = Text(f"#{task['id']}", style="bold")
+        head.append("  due " + (_shown_time(task["due_at"], zone) if task["due_at"] else "-"))
         if task["overdue"]:
-            due.append(" overdue", style="bold red")
-        done = "-" if task["done_at"] is None else _shown_time(task["done_at"], zone) + (
-            f" by {printable(task['done_by'])}" if task["done_by"] else "")
-        table.add_row(str(task["id"]), Text(printable(task["contact"])),
-                      Text(printable(f"{task['workflow']} / {task['step']}")), Text(printable(task["title"])),
-                      Text(printable(task["assignee"] or "-")), due, _shown_time(task["created_at"], zone),
-                      Text(done), _handoff_cell(task, zone))
-    return table
+            head.append(" overdue", style="bold red")
+        head.append(f"  {printable(task['assignee'] or 'no assignee')}")
+        if task["done_at"] is not None:
+            head.append("  done " + _shown_time(task["done_at"], zone) + (
+                f" by {printable(task['done_by'])}" if task["done_by"] else ""), style="green")
+        block = Text("\n").join([
+            head, Text("    " + printable(task["title"])),
+            Text(f"    {printable(task['contact'])} · {printable(task['workflow'])} / {printable(task['step'])} · "
+                 f"made {_shown_time(task['created_at'], zone)} · hand-off ", style="dim") + _handoff_cell(task, zone)])
+        blocks.append(block)
+    blocks.append(Text(f"times in {zone}", style="dim"))
+    return Group(*blocks)
 
 
 def done_line(result: dict[str, Any], zone: str) -> str:

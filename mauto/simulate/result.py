@@ -63,9 +63,9 @@ class SimulationResult:
         }, indent=2, ensure_ascii=False, default=str)
 
 
-# Entries that do not mean "reached": a send put off, a skip, the entry, the end, and a goal (logged where the
-# enrollment stands, already reached; or at `end`, after it ended).
-_NOT_REACHING = frozenset({"postponed", "skip", "enter", "complete", "goal"})
+# Entries that do not mean "reached": a skip, the entry, the end, and a goal (logged where the enrollment
+# stands, already reached; or at `end`, after it ended). A send put off has been reached: the contact waits there.
+_NOT_REACHING = frozenset({"skip", "enter", "complete", "goal"})
 _TALLIES = {"enter": "entered", "suppressed": "suppressed", "postponed": "postponed", "goal": "converted",
             "complete": "completed", "failed": "failed"}
 

@@ -487,7 +487,7 @@ def _header(report: dict[str, Any], tz: tzinfo) -> Text:
              "timezone", "created_at", "updated_at", "erased_at", "suppressed"}
     others = {name: value for name, value in contact.items() if name not in shown}
     if others:
-        header.append(f"\n  fields: {_brief(others)}")
+        header.append(f"\n  fields: {_brief(others, whole=True)}")
     header.append(f"\n  created {_local(contact.get('created_at'), tz)} · "
                   f"updated {_local(contact.get('updated_at'), tz)}")
     return header
@@ -619,8 +619,9 @@ def _message_text(item: dict[str, Any], tz: tzinfo) -> str:
     return " · ".join(parts)
 
 
-def _brief(values: Any) -> str:
-    """Properties or fields on one line: `name=value …`, cut at BRIEF characters."""
+def _brief(values: Any, whole: bool = False) -> str:
+    """Properties or fields on one line: `name=value …`, cut at BRIEF characters (unless `whole`: the contact's
+    own fields in the header, what the workflows saw, are never cut)."""
     if not isinstance(values, dict):
         text = printable(str(values))
     else:
@@ -630,4 +631,4 @@ def _brief(values: Any) -> str:
                 json.dumps(value, ensure_ascii=False)
             parts.append(f"{name}={shown}")
         text = printable(" ".join(parts))
-    return text if len(text) <= BRIEF else text[:BRIEF - 1] + "…"
+    return text if whole or len(text) <= BRIEF else text[:BRIEF - 1] + "…"

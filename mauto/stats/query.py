@@ -101,6 +101,8 @@ def workflow_stats(store: Store, workflow_id: str, now: datetime, window: Window
     result.update(sql.actions(db, workflow_id, window))
     result["goal"] = ({key: shown.goal[key] for key in ("event", "within") if key in shown.goal}
                       if shown is not None and shown.goal else None)
+    if result["goal"] is None:
+        result["conversion_rate"] = None  # no goal: conversions are not counted, not zero
     result["steps"] = _steps(db, workflow_id, window, shown, versions)
     result["splits"] = _splits(db, workflow_id, window, shown, versions.get(current))
     result["problems"] = problems(db, workflow_id, now, versions, grace)

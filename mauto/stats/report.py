@@ -27,7 +27,7 @@ def gather(store: Store, now: datetime, window: query.Window = EVERYTHING,
         if name not in deployed:
             query.workflow_stats(store, name, now)  # raises the error that lists what is deployed
     figures, drawn = [], {}
-    for name in only or deployed:
+    for name in dict.fromkeys(only or deployed):  # each once, in the order first named
         stats = query.workflow_stats(store, name, now, window, daily=True)
         figures.append(stats)
         drawn[name] = query.load_versions(db, name).get(stats["current_version"])

@@ -10,7 +10,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-BAR_WIDTH = 24
+BAR_WIDTH = 20
 
 
 def count(value: int | None) -> str:
@@ -44,6 +44,7 @@ def overview(figures: dict[str, Any]) -> list[RenderableType]:
         column.no_wrap = True
         if column.header != "workflow":
             column.min_width = len(str(column.header))
+    table.columns[-1].min_width = len("12-31 23:59")
     for line in figures["workflows"]:
         name = Text(line["workflow"])
         name.append(f" v{line['version']}", style="dim")
@@ -51,7 +52,8 @@ def overview(figures: dict[str, Any]) -> list[RenderableType]:
             name.append(f" {line['state']}", style="yellow")
         last = line["last_action_at"]
         table.add_row(name, count(line["entered"]), count(line["active"]),
-                      _with_rate(line["converted"], line["conversion_rate"]), count(line["sent"]),
+                      _with_rate(line["converted"], line["conversion_rate"])
+                      if line["conversion_rate"] is not None else "-", count(line["sent"]),
                       count(line["opened"]), count(line["clicked"]),
                       datetime.fromisoformat(last).strftime("%m-%d %H:%M") if last else "-")
     return [table]
@@ -76,7 +78,10 @@ def workflow(figures: dict[str, Any]) -> list[RenderableType]:
     totals = Text(f"{figures['entered']:,} entered · {figures['active']:,} active · "
                   f"{figures['completed']:,} completed · {figures['exited']:,} exited · "
                   f"{figures['failed']:,} failed · ")
-    totals.append(f"{figures['converted']:,} converted ({percent(figures['conversion_rate'])})", style="bold")
+    if figures.get("goal"):
+        totals.append(f"{figures['converted']:,} converted ({percent(figures['conversion_rate'])})", style="bold")
+    else:
+        totals.append("no goal", style="dim")
     lines: list[RenderableType] = [header, totals]
     goal = figures.get("goal")
     if goal:
@@ -107,12 +112,14 @@ def _step_name(step: dict[str, Any]) -> Text:
 
 
 def funnel(steps: list[dict[str, Any]]) -> RenderableType:
-    """Two tables that each fit an 80-column terminal: every step with its bar, then the sends' figures."""
+    """Tables that each fit an 80-column terminal: every step with its bar; then the sends, what became of their
+    messages, and what their recipients did."""
     if not steps:
         return Text("No steps to show.")
     most = max((step["reached"] for step in steps), default=0) or 1
     table = Table("step", "kind", "reached", "", "waiting", "left", box=None, pad_edge=False)
-    table.columns[0].no_wrap = True
+    table.columns[0].no_wrap = table.columns[1].no_wrap = True
+    table.columns[1].min_width = max(len(step["kind"]) for step in steps)  # a kind is one word, kept whole
     for step in steps:
         table.add_row(_step_name(step), step["kind"], count(step["reached"]),
                       Bar(most, 0, step["reached"], width=BAR_WIDTH, color="cyan"), count(step["waiting"]),
@@ -120,17 +127,18 @@ def funnel(steps: list[dict[str, Any]]) -> RenderableType:
     sends = [step for step in steps if step["kind"] in ("email", "sms")]
     if not sends:
         return table
-    figures = Table("send", "sent", "opened", "clicked", "unsub.", "bounced", "suppr.", "failed", box=None,
-                    pad_edge=False)
-    figures.columns[0].no_wrap = True
+    delivery = Table("send", "sent", "suppressed", "failed", "pending", "unknown", box=None, pad_edge=False)
+    heard = Table("responses", "opened", "proxy", "clicked", "unsubscribed", "bounced", box=None, pad_edge=False)
+    for part in (delivery, heard):
+        part.columns[0].no_wrap = True
     for step in sends:
-        proxy = f" +{step['opened_prefetched']:,} proxy" if step["opened_prefetched"] else ""
-        figures.add_row(step["id"], count(step["sent"]), _with_rate(step["opened"], step["open_rate"]) + proxy,
-                        _with_rate(step["clicked"], step["click_rate"]),
-                        _with_rate(step["unsubscribed"], step["unsubscribe_rate"]),
-                        _with_rate(step["bounced"], step["bounce_rate"]), count(step["suppressed"]),
-                        count(step["failed"] + step["unknown"]))
-    return Group(table, Text(""), figures)
+        delivery.add_row(step["id"], count(step["sent"]), count(step["suppressed"]), count(step["failed"]),
+                         count(step["pending"]), count(step["unknown"]))
+        heard.add_row(step["id"], _with_rate(step["opened"], step["open_rate"]), count(step["opened_prefetched"]),
+                      _with_rate(step["clicked"], step["click_rate"]),
+                      _with_rate(step["unsubscribed"], step["unsubscribe_rate"]),
+                      _with_rate(step["bounced"], step["bounce_rate"]))
+    return Group(table, Text(""), delivery, Text(""), heard)
 
 
 def _signed(value: float | None) -> str:
@@ -152,23 +160,31 @@ def _p_is(value: float | None) -> str:
 
 
 def split_table(split: dict[str, Any]) -> RenderableType:
-    table = Table("variant", "contacts", "conv.", "rate", "uplift (95% CI)", "p", "always-valid p",
-                  title=f"split {split['id']}", title_justify="left", box=None, pad_edge=False)
+    """The variants with their uplift and interval (a table that fits 80 columns), then a line per comparison
+    with its two p-values."""
+    table = Table("variant", "contacts", "conv.", "rate", "uplift (95% CI)", title=f"split {split['id']}",
+                  title_justify="left", box=None, pad_edge=False)
     for column in table.columns:
         column.no_wrap = True
     comparisons = {item["variant"]: item for item in split.get("comparisons", [])}
+    tests = []
     for variant in split["variants"]:
-        name = f"{variant['name']} {variant['weight']}%" + (" holdout" if variant["holdout"] else "")
+        name = f"{variant['name']} {variant['weight']}%" + (" (holdout)" if variant["holdout"]
+                                                           and variant["name"] != "holdout" else "")
         compared = comparisons.get(variant["name"])
         if compared is None:
-            figures = ["control", "", ""]
+            interval = "control"
+        elif compared["uplift"] is None:
+            interval = "-"
         else:
             interval = (f"{_signed(compared['uplift'])} ({_signed(compared['uplift_low'])} … "
-                        f"{_signed(compared['uplift_high'])})") if compared["uplift"] is not None else "-"
-            figures = [interval, _p(compared["p_value"]), _p(compared["always_valid_p"])]
+                        f"{_signed(compared['uplift_high'])})")
+        if compared is not None:
+            tests.append(Text(f"  {compared['variant']} vs {compared['control']}: p = {_p(compared['p_value'])} "
+                              f"(valid read once), always-valid p = {_p(compared['always_valid_p'])}", style="dim"))
         table.add_row(name, count(variant["contacts"]), count(variant["conversions"]), percent(variant["rate"]),
-                      *figures)
-    parts: list[RenderableType] = [table, Text(split.get("verdict", ""), style="bold")]
+                      interval)
+    parts: list[RenderableType] = [table, *tests, Text(split.get("verdict", ""), style="bold")]
     winner = split.get("winner")
     if winner and winner.get("in_force", True):
         parts.append(Text(f"winner: {winner['variant']} since {moment(winner['decided_at'])} "
@@ -198,37 +214,38 @@ def problems_line(problems: dict[str, Any], workflow_id: str | None) -> Text | N
     return Text(f"Problems: {', '.join(parts)}: see `{command}`", style="yellow")
 
 
+def _item(name: str, where: str, why: str) -> Text:
+    line = Text("  ")
+    line.append(name, style="bold")
+    line.append(f"  {where}")
+    if why:
+        line.append(f"\n    {why}", style="dim")
+    return line
+
+
 def problems(figures: dict[str, Any]) -> list[RenderableType]:
     """`mauto stats --problems`: the stuck and failed enrollments and the parked and unknown messages."""
     shown: list[RenderableType] = []
     if not (figures["stuck"] or figures["failed"] or figures["messages"]):
         return [Text("No problems: nothing stuck, failed, parked or unknown.")]
+    # One block per item rather than a table: the ids to act on stay whole in a narrow terminal and in a pipe.
     if figures["stuck"]:
-        table = Table("enrollment", "workflow", "contact", "step", "wake-up was", "late by",
-                      title=f"Stuck enrollments: {figures['stuck_total']:,} waiting past their wake-up (the daemon is "
-                            "not running, or their version does not load: `mauto failures`)", title_justify="left",
-                      box=None,
-                      pad_edge=False)
+        shown.append(Text(f"Stuck enrollments: {figures['stuck_total']:,} waiting past their wake-up (the daemon is "
+                          "not running, or their version does not load: `mauto failures`)", style="bold"))
         for item in figures["stuck"]:
-            table.add_row(item["enrollment"], item["workflow"], item["contact"], item["step"], moment(item["wake_at"]),
-                          item["late_by"])
-        shown.append(table)
+            shown.append(_item(item["enrollment"], f"{item['workflow']} · contact {item['contact']} · step "
+                               f"{item['step']}", f"due {moment(item['wake_at'])}, late by {item['late_by']}"))
     if figures["failed"]:
-        table = Table("enrollment", "workflow", "contact", "step", "at", "reason",
-                      title=f"Failed enrollments: {figures['failed_total']:,}", title_justify="left", box=None,
-                      pad_edge=False)
+        shown.append(Text(f"Failed enrollments: {figures['failed_total']:,}", style="bold"))
         for item in figures["failed"]:
-            table.add_row(item["enrollment"], item["workflow"], item["contact"], item["step"], moment(item["at"]),
-                          item["reason"])
-        shown.append(table)
+            shown.append(_item(item["enrollment"], f"{item['workflow']} · contact {item['contact']} · step "
+                               f"{item['step']} · {moment(item['at'])}", item["reason"]))
     if figures["messages"]:
-        table = Table("message", "contact", "workflow", "step", "status", "answer",
-                      title=f"Parked or unknown messages: {figures['messages_total']:,} (`mauto outbox retry ID`, "
-                            "`mauto outbox drop ID`)", title_justify="left", box=None, pad_edge=False)
+        shown.append(Text(f"Parked or unknown messages: {figures['messages_total']:,} (`mauto outbox retry ID`, "
+                          "`mauto outbox drop ID`)", style="bold"))
         for item in figures["messages"]:
-            table.add_row(str(item["id"]), item["contact"], item["workflow"], item["step"], item["status"],
-                          item["answer"])
-        shown.append(table)
+            shown.append(_item(f"message {item['id']}", f"{item['status']} · {item['workflow']} · contact "
+                               f"{item['contact']} · step {item['step']} · {moment(item['at'])}", item["answer"]))
     cut = [f"{len(figures[name]):,} of {figures[f'{name}_total']:,} {what}"
            for name, what in (("stuck", "stuck"), ("failed", "failed"), ("messages", "messages"))
            if figures[f"{name}_total"] > len(figures[name])]

@@ -10,10 +10,10 @@ from typing import Any
 from mauto.store.sqlite import stamp
 
 IN_FLIGHT = ("active", "waiting", "pending")
-# Step-log kinds that do not mean "the enrollment reached this step": a send put off (the send or its refusal
-# follows), a trigger's skip, the entry and the end (logged at no step), a goal (where the enrollment already
-# stands, or at `end` after it ended).
-NOT_REACHING = ("postponed", "skip", "enter", "complete", "goal")
+# Step-log kinds that do not mean "the enrollment reached this step": a trigger's skip, the entry and the end
+# (logged at no step), a goal (where the enrollment already stands, or at `end` after it ended). A send put off
+# has been reached: the enrollment waits there.
+NOT_REACHING = ("skip", "enter", "complete", "goal")
 
 
 @dataclass(frozen=True)
@@ -182,6 +182,10 @@ def overview(db: Any, now: datetime, window: Window = Window()) -> dict[str, Any
         line["converted"] += converted
         if state in IN_FLIGHT:
             line["active"] += count
+    # the workflows whose running version has a goal: the others have no conversion rate (not a zero one)
+    goals = {name for (name,) in db.execute(
+        "SELECT w.id FROM workflows w JOIN workflow_versions v ON v.id = w.id AND v.version = w.current_version "
+        "WHERE json_valid(v.data) AND json_extract(v.data, '$.goal') IS NOT NULL")}
     args = []
     where = window.clause("created_at", args)
     for workflow_id, count in db.execute(
@@ -200,7 +204,7 @@ def overview(db: Any, now: datetime, window: Window = Window()) -> dict[str, Any
         where = window.clause("at", args)
         (last,) = db.execute(f"SELECT max(at) FROM step_log WHERE workflow = ?{where}", args).fetchone()
         line["last_action_at"] = iso(last)
-        line["conversion_rate"] = rate(line["converted"], line["entered"])
+        line["conversion_rate"] = rate(line["converted"], line["entered"]) if workflow_id in goals else None
     return {"now": now.astimezone(UTC).isoformat(), "since": iso(stamp(window.since)) if window.since else None,
             "until": iso(stamp(window.until)) if window.until else None, "workflows": list(lines.values())}
 

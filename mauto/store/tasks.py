@@ -16,13 +16,19 @@ COLUMNS = ("id, key, contact, workflow, step, title, assignee, notes, due_at, cr
 HANDOFF_STATES = ("pending", "done", "failed")
 
 
+def _casefold(db: Any) -> None:
+    """SQLite's NOCASE and lower() know A to Z only: the connection gets Python's casefold, for every alphabet."""
+    db.conn.create_function("mauto_casefold", 1, lambda text: text.casefold() if isinstance(text, str) else text,
+                            deterministic=True)
+
+
 def _where(open_only: bool, owner: str | None, workflow: str | None, handoff: str | None) -> tuple[str, list[Any]]:
     clauses, args = [], []
     if open_only:
         clauses.append("done_at IS NULL")
-    if owner is not None:  # an address is compared as people write it: Ana@Shop.example is ana@shop.example
-        clauses.append("assignee = ? COLLATE NOCASE")
-        args.append(owner)
+    if owner is not None:  # compared as people write it: Ana@Shop.example is ana@shop.example, Élodie is élodie
+        clauses.append("mauto_casefold(assignee) = ?")
+        args.append(owner.casefold())
     if workflow is not None:
         clauses.append("workflow = ?")
         args.append(workflow)
@@ -36,6 +42,7 @@ def tasks(db: Any, *, open_only: bool = False, owner: str | None = None, workflo
           handoff: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
     """The tasks asked for: open ones by due date (soonest first; those with no due date after, oldest first),
     all of them newest first."""
+    _casefold(db)
     where, args = _where(open_only, owner, workflow, handoff)
     order = ("julianday(due_at) IS NULL, julianday(due_at), created_at, id" if open_only
              else "created_at DESC, id DESC")
@@ -45,6 +52,7 @@ def tasks(db: Any, *, open_only: bool = False, owner: str | None = None, workflo
 def count(db: Any, *, open_only: bool = False, owner: str | None = None, workflow: str | None = None,
           handoff: str | None = None) -> int:
     """How many tasks `tasks` would list without its limit."""
+    _casefold(db)
     where, args = _where(open_only, owner, workflow, handoff)
     return int(db.execute(f"SELECT count(*) FROM tasks{where}", args).fetchone()[0])
 

@@ -368,11 +368,12 @@ def test_the_tasks_command(sales: Sales):
     result = sales.mauto("tasks", "--now", now)
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert lines[0].split() == ["id", "contact", "workflow", "/", "step", "title", "assignee", "due", "created",
-                                "done", "hand-off"]
-    assert [line.split()[1] for line in lines[1:4]] == ["ben", "cy", "ana"]
-    assert "2026-12-03 09:00 overdue" in lines[3] and "Call Ana about the demo" in lines[3]
-    assert "sam@shop.example" in lines[3] and lines[3].rstrip().endswith("done")
+    # a block a task, newest first: its id, due date and assignee; its title; its contact, origin and hand-off
+    assert [line.split()[0] for line in lines[0:9:3]] == [f"#{sales.task(name)['id']}" for name in ("ben", "cy", "ana")]
+    assert [line.split()[0] for line in lines[2:9:3]] == ["ben", "cy", "ana"]
+    assert lines[6].split()[1:5] == ["due", "2026-12-03", "09:00", "overdue"] and "sam@shop.example" in lines[6]
+    assert lines[7].strip() == "Call Ana about the demo"
+    assert lines[8].strip().startswith("ana · demo-follow-up / call · made ") and lines[8].rstrip().endswith("done")
     assert lines[-1].strip() == "times in UTC"
 
     result = sales.mauto("tasks", "done", str(ana["id"]), "--by", "sam")
