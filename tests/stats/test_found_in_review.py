@@ -21,58 +21,21 @@ from typer.testing import CliRunner
 
 from mauto.cli import app
 from mauto.config import load_project
-from mauto.daemon.tick import tick
 from mauto.deploy import DeployRefused, deploy
 from mauto.engine.interpreter import variant_for
 from mauto.simulate.run import simulate
 from mauto.stats import query
 from mauto.store import Store
-from mauto.store.contacts import import_contacts
-from mauto.store.events import ingest_events
 from tests.daemon.harness import write
+from tests.stats.shop import Shop
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 REPO = Path(__file__).resolve().parents[2]
 BEFORE = "88b05ec"  # the commit before issue 13: schema version 6
 
 
-class World:
+class World(Shop):
     """A project with the given workflows and contacts (no channel: the steps send nothing), a store, ticks."""
-
-    def __init__(self, root: Path, workflows: dict[str, str], contacts: list[str] | tuple[str, ...] = ("ana", "ben"),
-                 events: tuple[str, ...] = ("signed_up", "ordered"), deployed: datetime = T0 - timedelta(days=1)):
-        self.root = root
-        catalogue = ", ".join(f"{name}: {{}}" for name in events)
-        write(root / "mauto.yaml", f'store: mauto.db\ntimezone: UTC\nsender: {{email: "Shop <shop@example.com>"}}\n'
-                                   f"events: {{{catalogue}}}\n")
-        for name, text in workflows.items():
-            write(root / "workflows" / f"{name}.yaml", text)
-        write(root / "contacts.jsonl", "\n".join(json.dumps({"id": contact, "email": f"u{number}@example.com"})
-                                                 for number, contact in enumerate(contacts)) + "\n")
-        self.project = load_project(root / "mauto.yaml")
-        self.store = Store(root / "mauto.db", lambda: deployed, create=True)
-        deploy(self.project, self.store, deployed)
-        import_contacts(self.store, root / "contacts.jsonl", fields=self.project.contact_fields, zone="UTC")
-        self.files = 0
-
-    def events(self, rows: list[dict]) -> None:
-        self.files += 1
-        path = write(self.root / f"events-{self.files}.jsonl", "\n".join(json.dumps(row) for row in rows) + "\n")
-        result = ingest_events(self.store, path, catalogue=self.project.events, zone="UTC")
-        assert result.ok, result.to_dict()
-
-    def event(self, contact: str, name: str, at: datetime) -> None:
-        self.events([{"contact": contact, "event": name, "at": at.isoformat()}])
-
-    def tick(self, at: datetime):
-        return tick(self.project, self.store, at, {}, log=lambda kind, data: None)
-
-    def rows(self, sql: str, *args: object) -> list[tuple]:
-        return [tuple(row) for row in self.store.db.execute(sql, args)]
-
-    def cli(self, *args: str):
-        return CliRunner().invoke(app, ["-p", str(self.root / "mauto.yaml"), *args],
-                                  env={"COLUMNS": "200", "XDG_CACHE_HOME": str(self.root / "cache")})
 
 
 # --- split winners: the daemon against `mauto simulate` ---------------------------------------------------------

@@ -15,49 +15,20 @@ from typer.testing import CliRunner
 from mauto.channels import build_transports
 from mauto.cli import app
 from mauto.config import load_project
-from mauto.daemon.tick import tick
-from mauto.deploy import deploy
-from mauto.store import Store
 from mauto.store.contacts import import_contacts
-from mauto.store.events import ingest_events
 from tests.daemon.harness import write
 from tests.servers import SmtpServer
+from tests.stats.shop import Shop
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 REPO = Path(__file__).resolve().parents[2]
 
 
-class Project:
-    """A project with the given workflows and contacts (a channel only if `extra` names one), a store, the CLI."""
+class Project(Shop):
+    """A project with the given workflows and contacts (a channel only if `extra` names one), a store, the CLI
+    at 80 columns (a terminal's, and what a pipe gets)."""
 
-    def __init__(self, root: Path, workflows: dict[str, str], contacts: list[dict], *, extra: str = "",
-                 events: tuple[str, ...] = ("signed_up", "ordered"), deployed: datetime = T0 - timedelta(days=1)):
-        self.root = root
-        catalogue = ", ".join(f"{name}: {{}}" for name in events)
-        write(root / "mauto.yaml", f'store: mauto.db\ntimezone: UTC\nsender: {{email: "Shop <shop@example.com>"}}\n'
-                                   f"contact_fields: {{first_name: string, score: number}}\n"
-                                   f"events: {{{catalogue}}}\n{extra}")
-        for name, text in workflows.items():
-            write(root / "workflows" / f"{name}.yaml", text)
-        write(root / "contacts.jsonl", "\n".join(json.dumps(row) for row in contacts) + "\n")
-        self.project = load_project(root / "mauto.yaml")
-        self.store = Store(root / "mauto.db", lambda: deployed, create=True)
-        deploy(self.project, self.store, deployed)
-        import_contacts(self.store, root / "contacts.jsonl", fields=self.project.contact_fields, zone="UTC")
-        self.files = 0
-
-    def events(self, rows: list[dict]) -> None:
-        self.files += 1
-        path = write(self.root / f"events-{self.files}.jsonl", "\n".join(json.dumps(row) for row in rows) + "\n")
-        result = ingest_events(self.store, path, catalogue=self.project.events, zone="UTC")
-        assert result.ok, result.to_dict()
-
-    def tick(self, at: datetime, transports: dict | None = None):
-        return tick(self.project, self.store, at, transports or {}, log=lambda kind, data: None)
-
-    def cli(self, *args: str, columns: int = 80):
-        return CliRunner().invoke(app, ["-p", str(self.root / "mauto.yaml"), *args],
-                                  env={"COLUMNS": str(columns), "XDG_CACHE_HOME": str(self.root / "cache")})
+    columns = 80
 
 
 def people(count: int, **fields: object) -> list[dict]:
