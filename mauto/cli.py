@@ -1185,7 +1185,8 @@ def stats_command(
 @handle_errors
 def report_command(
     ctx: typer.Context,
-    out: Path = typer.Option(..., "--out", "-o", help="The HTML file to write (replaced whole, never half-written)."),
+    out: Path = typer.Option(..., "--out", "-o", help="The HTML file to write (replaced whole, never half-written); "
+                                                      "- for standard output."),
     workflows: list[str] | None = typer.Argument(None, metavar="[WORKFLOW]...", help="Only these workflows."),
     since: str | None = typer.Option(None, "--since", help="From this time (ISO 8601) or this long ago (7d)."),
     until: str | None = typer.Option(None, "--until", help="Before this time (ISO 8601) or this long ago."),
@@ -1203,14 +1204,15 @@ def report_command(
     if window.since and window.until and window.since >= window.until:
         raise UsageError(f"--since {since} is not before --until {until}")
     try:
-        folder = out.is_dir()
+        folder = str(out) != "-" and out.is_dir()
     except OSError as error:  # a name too long for the file system, a folder one may not read
         raise UsageError(f"--out {out}: {error.strerror or error}") from None
     if folder:
         raise UsageError(f"--out {out}: a folder; name the file to write, e.g. {out / 'report.html'}")
     with _store(ctx, project) as store:
         size = build_report(project, store, now, out, window, workflows or None)
-    _err().print(f"wrote {out} ({size:,} bytes)")
+    if str(out) != "-":
+        _err().print(f"wrote {out} ({size:,} bytes)")
 
 
 @app.command("inspect")

@@ -20,7 +20,7 @@ from typing import Any
 from mauto.abtest import Arm, Day, compare
 from mauto.engine.winners import arms_and_path, winner_splits
 from mauto.engine.winners import split_id as winners_split_id
-from mauto.errors import MautoError
+from mauto.errors import MautoError, printable
 from mauto.store import releases
 from mauto.store import stats as sql
 from mauto.store.sqlite import Store, stamp
@@ -85,7 +85,7 @@ def workflow_stats(store: Store, workflow_id: str, now: datetime, window: Window
     if row is None:
         known = sql.workflow_ids(db)
         listed = ", ".join(known) if known else "none: run `mauto deploy`"
-        raise MautoError(f"no workflow `{workflow_id}` is deployed (deployed: {listed})")
+        raise MautoError(f"no workflow `{printable(workflow_id)}` is deployed (deployed: {listed})")
     current, state = row
     versions = load_versions(db, workflow_id)
     if window.version is not None and window.version not in versions:

@@ -3,6 +3,7 @@ included) drawn by `mauto.stats.html` into one self-contained file, written whol
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from datetime import datetime
 from pathlib import Path
@@ -36,11 +37,16 @@ def gather(store: Store, now: datetime, window: query.Window = EVERYTHING,
 
 def build_report(project: Any, store: Store, now: datetime, out: Path, window: query.Window = EVERYTHING,
                  only: list[str] | None = None, title: str | None = None) -> int:
-    """Write the report to `out` (through a temporary file in its folder, renamed into place); its size."""
+    """Write the report to `out` (through a temporary file in its folder, renamed into place; `-`: standard
+    output); its size."""
     with store.guard():
         figures, drawn = gather(store, now, window, only)
     page = render_report(figures, drawn, now, title or f"mauto report: {project.root.name}")
     data = page.encode("utf-8")
+    if str(out) == "-":  # to standard output, for a pipe
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+        return len(data)
     folder = out.parent if str(out.parent) else Path(".")
     if not folder.is_dir():
         raise UsageError(f"--out {out}: no such folder {folder}")

@@ -261,3 +261,12 @@ def test_problems_are_cut_at_the_limit_with_their_total(filled: Filled) -> None:
     assert text.count("no such mailbox") == 1
     code, text = stats(filled, "gone", "--problems")
     assert code in (1, 2) and "no workflow `gone` is deployed" in text
+
+
+def test_report_to_standard_output_and_an_odd_name_escaped(filled: Filled) -> None:
+    result = CliRunner().invoke(app, ["-p", str(filled.root / "mauto.yaml"), "report", "--out", "-", "cart",
+                                      "--now", READ_AT.isoformat()])
+    assert result.exit_code == 0 and result.stdout.startswith("<!DOCTYPE html>") and "wrote" not in result.stderr
+    assert not (filled.root / "-").exists()
+    code, text = stats(filled, "bad\x1b[2Jname")
+    assert code in (1, 2) and "no workflow `bad\\x1b[2Jname` is deployed" in text and "\x1b" not in text
