@@ -471,3 +471,51 @@ def _backfill_conversions(db: Database) -> None:
                    "AND converted_at IS NULL AND json_valid(data) "
                    "AND NOT coalesce(json_extract(data, '$.converted'), 0) "
                    f"AND ended_at < {until}", [workflow, version])
+
+
+@migration(8)
+def whole_releases(db: Database) -> None:
+    """What issue 14 needs: releases (every template and the settings that shape a message, content-addressed,
+    beside the workflow versions), the release each message was rendered from, the coupons' expiry and
+    redemption, and the events held for a paused workflow."""
+    # A file's text, once per content (its SHA-256): a release names its files by hash.
+    db.execute("CREATE TABLE release_blobs (hash TEXT PRIMARY KEY, text TEXT NOT NULL) WITHOUT ROWID")
+    # A release: what a deploy made current. `hash` addresses its content (files and settings); a deploy that
+    # changes nothing of it makes no new release. Written once, never changed.
+    db.execute("""
+        CREATE TABLE releases (
+            id INTEGER PRIMARY KEY,
+            hash TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            git_commit TEXT,
+            git_dirty INTEGER,
+            deployed_by TEXT,
+            note TEXT
+        )""")
+    db.execute("""
+        CREATE TABLE release_files (
+            release INTEGER NOT NULL REFERENCES releases (id),
+            path TEXT NOT NULL,
+            hash TEXT NOT NULL REFERENCES release_blobs (hash),
+            PRIMARY KEY (release, path)
+        ) WITHOUT ROWID""")
+    for table in ("releases", "release_files", "release_blobs"):
+        for action in ("UPDATE", "DELETE"):
+            db.execute(f"""
+                CREATE TRIGGER {table}_no_{action.lower()} BEFORE {action} ON {table}
+                BEGIN SELECT RAISE(ABORT, 'a release is immutable'); END""")
+    db.execute("ALTER TABLE messages ADD COLUMN release INTEGER")
+    # Coupons: until when a code is good (`assign_coupon: {valid_for}`), and when and by which event it was used.
+    db.execute("ALTER TABLE coupons ADD COLUMN expires_at TEXT")
+    db.execute("ALTER TABLE coupons ADD COLUMN redeemed_at TEXT")
+    db.execute("ALTER TABLE coupons ADD COLUMN redeemed_by INTEGER")  # events.seq
+    # The events that came for the enrollments of a paused workflow: applied in order, each at its own moment,
+    # when it is resumed.
+    db.execute("""
+        CREATE TABLE held_events (
+            workflow TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            enrollment TEXT NOT NULL,
+            held_at TEXT NOT NULL,
+            PRIMARY KEY (workflow, seq, enrollment)
+        ) WITHOUT ROWID""")

@@ -20,7 +20,7 @@ Clock = Callable[[], datetime]
 TABLES = ("contacts", "events", "coupons", "suppressions", "workflow_versions", "workflows", "enrollments",
           "messages", "calls", "step_log", "tasks", "segment_members", "timers", "runner_state", "failures",
           "api_keys", "soft_bounces", "notifications_seen", "split_winners",
-          "message_feedback")
+          "message_feedback", "releases", "release_files", "release_blobs", "held_events")
 DEFAULT_TIMEOUT = 5.0  # seconds a write waits for another writer before giving up
 
 

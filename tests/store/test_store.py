@@ -61,7 +61,8 @@ def test_migrations_from_an_empty_file(tmp_path: Path, clock) -> None:
         assert info.counts == {"contacts": 0, "events": 0, "coupons": 0, "suppressions": 0, "workflow_versions": 0,
                                "workflows": 0, "enrollments": 0, "messages": 0, "calls": 0, "step_log": 0, "tasks": 0,
                                "segment_members": 0, "timers": 0, "runner_state": 1, "failures": 0, "api_keys": 0,
-                               "soft_bounces": 0, "notifications_seen": 0, "split_winners": 0, "message_feedback": 0}
+                               "soft_bounces": 0, "notifications_seen": 0, "split_winners": 0, "message_feedback": 0,
+                               "releases": 0, "release_files": 0, "release_blobs": 0, "held_events": 0}
         assert info.journal_mode == "wal"
         # the key that signs unsubscribe links: the store's own, random, never the simulations' constant
         [(secret,)] = store.db.execute("SELECT value FROM runner_state WHERE key = 'unsubscribe_secret'")
