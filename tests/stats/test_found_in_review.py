@@ -435,7 +435,7 @@ def migrated(old_store: Path, tmp_path: Path) -> Iterator[World]:
     world.root, world.files = tmp_path, 0
     world.project = load_project(tmp_path / "mauto.yaml")
     world.store = Store(tmp_path / "mauto.db", lambda: T0 + timedelta(days=3, hours=2), migrate=True)
-    assert world.store.applied == [7]
+    assert world.store.applied[0] == 7  # and the ones after it
     yield world
     world.store.close()
 
@@ -499,7 +499,7 @@ def test_migration_7_survives_an_event_whose_properties_are_not_json(old_store: 
     db.close()
     store = Store(tmp_path / "mauto.db", migrate=True)  # today: StoreError "SQLite: malformed JSON"
     try:
-        assert store.applied == [7]
+        assert store.applied[0] == 7  # and the ones after it
         assert store.db.execute("SELECT count(*) FROM message_feedback").fetchone()[0] == 0
     finally:
         store.close()
