@@ -679,12 +679,34 @@ def _print_plan(result) -> None:
     for change in result.changes:
         for note in change.winners:
             out.print(f"  {change.id}: {note}")
+    if result.release is not None and result.release.changed:
+        _print_release(out, result.release)
     unchanged = len(result.of("unchanged"))
     if unchanged:
         out.print(f"= {unchanged} unchanged")
     counts = result.counts()
     out.print(f"Plan: {counts['new']} new, {counts['changed']} changed, {counts['removed']} removed, "
               f"{counts['unchanged']} unchanged, {counts['refused']} refused.")
+
+
+def _print_release(out: Console, change) -> None:
+    """The templates and settings a deploy makes current, and what the contacts in flight then get."""
+    if change.first:
+        out.print(Text("+ release: the templates and mauto.yaml as they are (the first release: the daemon renders "
+                       "only from releases from now on)", style="green"))
+        return
+    for template in change.templates:
+        mark, style = {"added": ("+", "green"), "removed": ("-", "red")}.get(template.kind, ("~", "yellow"))
+        users = ", ".join(template.used_by) or "no send of the workflows"
+        waiting = f"; {template.waiting:,} contact{'s' if template.waiting != 1 else ''} in flight there" \
+            if template.waiting else ""
+        out.print(Text(f"{mark} {template.path} ({users}{waiting})", style=style))
+        for line in template.diff:
+            out.print(Text("    " + line, style="red" if line.startswith("-") else "green" if line.startswith("+")
+                           else "dim"))
+    if change.settings:
+        out.print(Text(f"~ mauto.yaml: {', '.join(change.settings)}", style="yellow"))
+    out.print(Text("  contacts in flight render the new templates from their next message on", style="dim"))
 
 
 @app.command("plan")
@@ -803,17 +825,28 @@ def status_command(
 ) -> None:
     """Each deployed workflow: version, state, enrollments active and waiting, next wake-up, failures."""
     from mauto.daemon.tasks import task_summary
-    from mauto.deploy import status
+    from mauto.deploy import current_release, status
 
     with _store(ctx) as store:
         rows = status(store)
         tasks = task_summary(store, datetime.now(UTC))
+        release = current_release(store)
     if output_format is OutputFormat.json:
+        for row in rows:
+            row["release"] = release["id"] if release else None
         print(json.dumps(rows, indent=2))
         return
     if not rows:
         _out().print("No workflows deployed (run `mauto deploy`).")
         return
+    if release is None:
+        _out().print("No release yet: the daemon renders from the files on disk until the next `mauto deploy`.")
+    else:
+        commit = f" from commit {release['git_commit'][:12]}" if release["git_commit"] else ""
+        dirty = " (with uncommitted changes)" if release["git_dirty"] else ""
+        who = f" by {release['deployed_by']}" if release["deployed_by"] else ""
+        _out().print(Text(f"release #{release['id']} ({release['hash'][:12]}){commit}{dirty}, {release['note']}{who} "
+                          f"at {release['created_at'][:16].replace('T', ' ')} UTC"))
     table = Table("workflow", "version", "state", "active", "waiting", "next wake-up", "failures")
     for row in rows:
         table.add_row(row["id"], f"v{row['version']}", row["state"], f"{row['active']:,}",

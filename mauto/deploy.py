@@ -17,8 +17,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from mauto import release
 from mauto.errors import ExitCode, MautoError, UsageError, YamlError
 from mauto.lint.runner import lint, workflow_files
+from mauto.release import ReleaseChange
 from mauto.store import releases, runtime
 from mauto.store.sqlite import Store, stamp
 from mauto.workflow.loader import load
@@ -37,10 +39,22 @@ class DeployRefused(MautoError):
 class GitInfo:
     commit: str | None = None
     author: str | None = None
+    dirty: bool | None = None  # the project's files differ from the commit (None: not a git checkout)
+    deployer: str | None = field(default_factory=lambda: _login())  # who ran the deploy
+
+
+def _login() -> str | None:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no user name in the environment or the password database
+        return None
 
 
 def git_info(root: Path) -> GitInfo:
-    """HEAD's commit and author when `root` is in a git checkout, else nothing."""
+    """HEAD's commit and author, and whether the project's files differ from it, when `root` is in a git
+    checkout; else nothing (but who deploys)."""
 
     def git(*args: str) -> str | None:
         try:
@@ -52,7 +66,8 @@ def git_info(root: Path) -> GitInfo:
     commit = git("rev-parse", "--verify", "--quiet", "HEAD")
     if not commit:
         return GitInfo()
-    return GitInfo(commit, git("log", "-1", "--format=%an <%ae>", "HEAD"))
+    changes = git("status", "--porcelain", "--", ".")
+    return GitInfo(commit, git("log", "-1", "--format=%an <%ae>", "HEAD"), None if changes is None else bool(changes))
 
 
 # --- step paths ------------------------------------------------------------------------------
@@ -181,6 +196,7 @@ class Change:
 @dataclass
 class Plan:
     changes: list[Change] = field(default_factory=list)
+    release: ReleaseChange | None = None  # the templates and settings a deploy would make current
 
     def of(self, kind: str) -> list[Change]:
         return [change for change in self.changes if change.kind == kind]
@@ -191,20 +207,26 @@ class Plan:
 
     @property
     def has_changes(self) -> bool:
-        return any(change.kind in ("new", "changed", "removed") for change in self.changes)
+        return (any(change.kind in ("new", "changed", "removed") for change in self.changes)
+                or (self.release is not None and self.release.changed))
 
     def counts(self) -> dict[str, int]:
         counter = Counter(change.kind for change in self.changes)
         return {kind: counter.get(kind, 0) for kind in ("new", "changed", "unchanged", "removed", "refused")}
 
     def to_dict(self) -> dict[str, Any]:
-        return {"summary": self.counts(), "changes": [change.to_dict() for change in self.changes]}
+        result: dict[str, Any] = {"summary": self.counts(), "changes": [change.to_dict() for change in self.changes]}
+        if self.release is not None:
+            result["release"] = self.release.to_dict()
+        return result
 
     def fingerprint(self) -> str:
         """A SHA-256 of everything the plan says (to_dict) and of the content it would write: two plans with
         the same fingerprint deploy the same thing. `deploy(expected=...)` compares it with the plan it makes
         inside its transaction."""
-        return _digest(self.to_dict(), [[change.id, change.hash] for change in self.changes])
+        return _digest(self.to_dict(), [[change.id, change.hash] for change in self.changes], self.files_hash)
+
+    files_hash: str | None = None  # the release content of the project's files (a template edited after the plan)
 
     def differing(self, other: Plan) -> list[str]:
         """The workflow ids whose entries differ between this plan and `other`."""
@@ -264,6 +286,9 @@ def plan(project: Any, store: Store, now: datetime | None = None) -> Plan:
 
 
 def _plan(project: Any, store: Store) -> Plan:
+    # The settings a release carries are read now, as the daemon would read them (a bad `tasks:` section is an
+    # error at its place in mauto.yaml here, never in a tick).
+    project.task_handoff  # noqa: B018
     workflows, versions = releases.workflows(store.db), releases.versions(store.db)
     result = Plan()
     seen: dict[str, str] = {}
@@ -314,6 +339,8 @@ def _plan(project: Any, store: Store) -> Plan:
         change = Change("removed", workflow, old_version=old, state=state)
         change.in_flight = _groups(store, workflow, versions, None, None, "finish")
         result.changes.append(change)
+    result.release = release.compare(project, store, _template_uses(project))
+    result.files_hash = release.content(release.project_files(project))[0]
     decided = releases.winners(store.db)
     for change in result.changes:
         if change.id in decided:
@@ -321,6 +348,36 @@ def _plan(project: Any, store: Store) -> Plan:
     order = {"refused": 0, "new": 1, "changed": 2, "removed": 3, "unchanged": 4}
     result.changes.sort(key=lambda change: (order[change.kind], change.id))
     return result
+
+
+def _template_uses(project: Any) -> dict[str, list[tuple[str, str]]]:
+    """Each template file (`templates/...`) -> the (workflow, step) of the project's workflows whose sends use
+    it, directly or as a layout or partial."""
+    from mauto.templates import TemplateSet
+    from mauto.workflow.model import build
+
+    templates = TemplateSet(project.templates_dir, project.display_root)
+    uses: dict[str, list[tuple[str, str]]] = {}
+    for _shown, document, _source in _files(project):
+        try:
+            workflow = build(document)
+        except Exception:  # noqa: BLE001, S112 - a file lint refuses: the plan refuses it too
+            continue
+        labels = workflow.step_labels()
+        for step in workflow.iter_steps():
+            if step.kind not in ("email", "sms") or not isinstance(step.value, str):
+                continue
+            label = labels[".".join(str(part) for part in step.path)]
+            for info in templates.lineage(templates.file_name(step.kind, step.value)):
+                uses.setdefault("templates/" + info.name, []).append((workflow.id, label))
+    return uses
+
+
+def current_release(store: Store) -> dict[str, Any] | None:
+    """The release the daemon renders from: id, hash, when, the git commit (and whether the tree was dirty), who
+    deployed it and why (deploy, or a rollback); None before the first deploy of schema version 8."""
+    with store.guard():
+        return releases.current_release(store.db)
 
 
 def _winners_in_force(db: Any, workflow: str, version: int) -> dict[str, tuple[str, ...]]:
@@ -377,10 +434,12 @@ class DeployResult:
     git: GitInfo
     moved: int = 0
     stopped: int = 0
+    release: int | None = None  # the release made current, None: the files were those of the current one
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.plan.to_dict(), "deployed_at": self.deployed_at, "git_commit": self.git.commit,
-                "git_author": self.git.author, "moved": self.moved, "stopped": self.stopped}
+                "git_author": self.git.author, "git_dirty": self.git.dirty, "deployed_by": self.git.deployer,
+                "moved": self.moved, "stopped": self.stopped, "release_id": self.release}
 
 
 def refusal(plan: Plan) -> str:
@@ -446,6 +505,9 @@ def deploy(project: Any, store: Store, now: datetime, git: GitInfo | None = None
                 moved, stopped = _apply(db, change, at)
                 result.moved += moved
                 result.stopped += stopped
+        files = release.project_files(project)
+        files[release.WORKFLOWS] = release.workflows_file(releases.workflows(db))
+        result.release = release.record(db, files, at, git.commit, git.dirty, git.deployer, "deploy")
     return result
 
 
@@ -501,13 +563,29 @@ def rollback(store: Store, workflow: str, to: int | None = None, *, dry_run: boo
         change.in_flight = _groups(store, workflow, versions, step_ids(data), to, policy)
         moved = sum(group.count for group in change.in_flight if group.action == "move")
         stopped = sum(group.count for group in change.in_flight if group.action == "stop")
+        restored = release.release_for(store.db, workflow, to)
         if not dry_run:
             at = store.stamp()
             releases.set_version(store.db, workflow, to, at)
             moved, stopped = _apply(store.db, change, at)
+            _rollback_release(store.db, workflow, to, restored, at)
     return {"id": workflow, "from": current, "to": to, "state": state, "in_flight_policy": policy,
             "in_flight": [group.to_dict() for group in change.in_flight], "summary": change.sentence(),
-            "moved": moved, "stopped": stopped, "dry_run": dry_run}
+            "moved": moved, "stopped": stopped, "dry_run": dry_run, "templates_from_release": restored}
+
+
+def _rollback_release(db: Any, workflow: str, to: int, source: int | None, at: str) -> None:
+    """The release a rollback makes current: the templates and settings `to` was deployed with (those of the
+    latest release in which it ran), with every workflow's version as it now is. A version deployed before
+    releases were kept (schema version 8) leaves the templates and settings as they are."""
+    current = releases.current_release(db)
+    if current is None:
+        return
+    files = release.files_of(db, source if source is not None else current["id"])
+    files[release.WORKFLOWS] = release.workflows_file(releases.workflows(db))
+    note = (f"rollback of {workflow} to v{to} (the templates and settings of release #{source})" if source
+            else f"rollback of {workflow} to v{to}")
+    release.record(db, files, at, None, None, _login(), note)
 
 
 def _set_state(store: Store, workflow: str, state: str, allowed: tuple[str, ...]) -> dict[str, Any]:

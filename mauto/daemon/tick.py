@@ -40,6 +40,7 @@ from mauto.engine.records import Event
 from mauto.engine.state import LogEntry
 from mauto.errors import MautoError
 from mauto.messages import MessageRenderer
+from mauto.release import release_project
 from mauto.store import runtime
 from mauto.store.runtime import failure_reason as reason
 from mauto.store.sqlite import Rollback, Store, stamp, store_failure
@@ -421,8 +422,13 @@ def tick(project: Project, store: Store, now: datetime, transports: dict[str, ch
          log: Log | None = None, call: Callable[[dict, str], Any] | None = None, send: bool = True,
          stopping: Callable[[], bool] = lambda: False, progress: Callable[[int], None] | None = None,
          renderer: MessageRenderer | None = None) -> TickReport:
-    """One tick at `now` (see the module's docstring). Takes the store's tick lock or raises RunnerBusy."""
+    """One tick at `now` (see the module's docstring). Takes the store's tick lock or raises RunnerBusy.
+
+    The workflows, settings and templates are the current release's (`mauto.release`), never the files on
+    disk; the channels (`transports`) are the running configuration's."""
     started = time.monotonic()
+    with store.guard():
+        project, _release = release_project(project, store)
     log = log or (lambda kind, data: None)
     report = TickReport(now)
     lock = TickLock(store.path, store.shown) if str(store.path) != ":memory:" else None

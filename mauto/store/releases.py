@@ -148,3 +148,59 @@ def record_winner(db: Any, workflow: str, split: str, variant: str, version: int
                   detail: str) -> None:
     db.execute("INSERT INTO split_winners (workflow, split, variant, version, decided_at, p_value, detail) "
                "VALUES (?, ?, ?, ?, ?, ?, ?)", [workflow, split, variant, version, decided_at, p_value, detail])
+
+
+# --- releases: every file a message is made from, content-addressed (schema version 8) ------------------------
+
+
+def current_release(db: Any) -> dict[str, Any] | None:
+    """The release made current last (the highest id), or None: none deployed yet."""
+    row = db.execute("SELECT id, hash, created_at, git_commit, git_dirty, deployed_by, note FROM releases "
+                     "ORDER BY id DESC LIMIT 1").fetchone()
+    if row is None:
+        return None
+    return dict(zip(("id", "hash", "created_at", "git_commit", "git_dirty", "deployed_by", "note"), row,
+                    strict=True))
+
+
+def release_files(db: Any, release: int) -> dict[str, str]:
+    """A release's files: path -> the SHA-256 of its text."""
+    return dict(db.execute("SELECT path, hash FROM release_files WHERE release = ?", [release]).fetchall())
+
+
+def newest_files(db: Any) -> dict[str, str]:
+    """Every path any release had, with its text in the latest release that had it (path -> hash)."""
+    return dict(db.execute(
+        "SELECT path, hash FROM release_files f WHERE release = (SELECT max(release) FROM release_files g "
+        "WHERE g.path = f.path)").fetchall())
+
+
+def blobs(db: Any, hashes: list[str]) -> dict[str, str]:
+    """The texts of the given hashes."""
+    found: dict[str, str] = {}
+    for start in range(0, len(hashes), 500):
+        part = hashes[start:start + 500]
+        found.update(db.execute(f"SELECT hash, text FROM release_blobs WHERE hash IN ({','.join('?' * len(part))})",
+                                part).fetchall())
+    return found
+
+
+def insert_release(db: Any, content_hash: str, files: dict[str, tuple[str, str]], at: str, git_commit: str | None,
+                   git_dirty: bool | None, deployed_by: str | None, note: str) -> int:
+    """A new release of `files` (path -> (hash, text)); the texts are stored once each, whatever the release."""
+    db.conn.executemany("INSERT OR IGNORE INTO release_blobs (hash, text) VALUES (?, ?)",
+                        [(digest, text) for digest, text in files.values()])
+    cursor = db.execute("INSERT INTO releases (hash, created_at, git_commit, git_dirty, deployed_by, note) "
+                        "VALUES (?, ?, ?, ?, ?, ?)",
+                        [content_hash, at, git_commit, None if git_dirty is None else int(git_dirty), deployed_by,
+                         note])
+    release = int(cursor.lastrowid)
+    db.conn.executemany("INSERT INTO release_files (release, path, hash) VALUES (?, ?, ?)",
+                        [(release, path, digest) for path, (digest, _) in sorted(files.items())])
+    return release
+
+
+def releases_with(db: Any, path: str, digest: str) -> list[int]:
+    """The releases whose file `path` had this content, oldest first."""
+    return [row[0] for row in db.execute("SELECT release FROM release_files WHERE path = ? AND hash = ? "
+                                         "ORDER BY release", [path, digest])]

@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from mauto.deploy import deploy
 from mauto.errors import MautoError
 from mauto.links import Signer
 from mauto.messages import SIMULATION_SECRET
@@ -81,6 +82,7 @@ def test_the_environment_s_key_wins_over_the_store_s(daemon: Daemon, monkeypatch
     (daemon.root / "mauto.yaml").write_text((daemon.root / "mauto.yaml").read_text(encoding="utf-8")
                                             + "unsubscribe_secret_env: SHOP_UNSUBSCRIBE_KEY\n", encoding="utf-8")
     daemon.project = load_project(daemon.root / "mauto.yaml")
+    deploy(daemon.project, daemon.store, T0 - timedelta(minutes=30))  # the daemon runs what was deployed
     monkeypatch.setenv("SHOP_UNSUBSCRIBE_KEY", "k" * 40)
     daemon.event("ana", "signed_up", T0)
     daemon.tick(T0 + timedelta(minutes=1))

@@ -13,6 +13,7 @@ import pytest
 from mauto.daemon import tick as runner
 from mauto.daemon.lock import RunnerBusy, TickLock
 from mauto.daemon.outbox import drop_message, retry_message
+from mauto.deploy import deploy
 from mauto.errors import MautoError
 from mauto.store import runtime
 from tests.daemon.harness import DEPLOYED, T0, Daemon, write
@@ -191,7 +192,8 @@ def test_an_item_the_store_refuses_fails_alone_and_the_others_are_sent(daemon: D
 
 def test_a_template_error_fails_that_enrollment_and_the_batch_goes_on(daemon: Daemon) -> None:
     write(daemon.root / "templates" / "promo" / "hello.email.html",
-          '---\nsubject: "hi"\n---\n{{ contact.first_name.nope() }}\n')
+          '---\nsubject: "hi"\n---\n{{ contact.first_name.nope() }}<a href="{{ unsubscribe_url }}">stop</a>\n')
+    deploy(daemon.project, daemon.store, T0 - timedelta(minutes=30))  # the daemon renders what was deployed
     daemon.event("ana", "signed_up", T0)
     daemon.event("ben", "signed_up", T0)
     report = daemon.tick(T0 + timedelta(minutes=1))

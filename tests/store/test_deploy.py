@@ -427,6 +427,8 @@ def test_cli_plan_deploy_status_rollback(project, monkeypatch) -> None:
     result = run("plan")
     assert result.exit_code == 0, result.output
     assert result.stdout == ("+ other v1 (workflows/other.yaml)\n+ welcome v1 (workflows/welcome.yaml)\n"
+                             "+ release: the templates and mauto.yaml as they are (the first release: the daemon "
+                             "renders only from releases from now on)\n"
                              "Plan: 2 new, 0 changed, 0 removed, 0 unchanged, 0 refused.\n")
     result = run("deploy")  # no terminal, no --yes
     assert result.exit_code == 2 and "not deploying without --yes" in result.stderr

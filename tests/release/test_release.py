@@ -1,0 +1,79 @@
+"""Whole releases: the daemon renders only what was deployed. A template edited on disk after a deploy changes
+nothing sent until the next deploy; `plan` shows the change with the steps that use it and the contacts in
+flight; `rollback` restores the templates a version was deployed with; `status` names the release."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+from mauto.deploy import deploy, plan, rollback
+from mauto.release import release_project
+from tests.daemon.harness import DEPLOYED, T0, Daemon, mauto, write
+
+
+def _bodies(daemon: Daemon) -> list[str]:
+    return [message.message.get_body(("plain",)).get_content() for message in daemon.smtp.messages]
+
+
+def test_a_template_edited_on_disk_changes_nothing_sent_until_the_next_deploy(daemon: Daemon) -> None:
+    daemon.event("ana", "signed_up", T0)
+    daemon.tick(T0 + timedelta(minutes=1))  # hello
+    write(daemon.root / "templates" / "promo" / "again.email.html",
+          '---\nsubject: "again {{ contact.first_name }}"\n---\n<p>EDITED-AFTER-DEPLOY</p>'
+          '<a href="{{ unsubscribe_url }}">unsubscribe</a>\n')
+    daemon.tick(T0 + timedelta(days=1, minutes=1))  # again, for ana: rendered from the release
+    assert [body.split()[0] for body in _bodies(daemon)] == ["hello", "again"]
+    assert "EDITED-AFTER-DEPLOY" not in _bodies(daemon)[1]
+
+    shown = plan(daemon.project, daemon.store, T0)
+    [template] = shown.release.templates
+    assert (template.path, template.kind, template.used_by) == ("templates/promo/again.email.html", "changed",
+                                                               ["promo: again"])
+    assert "-<p>again {{ contact.first_name }}</p><a href=\"{{ unsubscribe_url }}\">unsubscribe</a>" in template.diff
+    assert shown.has_changes and shown.release.settings == []
+    text = mauto(daemon, "plan").stdout
+    assert "~ templates/promo/again.email.html (promo: again)" in text and "+<p>EDITED-AFTER-DEPLOY</p>" in text
+
+    result = deploy(daemon.project, daemon.store, T0 + timedelta(days=1, hours=1))
+    assert result.release == 2
+    daemon.event("ben", "signed_up", T0 + timedelta(days=1, hours=2))
+    daemon.tick(T0 + timedelta(days=2, hours=3))  # ben: hello, then again (a day later), from release 2
+    assert "EDITED-AFTER-DEPLOY" in _bodies(daemon)[-1]
+    status = mauto(daemon, "status").stdout
+    assert status.splitlines()[0].startswith("release #2 (") and ", deploy by " in status.splitlines()[0]
+
+
+def test_rollback_restores_the_templates_a_version_was_sent_with(daemon: Daemon) -> None:
+    source = (daemon.root / "workflows" / "promo.yaml").read_text()
+    write(daemon.root / "workflows" / "promo.yaml", source.replace("version: 1", "version: 2"))
+    write(daemon.root / "templates" / "promo" / "hello.email.html",
+          '---\nsubject: "hello {{ contact.first_name }}"\n---\n<p>REWRITTEN OFFER</p>'
+          '<a href="{{ unsubscribe_url }}">unsubscribe</a>\n')
+    deploy(daemon.project, daemon.store, T0 - timedelta(minutes=30))
+    project, release = release_project(daemon.project, daemon.store)
+    assert release == 2 and "REWRITTEN OFFER" in (project.templates_dir / "promo" / "hello.email.html").read_text()
+
+    summary = rollback(daemon.store, "promo", to=1)
+    assert summary["templates_from_release"] == 1
+    daemon.event("ana", "signed_up", T0)
+    daemon.tick(T0 + timedelta(minutes=1))
+    [body] = _bodies(daemon)
+    assert body.split()[0] == "hello" and "REWRITTEN OFFER" not in body  # v1's text, from release 1's files
+    assert daemon.rows("SELECT id, note FROM releases ORDER BY id") == [
+        (1, "deploy"), (2, "deploy"), (3, "rollback of promo to v1 (the templates and settings of release #1)")]
+
+
+def test_a_deploy_that_changes_nothing_makes_no_release(daemon: Daemon) -> None:
+    again = deploy(daemon.project, daemon.store, DEPLOYED + timedelta(hours=1))
+    assert again.release is None and not again.plan.has_changes
+    assert daemon.rows("SELECT count(*) FROM releases") == [(1,)]
+
+
+def test_releases_are_immutable(daemon: Daemon) -> None:
+    import sqlite3
+
+    import pytest
+
+    for statement in ("UPDATE releases SET note = 'x'", "DELETE FROM release_files",
+                      "UPDATE release_blobs SET text = ''"):
+        with pytest.raises(sqlite3.IntegrityError, match="a release is immutable"):
+            daemon.store.db.execute(statement)
