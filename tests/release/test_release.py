@@ -77,3 +77,19 @@ def test_releases_are_immutable(daemon: Daemon) -> None:
                       "UPDATE release_blobs SET text = ''"):
         with pytest.raises(sqlite3.IntegrityError, match="a release is immutable"):
             daemon.store.db.execute(statement)
+
+
+def test_a_template_the_release_dropped_still_reaches_the_contacts_in_flight_on_the_version_that_sends_it(
+        daemon: Daemon) -> None:
+    daemon.event("ana", "signed_up", T0)
+    daemon.tick(T0 + timedelta(minutes=1))  # hello; ana waits a day on v1 before `again`
+    source = (daemon.root / "workflows" / "promo.yaml").read_text()
+    v2 = source.replace("version: 1", "version: 2").split("  - wait: 1d")[0]  # v2: hello only
+    write(daemon.root / "workflows" / "promo.yaml", v2)
+    (daemon.root / "templates" / "promo" / "again.email.html").unlink()
+    shown = plan(daemon.project, daemon.store, T0)
+    [dropped] = [template for template in shown.release.templates if template.kind == "removed"]
+    assert dropped.path == "templates/promo/again.email.html"
+    deploy(daemon.project, daemon.store, T0 + timedelta(hours=1))  # in_flight: finish (the default)
+    daemon.tick(T0 + timedelta(days=1, minutes=1))
+    assert [body.split()[0] for body in _bodies(daemon)] == ["hello", "again"]  # from release 1's text
