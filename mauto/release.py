@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -100,9 +101,10 @@ class ReleaseChange:
                 "templates": [change.to_dict() for change in self.templates]}
 
 
-def compare(project: Project, store: Store, uses: dict[str, list[tuple[str, str]]]) -> ReleaseChange:
-    """The project's templates and settings against the current release's. `uses`: template path -> the
-    (workflow, step) that use it (in the project's workflows)."""
+def compare(project: Project, store: Store, uses: Callable[[], dict[str, list[tuple[str, str]]]]) -> ReleaseChange:
+    """The project's templates and settings against the current release's. `uses()`: template path -> the
+    (workflow, step) that use it (in the project's workflows), asked only when a template changed (it reads
+    every template)."""
     db = store.db
     current = releases.current_release(db)
     files = project_files(project)
@@ -111,6 +113,7 @@ def compare(project: Project, store: Store, uses: dict[str, list[tuple[str, str]
     stored = releases.release_files(db, current["id"])
     texts = releases.blobs(db, list(stored.values()))
     change = ReleaseChange(current["id"])
+    users_of: dict[str, list[tuple[str, str]]] | None = None
     for path in sorted(set(files) | set(stored)):
         if path in (SETTINGS, WORKFLOWS) or not path.startswith("templates/"):
             continue
@@ -121,7 +124,9 @@ def compare(project: Project, store: Store, uses: dict[str, list[tuple[str, str]
         kind = "added" if old is None else "removed" if new is None else "changed"
         lines = list(difflib.unified_diff((old or "").splitlines(), (new or "").splitlines(), "deployed", "files",
                                           lineterm="", n=1))[2:]
-        users = uses.get(path, [])
+        if users_of is None:
+            users_of = uses()
+        users = users_of.get(path, [])
         waiting = sum(count for name in {workflow for workflow, _ in users}
                       for _, _, count in releases.in_flight(db, name, None))
         change.templates.append(TemplateChange(path, kind, lines[:DIFF_LINES] + (
