@@ -447,6 +447,9 @@ def test_over_smtp_the_envelope_sender_and_the_outbox_row_are_the_templates_addr
     write(daemon.root / "templates" / "promo" / "hello.email.html",
           '---\nsubject: "hello"\nfrom: "{{ contact.first_name }} at Shop <shop@example.com>"\n---\n'
           '<p>hello</p><a href="{{ unsubscribe_url }}">unsubscribe</a>\n')
+    from mauto.deploy import deploy
+
+    deploy(daemon.project, daemon.store, T0 - timedelta(minutes=30))  # the daemon sends what was deployed
     daemon.store.db.execute("UPDATE contacts SET fields = ? WHERE id = 'ana'",
                             [json.dumps({"first_name": 'Jo "<jo@evil.example>", \\ Smith'})])
     daemon.store.db.commit()
