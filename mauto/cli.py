@@ -333,7 +333,8 @@ db_app = typer.Typer(help="The store (SQLite): create, migrate, describe.", no_a
 contacts_app = typer.Typer(help="Contacts in the store: import, show, list, unsubscribe, erase, export.",
                            no_args_is_help=True)
 events_app = typer.Typer(help="Events in the store.", no_args_is_help=True)
-coupons_app = typer.Typer(help="Coupon pools: each code handed out once, ever.", no_args_is_help=True)
+coupons_app = typer.Typer(help="Coupon pools: each code handed out once, ever; `mauto coupons` counts them.",
+                          no_args_is_help=False)
 app.add_typer(db_app, name="db")
 app.add_typer(contacts_app, name="contacts")
 app.add_typer(events_app, name="events")
@@ -597,24 +598,81 @@ def contacts_export(
     export_format: ExportFormat | None = typer.Option(
         None, "--format", "-f", help="csv or jsonl (default: from the --output file's name, else csv)."),
     output: Path | None = typer.Option(None, "--output", "-o", metavar="FILE", help="Default: standard output."),
+    where: str | None = typer.Option(None, "--where", metavar="EXPR",
+                                     help="Only the contacts this expression selects (as contacts list --where)."),
+    now: str | None = typer.Option(None, "--now", metavar="TIME", help="Evaluate --where at this time (default: now)."),
 ) -> None:
-    """Every contact (erased ones left out), as CSV or JSON Lines."""
+    """Every contact (erased ones left out), or those --where selects, as CSV or JSON Lines."""
     from mauto.store.contacts import export_contacts
 
     if export_format is None:  # `-o all.jsonl` means JSON Lines, as `contacts import all.jsonl` reads it
         jsonl = output is not None and output.suffix.lower() in (".jsonl", ".ndjson", ".json")
         export_format = ExportFormat.jsonl if jsonl else ExportFormat.csv
     project = _project(ctx)
+    fmt = export_format.value
     with _store(ctx, project) as store:
-        if output is None:
-            export_contacts(store, sys.stdout, export_format.value, project.contact_fields)
-            return
-        from mauto.store.rows import refuse_overwrite, store_files
+        if where is not None:
+            from mauto.audience import export_contacts_matching, write_whole
 
-        refuse_overwrite(output, "--output", store_files(store.path), "the contacts")
-        with output.open("w", encoding="utf-8", newline="") as handle:
-            count = export_contacts(store, handle, export_format.value, project.contact_fields)
+            moment = _parse_now(now, "--now", project.timezone)
+
+            def matching(handle):
+                return export_contacts_matching(store, handle, fmt, project.contact_fields, project.timezone, where,
+                                                moment)
+
+            if output is None:
+                matching(sys.stdout)
+                return
+            count = write_whole(output, matching, store, "--output", "the contacts")
+        elif output is None:
+            export_contacts(store, sys.stdout, fmt, project.contact_fields)
+            return
+        else:
+            from mauto.store.rows import refuse_overwrite, store_files
+
+            refuse_overwrite(output, "--output", store_files(store.path), "the contacts")
+            with output.open("w", encoding="utf-8", newline="") as handle:
+                count = export_contacts(store, handle, fmt, project.contact_fields)
     _err().print(f"wrote {count:,} contact{'s' if count != 1 else ''} to {output}")
+
+
+class AudienceFormat(str, Enum):
+    csv = "csv"
+    jsonl = "jsonl"
+    meta = "meta"
+    google = "google"
+
+
+audience_app = typer.Typer(help="Audiences for ad platforms: files only, never uploaded.", no_args_is_help=True)
+app.add_typer(audience_app, name="audience")
+
+
+@audience_app.command("export")
+@handle_errors
+def audience_export(
+    ctx: typer.Context,
+    target: str = typer.Argument(..., metavar="SEGMENT_OR_EXPR",
+                                 help="A segment of mauto.yaml, or an expression on `contact` and `now` (as "
+                                      "`contacts list --where`)."),
+    export_format: AudienceFormat = typer.Option(AudienceFormat.csv, "--format", "-f",
+                                                 help="csv or jsonl (plain), meta or google (hashed as the "
+                                                      "platform specifies)."),
+    out: Path | None = typer.Option(None, "--out", "-o", metavar="FILE", help="Default: standard output."),
+    now: str | None = typer.Option(None, "--now", metavar="TIME",
+                                   help="Evaluate at this time (`now`, `within=`; default: now)."),
+) -> None:
+    """The contacts of a segment who may be marketed to, as an ad platform's customer list (docs/audience.md)."""
+    from mauto.audience import export_audience, write_whole
+
+    project = _project(ctx)
+    moment = _parse_now(now, "--now", project.timezone)
+    with _store(ctx, project) as store:
+        if out is None:
+            result = export_audience(store, project, target, export_format.value, sys.stdout, moment)
+        else:
+            result = write_whole(out, lambda handle: export_audience(store, project, target, export_format.value,
+                                                                     handle, moment), store, "--out", "the audience")
+    _err().print(f"wrote {result.summary()}" + (f" to {out}" if out is not None else ""))
 
 
 @events_app.command("ingest")
@@ -634,6 +692,45 @@ def events_ingest(
         result = ingest_events(store, source, catalogue=project.events, zone=project.timezone,
                                skip_invalid=skip_invalid, rejects=rejects)
     _finish_load(result, "stored", f"{result.stored:,} stored, {result.duplicates:,} already stored")
+
+
+@coupons_app.callback(invoke_without_command=True)
+def coupons_root(
+    ctx: typer.Context,
+    output_format: OutputFormat = typer.Option(OutputFormat.text, "--format", "-f", help="text or json."),
+    now: str | None = typer.Option(None, "--now", metavar="TIME",
+                                   help="Count the codes expired at this time (default: now)."),
+) -> None:
+    """Each pool's codes: assigned, open, redeemed, expired, left; a warning when a pool runs low."""
+    if ctx.invoked_subcommand is None:
+        _coupons_report(ctx, output_format, now)
+
+
+@handle_errors
+def _coupons_report(ctx: typer.Context, output_format: OutputFormat, now: str | None) -> None:
+    from mauto.store.coupons import coupon_report
+
+    project = _project(ctx)
+    moment = _parse_now(now, "--now", project.timezone)
+    with _store(ctx, project) as store:
+        pools = coupon_report(store, project.coupons, moment,
+                              lambda pool, total: project.coupon_pool(pool).low_at(total))
+    warnings = [warning for pool in pools if (warning := pool.warning())]
+    if output_format is OutputFormat.json:
+        print(json.dumps({"pools": [pool.to_dict() for pool in pools], "warnings": warnings}, indent=2,
+                         ensure_ascii=False))
+        return
+    if not pools:
+        _out().print("no coupon pools: load codes with `mauto coupons load POOL FILE`")
+        return
+    table = Table("pool", "total", "assigned", "open", "redeemed", "expired", "left", box=None, pad_edge=False)
+    for pool in pools:
+        figures = pool.to_dict()
+        table.add_row(Text(printable(figures["pool"])), *(f"{figures[key]:,}" for key in
+                                                         ("total", "assigned", "open", "redeemed", "expired", "left")))
+    _out().print(table)
+    for warning in warnings:
+        _err().print(Text(f"! {warning}", style="yellow"))
 
 
 @coupons_app.command("load")

@@ -1,9 +1,11 @@
 """Find and read `mauto.yaml`, the project file."""
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass, field
+from datetime import date
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -141,6 +143,41 @@ class Project:
         for name, properties in catalogue.items():
             events[name] = properties if isinstance(properties, dict) else {}
         return events
+
+    @cached_property
+    def blackout_dates(self) -> frozenset[date] | None:
+        """`limits.blackout_dates`: the days (in each contact's zone) no marketing message goes out on, or None.
+        MautoError at the place in mauto.yaml of the first one that is not a date (`mauto lint` says so too)."""
+        limits = self.data.get("limits")
+        written = limits.get("blackout_dates") if isinstance(limits, dict) else None
+        if not written:
+            return None
+        if not isinstance(written, list):
+            position = self.document.pos(("limits", "blackout_dates"))
+            raise MautoError("limits.blackout_dates: must be a list of dates (YYYY-MM-DD), e.g. [\"2026-12-25\"]",
+                             self.document.path, position.line, position.col)
+        dates = set()
+        for index, item in enumerate(written):
+            try:
+                # the years mauto handles (mauto.limits), as the schema's pattern says
+                if not isinstance(item, str) or len(item) != 10 or not "1000" <= item[:4] <= "8999":
+                    raise ValueError
+                dates.add(date.fromisoformat(item))
+            except ValueError:
+                position = self.document.pos(("limits", "blackout_dates", index))
+                raise MautoError(f"limits.blackout_dates: `{item}` is not a date; write YYYY-MM-DD, e.g. 2026-12-25",
+                                 self.document.path, position.line, position.col) from None
+        return frozenset(dates)
+
+    @cached_property
+    def coupons(self) -> dict[str, CouponPool]:
+        """`coupons:` in mauto.yaml, checked: per pool, the event that redeems its codes and when it runs low.
+        MautoError at the place in mauto.yaml of the first thing wrong in it."""
+        return _CouponSettings(self).pools()
+
+    def coupon_pool(self, name: str) -> CouponPool:
+        """The settings of one pool: as mauto.yaml gives them, else the defaults (no redemption, low below 10%)."""
+        return self.coupons.get(name) or CouponPool()
 
     @cached_property
     def _display_root(self) -> str:
@@ -418,6 +455,76 @@ class _TaskSettings:
                 raise self.error(path + (name,), f"`{variable}` is not an environment variable name (the "
                                                  "variable holds the header's whole value, e.g. CRM_AUTH)")
         return dict(value)
+
+
+# --- coupons: redemption and running low (read by mauto.store.coupons) --------------------------------------
+
+DEFAULT_LOW_PERCENT = 10.0  # a pool is low when fewer than this share of its codes is left
+_PROPERTY_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_LOW_PERCENT = re.compile(r"(\d{1,3}(?:\.\d+)?)%")
+
+
+@dataclass(frozen=True)
+class CouponPool:
+    """`coupons.POOL` in mauto.yaml. `event` and `property`: an event of that name whose property holds one of
+    the pool's assigned codes redeems it. `low_below` (a count) or `low_percent` (a share of the pool's codes):
+    the pool runs low when fewer codes than that are left to hand out."""
+
+    event: str | None = None
+    property: str | None = None
+    low_below: int | None = None
+    low_percent: float = DEFAULT_LOW_PERCENT
+
+    def low_at(self, total: int) -> int:
+        """Fewer codes left than this is running low, for a pool of `total` codes."""
+        if self.low_below is not None:
+            return self.low_below
+        return math.ceil(total * self.low_percent / 100)
+
+
+class _CouponSettings(_TaskSettings):
+    """`coupons:` in mauto.yaml, read and checked (the helpers that name a place are the tasks settings')."""
+
+    def pools(self) -> dict[str, CouponPool]:
+        data = self.project.data.get("coupons")
+        if data is None:
+            return {}
+        if not isinstance(data, dict):
+            raise self.error(("coupons",), "must map pool names to their settings, e.g. "
+                                           "{WELCOME10: {redeemed_by: {event: order_placed, property: coupon}}}")
+        return {str(name): self.pool(settings, ("coupons", str(name))) for name, settings in data.items()}
+
+    def pool(self, value: Any, path: tuple[str, ...]) -> CouponPool:
+        settings = self.mapping(value if value is not None else {}, path, ("redeemed_by", "low_below"))
+        event = prop = None
+        if settings.get("redeemed_by") is not None:
+            where = path + ("redeemed_by",)
+            redeemed = self.mapping(settings["redeemed_by"], where, ("event", "property"))
+            for name in ("event", "property"):
+                if not isinstance(redeemed.get(name), str) or not redeemed[name].strip():
+                    raise self.error(where, f"needs `{name}`: the event that redeems a code, and the property "
+                                            "holding the code, e.g. {event: order_placed, property: coupon}")
+            event, prop = redeemed["event"], redeemed["property"]
+            if not _PROPERTY_NAME.fullmatch(prop):
+                raise self.error(where + ("property",), f"`{prop}` is not a property name: use letters, digits "
+                                                        "and `_`, e.g. coupon")
+            catalogue = self.project.events
+            if catalogue is not None and event not in catalogue:
+                raise self.error(where + ("event",), f"`{event}` is not in the `events:` catalogue of mauto.yaml")
+            declared = catalogue.get(event) if catalogue is not None else None
+            if declared and prop not in declared:
+                raise self.error(where + ("property",), f"`{event}` has no property `{prop}` in the `events:` "
+                                                        f"catalogue; declare it there (`{prop}: string`)")
+        low = settings.get("low_below")
+        if low is None:
+            return CouponPool(event, prop)
+        if isinstance(low, int) and not isinstance(low, bool) and low >= 0:
+            return CouponPool(event, prop, low_below=low)
+        share = _LOW_PERCENT.fullmatch(low) if isinstance(low, str) else None
+        if share is None or float(share.group(1)) > 100:
+            raise self.error(path + ("low_below",), "`low_below` must be a number of codes (100) or a share of the "
+                                                    "pool's codes (\"10%\", at most 100%)")
+        return CouponPool(event, prop, low_percent=float(share.group(1)))
 
 
 def load_project(path: Path, display_root: Path | None = None, lenient: bool = False) -> Project:

@@ -19,6 +19,12 @@ _DURATION_BODY = r"(?:(?:\d+[wdhms])+|P(?=.*\d)(?:\d+W|(?:\d+D)?(?:T(?=\d)(?:\d+
 DURATION = "^" + _DURATION_BODY + "$"
 SIGNED_DURATION = "^-?" + _DURATION_BODY + "$"
 TIME_OF_DAY = r"^(?:[01]\d|2[0-3]):[0-5]\d$"
+# A calendar date YYYY-MM-DD in the years mauto handles (1000 to 8999: mauto.limits), February 29th in leap
+# years only: a date that does not exist is refused where it is written, by editors too.
+_YEAR = r"[1-8]\d{3}"
+_LEAP_YEAR = r"(?:[1-8]\d(?:0[48]|[2468][048]|[13579][26])|(?:[1357][26]|[2468][048])00)"
+CALENDAR_DATE = (r"^(?:" + _YEAR + r"-(?:(?:0[13578]|1[02])-(?:0[1-9]|[12]\d|3[01])|(?:0[469]|11)-(?:0[1-9]|[12]\d|30)"
+                 r"|02-(?:0[1-9]|1\d|2[0-8]))|" + _LEAP_YEAR + r"-02-29)$")
 ENV_NAME = "^[A-Za-z_][A-Za-z0-9_]*$"
 # http or https, then the host (and port) written out up to the first `/`, `?` or `#`: a template may only
 # come after it, so that no contact's data can choose where a request goes. No `user:password@`.
@@ -82,6 +88,10 @@ COMMON_DEFS = {
         "How long one network request may take: a duration longer than 0s and at most 1h, e.g. 10s.",
         title="duration", pattern=DURATION, format=TIMEOUT_FORMAT),
     "timeOfDay": string("A time of day, 24-hour HH:MM, e.g. 09:00.", title="time-of-day", pattern=TIME_OF_DAY),
+    "blackoutDates": {"type": "array", "uniqueItems": True,
+                      "description": "Days (holidays) on which no marketing message goes out, in each contact's "
+                                     "zone: a send due on one waits for the next allowed moment.",
+                      "items": string("A date, YYYY-MM-DD, e.g. 2026-12-25.", title="date", pattern=CALENDAR_DATE)},
     "day": {"description": "A day of the week.", "enum": DAYS},
     "days": {"type": "array", "description": "Days of the week.", "items": {"$ref": "#/$defs/day"},
              "minItems": 1, "uniqueItems": True},
@@ -220,6 +230,8 @@ ACTIONS: dict[str, tuple[dict, dict]] = {
     "assign_coupon": (obj({
         "pool": string("Coupon pool name (loaded with `mauto coupons load`).", minLength=1),
         "as": string("Keep the code in vars under this name.", pattern="^[A-Za-z_][A-Za-z0-9_]*$"),
+        "valid_for": ref("duration", "The code is good for this long after it is handed out: its expiry is "
+                                     "stored with it and given to templates as vars.<as>_expires_at."),
     }, ["pool", "as"], "Take an unused code from a pool."), {}),
     "start": (string("Id of the workflow to enroll the contact in.", title="workflow-id", pattern=SLUG), {}),
     "exit": (string("Why the enrollment ends (shown in stats).", minLength=1), {}),
@@ -348,6 +360,9 @@ def workflow_schema() -> dict:
                 "quiet_hours": union("Quiet hours for this workflow, or false for none.", [
                     ("boolean", {"const": False}), ("object", ref("quietHours"))]),
                 "send_days": ref("days", "Sends only on these days; others move to the next allowed day."),
+                "blackout_dates": union("Blackout dates for this workflow (instead of the project's), or false "
+                                        "for none.", [("boolean", {"const": False}),
+                                                      ("array", ref("blackoutDates"))]),
                 "frequency_cap": union("Frequency cap for this workflow, or false to ignore the project's.", [
                     ("boolean", {"const": False}), ("object", ref("frequencyCap"))]),
                 "tracking": ref("tracking", "Open and click tracking for this workflow's emails, or false for "
@@ -510,8 +525,26 @@ def project_schema() -> dict:
             "limits": obj({
                 "quiet_hours": ref("quietHours"),
                 "send_days": ref("days", "Days on which marketing messages go out."),
+                "blackout_dates": ref("blackoutDates"),
                 "frequency_cap": ref("frequencyCap"),
             }, None, "Limits on marketing messages, in each contact's zone."),
+            "coupons": {"type": "object",
+                        "description": "Coupon pools by name: the event that redeems their codes and when a pool "
+                                       "runs low (`mauto coupons`).",
+                        "propertyNames": {"minLength": 1, "maxLength": 100},
+                        "additionalProperties": {"type": ["object", "null"], "properties": {
+                            "redeemed_by": obj({
+                                "event": ref("eventName", "The event that redeems a code, e.g. order_placed."),
+                                "property": string("The event's property holding the code, e.g. coupon.",
+                                                   pattern="^[A-Za-z_][A-Za-z0-9_]*$"),
+                            }, ["event", "property"], "An event whose property holds an assigned code marks that "
+                                                      "code redeemed."),
+                            "low_below": union("The pool runs low when fewer codes are left than this: a number "
+                                               "(100) or a share of its codes (\"10%\", the default).", [
+                                ("integer", {"minimum": 0}),
+                                ("string", {"pattern": r"^(?:100|\d{1,2})(?:\.\d+)?%$"}),
+                            ]),
+                        }, "additionalProperties": False}},
             "contact_fields": {"type": "object", "description": "Custom contact fields and their types.",
                                "propertyNames": {"pattern": "^[a-z_][a-z0-9_]*$"},
                                "additionalProperties": ref("fieldType")},

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from functools import lru_cache
 from typing import Any
 
@@ -38,6 +38,7 @@ from mauto.engine.timing import (
     local_moment,
     next_allowed,
     next_time_of_day,
+    parse_blackout,
     shifted,
     zone,
 )
@@ -104,6 +105,7 @@ class Settings:
 
     @classmethod
     def from_project(cls, project) -> Settings:
+        project.blackout_dates  # noqa: B018 - a date that is not one is an error at its place in mauto.yaml, now
         return cls(project.contact_fields, project.timezone, project.data.get("limits") or {})
 
 
@@ -164,7 +166,10 @@ class Engine:
             quiet = settings.get("quiet_hours", limits.get("quiet_hours"))
             days = settings.get("send_days", limits.get("send_days"))
             caps = settings.get("frequency_cap", limits.get("frequency_cap"))
-            rules = self._rules[key] = SendRules(_quiet(quiet), tuple(days) if days else None, _caps(caps))
+            # A workflow's own list replaces the project's (as its quiet hours do); `false` turns them off.
+            blackout = settings.get("blackout_dates", limits.get("blackout_dates"))
+            rules = self._rules[key] = SendRules(_quiet(quiet), tuple(days) if days else None, _caps(caps),
+                                                 parse_blackout(blackout))
         return rules
 
     def zone_name(self, workflow: Workflow, contact: ContactState) -> str:
@@ -344,8 +349,12 @@ class Engine:
                 self._end(outcome, at, program, key, FAILED, f"coupon pool {pending['pool']} is empty")
                 return outcome
             enrollment.vars[pending["as"]] = value
-            self._log(outcome, at, program, key, "coupon", f"{pending['pool']} → vars.{pending['as']}",
-                      extra={"code": value})
+            detail, extra = f"{pending['pool']} → vars.{pending['as']}", {"code": value}
+            expires = pending.get("expires_at")
+            if expires:  # `valid_for`: the code string stays as it was; its expiry beside it, ISO 8601 in UTC
+                enrollment.vars[f"{pending['as']}_expires_at"] = expires
+                detail, extra["expires_at"] = f"{detail}, valid until {expires}", expires
+            self._log(outcome, at, program, key, "coupon", detail, extra=extra)
         else:
             response = jsonable(value)
             if pending.get("as"):
@@ -561,9 +570,16 @@ class Engine:
             self._effect(outcome, "webhook", at, program, key, {"request": request, "as": value.get("as")})
             return False  # logged when the answer comes (resume), with the answer, as a coupon is
         if kind == "assign_coupon":
+            pending = {"kind": "coupon", "pool": value["pool"], "as": value["as"], "at": at.isoformat()}
+            asked = {"pool": value["pool"], "as": value["as"]}
+            if "valid_for" in value:
+                # The expiry is the engine's to compute (as a wait's end), from the moment the code is taken: the
+                # driver stores it with the code, and templates read it as vars.<as>_expires_at.
+                expires = later_within(at, parse_duration(value["valid_for"]), "the coupon's validity")
+                pending["expires_at"] = asked["expires_at"] = expires.astimezone(UTC).isoformat()
             enrollment.state = PENDING
-            enrollment.pending = {"kind": "coupon", "pool": value["pool"], "as": value["as"], "at": at.isoformat()}
-            self._effect(outcome, "coupon", at, program, key, {"pool": value["pool"], "as": value["as"]})
+            enrollment.pending = pending
+            self._effect(outcome, "coupon", at, program, key, asked)
             return False
         if kind == "start":
             self._effect(outcome, "start", at, program, key, {"workflow": value})

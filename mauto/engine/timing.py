@@ -1,4 +1,4 @@
-"""Time: zones, local times across daylight-saving changes, quiet hours, send days, frequency caps.
+"""Time: zones, local times across daylight-saving changes, quiet hours, send days, blackout dates, frequency caps.
 
 The moments the engine keeps (a wake-up, a deadline, a due date, the end of a cap's window) stay within the
 times mauto handles (mauto.limits: before year 9000), so that every later sum of one of them and a
@@ -135,20 +135,58 @@ class SendRules:
     quiet_hours: QuietHours | None = None
     send_days: tuple[str, ...] | None = None
     caps: dict | None = None  # channel -> Cap
+    blackout: frozenset[date] | None = None  # days (in the contact's zone) nothing goes out: holidays
+
+    def sends_on(self, day: date) -> bool:
+        """Whether `day` (a local date) is a day marketing messages may go out on."""
+        return (self.send_days is None or DAYS[day.weekday()] in self.send_days) and (
+            self.blackout is None or day not in self.blackout)
+
+
+def parse_blackout(dates: object) -> frozenset[date] | None:
+    """`blackout_dates` as written (a list of `YYYY-MM-DD`; false or empty: none) as a set of dates.
+    ValueError naming the first one that is not a date (the schema refuses them where they are written)."""
+    if not dates:
+        return None
+    if not isinstance(dates, (list, tuple)):
+        raise ValueError(f"blackout_dates must be a list of dates (YYYY-MM-DD), not `{dates}`")
+    found = set()
+    for text in dates:
+        try:
+            if not isinstance(text, str) or len(text) != 10:
+                raise ValueError
+            found.add(date.fromisoformat(text))
+        except ValueError:
+            raise ValueError(f"`{text}` is not a date; write YYYY-MM-DD, e.g. 2026-12-25") from None
+    return frozenset(found)
+
+
+def _next_sending_day(day: date, rules: SendRules, reasons: list[str]) -> date:
+    """The first day after `day` (one no message may go out on) that one may, saying why `day` and the
+    blackout dates passed on the way were skipped."""
+    told_send_day = False  # a run of days off (a weekend) is told by its first day, as before blackouts
+    # Every week has a send day and each blackout date takes one day away: a sending day comes within this.
+    for _ in range(7 * (len(rules.blackout or ()) + 2)):
+        if rules.blackout is not None and day in rules.blackout:
+            reasons.append(f"blackout {day.isoformat()}")
+        elif not told_send_day:
+            reasons.append(f"{DAYS[day.weekday()]} is not a send day")
+            told_send_day = True
+        day += timedelta(days=1)
+        if rules.sends_on(day):
+            return day
+    raise ValueError("no day to send on")  # unreachable: send_days is never empty
 
 
 def next_allowed(at: datetime, tz: ZoneInfo, rules: SendRules) -> tuple[datetime, list[str]]:
-    """The first moment at or after `at` outside quiet hours and on a send day, and why it moved."""
+    """The first moment at or after `at` outside quiet hours, on a send day and off the blackout dates (each
+    in `tz`, the contact's zone), and why it moved."""
     reasons: list[str] = []
     moment = at
     for _ in range(32):
         local = moment.astimezone(tz)
-        if rules.send_days is not None and DAYS[local.weekday()] not in rules.send_days:
-            day = local.date() + timedelta(days=1)
-            while DAYS[day.weekday()] not in rules.send_days:
-                day += timedelta(days=1)
-            moment = local_moment(day, time(0, 0), tz)
-            reasons.append(f"{DAYS[local.weekday()]} is not a send day")
+        if (rules.send_days is not None or rules.blackout is not None) and not rules.sends_on(local.date()):
+            moment = local_moment(_next_sending_day(local.date(), rules, reasons), time(0, 0), tz)
             continue
         quiet = rules.quiet_hours
         if quiet is not None and quiet.contains(local.time()):  # time(): the wall time, without a zone

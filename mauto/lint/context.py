@@ -245,6 +245,8 @@ class LintContext:
             result[step.path] = available | own
             if step.kind in ("assign_coupon", "webhook") and "as" in step.value:
                 available = available | {step.value["as"]}
+                if step.kind == "assign_coupon" and "valid_for" in step.value:  # the code's expiry, beside it
+                    available = available | {f"{step.value['as']}_expires_at"}
         return result
 
     def template_strings(self, file: SourceFile, workflow: Workflow) -> Iterator[tuple[JsonPath, str, Step]]:

@@ -332,6 +332,7 @@ _PATTERN_WORDS = {
                                 "extension, e.g. cart/reminder-1"),
     "event-name": ("schema", "`{value}` is not an event name; use letters, digits, `_`, `.`, `:` or `-`, "
                              "e.g. order_placed"),
+    "date": ("schema", "`{value}` is not a date; write YYYY-MM-DD, e.g. 2026-12-25"),
 }
 
 
