@@ -141,6 +141,25 @@ class OutputFormat(str, Enum):
     json = "json"
 
 
+class DiffFormat(str, Enum):
+    text = "text"
+    markdown = "markdown"
+    json = "json"
+
+
+def _print_difference(result, output_format: DiffFormat, markdown, text_blocks) -> None:
+    """A diff (of workflows, or of two simulations) as JSON, Markdown (a pull-request comment) or text."""
+    if output_format is DiffFormat.json:
+        print(result.to_json())
+    elif output_format is DiffFormat.markdown:
+        sys.stdout.write(markdown(result))
+    else:
+        out = _out()
+        for block in text_blocks(result):
+            out.print(block)
+            out.print()
+
+
 class GraphFormat(str, Enum):
     mermaid = "mermaid"
     dot = "dot"
@@ -211,14 +230,23 @@ def simulate(
     start: str | None = typer.Option(None, "--start", metavar="TIME", help="Virtual start time (default: now)."),
     horizon: str = typer.Option("30d", "--for", metavar="DURATION", help="How long to run (default 30d)."),
     contact: str | None = typer.Option(None, "--contact", metavar="ID", help="Show only this contact."),
-    output_format: OutputFormat = typer.Option(OutputFormat.text, "--format", "-f", help="text or json."),
+    output_format: DiffFormat = typer.Option(DiffFormat.text, "--format", "-f",
+                                             help="text or json; markdown with --base."),
     render: Path | None = typer.Option(None, "--render", metavar="DIR",
                                           help="Write every message: .eml for email, .txt for SMS."),
+    base: str | None = typer.Option(None, "--base", metavar="GIT_REF",
+                                    help="Also run the project as at this git ref (or `deployed`) on the same samples, "
+                                         "and show only what differs."),
 ) -> None:
     """Dry-run workflows on sample contacts and events on a virtual clock: who gets what, when, and why."""
     from mauto import report
     from mauto.simulate import simulate as run_simulation
     from mauto.workflow.durations import DurationError, parse_duration
+
+    if output_format is DiffFormat.markdown and base is None:
+        raise UsageError("--format markdown needs --base")
+    if base is not None and (contact is not None or render is not None):
+        raise UsageError("--base shows what differs between two runs: it takes no --contact or --render")
 
     try:
         length = parse_duration(horizon)
@@ -237,12 +265,19 @@ def simulate(
         check_moment(begin + length, "--start + --for: the simulation's end")
     except LimitError as error:
         raise UsageError(str(error)) from None
+    if base is not None:
+        from mauto.simulate import compare
+
+        comparison = compare.compare_refs(project, base, begin, length, targets or None, contacts, events, coupons,
+                                          webhooks, open_store=lambda: _store(ctx, project))
+        _print_difference(comparison, output_format, compare.markdown, compare.text_blocks)
+        return
     result = run_simulation(project, targets or None, begin, length, contacts, events, coupons, webhooks, contact)
     if render is not None:
         messages = [m for m in result.messages if contact is None or m.contact == contact]
         for index, message in enumerate(messages, start=1):
             message.write(render, index)
-    if output_format is OutputFormat.json:
+    if output_format is DiffFormat.json:
         print(result.to_json())
         return
     out = _out()
@@ -254,6 +289,23 @@ def simulate(
         out.print()
     if render is not None:
         out.print(f"wrote {len(messages)} message{'s' if len(messages) != 1 else ''} to {render}")
+
+
+@app.command("diff")
+@handle_errors
+def diff_command(
+    ctx: typer.Context,
+    base: str = typer.Argument("HEAD", metavar="BASE",
+                               help="A git ref, or `deployed` (what the store runs). Default: HEAD, the last commit."),
+    head: str | None = typer.Argument(None, metavar="HEAD", help="A git ref. Default: the working tree as it is."),
+    output_format: DiffFormat = typer.Option(DiffFormat.text, "--format", "-f", help="text, markdown or json."),
+) -> None:
+    """What a change does to the workflows: steps added, removed, moved and changed, in_flight, templates."""
+    from mauto import diff
+
+    project = _project(ctx)
+    result = diff.diff_refs(project, base, head, lambda: _store(ctx, project))
+    _print_difference(result, output_format, diff.markdown, diff.text_blocks)
 
 
 @app.command(name="test")

@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "mauto"
 LAYERS = {
     1: ["mauto.cli", "mauto.__main__"],
     2: ["mauto.lint", "mauto.simulate", "mauto.scenarios", "mauto.deploy", "mauto.daemon", "mauto.graph",
-        "mauto.report", "mauto.serve", "mauto.stats"],
+        "mauto.report", "mauto.serve", "mauto.stats", "mauto.diff", "mauto.gitref"],
     3: ["mauto.driver"],
     4: ["mauto.engine", "mauto.messages"],
     5: ["mauto", "mauto.workflow", "mauto.templates", "mauto.store", "mauto.channels", "mauto.datafiles",
