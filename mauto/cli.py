@@ -963,7 +963,9 @@ def resume_command(ctx: typer.Context,
 
     with _store(ctx) as store:
         result = resume(store, workflow)
-    _out().print(f"{workflow} v{result['version']}: active")
+    held = result.get("held", 0)
+    note = f" ({held} held event{'s' if held != 1 else ''} go to its contacts first, at the next tick)" if held else ""
+    _out().print(f"{workflow} v{result['version']}: active{note}")
 
 
 @app.command("status")
@@ -1009,6 +1011,10 @@ def status_command(
             _out().print(f"{row['id']}: split {winner['split']} picked {winner['variant']} on "
                          f"{datetime.fromisoformat(winner['decided_at']):%Y-%m-%d %H:%M} UTC (always-valid p "
                          f"{p_value}): {effect}")
+    for row in rows:
+        if row.get("held"):
+            _out().print(f"{row['id']}: {row['held']} event{'s' if row['held'] != 1 else ''} held while paused (the "
+                         f"first tick after `mauto resume {row['id']}` applies them, in order)")
     if tasks["open"] or tasks["handoff_failed"]:
         parts = [f"{tasks['open']:,} open"] + ([f"{tasks['overdue']:,} overdue"] if tasks["overdue"] else []) + (
             [f"{tasks['handoff_failed']:,} not handed over (`mauto tasks --handoff failed`)"]

@@ -604,16 +604,21 @@ def pause(store: Store, workflow: str) -> dict[str, Any]:
 
 
 def resume(store: Store, workflow: str) -> dict[str, Any]:
-    """Run a paused workflow again."""
-    return _set_state(store, workflow, "active", ("paused", "active"))
+    """Run a paused workflow again. The next tick first hands its enrollments the events held for them while it
+    was paused (`held`: how many), in the order they came, each at its own moment, then moves them on."""
+    result = _set_state(store, workflow, "active", ("paused", "active"))
+    with store.guard():
+        result["held"] = runtime.held_counts(store.db).get(workflow, 0)
+    return result
 
 
 def status(store: Store) -> list[dict[str, Any]]:
-    """Each workflow: version, state, enrollments active and waiting, next wake-up, failures, and the winners its
-    splits picked."""
+    """Each workflow: version, state, enrollments active and waiting, next wake-up, failures, the winners its
+    splits picked, and the events held for its enrollments (`held`: kept while it is paused, applied on resume)."""
     with store.guard():
         rows = releases.status(store.db)
         winners = releases.winners(store.db)
+        held = runtime.held_counts(store.db)
         for row in rows:
             if winners.get(row[0]):
                 in_force = _winners_in_force(store.db, row[0], row[1])
@@ -621,4 +626,4 @@ def status(store: Store) -> list[dict[str, Any]]:
                     winner["in_force"] = winner["variant"] in in_force.get(winner["split"], ())
     return [{"id": row[0], "version": row[1], "state": row[2], "updated_at": row[3], "active": row[4],
              "waiting": row[5], "pending": row[6], "next_wake_at": row[7], "failures": row[8],
-             "winners": winners.get(row[0], [])} for row in rows]
+             "winners": winners.get(row[0], []), "held": held.get(row[0], 0)} for row in rows]

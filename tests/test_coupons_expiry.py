@@ -8,7 +8,6 @@ Before: `valid_for` was an unknown key, the store never wrote `expires_at`/`rede
 """
 from __future__ import annotations
 
-import inspect
 import json
 import textwrap
 from datetime import UTC, datetime, timedelta
@@ -266,14 +265,6 @@ def test_the_project_schema_takes_the_coupons_settings(tmp_path: Path):
 
 # --- the daemon stores the expiry (through the driver's answers port) ------------------------------------
 
-def _port_passes_expiry() -> bool:
-    from mauto.driver.sqlite import SqliteAnswers
-
-    return "expires_at" in inspect.signature(SqliteAnswers.coupon).parameters
-
-
-@pytest.mark.skipif(not _port_passes_expiry(), reason="needs the driver's answers port to pass `expires_at` "
-                                                      "(Answers.coupon; see the issue 14 coupons report)")
 def test_a_tick_stores_the_expiry_with_the_code(tmp_path: Path):
     from mauto.daemon.tick import tick
     from mauto.deploy import deploy

@@ -27,6 +27,7 @@ from typing import Any
 
 from mauto.channels import base as channels
 from mauto.config import Project
+from mauto.consent import ADDRESS_FIELD
 from mauto.daemon.lock import TickLock
 from mauto.daemon.outbox import send_outbox
 from mauto.daemon.report import TickReport
@@ -58,7 +59,7 @@ class Tick:
     again is rolled back alone and recorded as failed, with its reason, and the others are committed."""
 
     def __init__(self, project: Project, store: Store, now: datetime, log: Log, renderer: MessageRenderer,
-                 report: TickReport, stopping: Callable[[], bool] = lambda: False) -> None:
+                 report: TickReport, stopping: Callable[[], bool] = lambda: False, release: int | None = None) -> None:
         self.project, self.store, self.db = project, store, store.db
         self.now, self.at = now, stamp(now)
         self.log_action, self.report = log, report
@@ -69,6 +70,7 @@ class Tick:
         # tasks made with a hand-off to do when mauto.yaml has `tasks.handoff` (checked here: a bad one stops
         # the tick before anything runs, at its place in mauto.yaml); `hand_over_tasks` does it after the commit
         self.batch.task_handoff = "pending" if project.task_handoff is not None else None
+        self.batch.release = release  # each message records the release it was rendered from
         self.workflows = SqliteWorkflows(self.batch, self._broken)
         self.ports = sqlite_ports(self.batch, self.engine.settings.contact_fields, project.timezone,
                                   self.workflows, self._unreadable)
@@ -160,6 +162,19 @@ class Tick:
                 continue
             self.events.track(event, seq)
             self.driver.push_event(event)
+        # The events held while a workflow was paused, now that it is not: to its enrollments before anything else.
+        for seq, workflow_id, enrollment_ids, held in runtime.held_events(self.db):
+            if isinstance(held, runtime.Unreadable):
+                runtime.release_held(self.db, [(workflow_id, seq)])
+                why = f"event {seq} held for {workflow_id} does not read back: {reason(held.error)}"
+                runtime.record_failure(self.db, self.at, "event", why, ref=str(seq), contact=held.contact,
+                                       workflow=workflow_id)
+                self.report.problem("event", why, contact=held.contact, workflow=workflow_id)
+                self.report.errors += 1
+                self._log("error", {"event": seq, "contact": held.contact, "workflow": workflow_id, "why": why})
+                continue
+            self.events.track(held, seq)
+            self.driver.push_held(held, workflow_id, enrollment_ids)
 
     # --- draining it ---------------------------------------------------------------------------------------
 
@@ -224,7 +239,7 @@ class Tick:
 
     def _isolated(self, at: datetime, item: Item) -> None:
         """One item in a savepoint of its own, flushed at once: when it fails, it alone is undone and failed."""
-        seq = self.events.seq.get(id(item[1])) if item[0] == "event" else None
+        seq = self.events.seq.get(id(item[1])) if item[0] in ("event", "held") else None
         logged, counters, broken = len(self.logged), self.report.counters(), dict(self.workflows.broken)
         self.queue.watch()
         self.events.emitted = []
@@ -273,6 +288,17 @@ class Tick:
             self.report.problem("event", f"event {event.name}: {why}", contact=event.contact, at=at.isoformat())
             self._withdrawal_of_failed(event)
             self._log("error", {"event": event.name, "contact": event.contact, "at": at.isoformat(), "why": why})
+        elif kind == "held":  # an event held while its workflow was paused: dropped, not tried again every tick
+            event, workflow_id = item[1], item[2]
+            if seq is not None:
+                runtime.release_held(db, [(workflow_id, seq)])
+            why = f"event {event.name} (held while {workflow_id} was paused): {why}"
+            runtime.record_failure(db, self.at, "event", why, moment=event.at,
+                                   ref=str(seq) if seq is not None else None, contact=event.contact,
+                                   workflow=workflow_id)
+            self.report.problem("event", why, contact=event.contact, workflow=workflow_id, at=event.at.isoformat())
+            self._log("error", {"event": event.name, "contact": event.contact, "workflow": workflow_id,
+                                "at": event.at.isoformat(), "why": why})
         else:  # due, inactive, segment: one workflow's trigger for one contact
             workflow_id, contact_id = item[1], item[2] if len(item) > 2 else None
             if kind == "inactive" and contact_id is not None:
@@ -292,7 +318,8 @@ class Tick:
         info = runtime.address_of(self.db, event.contact)
         if info is None:
             return
-        if suppress and info["email"] and self.store.suppress(info["email"], suppress, event.name):
+        address = info[ADDRESS_FIELD[suppress]] if suppress else None  # the email address, the phone number
+        if suppress and address and self.store.suppress(address, suppress, event.name):
             self._log("suppressed", {"contact": event.contact, "channel": suppress, "why": event.name})
         if withdraw:
             runtime.withdraw_consent(self.db, event.contact, withdraw, self.at)
@@ -428,7 +455,7 @@ def tick(project: Project, store: Store, now: datetime, transports: dict[str, ch
     disk; the channels (`transports`) are the running configuration's."""
     started = time.monotonic()
     with store.guard():
-        project, _release = release_project(project, store)
+        project, release_id = release_project(project, store)
     log = log or (lambda kind, data: None)
     report = TickReport(now)
     lock = TickLock(store.path, store.shown) if str(store.path) != ":memory:" else None
@@ -446,7 +473,7 @@ def tick(project: Project, store: Store, now: datetime, transports: dict[str, ch
         renderer = renderer or message_renderer(project, store)
         while True:
             with store.transaction():
-                run = Tick(project, store, now, log, renderer, report, stopping)
+                run = Tick(project, store, now, log, renderer, report, stopping, release_id)
                 cut = run.winners_due()
                 if cut is None:
                     run.prepare()
@@ -454,7 +481,8 @@ def tick(project: Project, store: Store, now: datetime, transports: dict[str, ch
             # A split picks its winner at midnight UTC from what happened before it, as `mauto simulate` does:
             # run up to just before each midnight passed, decide, then go on.
             with store.transaction():
-                early = Tick(project, store, cut - timedelta(microseconds=1), log, renderer, report, stopping)
+                early = Tick(project, store, cut - timedelta(microseconds=1), log, renderer, report, stopping,
+                             release_id)
                 early.prepare()
             early.write_log()
             early.drain(progress)

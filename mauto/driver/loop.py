@@ -2,10 +2,11 @@
 
 `Driver.process(at, item)` handles one item of the queue at its own moment: an event (consent it withdraws,
 wait_for and exit_on of the contact's enrollments, the workflows it enrolls into, segments it changes), a
-wake-up, a trigger come due. `Driver.handle` makes an engine outcome real (the messages it sends are
-rendered as the engine sends them, `Driver._made`): records the log, answers coupons and webhooks, starts
-other workflows, emits `contact_updated`, queues the next wake-up. `Driver.schedule` is the one listing of
-a workflow's due triggers for a window.
+wake-up, a trigger come due, an event held while a workflow was paused (`release`, on resume); a paused
+workflow's enrollments hold the events for them rather than move. `Driver.handle` makes an engine outcome
+real (the messages it sends are rendered as the engine sends them, `Driver._made`): records the log, answers
+coupons and webhooks, starts other workflows, emits `contact_updated`, queues the next wake-up.
+`Driver.schedule` is the one listing of a workflow's due triggers for a window.
 
 The loop reads no clock and does no I/O of its own (rendering reads the template files, through Jinja2's
 loader): every moment comes from the item, every read and write goes through `Ports`. `mauto.simulate`
@@ -27,6 +28,7 @@ from mauto.engine.state import PENDING, Effect, Enrollment, LogEntry, Outcome
 from mauto.engine.timing import zone
 from mauto.engine.triggers import date_due, schedule_due
 from mauto.errors import MautoError
+from mauto.limits import EARLIEST
 from mauto.messages import MessageRenderer
 from mauto.workflow.durations import parse_duration
 from mauto.workflow.model import Workflow
@@ -44,11 +46,20 @@ class Driver:
         self.segments = segments  # the project's named segments (a segment trigger names one, or is inline)
         self.end = end
         self.queue = DueQueue()
+        self._listening: dict[tuple[str, int], frozenset[str]] = {}  # `listens`, per workflow version
 
     # --- filling the queue ------------------------------------------------------------------------------
 
     def push_event(self, event: Event) -> None:
         self.queue.push(event.at, EVENT, ("event", event))
+
+    def push_held(self, event: Event, workflow_id: str, enrollment_ids: Sequence[str]) -> None:
+        """Queue an event held for enrollments of `workflow_id` while it was paused, now that it runs again:
+        ahead of every other item (held events in the order pushed, which is the order they came), so that its
+        enrollments have it before anything else moves them; it is handed over at its own moment, the event's.
+
+        The item: ("held", event, workflow_id, enrollment_ids)."""
+        self.queue.push(EARLIEST, EVENT, ("held", event, workflow_id, list(enrollment_ids)))
 
     def push_wake(self, enrollment: Enrollment, at: datetime) -> None:
         self.queue.push(at, WAKE, ("wake", enrollment.id, enrollment.wake_at))
@@ -125,8 +136,10 @@ class Driver:
         """Handle one due item at its moment."""
         kind = item[0]
         if kind == "event":
-            self.ports.events.handled(item[1])
             self.on_event(item[1])
+            self.ports.events.handled(item[1])
+        elif kind == "held":
+            self.release(item[1], item[2], item[3])
         elif kind == "wake":
             self._wake(at, item[1], item[2])
         elif kind in ("due", "inactive"):
@@ -204,6 +217,10 @@ class Driver:
             workflow = ports.workflows.of(enrollment) if enrollment is not None else None
             if enrollment is None or workflow is None:
                 continue  # an enrollment that does not read back, a version that does not load
+            if ports.workflows.paused(workflow.id):
+                if event.name in self.listens(workflow):  # no one moves in a paused workflow: it has it on resume
+                    ports.events.hold(event, enrollment)
+                continue
             was = enrollment.converted
             self.handle(workflow, self.engine.deliver(workflow, enrollment, contact, event), contact)
             if enrollment.converted and not was:
@@ -224,7 +241,7 @@ class Driver:
     def late_goals(self, contact: ContactState, event: Event, converted: set[str]) -> None:
         """The event as the goal of an enrollment that already ended (within the goal's `within`). One goal
         event converts one enrollment per workflow: the one in flight that it converted, else the latest ended
-        one whose goal still counts."""
+        one whose goal still counts. A paused workflow's ended enrollments hold its goal event (`release`)."""
         ports = self.ports
         for enrollment_id in reversed(ports.enrollments.converting(contact.id, event.at)):
             enrollment = ports.enrollments.get(enrollment_id)
@@ -233,12 +250,66 @@ class Driver:
             workflow = ports.workflows.of(enrollment)
             if workflow is None:
                 continue
-            outcome = self.engine.deliver(workflow, enrollment, contact, event)
-            if outcome.log:
-                ports.enrollments.save(enrollment)
-                ports.journal.record(outcome.log)
-            if enrollment.converted:
+            if ports.workflows.paused(workflow.id):
+                if workflow.goal is not None and workflow.goal.get("event") == event.name:
+                    ports.events.hold(event, enrollment)
+                continue
+            if self._late_goal(workflow, enrollment, contact, event):
                 converted.add(enrollment.workflow)
+
+    def listens(self, workflow: Workflow) -> frozenset[str]:
+        """The names of the events that can change an enrollment of the workflow once it is inside: its goal, its
+        exit_on and its wait_for events (what `Engine.deliver` looks at); a paused workflow holds only those."""
+        key = (workflow.id, workflow.version)
+        names = self._listening.get(key)
+        if names is None:
+            found: set[Any] = {name for name, _ in workflow.exit_on}
+            if workflow.goal is not None:
+                found.add(workflow.goal.get("event"))
+            found.update(step.value.get("event") for step in workflow.iter_steps()
+                         if step.kind == "wait_for" and isinstance(step.value, dict))
+            names = self._listening[key] = frozenset(name for name in found if isinstance(name, str))
+        return names
+
+    def _late_goal(self, workflow: Workflow, enrollment: Enrollment, contact: ContactState, event: Event) -> bool:
+        """The event handed to an ended enrollment (its goal may still count); whether it converted it."""
+        outcome = self.engine.deliver(workflow, enrollment, contact, event)
+        if outcome.log:
+            self.ports.enrollments.save(enrollment)
+            self.ports.journal.record(outcome.log)
+        return enrollment.converted
+
+    def release(self, event: Event, workflow_id: str, enrollment_ids: Sequence[str]) -> None:
+        """Hand an event held while `workflow_id` was paused to the enrollments it was held for, at its own moment
+        and as `on_event` would have then: the one in flight first, then the ended ones whose goal may count, the
+        latest first; one goal event converts one enrollment of the workflow. While a version of theirs cannot be
+        loaded, the event stays held (those enrollments wait for a fixed deploy, as their wake-ups do)."""
+        ports = self.ports
+        held: list[tuple[Enrollment, Workflow]] = []
+        for enrollment_id in enrollment_ids:
+            enrollment = ports.enrollments.get(enrollment_id)
+            if enrollment is None:
+                continue  # gone, or does not read back (failed as such): nothing to hand it to
+            workflow = ports.workflows.of(enrollment)
+            if workflow is None:
+                return
+            held.append((enrollment, workflow))
+        ports.events.release(event, workflow_id)
+        contact = ports.contacts.get(event.contact)
+        if contact is None:
+            return  # erased since the event came
+        running = [pair for pair in held if not pair[0].ended]
+        ended = sorted((pair for pair in held if pair[0].ended), key=lambda pair: (pair[0].entered_at, pair[0].id),
+                       reverse=True)
+        converted = False
+        for enrollment, workflow in running:
+            was = enrollment.converted
+            self.handle(workflow, self.engine.deliver(workflow, enrollment, contact, event), contact)
+            converted = converted or (enrollment.converted and not was)
+        for enrollment, workflow in ended:
+            if converted:
+                break
+            converted = not enrollment.converted and self._late_goal(workflow, enrollment, contact, event)
 
     def _takes(self, workflow: Workflow, at: datetime) -> bool:
         since = self.ports.workflows.since(workflow.id)
@@ -338,7 +409,9 @@ class Driver:
             return
         at = datetime.fromisoformat(pending["at"])
         if pending["kind"] == "coupon":
-            answer = self.ports.answers.coupon(pending["pool"], contact.id, at)
+            expires = pending.get("expires_at")
+            answer = self.ports.answers.coupon(pending["pool"], contact.id, at,
+                                               datetime.fromisoformat(expires) if expires else None)
         else:
             answer = self.ports.answers.webhook(enrollment, pending["request"], at)
             if answer is Later.LATER:

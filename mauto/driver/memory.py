@@ -6,6 +6,10 @@ not grow with its horizon: with `keep_ended=False`, an enrollment that ends is f
 time (all the reentry rule reads), and a contact's sent messages older than the longest frequency-cap window
 are dropped (all the caps read), and events whose name appears nowhere in the project (no workflow, segment
 or template could ask for them) are not added to a contact's history.
+
+Nothing is paused in a simulation (`MemoryWorkflows.paused_ids` is empty but in the ports' contract tests), so
+no event is held there. The enrollment ids stay readable (`welcome:c01:1`): a simulation has no store and
+nothing to erase, and its timelines and tests show them; the store's are opaque (`mauto.driver.sqlite`).
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from mauto.consent import ADDRESS_FIELD
 from mauto.driver.ports import Entry, Ports
 from mauto.engine.records import ContactState, Event
 from mauto.engine.state import Effect, Enrollment, LogEntry
@@ -44,7 +49,7 @@ class MemoryContacts:
         pass  # the loop set the field on the object
 
     def suppress(self, contact: ContactState, channel: str, why: str) -> bool:
-        return bool(contact.fields.get("email")) and channel not in contact.suppressed
+        return bool(contact.fields.get(ADDRESS_FIELD[channel])) and channel not in contact.suppressed
 
 
 class Entered:
@@ -91,6 +96,7 @@ class MemoryEnrollments:
         return self.by_contact.get((workflow_id, contact_id), [])
 
     def new_id(self, workflow: Workflow, contact: ContactState, previous: Sequence[Entry]) -> str:
+        # Readable: nothing outlives the run (the store's ids are opaque, for erasure's sake)
         return f"{workflow.id}:{contact.id}:{next(self.numbers)}"
 
     def add(self, enrollment: Enrollment) -> None:
@@ -135,6 +141,8 @@ class MemoryEvents:
 
     def __init__(self, read: Callable[[str], bool] | None = None) -> None:
         self.read = read
+        self.held: list[tuple[Event, str, str]] = []  # (event, workflow, enrollment): for a paused workflow
+
     def remember(self, contact: ContactState, event: Event) -> None:
         if self.read is not None and not self.read(event.name):
             return
@@ -148,6 +156,12 @@ class MemoryEvents:
 
     def handled(self, event: Event) -> None:
         pass
+
+    def hold(self, event: Event, enrollment: Enrollment) -> None:
+        self.held.append((event, enrollment.workflow, enrollment.id))
+
+    def release(self, event: Event, workflow_id: str) -> None:
+        self.held = [item for item in self.held if not (item[0] is event and item[1] == workflow_id)]
 
 
 class MemoryOutbox:
@@ -192,8 +206,8 @@ class MemoryAnswers:
         self.coupons = {pool: deque(codes) for pool, codes in coupons.items()}
         self.webhooks = webhooks
 
-    def coupon(self, pool: str, contact_id: str, at: datetime) -> str | None:
-        codes = self.coupons.get(pool)
+    def coupon(self, pool: str, contact_id: str, at: datetime, expires_at: datetime | None = None) -> str | None:
+        codes = self.coupons.get(pool)  # the expiry is in the enrollment's vars already: a simulation keeps no pool
         return codes.popleft() if codes else None
 
     def webhook(self, enrollment: Enrollment, request: dict[str, Any], at: datetime) -> Any:
@@ -231,21 +245,27 @@ class MemoryTimers:
 class MemoryWorkflows:
     """The workflows run (`taking`) and every workflow of the project (what a `start` step may name)."""
 
-    def __init__(self, taking: list[Workflow], every: Iterable[Workflow] = ()) -> None:
+    def __init__(self, taking: list[Workflow], every: Iterable[Workflow] = (), paused: Iterable[str] = ()) -> None:
         self.running = list(taking)
         self.registry = {workflow.id: workflow for workflow in [*every, *taking]}
+        self.paused_ids = set(paused)  # a simulation pauses nothing; the ports' contract tests do
 
     def taking(self) -> list[Workflow]:
+        if self.paused_ids:  # a paused workflow takes no one
+            return [workflow for workflow in self.running if workflow.id not in self.paused_ids]
         return self.running
 
     def since(self, workflow_id: str) -> datetime | None:
         return None
 
     def named(self, workflow_id: str) -> Workflow | None:
-        return self.registry.get(workflow_id)
+        return None if workflow_id in self.paused_ids else self.registry.get(workflow_id)
 
     def of(self, enrollment: Enrollment) -> Workflow | None:
         return self.registry.get(enrollment.workflow)
+
+    def paused(self, workflow_id: str) -> bool:
+        return workflow_id in self.paused_ids
 
 
 class MemoryJournal:

@@ -41,8 +41,8 @@ class Contacts(Protocol):
         """An event withdrew the contact's consent on `channel` (an unsubscribe): `<channel>_consent` is false."""
 
     def suppress(self, contact: ContactState, channel: str, why: str) -> bool:
-        """Put the contact's address on `channel`'s suppression list (a hard bounce, a complaint); whether it was
-        not there already."""
+        """Put the contact's address for `channel` (`consent.ADDRESS_FIELD`: the email address, the phone number)
+        on the suppression list (a hard bounce, a complaint, an unsubscribe); whether it was not there already."""
 
 
 class Enrollments(Protocol):
@@ -82,7 +82,15 @@ class Events(Protocol):
         """A step caused an event (contact_updated): kept (the loop queues it, to be handled in its turn)."""
 
     def handled(self, event: Event) -> None:
-        """The loop has handled the event: a later run must not handle it again."""
+        """The loop has handled the event (told once it has): a later run must not handle it again."""
+
+    def hold(self, event: Event, enrollment: Enrollment) -> None:
+        """The event came for an enrollment of a paused workflow (`Workflows.paused`): kept for it, to be handed
+        to it when the workflow is resumed (`release`), in the order the events came."""
+
+    def release(self, event: Event, workflow_id: str) -> None:
+        """A held event is being handed to the enrollments of `workflow_id` it was held for (the workflow was
+        resumed): no longer held."""
 
 
 class Outbox(Protocol):
@@ -121,8 +129,9 @@ class Entry(Protocol):
 class Answers(Protocol):
     """Values a step waits for: a coupon code from a pool, a webhook's response."""
 
-    def coupon(self, pool: str, contact_id: str, at: datetime) -> str | None:
-        """The next unused code of the pool, now the contact's; None: the pool is empty."""
+    def coupon(self, pool: str, contact_id: str, at: datetime, expires_at: datetime | None = None) -> str | None:
+        """The next unused code of the pool, now the contact's (good until `expires_at`, when the step gives
+        `valid_for`); None: the pool is empty."""
 
     def webhook(self, enrollment: Enrollment, request: dict[str, Any], at: datetime) -> Any:
         """The endpoint's answer (parsed JSON), or `Later.LATER`: the call is made outside the loop, and the answer
@@ -170,6 +179,10 @@ class Workflows(Protocol):
 
     def of(self, enrollment: Enrollment) -> Workflow | None:
         """The version the enrollment runs, None when it cannot be loaded (the enrollment waits)."""
+
+    def paused(self, workflow_id: str) -> bool:
+        """Whether the workflow is paused (`mauto pause`): it takes no one, and the events that come for its
+        enrollments are held (`Events.hold`) rather than handed to them. A simulation pauses nothing."""
 
 
 class Journal(Protocol):

@@ -11,6 +11,7 @@ EVENT, WAKE, DUE = 0, 1, 2
 
 # An item is a tuple whose first element says what it is:
 #   ("event", Event)                          an event to handle
+#   ("held", Event, workflow_id, enrollment_ids)  an event held while its workflow was paused, now applied
 #   ("wake", enrollment_id, wake_at)          an enrollment's wake-up (wake_at: to skip a stale one)
 #   ("due", workflow_id, contact_id, why)     a date or schedule trigger come due for a contact
 #   ("inactive", workflow_id, contact_id, last_at)   an inactivity timer come due

@@ -6,14 +6,21 @@ which the tick calls inside the batch's transaction: the enrollments, contact ch
 step log and the events marked handled go in together. A few writes are made at once, inside the same
 transaction (an inactivity timer, a segment's membership, consent withdrawn, a coupon taken, a webhook call
 queued, an event a step caused), so that the rest of the batch reads them back.
+
+Enrollment ids are opaque (`promo:5f0c…`, `enrollment_id`): the idempotency keys of messages, webhook calls and
+tasks are made from them, and a contact's id in them would outlive its erasure.
 """
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from mauto.consent import ADDRESS_FIELD
 from mauto.driver.ports import Entry, Later, Ports
 from mauto.engine.records import ContactState, Event
 from mauto.engine.state import Effect, Enrollment, LogEntry
@@ -53,6 +60,7 @@ class Batch:
         self.at = stamp(now)
         self.tally, self.log = tally, log
         self.task_handoff: str | None = None  # 'pending' when mauto.yaml hands tasks over (set by the tick)
+        self.release: int | None = None  # the release the batch's messages are rendered from (set by the tick)
         self.reset()
 
     def reset(self) -> None:
@@ -62,6 +70,8 @@ class Batch:
         self.tasks: list[dict[str, Any]] = []
         self.entries: list[LogEntry] = []
         self.handled: list[int] = []
+        self.held: list[tuple[str, int, str]] = []  # (workflow, event seq, enrollment) held while it is paused
+        self.released: list[tuple[str, int]] = []  # (workflow, event seq) handed over on resume
 
     def flush(self) -> None:
         """Write what the batch changed (inside the caller's transaction), then start afresh."""
@@ -73,6 +83,8 @@ class Batch:
         runtime.insert_tasks(db, self.tasks)
         runtime.insert_log(db, self.entries)
         runtime.mark_processed(db, self.handled, self.at)
+        runtime.hold_events(db, self.held, self.at)
+        runtime.release_held(db, self.released)
         self.tally.queued += len(self.messages)
         for message in self.messages:
             self.log("queued", {"key": message["key"], "contact": message["contact"], "channel": message["channel"],
@@ -107,7 +119,7 @@ class SqliteContacts:
         runtime.withdraw_consent(self.batch.db, contact.id, channel, self.batch.at)
 
     def suppress(self, contact: ContactState, channel: str, why: str) -> bool:
-        address = contact.fields.get("email")
+        address = contact.fields.get(ADDRESS_FIELD[channel])
         if not (address and self.batch.store.suppress(address, channel, why)):
             return False
         self.batch.log("suppressed", {"contact": contact.id, "channel": channel, "why": why})
@@ -126,6 +138,7 @@ class SqliteEnrollments:
         self.histories: dict[tuple[str, str], list[Enrollment]] = {}
         self.in_flight: dict[str, list[str]] = {}
         self.goals_opened: dict[str, list[str]] = {}  # contact -> enrollments that ended with `goal_until`, unwritten
+        self.key: str | None = None  # the store's key the ids are made with, read when first needed
 
     def get(self, enrollment_id: str) -> Enrollment | None:
         try:
@@ -184,7 +197,9 @@ class SqliteEnrollments:
 
     def new_id(self, workflow: Workflow, contact: ContactState, previous: Sequence[Entry]) -> str:
         # Deterministic: a batch re-run after a crash makes the same ids, hence the same message keys.
-        return f"{workflow.id}:{contact.id}:{len(previous) + 1}"
+        if self.key is None:
+            self.key = runtime.id_key(self.batch.db)
+        return enrollment_id(self.key, workflow.id, contact.id, len(previous) + 1)
 
     def add(self, enrollment: Enrollment) -> None:
         self.history(enrollment.workflow, enrollment.contact).append(enrollment)
@@ -218,6 +233,7 @@ class SqliteEnrollments:
         self.histories.clear()
         self.in_flight.clear()
         self.goals_opened.clear()
+        self.key = None  # read again: one made by a batch that was rolled back is gone with it
 
 
 class SqliteEvents:
@@ -245,6 +261,19 @@ class SqliteEvents:
         if seq is not None:
             self.batch.handled.append(seq)
 
+    def _seq(self, event: Event, done: bool = False) -> int:
+        seq = self.seq.pop(id(event), None) if done else self.seq.get(id(event))
+        if seq is None:  # every event the loop handles over the store is a row of it
+            raise LookupError(f"the event {event.name} at {event.at.isoformat()} has no row in the store")
+        return seq
+
+    def hold(self, event: Event, enrollment: Enrollment) -> None:
+        self.batch.held.append((enrollment.workflow, self._seq(event), enrollment.id))
+
+    def release(self, event: Event, workflow_id: str) -> None:
+        # One held item per (event, workflow), released once: its row in `seq` goes with it.
+        self.batch.released.append((workflow_id, self._seq(event, done=True)))
+
 
 class SqliteOutbox:
     def __init__(self, batch: Batch) -> None:
@@ -260,7 +289,7 @@ class SqliteOutbox:
             "channel": message.channel, "template": message.template, "marketing": int(message.marketing),
             "to_address": message.to, "sender": message.sender, "subject": message.subject, "body": body,
             "status": "pending", "next_try_at": None, "created_at": stamp(message.at), "updated_at": self.batch.at,
-            "ref": message.ref, "envelope": message.envelope})
+            "ref": message.ref, "envelope": message.envelope, "release": self.batch.release})
 
     def task(self, effect: Effect) -> None:
         task = effect.data
@@ -274,8 +303,8 @@ class SqliteAnswers:
     def __init__(self, batch: Batch) -> None:
         self.batch = batch
 
-    def coupon(self, pool: str, contact_id: str, at: datetime) -> str | None:
-        return take_coupon_in(self.batch.db, pool, contact_id, at)
+    def coupon(self, pool: str, contact_id: str, at: datetime, expires_at: datetime | None = None) -> str | None:
+        return take_coupon_in(self.batch.db, pool, contact_id, at, expires_at)
 
     def webhook(self, enrollment: Enrollment, request: dict[str, Any], at: datetime) -> Any:
         # Queued with the batch; the call itself is made after, outside any transaction (a slow endpoint must
@@ -337,10 +366,10 @@ class SqliteWorkflows:
         self.versions: dict[tuple[str, int], Workflow] = {}
         self.broken: dict[tuple[str, int], str] = {}  # deployed versions that cannot be loaded, and why
         running = runtime.running_workflows(batch.db)
-        states = {row[0]: row[2] for row in running}
+        self.states = {row[0]: row[2] for row in running}  # as the tick began: a pause takes effect at the next
         self.enrolling_since = {row[0]: datetime.fromisoformat(row[3]) for row in running}
         current = [workflow for workflow in (self.loadable(row[0], row[1]) for row in running) if workflow is not None]
-        self.running = [workflow for workflow in current if states[workflow.id] == "active"]
+        self.running = [workflow for workflow in current if self.states[workflow.id] == "active"]
         self.registry = {workflow.id: workflow for workflow in self.running}
 
     def version(self, workflow_id: str, version: int) -> Workflow:
@@ -378,6 +407,9 @@ class SqliteWorkflows:
 
     def of(self, enrollment: Enrollment) -> Workflow | None:
         return self.loadable(enrollment.workflow, enrollment.version)
+
+    def paused(self, workflow_id: str) -> bool:
+        return self.states.get(workflow_id) == "paused"
 
 
 class SqliteJournal:
@@ -449,6 +481,17 @@ class SqlitePorts:
     def loaded(self) -> int:
         """How many contacts and enrollments are held in memory."""
         return len(self.contacts.loaded) + len(self.enrollments.loaded)
+
+
+def enrollment_id(key: str, workflow_id: str, contact_id: str, number: int) -> str:
+    """The id of a contact's `number`th enrollment in a workflow: the workflow's id and 20 hex digits of an
+    HMAC-SHA256, under the store's key (`runtime.id_key`), of (workflow, contact, number). The same every time
+    (a batch re-run after a crash makes the same ids, hence the same message keys), and nothing in it names
+    the contact (it outlives the contact's erasure in the keys made from it) nor can be checked against a
+    guessed address without the key."""
+    text = json.dumps(["enrollment", workflow_id, contact_id, number])  # ASCII: escapes whatever an id holds
+    digest = hmac.new(key.encode("utf-8"), text.encode("ascii"), hashlib.sha256).hexdigest()
+    return f"{workflow_id}:{digest[:20]}"
 
 
 def sqlite_ports(batch: Batch, fields: dict[str, Any], zone: str, workflows: SqliteWorkflows,

@@ -22,6 +22,7 @@ from mauto.addresses import (
     shown,
     text_problem,
 )
+from mauto.consent import withdrawal
 from mauto.datafiles import LIST_SEPARATOR, DataError, coerce
 from mauto.engine.records import ContactState, Event
 from mauto.errors import ExitCode, MautoError
@@ -807,16 +808,20 @@ def export_contacts(store: Store, out: TextIO, fmt: str, fields: dict[str, Any])
 # --- consent and erasure ---------------------------------------------------------------------------
 
 def unsubscribe(store: Store, contact_id: str, channel: str = "email") -> dict[str, Any]:
-    """Consent off for `channel`, the address on the suppression list, an `unsubscribed` event."""
+    """Now, what an `unsubscribed` event does when a tick handles it (`mauto.consent.withdrawal`, the one rule
+    for both): consent off for `channel` and its address on the suppression list; and the event itself, which
+    the next tick handles like any other (an `exit_on: [unsubscribed]`)."""
     if channel not in CONSENT:
         raise MautoError(f"channel must be email or sms, not `{channel}`")
+    suppress, withdraw = withdrawal("unsubscribed", {"channel": channel})
     with store.transaction() as db:
         row = _row(store, contact_id)
         now = store.stamp()
-        address = row[ADDRESS[channel]]
-        suppressed = store.suppress(address, channel, "unsubscribed") if address else False
+        address = row[ADDRESS[suppress]] if suppress else None
+        suppressed = store.suppress(address, suppress, "unsubscribed") if suppress and address else False
         was = bool(row[CONSENT[channel]])
-        db.execute(f"UPDATE contacts SET {CONSENT[channel]} = 0, updated_at = ? WHERE id = ?", [now, contact_id])
+        if withdraw:
+            db.execute(f"UPDATE contacts SET {CONSENT[withdraw]} = 0, updated_at = ? WHERE id = ?", [now, contact_id])
         db.table("events").insert(_event_row(contact_id, "unsubscribed", {"channel": channel}, now))
     return {"contact": contact_id, "channel": channel, "had_consent": was, "address": bool(address),
             "newly_suppressed": suppressed}

@@ -98,6 +98,47 @@ def mark_processed(db: Any, seqs: list[int], at: str) -> None:
     db.conn.executemany("UPDATE events SET processed_at = ? WHERE seq = ?", [(at, seq) for seq in seqs])
 
 
+def hold_events(db: Any, rows: list[tuple[str, int, str]], at: str) -> None:
+    """Keep events for enrollments of paused workflows: (workflow, event seq, enrollment) rows."""
+    db.conn.executemany("INSERT OR IGNORE INTO held_events (workflow, seq, enrollment, held_at) VALUES (?, ?, ?, ?)",
+                        [(*row, at) for row in rows])
+
+
+def release_held(db: Any, rows: list[tuple[str, int]]) -> None:
+    """The events (workflow, event seq) were handed to the enrollments they were held for: no longer held."""
+    db.conn.executemany("DELETE FROM held_events WHERE workflow = ? AND seq = ?", rows)
+
+
+def held_events(db: Any) -> list[tuple[int, str, list[str], Event | Unreadable]]:
+    """(seq, workflow, enrollment ids, event) of the events held for workflows that are no longer paused, in the
+    order they came (seq); a row that does not read back comes as Unreadable, to be failed alone."""
+    found: list[tuple[int, str, list[str], Event | Unreadable]] = []
+    rows = db.execute(
+        "SELECT h.seq, h.workflow, json_group_array(h.enrollment), e.contact, e.name, e.at, e.properties, e.id "
+        "FROM held_events h JOIN workflows w ON w.id = h.workflow LEFT JOIN events e ON e.seq = h.seq "
+        "WHERE w.state != 'paused' GROUP BY h.seq, h.workflow ORDER BY h.seq, h.workflow").fetchall()
+    for seq, workflow, enrollments, *event_row in rows:
+        ids = sorted(json.loads(enrollments))
+        try:
+            if event_row[0] is None:
+                raise LookupError("the event is no longer in the store")
+            event = _event(event_row)
+            if not isinstance(event.properties, dict):
+                raise ValueError("the event's properties are not an object")
+            event.at.timestamp()  # noqa: B018 - a time without an offset fails here, not in the queue
+        except Exception as error:  # noqa: BLE001
+            found.append((seq, workflow, ids, Unreadable(str(seq), error, event_row[0])))
+            continue
+        found.append((seq, workflow, ids, event))
+    return found
+
+
+def held_counts(db: Any) -> dict[str, int]:
+    """How many events each workflow holds for its enrollments (kept while it is paused, applied on resume)."""
+    return {row[0]: row[1] for row in db.execute(
+        "SELECT workflow, count(DISTINCT seq) FROM held_events GROUP BY workflow")}
+
+
 def insert_event(db: Any, event: Event, received_at: str) -> int:
     cursor = db.execute("INSERT INTO events (id, contact, name, at, properties, received_at) VALUES (?, ?, ?, ?, ?, ?)",
                         [event.id, event.contact, event.name, stamp(event.at), _json(event.properties), received_at])
@@ -315,15 +356,16 @@ def clear_timer(db: Any, workflow: str, contact: str) -> None:
 
 MESSAGE_COLUMNS = ("key", "message_id", "enrollment", "workflow", "version", "step", "contact", "channel", "template",
                    "marketing", "to_address", "sender", "subject", "body", "status", "next_try_at", "created_at",
-                   "updated_at", "ref", "envelope")
+                   "updated_at", "ref", "envelope", "release")
 
 
 def insert_messages(db: Any, rows: list[dict[str, Any]]) -> None:
     """Queue messages; a key already queued (the same step re-run after a crash) is left as it is."""
-    for row in rows:  # made by hand (a test, a tool): a message without a ref has no links of ours
+    for row in rows:  # made by hand (a test, a tool): a message without a ref has no links of ours, nor a release
         if "ref" not in row:
             row.setdefault("ref", None)
             row.setdefault("envelope", None)
+        row.setdefault("release", None)
     db.conn.executemany(f"INSERT OR IGNORE INTO messages ({', '.join(MESSAGE_COLUMNS)}) VALUES "
                    f"({', '.join(':' + name for name in MESSAGE_COLUMNS)})", rows)
 
@@ -338,8 +380,10 @@ def recover_handoffs(db: Any, at: str) -> list[tuple[int, str]]:
 
 
 def due_messages(db: Any, until: datetime, after_id: int, limit: int) -> list[dict[str, Any]]:
+    """Pending messages to hand over now, but for those of paused workflows: they wait for the resume."""
     return list(db.query("SELECT * FROM messages WHERE status = 'pending' AND handoff_at IS NULL AND "
-                         "(next_try_at IS NULL OR next_try_at <= ?) AND id > ? ORDER BY id LIMIT ?",
+                         "(next_try_at IS NULL OR next_try_at <= ?) AND id > ? AND NOT EXISTS (SELECT 1 FROM "
+                         "workflows w WHERE w.id = messages.workflow AND w.state = 'paused') ORDER BY id LIMIT ?",
                          [stamp(until), after_id, limit]))
 
 
@@ -419,8 +463,11 @@ def insert_call(db: Any, key: str, enrollment: str, request: dict[str, Any], at:
 
 
 def due_calls(db: Any, until: datetime) -> list[dict[str, Any]]:
+    # A paused workflow's calls wait for its resume: their answers would move its enrollments on.
     cursor = db.execute("SELECT id, key, enrollment, request, attempts FROM calls WHERE status = 'pending' AND "
-                        "next_try_at <= ? ORDER BY next_try_at, id", [stamp(until)])
+                        "next_try_at <= ? AND NOT EXISTS (SELECT 1 FROM enrollments e JOIN workflows w ON "
+                        "w.id = e.workflow WHERE e.id = calls.enrollment AND w.state = 'paused') "
+                        "ORDER BY next_try_at, id", [stamp(until)])
     found = []
     for call_id, key, enrollment, request, attempts in cursor:
         item: dict[str, Any] = {"id": call_id, "key": key, "enrollment": enrollment, "attempts": attempts}
@@ -564,6 +611,17 @@ def signing_secret(db: Any, environ: Any, variable: Any) -> str | None:
     return value or unsubscribe_secret(db) or None  # an empty key is no key
 
 
+def id_key(db: Any) -> str:
+    """The key enrollment ids are made with (`mauto.driver.sqlite.enrollment_id`): the store's own key, never
+    the environment's (a variable changed between a crash and the re-run would change the ids). Made when the
+    store has none (inside the caller's transaction)."""
+    key = unsubscribe_secret(db)
+    if not key:  # an empty key is no key
+        key = secrets.token_urlsafe(32)
+        set_state(db, "unsubscribe_secret", key)
+    return key
+
+
 def ensure_unsubscribe_secret(db: Any) -> bool:
     """Make the store's unsubscribe key when it has none (inside the caller's transaction); True if made."""
     if get_state(db, "unsubscribe_secret") is not None:
@@ -593,6 +651,9 @@ def erase_activity(db: Any, anonymous: str, now: str) -> int:
         db.execute("UPDATE calls SET request = '{}', answer = NULL, status = CASE status WHEN 'pending' THEN "
                    "'failed' ELSE status END, updated_at = ? WHERE enrollment = ?", [now, enrollment.id])
     save_enrollments(db, enrollments)
+    # What a paused workflow holds for them would only be dropped on resume: the contact is no more.
+    db.execute("DELETE FROM held_events WHERE enrollment IN (SELECT id FROM enrollments WHERE contact = ?)",
+               [anonymous])
     # A provider's answer often quotes the address ("550 5.1.1 <ana@example.com>: Recipient address rejected").
     db.execute("UPDATE messages SET to_address = NULL, subject = NULL, body = X'', updated_at = ?, "
                "answer = CASE status WHEN 'pending' THEN 'not sent: the contact was erased' "

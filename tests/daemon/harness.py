@@ -15,6 +15,7 @@ from mauto.cli import app
 from mauto.config import load_project
 from mauto.daemon.tick import tick
 from mauto.deploy import deploy
+from mauto.driver.sqlite import enrollment_id
 from mauto.store import Store
 from mauto.store.contacts import import_contacts
 from mauto.store.events import ingest_events
@@ -49,6 +50,13 @@ steps:
   - id: thanks
     email: promo/thanks
 """
+
+
+def enrollment_of(store: Store, workflow: str, contact: str, number: int = 1) -> str:
+    """The id the store gives a contact's `number`th enrollment in a workflow: opaque, an HMAC under the store's own
+    key (`mauto.driver.sqlite.enrollment_id`); the idempotency keys of its messages and calls begin with it."""
+    [(key,)] = store.db.execute("SELECT value FROM runner_state WHERE key = 'unsubscribe_secret'").fetchall()
+    return enrollment_id(key, workflow, contact, number)
 
 
 def write(path: Path, text: str) -> Path:
@@ -106,6 +114,10 @@ class Daemon:
         report = tick(self.project, self.store, now, self.transports, **options)
         report.actions = actions
         return report
+
+    def enrollment(self, workflow: str, contact: str, number: int = 1) -> str:
+        """The store's id of the contact's `number`th enrollment in the workflow (`enrollment_of`)."""
+        return enrollment_of(self.store, workflow, contact, number)
 
     def rows(self, sql: str, *args) -> list[tuple]:
         return [tuple(row) for row in self.store.db.execute(sql, args)]

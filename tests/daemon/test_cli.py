@@ -23,7 +23,8 @@ def test_run_once_logs_each_action_and_ends_with_the_report(fresh_daemon: Daemon
     lines = result.stderr.splitlines()
     assert lines[0] == "2026-12-01T09:00:00+00:00 enter      ana promo v1 trigger — signed_up"
     assert "2026-12-01T09:00:00+00:00 send       ana promo v1 hello email promo/hello" in lines
-    assert any(line.startswith("sent       key=promo:ana:1:steps.0:1 contact=ana channel=email answer=250 ")
+    key = f"{fresh_daemon.enrollment('promo', 'ana')}:steps.0:1"
+    assert any(line.startswith(f"sent       key={key} contact=ana channel=email answer=250 ")
                for line in lines)
     assert "ana@example.com" not in result.stderr  # contacts by id in the log: erasure cannot reach log files
 
@@ -35,7 +36,8 @@ def test_run_once_json_logs_and_report(fresh_daemon: Daemon) -> None:
     assert result.exit_code == 0
     actions = [json.loads(line) for line in result.stderr.splitlines()]
     assert [a["action"] for a in actions] == ["step", "step", "step", "queued", "sent"]
-    assert actions[-1]["key"] == "promo:ana:1:steps.0:1" and actions[-1]["answer"].startswith("250")
+    key = f"{fresh_daemon.enrollment('promo', 'ana')}:steps.0:1"
+    assert actions[-1]["key"] == key and actions[-1]["answer"].startswith("250")
     report = json.loads(result.stdout)
     assert (report["enrolled"], report["sent"], report["parked"]) == (1, 1, 0)
 
@@ -46,7 +48,8 @@ def test_a_parked_message_makes_run_exit_1_and_outbox_shows_it(fresh_daemon: Dae
     fresh_daemon.event("ana", "signed_up", T0)
     result = mauto(fresh_daemon, "run", "--once", "--now", "2026-12-01T09:01:00Z", "--quiet")
     assert result.exit_code == 1
-    assert result.stderr.splitlines() == ["parked     key=promo:ana:1:steps.0:1 contact=ana channel=email "
+    key = f"{fresh_daemon.enrollment('promo', 'ana')}:steps.0:1"
+    assert result.stderr.splitlines() == [f"parked     key={key} contact=ana channel=email "
                                           "answer=RCPT TO: 550 5.1.1 no such user"]
     listed = mauto(fresh_daemon, "outbox", "--failed")
     assert listed.exit_code == 0
@@ -55,10 +58,10 @@ def test_a_parked_message_makes_run_exit_1_and_outbox_shows_it(fresh_daemon: Dae
     as_json = json.loads(mauto(fresh_daemon, "outbox", "--failed", "-f", "json").stdout)
     assert [m["status"] for m in as_json["messages"]] == ["parked"]
     retried = mauto(fresh_daemon, "outbox", "retry", "1")
-    assert retried.stdout == ("message 1 (promo:ana:1:steps.0:1) is pending again (was parked); "
+    assert retried.stdout == (f"message 1 ({key}) is pending again (was parked); "
                               "the next tick sends it\n")
     dropped = mauto(fresh_daemon, "outbox", "drop", "1")
-    assert dropped.stdout == "message 1 (promo:ana:1:steps.0:1) dropped (was pending)\n"
+    assert dropped.stdout == f"message 1 ({key}) dropped (was pending)\n"
     again = mauto(fresh_daemon, "outbox", "drop", "1")
     assert again.exit_code == 2 and "message 1 is cancelled: only parked, unknown or pending" in again.stderr
     missing = mauto(fresh_daemon, "outbox", "retry", "99")

@@ -103,7 +103,7 @@ def test_a_temporary_refusal_is_retried_with_backoff_and_sent_once(daemon: Daemo
     assert status == "pending" and attempts == 1 and "451" in answer
     assert T0 + timedelta(minutes=1) < datetime.fromisoformat(next_try_at) <= T0 + timedelta(minutes=2)
     daemon.tick(T0 + timedelta(minutes=5))
-    assert daemon.statuses() == {"promo:ana:1:steps.0:1": "sent"}
+    assert daemon.statuses() == {f"{daemon.enrollment('promo', 'ana')}:steps.0:1": "sent"}
     assert len(daemon.smtp.delivered()) == 1 and set(daemon.smtp.message_ids().values()) == {1}
 
 
@@ -136,12 +136,12 @@ def test_a_hand_off_cut_off_is_unknown_and_never_resent(daemon: Daemon) -> None:
     daemon.event("ana", "signed_up", T0)
     report = daemon.tick(T0 + timedelta(minutes=1))
     assert report.unknown == 1 and report.sent == 0
-    assert daemon.statuses() == {"promo:ana:1:steps.0:1": "unknown"}
+    assert daemon.statuses() == {f"{daemon.enrollment('promo', 'ana')}:steps.0:1": "unknown"}
     daemon.tick(T0 + timedelta(hours=3))
     assert len(daemon.smtp.messages) == 1  # it may have arrived: never resent blind
     [(message_id,)] = daemon.rows("SELECT id FROM messages")
     drop_message(daemon.store, message_id, T0 + timedelta(hours=3))
-    assert daemon.statuses() == {"promo:ana:1:steps.0:1": "cancelled"}
+    assert daemon.statuses() == {f"{daemon.enrollment('promo', 'ana')}:steps.0:1": "cancelled"}
 
 
 def test_a_crash_during_the_hand_off_leaves_the_message_unknown(daemon: Daemon) -> None:
@@ -151,7 +151,7 @@ def test_a_crash_during_the_hand_off_leaves_the_message_unknown(daemon: Daemon) 
     runtime.mark_handoff(daemon.store, message_id, "2026-12-01T09:01:00+00:00")  # then the process died
     report = daemon.tick(T0 + timedelta(minutes=2))
     assert report.unknown == 1 and report.sent == 0 and daemon.smtp.messages == []
-    assert daemon.statuses() == {"promo:ana:1:steps.0:1": "unknown"}
+    assert daemon.statuses() == {f"{daemon.enrollment('promo', 'ana')}:steps.0:1": "unknown"}
 
 
 def test_advancing_and_queueing_commit_together(daemon: Daemon) -> None:
@@ -207,7 +207,8 @@ def test_a_webhook_answer_goes_into_vars_and_the_workflow_goes_on(daemon: Daemon
     report = daemon.tick(T0 + timedelta(minutes=1))
     assert report.calls == 1 and report.sent == 1
     [request] = [r for r in daemon.http.requests if r.path == "/crm"]
-    assert request.json == {"contact": "ana"} and request.headers["Idempotency-Key"] == "hooked:ana:1:steps.0:1"
+    assert request.json == {"contact": "ana"} and request.headers["Idempotency-Key"] == \
+        f"{daemon.enrollment('hooked', 'ana')}:steps.0:1"
     [(data,)] = daemon.rows("SELECT data FROM enrollments WHERE workflow = 'hooked'")
     assert json.loads(data)["vars"]["crm"] == {"id": "crm-1"}
 

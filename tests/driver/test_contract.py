@@ -22,8 +22,8 @@ from mauto.engine.interpreter import Engine, Settings
 from mauto.engine.records import ContactState, Event
 from mauto.engine.state import Effect, Enrollment, LogEntry
 from mauto.messages import MessageRenderer
-from mauto.store import runtime
-from mauto.workflow.loader import load
+from mauto.store import releases, runtime
+from mauto.workflow.loader import load, parse
 from mauto.workflow.model import Workflow, build
 from tests.daemon.harness import T0, Daemon
 
@@ -57,6 +57,23 @@ class PortSet:
         assert found is not None
         return found
 
+    # A workflow added, paused and resumed (as `mauto deploy`, `pause` and `resume` would), and the events held:
+    # the ports are made anew after each (a tick reads the workflows' states when it begins).
+
+    def add(self, source: str) -> None:
+        raise NotImplementedError
+
+    def set_paused(self, workflow_id: str, paused: bool) -> None:
+        raise NotImplementedError
+
+    def held_events(self) -> list[tuple[str, str, str]]:
+        """(event name, workflow, enrollment) of the events held, in the order they came."""
+        raise NotImplementedError
+
+    def push_held(self, driver: Driver) -> None:
+        """Queue the events held for workflows no longer paused, as a tick does."""
+        raise NotImplementedError
+
 
 class MemorySet(PortSet):
     def __init__(self, daemon: Daemon) -> None:
@@ -66,7 +83,27 @@ class MemorySet(PortSet):
                             lambda entries: self.entries.extend(entries),
                             lambda workflow, enrollment, contact, message: self.messages.append(message))
         held.outbox.on_task = lambda effect: self.tasks.append(effect)
+        self.memory = held
         super().__init__("memory", held.ports(), daemon)
+
+    def add(self, source: str) -> None:
+        workflow = build(parse(source, "added.yaml"))
+        self.memory.workflows.running.append(workflow)
+        self.memory.workflows.registry[workflow.id] = workflow
+
+    def set_paused(self, workflow_id: str, paused: bool) -> None:
+        (self.memory.workflows.paused_ids.add if paused else self.memory.workflows.paused_ids.discard)(workflow_id)
+
+    def held_events(self) -> list[tuple[str, str, str]]:
+        return [(event.name, workflow, enrollment) for event, workflow, enrollment in self.memory.events.held]
+
+    def push_held(self, driver: Driver) -> None:
+        groups: dict[tuple[int, str], tuple[Event, list[str]]] = {}
+        for event, workflow, enrollment in self.memory.events.held:
+            if not self.memory.workflows.paused(workflow):
+                groups.setdefault((id(event), workflow), (event, []))[1].append(enrollment)
+        for (_, workflow), (event, enrollments) in groups.items():
+            driver.push_held(event, workflow, enrollments)
 
 
 class SqliteSet(PortSet):
@@ -99,6 +136,34 @@ class SqliteSet(PortSet):
     def unhandled(self, name: str) -> list[Event]:
         found = runtime.unprocessed_events(self.daemon.store.db, T0 + timedelta(days=1))
         return [event for _, event in found if isinstance(event, Event) and event.name == name]
+
+    def _anew(self) -> None:
+        self.settle()
+        self.held.workflows = SqliteWorkflows(self.batch, lambda *args: None)
+        self.ports = self.held.ports()
+
+    def add(self, source: str) -> None:
+        document = parse(source, "added.yaml")
+        workflow = build(document)
+        releases.insert_version(self.daemon.store.db, workflow.id, workflow.version, workflow.content_hash, source,
+                                document.data, self.batch.at, None, None)
+        releases.start(self.daemon.store.db, workflow.id, workflow.version, "2026-11-20T08:00:00.000000+00:00")
+        self._anew()
+
+    def set_paused(self, workflow_id: str, paused: bool) -> None:
+        releases.set_state(self.daemon.store.db, workflow_id, "paused" if paused else "active", self.batch.at)
+        self._anew()
+
+    def held_events(self) -> list[tuple[str, str, str]]:
+        return [tuple(row) for row in self.daemon.store.db.execute(
+            "SELECT e.name, h.workflow, h.enrollment FROM held_events h JOIN events e ON e.seq = h.seq "
+            "ORDER BY h.seq, h.enrollment")]
+
+    def push_held(self, driver: Driver) -> None:
+        for seq, workflow, enrollments, event in runtime.held_events(self.daemon.store.db):
+            assert isinstance(event, Event)
+            self.held.events.track(event, seq)
+            driver.push_held(event, workflow, enrollments)
 
 
 @pytest.fixture(params=["memory", "sqlite"])
@@ -330,3 +395,96 @@ def test_the_same_loop_gives_the_same_steps_over_every_set(ports: PortSet) -> No
     templates = [message["template"] if isinstance(message, dict) else message.template
                  for message in ports.messages]
     assert templates == ["promo/hello", "promo/again"]
+
+
+# --- a paused workflow: it takes no one, and its enrollments hold the events that come for them --------------
+
+WATCH = """\
+id: watch
+version: 1
+name: Watch
+category: marketing
+trigger: {event: signed_up}
+goal: {event: bought, within: 30d}
+steps:
+  - id: hello
+    email: promo/hello
+  - id: opened
+    wait_for: {event: email_opened, timeout: 3d}
+    on_event:
+      - id: thanks
+        email: promo/thanks
+"""
+
+
+def _run(ports: PortSet, *events: Event, held: bool = False) -> None:
+    """The loop over the ports as they are now, from these events (and the events held, when `held`)."""
+    project = ports.daemon.project
+    driver = Driver(Engine(Settings.from_project(project)), ports.ports, MessageRenderer(project, secret="k"),
+                    project.segments, T0 + timedelta(hours=12))
+    if held:
+        ports.push_held(driver)
+    for event in events:
+        ports.ports.events.emit(event)  # over the store: a row of its own, as an event ingested has
+        driver.push_event(event)
+    while driver.queue and driver.queue.first()[0] < driver.end:
+        at, item = driver.queue.pop()
+        driver.process(at, item)
+    ports.settle()
+
+
+def test_a_paused_workflow_takes_no_one_and_its_enrollments_still_load(ports: PortSet) -> None:
+    enrollment = _enrollment(ports, "ana")
+    ports.settle()
+    assert ports.ports.workflows.paused("promo") is False
+    ports.set_paused("promo", True)
+    workflows = ports.ports.workflows
+    assert workflows.paused("promo") is True and workflows.paused("hooked") is False
+    assert [workflow.id for workflow in workflows.taking()] == ["hooked"] and workflows.named("promo") is None
+    back = ports.ports.enrollments.get(enrollment.id)
+    assert back is not None and workflows.of(back) is not None
+    ports.set_paused("promo", False)
+    assert ports.ports.workflows.paused("promo") is False and ports.ports.workflows.named("promo") is not None
+
+
+def test_an_event_held_for_an_enrollment_is_kept_until_released(ports: PortSet) -> None:
+    enrollment = _enrollment(ports, "ana")
+    event = Event("ana", "bought", T0)
+    events = ports.ports.events
+    events.emit(event)
+    events.hold(event, enrollment)
+    ports.settle()
+    assert ports.held_events() == [("bought", "promo", enrollment.id)]
+    events.release(event, "promo")
+    ports.settle()
+    assert ports.held_events() == []
+
+
+def test_the_loop_holds_a_paused_workflows_events_and_hands_them_over_on_resume(ports: PortSet) -> None:
+    """ana waits in `watch` for the opening of its welcome; `watch` is paused; the opening comes (and an event
+    `watch` does not listen to): held, nothing sent; resumed, the opening ends the wait at its own moment."""
+    ports.add(WATCH)
+    _run(ports, Event("ana", "signed_up", T0))
+    [watching] = [item for item in ports.ports.enrollments.active("ana") if item.startswith("watch:")]
+    ports.set_paused("watch", True)
+    opened = T0 + timedelta(hours=1)
+    _run(ports, Event("ana", "email_opened", opened), Event("ana", "viewed", opened))
+    assert ports.held_events() == [("email_opened", "watch", watching)]
+    enrollment = ports.ports.enrollments.get(watching)
+    assert enrollment is not None and (enrollment.state, enrollment.position) == ("waiting", "steps.1")
+    ports.set_paused("watch", False)
+    _run(ports, held=True)
+    assert ports.held_events() == []
+    templates = [message["template"] if isinstance(message, dict) else message.template
+                 for message in ports.messages]
+    assert sorted(templates) == ["promo/hello", "promo/hello", "promo/thanks"]
+    assert [(entry.at, entry.step, entry.kind) for entry in ports.entries if entry.workflow == "watch"][-3:] == [
+        (opened, "opened", "event"), (opened, "thanks", "send"), (opened, "end", "complete")]
+
+
+def test_an_enrollment_id_names_its_workflow_and_each_entry_has_its_own(ports: PortSet) -> None:
+    first = _enrollment(ports, "ana")
+    first.state, first.ended_at = "completed", T0
+    ports.ports.enrollments.save(first)
+    second = _enrollment(ports, "ana", entered=1)
+    assert first.id.startswith("promo:") and second.id.startswith("promo:") and first.id != second.id

@@ -38,6 +38,9 @@ def test_a_template_edited_on_disk_changes_nothing_sent_until_the_next_deploy(da
     daemon.event("ben", "signed_up", T0 + timedelta(days=1, hours=2))
     daemon.tick(T0 + timedelta(days=2, hours=3))  # ben: hello, then again (a day later), from release 2
     assert "EDITED-AFTER-DEPLOY" in _bodies(daemon)[-1]
+    # each message names the release it was rendered from
+    assert daemon.rows("SELECT contact, step, release FROM messages ORDER BY id") == [
+        ("ana", "hello", 1), ("ana", "again", 1), ("ben", "hello", 2), ("ben", "again", 2)]
     status = mauto(daemon, "status").stdout
     assert status.splitlines()[0].startswith("release #2 (") and ", deploy by " in status.splitlines()[0]
 

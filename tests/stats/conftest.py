@@ -33,7 +33,7 @@ from mauto.deploy import deploy
 from mauto.store import Store
 from mauto.store.contacts import import_contacts
 from mauto.store.events import ingest_events
-from tests.daemon.harness import write
+from tests.daemon.harness import enrollment_of, write
 from tests.servers import SmtpServer
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
@@ -89,6 +89,10 @@ class Filled:
 
     def rows(self, sql: str, *args: object) -> list[tuple]:
         return [tuple(row) for row in self.store.db.execute(sql, args)]
+
+    def enrollment(self, workflow: str, contact: str) -> str:
+        """The store's (opaque) id of the contact's enrollment in the workflow."""
+        return enrollment_of(self.store, workflow, contact)
 
     def ref(self, contact: str, step: str) -> str:
         [(ref,)] = self.rows("SELECT ref FROM messages WHERE contact = ? AND step = ?", contact, step)

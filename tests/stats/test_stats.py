@@ -82,13 +82,14 @@ def test_the_split_variants_and_their_comparison(filled: Filled) -> None:
 
 
 def test_the_late_goal_is_in_the_log_and_on_the_enrollment(filled: Filled) -> None:
-    assert filled.rows("SELECT state, converted_at, goal_until FROM enrollments WHERE id = 'cart:c07:1'") == [
+    c07, c02 = filled.enrollment("cart", "c07"), filled.enrollment("cart", "c02")
+    assert filled.rows("SELECT state, converted_at, goal_until FROM enrollments WHERE id = ?", c07) == [
         ("completed", "2026-12-07T09:00:00.000000+00:00", None)]
     assert filled.rows("SELECT step, kind, detail, enrollment FROM step_log "
                        "WHERE contact = 'c07' AND kind = 'goal'") == [
-        ("end", "goal", "order_placed after the end (reached the end)", "cart:c07:1")]
+        ("end", "goal", "order_placed after the end (reached the end)", c07)]
     # c02's order on day 9 came after its window closed on day 7: no goal, and the window is still recorded
-    assert filled.rows("SELECT converted_at, goal_until FROM enrollments WHERE id = 'cart:c02:1'") == [
+    assert filled.rows("SELECT converted_at, goal_until FROM enrollments WHERE id = ?", c02) == [
         (None, "2026-12-08T09:00:00.000000+00:00")]
 
 
@@ -137,10 +138,11 @@ def test_the_window_keeps_what_happened_in_it(filled: Filled) -> None:
 
 def test_problems_with_ids_to_act_on(filled: Filled) -> None:
     problems = query.problems(filled.store.db, None, READ_AT)
-    assert problems["stuck"] == [{"enrollment": "winback:c06:1", "workflow": "winback", "contact": "c06",
-                                  "step": "rest", "wake_at": "2026-12-12T09:00:00+00:00", "late_by": "1d"}]
+    assert problems["stuck"] == [{"enrollment": filled.enrollment("winback", "c06"), "workflow": "winback",
+                                  "contact": "c06", "step": "rest", "wake_at": "2026-12-12T09:00:00+00:00",
+                                  "late_by": "1d"}]
     assert [(item["enrollment"], item["step"], item["reason"]) for item in problems["failed"]] == [
-        ("cart:c08:1", "check", "step check: ZeroDivisionError: division by zero")]
+        (filled.enrollment("cart", "c08"), "check", "step check: ZeroDivisionError: division by zero")]
     assert [(item["contact"], item["step"], item["status"], item["answer"]) for item in problems["messages"]] == [
         ("c10", "reminder-b", "parked", "RCPT TO: 550 5.1.1 no such mailbox"),
         ("c10", "final", "parked", "RCPT TO: 550 5.1.1 no such mailbox")]
@@ -193,8 +195,8 @@ def test_json_for_scripts(filled: Filled) -> None:
 def test_problems_command(filled: Filled) -> None:
     code, text = stats(filled, "--problems", "--now", READ_AT.isoformat())
     assert code == 0
-    assert "Stuck enrollments: 1" in text and "winback:c06:1" in text and "1d" in text
-    assert "cart:c08:1" in text and "ZeroDivisionError" in text and "no such mailbox" in text
+    assert "Stuck enrollments: 1" in text and filled.enrollment("winback", "c06") in text and "1d" in text
+    assert filled.enrollment("cart", "c08") in text and "ZeroDivisionError" in text and "no such mailbox" in text
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -222,8 +224,8 @@ def test_mauto_report_writes_one_self_contained_page(filled: Filled, tmp_path) -
     page = out.read_text(encoding="utf-8")
     assert page.count("<svg") >= 6 and "<script src" not in page and "https://" not in page.replace(
         "https://shop.example", "")
-    for text in ("cart", "winback", "reminder-a", "subject-test", "no difference yet", "cart:c08:1",
-                 "winback:c06:1", "no such mailbox"):
+    for text in ("cart", "winback", "reminder-a", "subject-test", "no difference yet", filled.enrollment("cart", "c08"),
+                 filled.enrollment("winback", "c06"), "no such mailbox"):
         assert text in page, text
     assert sorted(path.name for path in tmp_path.iterdir()) == ["report.html"]  # no temporary file left
     again = CliRunner().invoke(app, ["-p", str(filled.root / "mauto.yaml"), "report", "--out",

@@ -198,7 +198,7 @@ def test_rollback_pause_resume_status(project, store, clock) -> None:
     assert rows["welcome"] == {"id": "welcome", "version": 2, "state": "paused",
                                "updated_at": "2026-11-23T12:00:00.000000+00:00", "active": 1, "waiting": 2,
                                "pending": 0, "next_wake_at": "2026-11-24T08:00:00.000000+00:00", "failures": 1,
-                               "winners": []}
+                               "winners": [], "held": 0}
     assert rows["other"]["active"] == 0 and rows["other"]["next_wake_at"] is None
     assert plan(project, store, NOW).counts()["unchanged"] == 2  # a paused workflow stays paused
     resume(store, "welcome")
