@@ -279,7 +279,11 @@ TRIGGER_KINDS = {
         "where": ref("expression", "Only events for which this is true; `event` is the incoming event."),
     }),
     "segment": (string("Enter when the contact starts matching: an expression on the contact, or the name of a "
-                       "segment in mauto.yaml.", title="segment", minLength=1), {}),
+                       "segment in mauto.yaml.", title="segment", minLength=1), {
+        "on": {"enum": ["enter", "leave", "both"],
+               "description": "Enter the workflow when the contact starts matching (enter, the default), stops "
+                              "matching (leave), or either."},
+    }),
     "date": (obj({
         "field": string("A contact field of type date or datetime, e.g. birthday.", minLength=1),
         "every": {"enum": ["year", "month", "once"], "description": "How often it comes round (default year)."},

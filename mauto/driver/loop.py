@@ -329,8 +329,11 @@ class Driver:
         before = timers.in_segment(workflow.id, contact.id)
         if matches != before:
             timers.set_segment(workflow.id, contact.id, matches)
-        if matches and not before:
+        on = workflow.trigger.on
+        if matches and not before and on in ("enter", "both"):
             self.try_enroll(workflow, contact, at, None, f"entered segment {workflow.trigger.value}")
+        elif before and not matches and on in ("leave", "both"):
+            self.try_enroll(workflow, contact, at, None, f"left segment {workflow.trigger.value}")
 
     def try_enroll(self, workflow: Workflow, contact: ContactState, at: datetime, event: Event | None,
                    why: str) -> None:

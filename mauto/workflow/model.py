@@ -71,6 +71,7 @@ class Trigger:
     kind: str
     value: Any
     where: Expression | None = None
+    on: str = "enter"  # a segment trigger: enter when the contact starts matching, leaves, or both
 
 
 @dataclass(slots=True)
@@ -159,7 +160,8 @@ def build(document: Document) -> Workflow:
     kind = next(key for key in TRIGGER_KINDS if key in trigger_data)
     where = trigger_data.get("where") if kind == "event" else None
     trigger = Trigger(kind, trigger_data[kind],
-                      _expression(where, document, ("trigger", "where")) if where is not None else None)
+                      _expression(where, document, ("trigger", "where")) if where is not None else None,
+                      trigger_data.get("on", "enter") if kind == "segment" else "enter")
     reentry_data = data.get("reentry", "never")
     reentry = parse_duration(reentry_data["after"]) if isinstance(reentry_data, dict) else reentry_data
     exit_on: list[tuple[str, Expression | None]] = []

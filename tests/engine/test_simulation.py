@@ -108,6 +108,19 @@ def test_a_named_segment_with_leaving_and_matching_again(sim):
     assert skips(result, "vip-once") == [("c1", start + timedelta(hours=3), "entered before (reentry: never)")]
 
 
+def test_a_segment_trigger_can_fire_when_a_contact_leaves_it(sim):
+    lapsed = flow("lapsed", "{segment: \"contact.lifecycle == 'customer'\", on: leave}")
+    either = flow("either", "{segment: \"contact.lifecycle == 'customer'\", on: both}", extra="reentry: always\n")
+    start = utc(2026, 6, 10)
+    result = sim.run([DOWNGRADE, lapsed, either], [person("c1", lifecycle="customer"), person("c2", lifecycle="lead")],
+                     [Event("c1", "refunded", start + timedelta(hours=2))], start, start + timedelta(days=1))
+    # c1 was a customer from the start and stopped being one at the refund; c2 never was
+    assert entries(result, "lapsed") == [("c1", start + timedelta(hours=2))]
+    assert entries(result, "either") == [("c1", start), ("c1", start + timedelta(hours=2))]
+    [entered] = [entry for entry in result.timeline if entry.workflow == "lapsed" and entry.kind == "enter"]
+    assert entered.detail == "left segment contact.lifecycle == 'customer'"
+
+
 def test_a_segment_on_events_is_checked_when_an_event_arrives(sim):
     loyal = flow("loyal", "{segment: \"event_count('order_placed', within='30d') >= 2\"}")
     start = utc(2026, 6, 10)
