@@ -576,16 +576,30 @@ def rollback(store: Store, workflow: str, to: int | None = None, *, dry_run: boo
 
 
 def _rollback_release(db: Any, workflow: str, to: int, source: int | None, at: str) -> None:
-    """The release a rollback makes current: the templates and settings `to` was deployed with (those of the
-    latest release in which it ran), with every workflow's version as it now is. A version deployed before
-    releases were kept (schema version 8) leaves the templates and settings as they are."""
+    """The release a rollback makes current: the current one, with the templates `to` sends (layouts and
+    partials included) as they were in the latest release in which it ran, and every workflow's version as it now
+    is. Other workflows' templates and mauto.yaml stay as deployed: a rollback of one workflow never reverts
+    another's text. A version deployed before releases were kept (schema version 8) keeps the current text."""
     current = releases.current_release(db)
     if current is None:
         return
-    files = release.files_of(db, source if source is not None else current["id"])
+    files = release.files_of(db, current["id"])
+    restored: list[str] = []
+    if source is not None:
+        old = release.files_of(db, source)
+        source_text = runtime.workflow_source(db, workflow, to)
+        from mauto.workflow.loader import parse
+        from mauto.workflow.model import build
+
+        for path in sorted(release.templates_sent(old, build(parse(source_text or "", workflow)))):
+            if files.get(path) != old[path]:
+                files[path] = old[path]
+                restored.append(path)
     files[release.WORKFLOWS] = release.workflows_file(releases.workflows(db))
-    note = (f"rollback of {workflow} to v{to} (the templates and settings of release #{source})" if source
-            else f"rollback of {workflow} to v{to}")
+    note = f"rollback of {workflow} to v{to}"
+    if restored:
+        names = ", ".join(path.removeprefix("templates/") for path in restored)
+        note += f" (its templates as in release #{source}: {names})"
     release.record(db, files, at, None, None, _login(), note)
 
 

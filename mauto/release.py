@@ -168,6 +168,26 @@ def files_of(db: Any, release: int) -> dict[str, str]:
     return {path: texts[digest_] for path, digest_ in stored.items()}
 
 
+def templates_sent(files: dict[str, str], workflow: Any) -> set[str]:
+    """The template files (`templates/...`) a workflow's sends use among `files`, layouts and partials included."""
+    from mauto.templates import TemplateSet
+
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        for path, text in files.items():
+            if path.startswith("templates/"):
+                target = root / path
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(text, encoding="utf-8")
+        templates = TemplateSet(root / "templates", root)
+        sent: set[str] = set()
+        for step in workflow.iter_steps():
+            if step.kind in ("email", "sms") and isinstance(step.value, str):
+                sent.update("templates/" + info.name
+                            for info in templates.lineage(templates.file_name(step.kind, step.value)))
+    return sent
+
+
 def release_for(db: Any, workflow: str, version: int) -> int | None:
     """The latest release in which `workflow` ran `version` (its files are what that version was sent with)."""
     for release in sorted({row for row in _releases(db)}, reverse=True):
@@ -188,46 +208,76 @@ def _releases(db: Any) -> list[int]:
 # --- rendering from one ---------------------------------------------------------------------------------------
 
 
-_LOADED: dict[str, Project] = {}
+_LOADED: dict[tuple[str, str], Project] = {}  # (store, release hash) -> the project
 
 
 def release_project(project: Project, store: Store) -> tuple[Project, int | None]:
     """The project as the current release has it (its mauto.yaml and templates, written once into a folder
     beside the store), and the release's id; the project on disk and None when no release was deployed yet (a
-    store made before schema version 8, until its next deploy)."""
+    store made before schema version 8, until its next deploy). The folder is checked against the store's
+    hashes when first read by a process: a file edited there (or left half-copied) is written again, never sent."""
     db = store.db
     current = releases.current_release(db)
     if current is None:
         return project, None
-    cached = _LOADED.get(current["hash"])
+    key = (str(store.path), current["hash"])
+    cached = _LOADED.get(key)
     if cached is not None:
         return cached, current["id"]
     folder = Path(str(store.path) + ".releases") / current["hash"][:20]
-    if not (folder / SETTINGS).is_file():
-        _write_out(db, current["id"], folder)
+    wanted = _wanted(db, current["id"])
+    if not _intact(folder, wanted):
+        try:
+            _write_out(db, wanted, folder)
+        except OSError as error:
+            raise MautoError(f"release #{current['id']} cannot be written out to {folder}: "
+                             f"{error.strerror or error}") from None
     try:
         loaded = load_project(folder / SETTINGS, lenient=True)
     except MautoError as error:
         raise MautoError(f"release #{current['id']} does not load: {error}") from None
-    _LOADED[current["hash"]] = loaded
+    _LOADED[key] = loaded
     return loaded, current["id"]
 
 
-def _write_out(db: Any, release: int, folder: Path) -> None:
-    """The release's files, and the templates only older releases have, into `folder`, whole or not at all."""
+def _wanted(db: Any, release: int) -> dict[str, str]:
+    """The files a release is read from (path -> hash): its own, and the templates only older releases have."""
     newest = releases.newest_files(db)
-    mine = releases.release_files(db, release)
-    wanted = {**{path: digest_ for path, digest_ in newest.items() if path.startswith("templates/")}, **mine}
+    return {**{path: digest_ for path, digest_ in newest.items() if path.startswith("templates/")},
+            **releases.release_files(db, release)}
+
+
+def _intact(folder: Path, wanted: dict[str, str]) -> bool:
+    """Whether `folder` holds exactly these files with these contents (and nothing else a template could use)."""
+    if not (folder / SETTINGS).is_file():
+        return False
+    present = {path.relative_to(folder).as_posix() for path in folder.rglob("*") if path.is_file()}
+    if present != set(wanted):
+        return False
+    try:
+        return all(digest((folder / path).read_text(encoding="utf-8")) == hashed for path, hashed in wanted.items())
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def _write_out(db: Any, wanted: dict[str, str], folder: Path) -> None:
+    """The files into `folder`, whole or not at all (written beside it, then put in its place), with the
+    permissions the umask gives (a daemon under another user must read what a first `run --once` wrote)."""
     texts = releases.blobs(db, sorted(set(wanted.values())))
     folder.parent.mkdir(parents=True, exist_ok=True)
     temporary = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+    mask = os.umask(0)
+    os.umask(mask)
     try:
+        os.chmod(temporary, 0o777 & ~mask)
         for path, digest_ in wanted.items():
             target = temporary / path
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(texts[digest_], encoding="utf-8")
+        if folder.exists():  # a copy that was edited or left half-written: replaced whole
+            shutil.rmtree(folder, ignore_errors=True)
         os.replace(temporary, folder)
     except OSError:
         shutil.rmtree(temporary, ignore_errors=True)
-        if not (folder / SETTINGS).is_file():  # another process wrote it first: the same content
+        if not _intact(folder, wanted):  # another process wrote it first: the same content
             raise

@@ -62,7 +62,8 @@ def test_rollback_restores_the_templates_a_version_was_sent_with(daemon: Daemon)
     [body] = _bodies(daemon)
     assert body.split()[0] == "hello" and "REWRITTEN OFFER" not in body  # v1's text, from release 1's files
     assert daemon.rows("SELECT id, note FROM releases ORDER BY id") == [
-        (1, "deploy"), (2, "deploy"), (3, "rollback of promo to v1 (the templates and settings of release #1)")]
+        (1, "deploy"), (2, "deploy"), (3, "rollback of promo to v1 (its templates as in release #1: "
+                                         "promo/hello.email.html)")]
 
 
 def test_a_deploy_that_changes_nothing_makes_no_release(daemon: Daemon) -> None:
