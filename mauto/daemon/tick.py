@@ -454,8 +454,6 @@ def tick(project: Project, store: Store, now: datetime, transports: dict[str, ch
     The workflows, settings and templates are the current release's (`mauto.release`), never the files on
     disk; the channels (`transports`) are the running configuration's."""
     started = time.monotonic()
-    with store.guard():
-        project, release_id = release_project(project, store)
     log = log or (lambda kind, data: None)
     report = TickReport(now)
     lock = TickLock(store.path, store.shown) if str(store.path) != ":memory:" else None
@@ -470,9 +468,13 @@ def tick(project: Project, store: Store, now: datetime, transports: dict[str, ch
                 report.unknown += 1
                 log("unknown", {"key": key, "id": message_id,
                                 "why": "its hand-off began before a crash; not resent (see `mauto outbox --unknown`)"})
-        renderer = renderer or message_renderer(project, store)
+        live, given = project, renderer
         while True:
             with store.transaction():
+                # the release and the workflow versions read in one transaction: a deploy between them would pair
+                # new versions with the old release's templates
+                project, release_id = release_project(live, store)
+                renderer = given or message_renderer(project, store)
                 run = Tick(project, store, now, log, renderer, report, stopping, release_id)
                 cut = run.winners_due()
                 if cut is None:
