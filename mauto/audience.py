@@ -34,9 +34,8 @@ from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
 from mauto.addresses import normalise_email, normalise_phone
-from mauto.datafiles import LIST_SEPARATOR
 from mauto.errors import UsageError
-from mauto.store.contacts import iter_contacts, where_filter
+from mauto.store.contacts import iter_contacts, where_filter, write_contact
 from mauto.store.rows import refuse_overwrite, store_files
 from mauto.store.sqlite import Store
 
@@ -188,13 +187,7 @@ def export_contacts_matching(store: Store, out: TextIO, fmt: str, fields: dict[s
         writer.writeheader()
     count = 0
     for view in iter_contacts(store, fields, zone, where, now=now):
-        if writer is not None:
-            writer.writerow({name: LIST_SEPARATOR.join(map(str, value)) if isinstance(value, list) else
-                             json.dumps(value) if isinstance(value, dict) else
-                             ("true" if value else "false") if isinstance(value, bool) else value
-                             for name, value in view.items()})
-        else:
-            out.write(json.dumps(view, ensure_ascii=False) + "\n")
+        write_contact(writer, out, view)
         count += 1
     return count
 

@@ -263,13 +263,7 @@ def own(step: Step) -> dict[str, Any]:
 
 def place(step: Step) -> str:
     """A step's place, 1-based, whatever its id: `5`, `6.on_timeout.1.then.1`, `2.question.1`."""
-    parts = []
-    for part in step.path:
-        if isinstance(part, int):
-            parts.append(str(part + 1))
-        elif part not in ("steps", "split", "variants"):
-            parts.append(part)
-    return ".".join(parts)
+    return step.place
 
 
 def name(step: Step) -> str:

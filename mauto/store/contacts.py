@@ -794,15 +794,21 @@ def export_contacts(store: Store, out: TextIO, fmt: str, fields: dict[str, Any])
         names = [description[0] for description in cursor.description]
         for values in cursor:
             view = contact_view(dict(zip(names, values, strict=True)))
-            if writer is not None:
-                writer.writerow({name: LIST_SEPARATOR.join(map(str, value)) if isinstance(value, list) else
-                                 json.dumps(value) if isinstance(value, dict) else
-                                 ("true" if value else "false") if isinstance(value, bool) else value
-                                 for name, value in view.items()})
-            else:
-                out.write(json.dumps(view, ensure_ascii=False) + "\n")
+            write_contact(writer, out, view)
             count += 1
     return count
+
+
+def write_contact(writer: Any, out: Any, view: dict[str, Any]) -> None:
+    """One exported contact: a CSV row (`writer`; lists joined with `;`, objects as JSON, booleans as
+    true/false, as `contacts import` reads them back), or a JSON Lines line (no writer)."""
+    if writer is not None:
+        writer.writerow({name: LIST_SEPARATOR.join(map(str, value)) if isinstance(value, list) else
+                         json.dumps(value) if isinstance(value, dict) else
+                         ("true" if value else "false") if isinstance(value, bool) else value
+                         for name, value in view.items()})
+    else:
+        out.write(json.dumps(view, ensure_ascii=False) + "\n")
 
 
 # --- consent and erasure ---------------------------------------------------------------------------

@@ -38,8 +38,11 @@ class Step:
     @property
     def label(self) -> str:
         """How messages name the step: its id in backticks, or its number (`3.then.1`) when it has none."""
-        if self.id:
-            return f"`{self.id}`"
+        return f"`{self.id}`" if self.id else self.place
+
+    @property
+    def place(self) -> str:
+        """The step's place, 1-based, whatever its id: `5`, `6.on_timeout.1.then.1`, `2.question.1`."""
         parts = []
         for part in self.path:
             if isinstance(part, int):

@@ -142,7 +142,7 @@ def test_companion_key_on_the_wrong_action(step, companion, action, allowed, col
 def test_where_on_a_segment_trigger():
     text = "id: w\nversion: 1\nname: W\ntrigger: {segment: vip, where: 'x'}\nsteps:\n  - wait: 1d\n"
     assert problems(text) == [
-        ("schema", 4, 25, "`where` does not go with `segment` in `trigger`; a segment trigger takes: segment")]
+        ("schema", 4, 25, "`where` does not go with `segment` in `trigger`; a segment trigger takes: segment, on")]
 
 
 @pytest.mark.parametrize(("text", "expected"), [
