@@ -20,6 +20,9 @@ def test_a_template_edited_on_disk_changes_nothing_sent_until_the_next_deploy(da
     write(daemon.root / "templates" / "promo" / "again.email.html",
           '---\nsubject: "again {{ contact.first_name }}"\n---\n<p>EDITED-AFTER-DEPLOY</p>'
           '<a href="{{ unsubscribe_url }}">unsubscribe</a>\n')
+    [waiting] = plan(daemon.project, daemon.store, T0).release.templates
+    assert waiting.waiting == 1  # ana, in flight in promo, will get the edited `again` once it is deployed
+    assert "(promo: again; 1 contact in flight there)" in mauto(daemon, "plan").stdout
     daemon.tick(T0 + timedelta(days=1, minutes=1))  # again, for ana: rendered from the release
     assert [body.split()[0] for body in _bodies(daemon)] == ["hello", "again"]
     assert "EDITED-AFTER-DEPLOY" not in _bodies(daemon)[1]
@@ -28,6 +31,7 @@ def test_a_template_edited_on_disk_changes_nothing_sent_until_the_next_deploy(da
     [template] = shown.release.templates
     assert (template.path, template.kind, template.used_by) == ("templates/promo/again.email.html", "changed",
                                                                ["promo: again"])
+    assert template.waiting == 0  # ana's `again` went out (from the release) and she completed
     assert "-<p>again {{ contact.first_name }}</p><a href=\"{{ unsubscribe_url }}\">unsubscribe</a>" in template.diff
     assert shown.has_changes and shown.release.settings == []
     text = mauto(daemon, "plan").stdout
