@@ -363,13 +363,8 @@ def _template_uses(project: Any) -> dict[str, list[tuple[str, str]]]:
             workflow = build(document)
         except Exception:  # noqa: BLE001, S112 - a file lint refuses: the plan refuses it too
             continue
-        labels = workflow.step_labels()
-        for step in workflow.iter_steps():
-            if step.kind not in ("email", "sms") or not isinstance(step.value, str):
-                continue
-            label = labels[".".join(str(part) for part in step.path)]
-            for info in templates.lineage(templates.file_name(step.kind, step.value)):
-                uses.setdefault("templates/" + info.name, []).append((workflow.id, label))
+        for label, path in release.sent_by(templates, workflow):
+            uses.setdefault(path, []).append((workflow.id, label))
     return uses
 
 

@@ -20,7 +20,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -168,6 +168,17 @@ def files_of(db: Any, release: int) -> dict[str, str]:
     return {path: texts[digest_] for path, digest_ in stored.items()}
 
 
+def sent_by(templates: Any, workflow: Any) -> Iterator[tuple[str, str]]:
+    """(step label, template file `templates/...`) for each template a workflow's sends use in `templates` (a
+    TemplateSet), layouts and partials included."""
+    labels = workflow.step_labels()
+    for step in workflow.iter_steps():
+        if step.kind in ("email", "sms") and isinstance(step.value, str):
+            label = labels[".".join(str(part) for part in step.path)]
+            for info in templates.lineage(templates.file_name(step.kind, step.value)):
+                yield label, "templates/" + info.name
+
+
 def templates_sent(files: dict[str, str], workflow: Any) -> set[str]:
     """The template files (`templates/...`) a workflow's sends use among `files`, layouts and partials included."""
     from mauto.templates import TemplateSet
@@ -179,30 +190,20 @@ def templates_sent(files: dict[str, str], workflow: Any) -> set[str]:
                 target = root / path
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_text(text, encoding="utf-8")
-        templates = TemplateSet(root / "templates", root)
-        sent: set[str] = set()
-        for step in workflow.iter_steps():
-            if step.kind in ("email", "sms") and isinstance(step.value, str):
-                sent.update("templates/" + info.name
-                            for info in templates.lineage(templates.file_name(step.kind, step.value)))
-    return sent
+        return {path for _, path in sent_by(TemplateSet(root / "templates", root), workflow)}
 
 
 def release_for(db: Any, workflow: str, version: int) -> int | None:
-    """The latest release in which `workflow` ran `version` (its files are what that version was sent with)."""
-    for release in sorted({row for row in _releases(db)}, reverse=True):
+    """The latest release in which `workflow` ran `version` (its files are what that version was sent with): read
+    from each release's `workflows.json` alone."""
+    for release, text in releases.file_texts(db, WORKFLOWS):
         try:
-            deployed = json.loads(files_of(db, release).get(WORKFLOWS, "{}"))
+            deployed = json.loads(text)
         except ValueError:
             continue
         if deployed.get(workflow, {}).get("version") == version:
             return release
     return None
-
-
-def _releases(db: Any) -> list[int]:
-    current = releases.current_release(db)
-    return list(range(1, current["id"] + 1)) if current else []
 
 
 # --- rendering from one ---------------------------------------------------------------------------------------

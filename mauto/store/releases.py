@@ -204,3 +204,10 @@ def releases_with(db: Any, path: str, digest: str) -> list[int]:
     """The releases whose file `path` had this content, oldest first."""
     return [row[0] for row in db.execute("SELECT release FROM release_files WHERE path = ? AND hash = ? "
                                          "ORDER BY release", [path, digest])]
+
+
+def file_texts(db: Any, path: str) -> list[tuple[int, str]]:
+    """(release, text) of one file in every release that has it, the latest first."""
+    return [(release, text) for release, text in db.execute(
+        "SELECT f.release, b.text FROM release_files f JOIN release_blobs b ON b.hash = f.hash WHERE f.path = ? "
+        "ORDER BY f.release DESC", [path])]
