@@ -25,6 +25,7 @@ LAYERS = {
 KNOWN_UPWARD = {
     ("mauto.store.contacts", "mauto.engine.context"),
     ("mauto.store.contacts", "mauto.engine.records"),
+    ("mauto.store.audience_sql", "mauto.engine.records"),  # the built-in fields' defaults, as store.contacts
     ("mauto.store.runtime", "mauto.engine.records"),
     ("mauto.store.runtime", "mauto.engine.state"),
 }
