@@ -24,6 +24,7 @@ import random
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 SENT, RETRY, PARKED, UNKNOWN = "sent", "retry", "parked", "unknown"
 STATUSES = (SENT, RETRY, PARKED, UNKNOWN)
@@ -45,6 +46,10 @@ class Delivery:
     """RETRY only: the provider asked not to be tried again for this many seconds (HTTP `Retry-After` on a
     429 or 503, at most a day); the runner schedules the next attempt no earlier than that, nor earlier than
     its own backoff. None: the provider said nothing, and the backoff alone decides."""
+    pushback: bool = False
+    """RETRY only: the provider turned the message away to slow us down (SMTP 421, or a 4xx that says it
+    throttles; HTTP 429), not for anything in the message. The runner slows the channel down (`mauto.channels.pace`)
+    and tries the message again in the same run, without counting it as a failed attempt."""
 
 
 @dataclass
@@ -77,6 +82,13 @@ class Transport:
     """
 
     name = "transport"
+    pace: Any = None  # not imported here: mauto.channels.pace imports this module
+    """The channel's connections and rate (a `mauto.channels.pace.Pace`); None: one connection, no limit."""
+
+    def clone(self) -> Transport | None:
+        """A transport like this one with a connection of its own, for sending over several connections at
+        once (each used by one thread); None when the transport cannot have more than one (the default)."""
+        return None
 
     def __enter__(self) -> Transport:
         return self

@@ -27,6 +27,7 @@ from mauto.channels._http import endpoint
 from mauto.channels.base import Transport
 from mauto.channels.console import ConsoleTransport
 from mauto.channels.files import FileTransport
+from mauto.channels.pace import attach_paces
 from mauto.channels.sms import HttpSmsTransport
 from mauto.channels.smtp import SmtpTransport
 from mauto.config import Project
@@ -112,7 +113,7 @@ def build_transports(project: Project, environ: Mapping[str, str] = os.environ,
         if not isinstance(data, dict):
             raise settings.error("must be a mapping with a `transport`")
         transports[channel] = _transport(settings, environ, stream)
-    return transports
+    return attach_paces(project, transports)  # connections and rate per channel
 
 
 def _transport(settings: _Settings, environ: Mapping[str, str], stream: TextIO | None) -> Transport:

@@ -7,7 +7,8 @@ The request: `POST <url>` with `{"to", "from", "text", "idempotency_key"}` and t
 The answer:
 
 - 2xx → SENT; `provider_id` is the `id` of the JSON answer when there is one.
-- 429, 5xx and 408 → RETRY, with the provider's Retry-After in the detail when it gives one, and in
+- 429, 5xx and 408 → RETRY (a 429 with `Delivery.pushback`: the runner slows the channel down), with the
+  provider's Retry-After in the detail when it gives one, and in
   `Delivery.retry_after` (seconds: `120`, or an HTTP-date taken relative to the answer's `Date`; at most a
   day; a value that is neither is ignored), which the runner waits at least before the next attempt.
 - any other status (400, 401, 404, 422, a redirect, which is not followed) → PARKED, with the status and the
@@ -91,6 +92,12 @@ class HttpSmsTransport(Transport):
             self.close()
         return self._classify(response, raw)
 
+    def clone(self) -> HttpSmsTransport:
+        """The same provider and token, a connection of its own (`channels.sms.connections`)."""
+        twin = HttpSmsTransport(self.url, self.token, timeout=self.timeout, context=self._context)
+        twin.pace = self.pace
+        return twin
+
     def close(self) -> None:
         connection, self._connection = self._connection, None
         if connection is not None:
@@ -121,7 +128,8 @@ class HttpSmsTransport(Transport):
             retry_after = response.getheader("Retry-After")
             if retry_after:
                 detail += f" (Retry-After: {one_line(retry_after, 60)})"
-            return Delivery(RETRY, detail, retry_after=_http.retry_after(retry_after, response.getheader("Date")))
+            return Delivery(RETRY, detail, retry_after=_http.retry_after(retry_after, response.getheader("Date")),
+                            pushback=status == 429)
         if 300 <= status < 400:
             detail += f" (redirects are not followed; Location: {response.getheader('Location') or '-'})"
         return Delivery(PARKED, detail)

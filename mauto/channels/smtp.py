@@ -32,6 +32,11 @@ When each answer is final:
   the connection broke (RFC 1047), so a retry could deliver it twice. So is a reply that is neither 2xx,
   4xx nor 5xx.
 
+A 421 anywhere (but a reused connection's first, re-opened transparently), and a 4xx whose text says the server
+throttles (Amazon SES: `454 Throttling failure: Maximum sending rate exceeded`), is RETRY with
+`Delivery.pushback`: the runner slows the channel down rather than counting a failed attempt
+(`mauto.channels.pace`).
+
 After any failure the transaction is reset (RSET), or the connection closed when it is in doubt, so that the
 next message of the batch starts afresh.
 """
@@ -56,6 +61,10 @@ _QUEUED = re.compile(r"queued as\s+<?([^\s>]+)>?", re.IGNORECASE)
 # Amazon SES's SMTP answer: `250 Ok <message id>`, the id its bounce and complaint notifications name.
 _OK_ID = re.compile(r"^\d{3}\s+(?:\d\.\d{1,3}\.\d{1,3}\s+)?Ok\s+<?([^\s<>]{8,})>?\s*$", re.IGNORECASE)
 _CRLF = b"\r\n"
+# A temporary refusal that says the server throttles us, whatever its code: Amazon SES's `454 Throttling failure:
+# Maximum sending rate exceeded`, `451 4.7.1 rate limited`, `450 too many messages`.
+_THROTTLED = re.compile(r"throttl|rate.limit|sending rate|too many (?:messages|mails|emails|recipients)",
+                        re.IGNORECASE)
 
 
 class _Failure(Exception):
@@ -69,10 +78,11 @@ class _Failure(Exception):
 class _Lost(Exception):
     """The connection broke (or the server said 421) before the message was handed off."""
 
-    def __init__(self, detail: str, timed_out: bool = False) -> None:
+    def __init__(self, detail: str, timed_out: bool = False, pushback: bool = False) -> None:
         super().__init__(detail)
         self.detail = detail
         self.timed_out = timed_out  # a slow server, not a stale connection: no transparent second try
+        self.pushback = pushback  # the server said 421: maybe an idle connection closed, maybe "slow down"
 
 
 @lru_cache(maxsize=1)
@@ -143,6 +153,12 @@ def _reply(code: int, text: bytes | str) -> str:
     if isinstance(text, bytes):
         text = text.decode("utf-8", "replace")
     return one_line(f"{code} {text}")
+
+
+def _slows_down(code: int, answer: str) -> bool:
+    """Whether a reply is the server's pushback (`Delivery.pushback`): 421 (it closes the connection, most often
+    because we send too fast or over too many connections), or a 4xx that says it throttles."""
+    return code == 421 or (400 <= code < 500 and _THROTTLED.search(answer) is not None)
 
 
 def _timed_out(error: BaseException) -> bool:
@@ -220,13 +236,20 @@ class SmtpTransport(Transport):
                 self._drop()
                 if reused and attempt == 1 and not lost.timed_out:
                     continue  # the server closed an idle connection: nothing was sent, open a new one
-                return Delivery(RETRY, lost.detail)
+                return Delivery(RETRY, lost.detail, pushback=lost.pushback)
         try:
             handoff()
         except BaseException:
             self._reset()
             raise
         return self._data(smtp, message.body)
+
+    def clone(self) -> SmtpTransport:
+        """The same server and settings, a connection of its own (`channels.email.connections`)."""
+        twin = SmtpTransport(self.host, self.port, starttls=self.starttls, tls=self.tls, timeout=self.timeout,
+                             username=self.username, password=self.password, context=self._context)
+        twin.pace = self.pace
+        return twin
 
     def close(self) -> None:
         smtp, self._smtp = self._smtp, None
@@ -245,6 +268,7 @@ class SmtpTransport(Transport):
         if self._smtp is not None:
             return self._smtp
         smtp: smtplib.SMTP | None = None
+        pushback = False
         try:
             if self.tls:
                 smtp = smtplib.SMTP_SSL(self.host, self.port, local_hostname=_local_hostname(),
@@ -263,6 +287,7 @@ class SmtpTransport(Transport):
             detail = f"{self.where}: {error}"
         except smtplib.SMTPResponseException as error:
             detail = f"{self.where} refused the connection: {_reply(error.smtp_code, error.smtp_error)}"
+            pushback = _slows_down(error.smtp_code, detail)
         except smtplib.SMTPServerDisconnected as error:
             detail = (f"timed out after {seconds(self.timeout)} connecting to {self.where}" if _timed_out(error)
                       else f"{self.where} closed the connection while connecting: {error}")
@@ -279,7 +304,7 @@ class SmtpTransport(Transport):
             return smtp
         if smtp is not None:
             smtp.close()
-        raise _Failure(Delivery(RETRY, one_line(detail)))
+        raise _Failure(Delivery(RETRY, one_line(detail), pushback=pushback))
 
     def _command(self, stage: str, call, *args) -> tuple[int, bytes]:
         try:
@@ -296,12 +321,15 @@ class SmtpTransport(Transport):
         except ValueError as error:  # smtplib refuses the command: this message's data, not the connection's
             raise _Failure(Delivery(PARKED, one_line(f"{stage}: not sent: {error}"))) from None
         if code == 421:  # the server is closing the connection: maybe just an idle one
-            raise _Lost(f"{stage}: {_reply(code, text)}")
+            raise _Lost(f"{stage}: {_reply(code, text)}", pushback=True)
         if code == 530:  # RFC 4954/3207: log in or STARTTLS first; mauto.yaml's fault, not the message's
             raise _Failure(Delivery(RETRY, f"{stage}: {_reply(code, text)} (the server wants a login or TLS: "
                                            "check channels.email in mauto.yaml)"))
         if not 200 <= code < 300:
-            raise _Failure(Delivery(PARKED if 500 <= code < 600 else RETRY, f"{stage}: {_reply(code, text)}"))
+            answer = f"{stage}: {_reply(code, text)}"
+            if 500 <= code < 600:
+                raise _Failure(Delivery(PARKED, answer))
+            raise _Failure(Delivery(RETRY, answer, pushback=_slows_down(code, answer)))
         return code, text
 
     def _envelope(self, smtp: smtplib.SMTP, sender: str, recipient: str, eight_bit: bool, smtputf8: bool) -> None:
@@ -322,8 +350,10 @@ class SmtpTransport(Transport):
             return Delivery(RETRY, f"connection to {self.where} lost at DATA, before any of the message was sent")
         if code != 354:
             self._reset()
-            status = PARKED if 500 <= code < 600 else RETRY
-            return Delivery(status, f"DATA: {_reply(code, text)}")
+            answer = f"DATA: {_reply(code, text)}"
+            if 500 <= code < 600:
+                return Delivery(PARKED, answer)
+            return Delivery(RETRY, answer, pushback=_slows_down(code, answer))
         try:
             smtp.send(_stuffed(body))
         except smtplib.SMTPServerDisconnected as error:
@@ -347,7 +377,7 @@ class SmtpTransport(Transport):
         if code == 421:
             self._drop()
         if 400 <= code < 500:
-            return Delivery(RETRY, answer)
+            return Delivery(RETRY, answer, pushback=_slows_down(code, answer))
         if 500 <= code < 600:
             return Delivery(PARKED, answer)
         self._drop()
