@@ -381,7 +381,7 @@ class Channel(str, Enum):
     sms = "sms"
 
 
-db_app = typer.Typer(help="The store (SQLite): create, migrate, describe.", no_args_is_help=True)
+db_app = typer.Typer(help="The store (SQLite or PostgreSQL): create, migrate, describe, copy.", no_args_is_help=True)
 contacts_app = typer.Typer(help="Contacts in the store: import, show, list, unsubscribe, erase, export.",
                            no_args_is_help=True)
 events_app = typer.Typer(help="Events in the store.", no_args_is_help=True)
@@ -395,11 +395,12 @@ app.add_typer(coupons_app, name="coupons")
 
 def _store(ctx: typer.Context, project=None, **options):
     """The project's store (`store:` in mauto.yaml, default mauto.db beside it), on the wall clock."""
-    from mauto.store import Store, store_path
+    from mauto.store import open_store
 
     project = project or _project(ctx)
-    path = store_path(project)
-    return Store(path, shown=project.display(path), phone_region=project.phone_region, **options)
+    path = project.store_location
+    return open_store(path, shown=project.display(path), phone_region=project.phone_region,
+                      password_env=project.data.get("store_password_env"), **options)
 
 
 def _report_problems(result) -> None:
@@ -460,6 +461,39 @@ def db_migrate(ctx: typer.Context) -> None:
     with _store(ctx, migrate=True) as store:
         applied = ", ".join(map(str, store.applied)) or "none pending"
         _out().print(f"{store.shown}: schema version {store.version} (migrations applied: {applied})")
+
+
+@db_app.command("copy")
+@handle_errors
+def db_copy(
+    ctx: typer.Context,
+    to: str = typer.Option(..., "--to", metavar="TARGET",
+                           help="A postgresql:// URL or a SQLite file: an empty store, or none yet (it is created)."),
+    password_env: str | None = typer.Option(
+        None, "--to-password-env", metavar="NAME",
+        help="The environment variable holding the target's PostgreSQL password (else PGPASSWORD or ~/.pgpass)."),
+    output_format: OutputFormat = typer.Option(OutputFormat.text, "--format", "-f", help="text or json."),
+) -> None:
+    """Copy the whole store into an empty SQLite file or PostgreSQL database, checked row for row."""
+    from mauto.daemon.lock import tick_lock
+    from mauto.store.copy import copy_store
+    from mauto.store.postgres import is_url, shown_url
+
+    project = _project(ctx)
+    shown = shown_url(to) if is_url(to) else to
+    with _store(ctx, project) as store:
+        result = copy_store(store, to if is_url(to) else Path(to), shown_target=shown, password_env=password_env,
+                            lock=tick_lock(store))
+    if output_format is OutputFormat.json:
+        print(json.dumps(result.to_dict(), indent=2))
+        return
+    out = _out()
+    out.print(f"{result.source} → {result.target}: {result.total:,} rows copied (schema version "
+              f"{result.schema_version}), checked row for row, in {result.seconds:.1f}s")
+    table = Table("table", "rows")
+    for name, count in result.counts.items():
+        table.add_row(name, f"{count:,}")
+    out.print(table)
 
 
 @db_app.command("info")
@@ -603,15 +637,18 @@ def contacts_erase(
 
     if not yes:
         typer.confirm(f"Erase contact {contact_id}? This cannot be undone", abort=True)
-    from mauto.daemon.lock import TickLock
+    from mauto.daemon.lock import tick_lock
 
     with _store(ctx) as store:
         # Never in the middle of a tick: it may hold the contact in memory and write it back.
-        lock = TickLock(store.path, store.shown).acquire(wait=60.0, doing="nothing was erased; try again")
+        lock = tick_lock(store)
+        if lock is not None:
+            lock.acquire(wait=60.0, doing="nothing was erased; try again")
         try:
             done = erase(store, contact_id)
         finally:
-            lock.release()
+            if lock is not None:
+                lock.release()
     removed = _purge_written_messages(ctx, done["message_keys"])
     suppressed = ", ".join(done["suppressed"]) or "no addresses"
     ended = f"; {done['enrollments_ended']} enrollment(s) in flight ended" if done["enrollments_ended"] else ""
@@ -977,16 +1014,20 @@ def status_command(
     """Each deployed workflow: version, state, enrollments active and waiting, next wake-up, failures."""
     from mauto.daemon.tasks import task_summary
     from mauto.deploy import current_release, status
+    from mauto.store.workers import listed
 
     with _store(ctx) as store:
         rows = status(store)
         tasks = task_summary(store, datetime.now(UTC))
         release = current_release(store)
+        with store.transaction() as db:
+            workers = listed(db, datetime.now(UTC))
     if output_format is OutputFormat.json:
         for row in rows:
             row["release"] = release["id"] if release else None
         print(json.dumps(rows, indent=2))
         return
+    _print_workers(workers)
     if not rows:
         _out().print("No workflows deployed (run `mauto deploy`).")
         return
@@ -1020,6 +1061,27 @@ def status_command(
             [f"{tasks['handoff_failed']:,} not handed over (`mauto tasks --handoff failed`)"]
             if tasks["handoff_failed"] else [])
         _out().print(f"tasks: {', '.join(parts)} (`mauto tasks --open`)")
+
+
+def _print_workers(workers: list[dict]) -> None:
+    """One line for the daemons alive on this store (`mauto daemon` on any machine), one for those gone today."""
+    if not workers:  # ticks from cron (`run --once`) only: no daemon to speak of
+        return
+    alive = [row for row in workers if row["alive"]]
+    gone = [row for row in workers if not row["alive"]]
+
+    def described(row: dict) -> str:
+        last = f", last tick {row['last_tick_at'][11:19]} UTC" if row["last_tick_at"] else ", no tick yet"
+        state = row["state"] if row["alive"] else ("stopped" if row["state"] == "stopped" else "silent")
+        return (f"{printable(row['host'])} pid {row['pid']} ({state}{last}, seen {row['seen_at'][11:19]} UTC, "
+                f"{row['ticks']:,} tick{'s' if row['ticks'] != 1 else ''})")
+
+    if alive:
+        _out().print(Text(f"workers alive: {len(alive)}: " + "; ".join(described(row) for row in alive)))
+    else:
+        _out().print(Text("workers alive: none (no `mauto daemon` has written a heartbeat lately)"))
+    if gone:
+        _out().print(Text(f"workers gone today: {len(gone)}: " + "; ".join(described(row) for row in gone)))
 
 
 # --- the daemon ----------------------------------------------------------------------------------------

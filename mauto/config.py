@@ -105,6 +105,28 @@ class Project:
             raise MautoError(f"`phone_region`: {error}", self.document.path, position.line, position.col) from None
 
     @cached_property
+    def store_location(self) -> Path | str:
+        """`store:`: the SQLite file (relative to mauto.yaml, default mauto.db) or the PostgreSQL URL. A URL
+        carrying a password is an error at its line: the password comes from the environment (docs/store.md)."""
+        from mauto.store.locations import store_path
+
+        location = store_path(self)
+        if isinstance(location, str):
+            from urllib.parse import urlsplit
+
+            position = self.document.pos(("store",))
+            try:
+                password = urlsplit(location).password
+            except ValueError as error:
+                raise MautoError(f"`store`: not a URL mauto can read: {error}", self.document.path, position.line,
+                                 position.col) from None
+            if password is not None:
+                raise MautoError("`store`: the URL carries a password; mauto.yaml is reviewed and committed, so keep "
+                                 "the password out of it: name a variable with `store_password_env`, or use "
+                                 "PGPASSWORD or ~/.pgpass", self.document.path, position.line, position.col)
+        return location
+
+    @cached_property
     def serve(self) -> ServeSettings:
         """`serve:` in mauto.yaml, with its defaults (lenient: lint reports what is wrong in it)."""
         return ServeSettings.read(self.data.get("serve"))
@@ -183,8 +205,13 @@ class Project:
     def _display_root(self) -> str:
         return os.path.realpath(self.display_root)
 
-    def display(self, path: Path) -> str:
-        """A path as the user should see it: relative to where they stand when possible."""
+    def display(self, path: Path | str) -> str:
+        """A path as the user should see it: relative to where they stand when possible (a PostgreSQL URL
+        without its password)."""
+        if isinstance(path, str) and path.startswith(("postgresql://", "postgres://")):
+            from mauto.store.postgres import shown_url
+
+            return shown_url(path)
         absolute = os.path.realpath(path)
         root = self._display_root
         if absolute == root or absolute.startswith(root.rstrip(os.sep) + os.sep):

@@ -225,7 +225,7 @@ def release_project(project: Project, store: Store) -> tuple[Project, int | None
     cached = _LOADED.get(key)
     if cached is not None:
         return cached, current["id"]
-    folder = Path(str(store.path) + ".releases") / current["hash"][:20]
+    folder = store.local_folder("releases") / current["hash"][:20]
     wanted = _wanted(db, current["id"])
     if not _intact(folder, wanted):
         try:

@@ -484,6 +484,13 @@ def project_schema() -> dict:
     ])
     env = lambda what: string(f"Name of the environment variable holding the {what}.", title="env-name",  # noqa: E731
                               pattern=ENV_NAME)
+    pace = {  # sending at the provider's pace (mauto/channels/pace.py, docs/daemon.md)
+        "connections": {"type": "integer", "minimum": 1, "maximum": 64,
+                        "description": "Parallel connections to the provider (default 1; at most 64)."},
+        "rate": {"type": "number", "exclusiveMinimum": 0, "maximum": 100000,
+                 "description": "At most this many messages a second over all connections and workers, e.g. 14 "
+                                "(may be fractional: 0.5 is one every 2 s); default: no limit."},
+    }
     email_channel = obj({
         "transport": {"enum": ["smtp", "console", "file"],
                       "description": "smtp, console (print) or file (write .eml)."},
@@ -495,6 +502,7 @@ def project_schema() -> dict:
         "username_env": env("SMTP user name"),
         "password_env": env("SMTP password"),
         "path": string("Directory for the file transport."),
+        **pace,
     }, ["transport"], "How email is sent.")
     sms_channel = obj({
         "transport": {"enum": ["http", "console", "file"], "description": "http (a provider), console or file."},
@@ -502,6 +510,7 @@ def project_schema() -> dict:
         "token_env": env("provider's API token"),
         "timeout": ref("timeout", "Request timeout (default 10s; at most 1h)."),
         "path": string("Directory for the file transport."),
+        **pace,
     }, ["transport"], "How SMS are sent.")
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -511,7 +520,12 @@ def project_schema() -> dict:
                        "environment variables that hold them.",
         "type": "object",
         "properties": {
-            "store": string("SQLite file of the contact store, relative to mauto.yaml.", minLength=1),
+            "store": string("The store: a SQLite file, relative to mauto.yaml (default mauto.db), or a "
+                            "PostgreSQL database by its URL, postgresql://user@host:5432/name, without the "
+                            "password (docs/store.md).", minLength=1),
+            "store_password_env": string("The environment variable holding the PostgreSQL store's password "
+                                         "(else libpq reads PGPASSWORD or ~/.pgpass); never the password itself.",
+                                         pattern="^[A-Za-z_][A-Za-z0-9_]*$"),
             "timezone": ref("timezone", "Default zone for contacts without one."),
             "phone_region": string("the country whose national numbers (06 12 34 56 78) contacts' phones are read "
                                    "in; without it, phones must be written in international form "

@@ -81,6 +81,50 @@ class TickLock:
         self.release()
 
 
+class AdvisoryTickLock:
+    """One tick at a time per PostgreSQL store: a session advisory lock (`pg_try_advisory_lock`). PostgreSQL
+    releases it when the holder's connection ends, however its process ends, so a killed tick never blocks the
+    next one."""
+
+    NAME = "mauto:tick"
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self.took_over: str | None = None
+        self.held = False
+
+    def acquire(self, wait: float = 0.0, doing: str = "this one did nothing") -> AdvisoryTickLock:
+        deadline = time.monotonic() + wait
+        while not self.store.advisory(self.NAME):
+            if time.monotonic() >= deadline:
+                raise RunnerBusy(f"another tick is running against this store (it holds the advisory lock "
+                                 f"`{self.NAME}`); {doing}", self.store.shown)
+            time.sleep(0.2)
+        self.held = True
+        return self
+
+    def release(self) -> None:
+        if self.held:
+            self.store.release_advisory(self.NAME)
+            self.held = False
+
+    def __enter__(self) -> AdvisoryTickLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def tick_lock(store: Any) -> TickLock | AdvisoryTickLock | None:
+    """The lock one tick holds on `store`: a flock beside a SQLite file, an advisory lock in PostgreSQL, none for
+    a store in memory."""
+    if getattr(store, "dialect", "sqlite") == "postgresql":
+        return AdvisoryTickLock(store)
+    if str(store.path) == ":memory:":
+        return None
+    return TickLock(store.path, store.shown)
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

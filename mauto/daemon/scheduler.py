@@ -1,6 +1,9 @@
 """`mauto daemon`: ticks on a schedule (APScheduler), one at a time, until asked to stop."""
 from __future__ import annotations
 
+import contextlib
+import os
+import socket
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -12,11 +15,30 @@ from mauto.daemon.report import TickReport
 from mauto.daemon.tick import tick
 from mauto.driver.sqlite import Log
 from mauto.errors import MautoError
-from mauto.store import runtime
+from mauto.store import runtime, workers
 from mauto.store.runtime import failure_reason as _reason
 from mauto.store.sqlite import Store
 from mauto.workflow.loader import parse
 from mauto.workflow.model import build
+
+
+class Heartbeat:
+    """This daemon's row in `workers` (mauto.store.workers), written with the wall clock: when it starts, around
+    each tick, when it stops. A heartbeat that cannot be written is logged; it never stops a tick."""
+
+    def __init__(self, interval: timedelta, log: Log) -> None:
+        self.started = datetime.now(UTC)
+        self.host, self.pid = socket.gethostname(), os.getpid()
+        self.id = f"{self.host}:{self.pid}:{self.started:%Y%m%dT%H%M%S}"
+        self.interval, self.log = interval, log
+
+    def beat(self, store: Store, state: str, ticked: bool = False) -> None:
+        try:
+            with store.transaction() as db:
+                workers.beat(db, self.id, self.host, self.pid, self.started, datetime.now(UTC), self.interval, state,
+                             ticked)
+        except MautoError as error:
+            self.log("error", {"why": f"heartbeat not written: {error}"})
 
 
 def serve(project: Project, open_store: Callable[[], Store], interval: timedelta,
@@ -34,13 +56,20 @@ def serve(project: Project, open_store: Callable[[], Store], interval: timedelta
     from mauto.workflow.cron import parse_cron
 
     failures: list[BaseException] = []
+    heart = Heartbeat(interval, log)
 
     def run() -> None:
         if stop.is_set():
             return
         try:
             with open_store() as store:
-                report = tick(project, store, clock(), transports(), log, stopping=stop.is_set)
+                heart.beat(store, "ticking")
+                try:
+                    report = tick(project, store, clock(), transports(), log, stopping=stop.is_set)
+                except RunnerBusy:
+                    heart.beat(store, "waiting")
+                    raise
+                heart.beat(store, "idle", ticked=True)
             on_report(report)
         except RunnerBusy as error:
             log("busy", {"why": error.message})
@@ -67,11 +96,15 @@ def serve(project: Project, open_store: Callable[[], Store], interval: timedelta
             spec = workflow.trigger.value
             scheduler.add_job(run, parse_cron(spec["cron"], spec.get("timezone") or project.timezone),
                               id=f"schedule:{workflow_id}")
+    with open_store() as store:
+        heart.beat(store, "idle")
     scheduler.start()
     try:
         while not stop.wait(0.5):
             pass
     finally:
         scheduler.shutdown(wait=True)  # the tick in hand sees `stop` and ends after its batch
+        with contextlib.suppress(MautoError), open_store() as store:
+            heart.beat(store, "stopped")
     if failures:
         raise failures[0]

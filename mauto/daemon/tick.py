@@ -28,7 +28,7 @@ from typing import Any
 from mauto.channels import base as channels
 from mauto.config import Project
 from mauto.consent import ADDRESS_FIELD
-from mauto.daemon.lock import TickLock
+from mauto.daemon.lock import tick_lock
 from mauto.daemon.outbox import send_outbox
 from mauto.daemon.report import TickReport
 from mauto.daemon.tasks import hand_over_tasks
@@ -456,7 +456,7 @@ def tick(project: Project, store: Store, now: datetime, transports: dict[str, ch
     started = time.monotonic()
     log = log or (lambda kind, data: None)
     report = TickReport(now)
-    lock = TickLock(store.path, store.shown) if str(store.path) != ":memory:" else None
+    lock = tick_lock(store)
     if lock is not None:
         lock.acquire()
     try:

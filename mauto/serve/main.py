@@ -14,7 +14,11 @@ from mauto.store.sqlite import Store
 
 
 def serve_config(project: Project, store: Store) -> ServeConfig:
-    """The server's configuration; MautoError when it cannot serve (no key to check links with)."""
+    """The server's configuration; MautoError when it cannot serve (no key to check links with, or a PostgreSQL
+    store: the server's group writer is SQLite's for now)."""
+    if store.dialect != "sqlite":
+        raise MautoError("mauto serve runs against a SQLite store only, for now: its group writer commits through "
+                         "SQLite (docs/store.md, PostgreSQL)", store.shown)
     with store.guard():
         secret = runtime.signing_secret(store.db, os.environ, project.data.get("unsubscribe_secret_env"))
     if secret is None:

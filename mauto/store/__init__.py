@@ -1,4 +1,5 @@
-"""The store: all of mauto's SQL. SQLite for now (`Store`); see docs/store.md."""
+"""The store: all of mauto's SQL. A SQLite file (`Store`) or a PostgreSQL database (`postgres.PgStore`), opened by
+`open_store`; see docs/store.md."""
 from __future__ import annotations
 
 import sys
@@ -25,6 +26,7 @@ def _import_sqlite_utils_without_pandas() -> None:
 
 _import_sqlite_utils_without_pandas()
 
-from mauto.store.sqlite import Store, StoreError, StoreInfo, StoreLocked, address_hash, store_path  # noqa: E402
+from mauto.store.locations import open_store, store_path  # noqa: E402
+from mauto.store.sqlite import Store, StoreError, StoreInfo, StoreLocked, address_hash  # noqa: E402
 
-__all__ = ["Store", "StoreError", "StoreInfo", "StoreLocked", "address_hash", "store_path"]
+__all__ = ["Store", "StoreError", "StoreInfo", "StoreLocked", "address_hash", "open_store", "store_path"]

@@ -746,11 +746,21 @@ def iter_contacts(store: Store, fields: dict[str, Any], zone: str, where: str | 
     `where` is an expression on `contact` and `now` with the workflow expressions' functions: has_event,
     event_count, days_since, in_list, duration (`within=` counts back from `now`, default the store's
     clock). The contacts' events are read only when the expression calls has_event or event_count (and
-    then only the events it names, when it names them all), so a filter on fields reads no events."""
-    from mauto.engine.context import Scope
+    then only the events it names, when it names them all), so a filter on fields reads no events.
+
+    An expression that compiles to SQL (mauto.store.audience_sql) is a query; a contact the SQL cannot be
+    sure of (odd stored data) and every contact of an expression that does not compile are evaluated in
+    Python: the same contacts either way, and the same error on the same contact."""
+    from mauto.store.audience_sql import SQL_DIALECTS, compile_where
 
     check = where_filter(where) if where is not None else None
     moment = now or store.now()
+    dialect = getattr(store, "dialect", "sqlite")
+    compiled = compile_where(check, fields, zone, moment, dialect) \
+        if check is not None and dialect in SQL_DIALECTS else None
+    if check is not None and compiled is not None:
+        yield from _sql_contacts(store, check, compiled, fields, zone, moment, limit)
+        return
     found = 0
     with store.guard():
         events = _events_by_contact(store, check.event_names) if check is not None and check.events else iter(())
@@ -767,13 +777,45 @@ def iter_contacts(store: Store, fields: dict[str, Any], zone: str, where: str | 
                 while pending is not None and pending[0] < row["id"]:
                     pending = next(events, None)
                 history = pending[1] if pending is not None and pending[0] == row["id"] else []
-                state = ContactState(row["id"], typed_fields(_record(row), fields, zone), history)
-                scope = Scope(state, partial(state.record, fields), moment, None, {}, None, zone)
-                try:
-                    keep = check.expression.evaluate(**scope.names())
-                except Exception as error:  # an expression error is the user's, whatever Jinja2 raises
-                    raise MautoError(f"--where: {type(error).__name__}: {error} (contact `{row['id']}`)") from None
-                if not keep:
+                if not _keeps(check, row, history, fields, zone, moment):
+                    continue
+            found += 1
+            yield contact_view(row)
+
+
+def _keeps(check: Where, row: dict[str, Any], history: list[Event], fields: dict[str, Any], zone: str,
+           moment: datetime) -> bool:
+    """Whether the Python evaluator keeps the contact (`history`: its events in time order); a MautoError
+    naming the contact when the expression fails on it."""
+    from mauto.engine.context import Scope
+
+    state = ContactState(row["id"], typed_fields(_record(row), fields, zone), history)
+    scope = Scope(state, partial(state.record, fields), moment, None, {}, None, zone)
+    try:
+        keep = check.expression.evaluate(**scope.names())
+    except Exception as error:  # an expression error is the user's, whatever Jinja2 raises
+        raise MautoError(f"--where: {type(error).__name__}: {error} (contact `{row['id']}`)") from None
+    return bool(keep)
+
+
+def _sql_contacts(store: Store, check: Where, compiled: Any, fields: dict[str, Any], zone: str,
+                  moment: datetime, limit: int | None) -> Iterator[dict[str, Any]]:
+    """iter_contacts by the compiled query: the contacts it keeps, in id order; those it is in doubt about
+    (`mauto_doubt`) evaluated in Python with their events."""
+    found = 0
+    with store.guard():
+        cursor = store.db.execute(compiled.select(), compiled.parameters)
+        names = [description[0] for description in cursor.description]
+        for values in cursor:
+            if limit is not None and found >= limit:
+                return
+            row = dict(zip(names, values, strict=True))
+            if row.pop("mauto_doubt"):
+                history = [Event(row["id"], name, datetime.fromisoformat(at), json.loads(properties), event_id)
+                           for event_id, name, at, properties in store.db.execute(
+                               "SELECT id, name, at, properties FROM events WHERE contact = ? ORDER BY at, seq",
+                               [row["id"]])] if check.events else []
+                if not _keeps(check, row, history, fields, zone, moment):
                     continue
             found += 1
             yield contact_view(row)
@@ -828,7 +870,9 @@ def unsubscribe(store: Store, contact_id: str, channel: str = "email") -> dict[s
         was = bool(row[CONSENT[channel]])
         if withdraw:
             db.execute(f"UPDATE contacts SET {CONSENT[withdraw]} = 0, updated_at = ? WHERE id = ?", [now, contact_id])
-        db.table("events").insert(_event_row(contact_id, "unsubscribed", {"channel": channel}, now))
+        db.execute("INSERT INTO events (contact, name, at, properties, received_at) "
+                   "VALUES (:contact, :name, :at, :properties, :received_at)",
+                   _event_row(contact_id, "unsubscribed", {"channel": channel}, now))
     return {"contact": contact_id, "channel": channel, "had_consent": was, "address": bool(address),
             "newly_suppressed": suppressed}
 
@@ -843,6 +887,11 @@ def erase(store: Store, contact_id: str) -> dict[str, Any]:
     lose their vars and trigger event; its messages lose address, subject and body (pending ones
     become `cancelled`), its webhook calls their request, its step log the why, its tasks their notes.
     """
+    if store.dialect == "postgresql":
+        done = _erase(store, contact_id)
+        with store.guard():  # the old row versions, dead now, removed from the tables' pages at once
+            store.db.execute("VACUUM contacts, events, enrollments, messages, calls, step_log, tasks")
+        return done
     with store.guard():
         # Zero freed space, so the old row does not linger in free pages of the file.
         store.db.execute("PRAGMA secure_delete = ON")

@@ -137,9 +137,13 @@ def take_coupon(store: Store, pool: str, contact: str, at: datetime, expires_at:
 def take_coupon_in(db: Any, pool: str, contact: str, at: datetime, expires_at: datetime | None = None) -> str | None:
     """The same inside the caller's write transaction (the daemon's batch). One UPDATE … RETURNING:
     two takers never get the same code."""
+    # On PostgreSQL several daemons take codes at once: each skips the row another is taking (SKIP LOCKED), and
+    # `assigned_to IS NULL` is checked again on the row it updates.
+    skip = " FOR UPDATE SKIP LOCKED" if getattr(db, "dialect", "sqlite") == "postgresql" else ""
     row = db.execute(
         "UPDATE coupons SET assigned_to = ?, assigned_at = ?, expires_at = ? WHERE rowid = ("
-        " SELECT rowid FROM coupons WHERE pool = ? AND assigned_to IS NULL ORDER BY rowid LIMIT 1) RETURNING code",
+        f" SELECT rowid FROM coupons WHERE pool = ? AND assigned_to IS NULL ORDER BY rowid LIMIT 1{skip})"
+        " AND assigned_to IS NULL RETURNING code",
         [contact, stamp(at), stamp(expires_at) if expires_at is not None else None, pool]).fetchall()
     return row[0][0] if row else None
 

@@ -519,3 +519,25 @@ def whole_releases(db: Database) -> None:
             held_at TEXT NOT NULL,
             PRIMARY KEY (workflow, seq, enrollment)
         ) WITHOUT ROWID""")
+
+
+WORKERS_TABLE = """
+        CREATE TABLE workers (
+            id TEXT PRIMARY KEY,
+            host TEXT NOT NULL,
+            pid INTEGER NOT NULL,
+            started_at TEXT NOT NULL,
+            seen_at TEXT NOT NULL,
+            interval_seconds REAL NOT NULL,
+            state TEXT NOT NULL CHECK (state IN ('idle', 'ticking', 'waiting', 'stopped')),
+            ticks INTEGER NOT NULL DEFAULT 0,
+            last_tick_at TEXT
+        )"""
+
+
+@migration(9)
+def workers(db: Database) -> None:
+    """The daemons at work on this store (issue 15): each writes a heartbeat at every tick and says when it
+    stops, so that `mauto status` shows the workers alive on every machine. PostgreSQL's half is the same
+    statement (mauto.store.postgres.PG_MIGRATIONS)."""
+    db.execute(WORKERS_TABLE)

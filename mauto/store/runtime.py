@@ -116,7 +116,8 @@ def held_events(db: Any) -> list[tuple[int, str, list[str], Event | Unreadable]]
     rows = db.execute(
         "SELECT h.seq, h.workflow, json_group_array(h.enrollment), e.contact, e.name, e.at, e.properties, e.id "
         "FROM held_events h JOIN workflows w ON w.id = h.workflow LEFT JOIN events e ON e.seq = h.seq "
-        "WHERE w.state != 'paused' GROUP BY h.seq, h.workflow ORDER BY h.seq, h.workflow").fetchall()
+        "WHERE w.state != 'paused' GROUP BY h.seq, h.workflow, e.contact, e.name, e.at, e.properties, e.id "
+        "ORDER BY h.seq, h.workflow").fetchall()
     for seq, workflow, enrollments, *event_row in rows:
         ids = sorted(json.loads(enrollments))
         try:
@@ -416,8 +417,10 @@ def mark_handoff(store: Store, message_id: int, at: str) -> bool:
 
 
 def record_delivery(store: Store, message_id: int, status: str, answer: str, at: str, next_try_at: str | None = None,
-                    provider_id: str | None = None, count_attempt: bool = False) -> None:
+                    provider_id: str | None = None, count_attempt: bool | int = False) -> None:
     """The provider's answer. `status`: sent | pending (a retry at next_try_at) | parked | unknown | cancelled.
+    `count_attempt`: what to add to the message's attempts (True: 1; -1 takes back the one its hand-off mark
+    added, for a provider's pushback, which is no failed attempt).
     A message sent becomes an `email_sent` / `sms_sent` event too (processed by the next tick: `wait_for`).
 
     Committed without waiting for the disk: the next hand-off mark's durable commit carries it there. A power
@@ -429,7 +432,7 @@ def record_delivery(store: Store, message_id: int, status: str, answer: str, at:
                    "provider_id = coalesce(?, provider_id), handoff_at = NULL, attempts = attempts + ?, "
                    "updated_at = ?, sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END "
                    "WHERE id = ? AND status = 'pending'",
-                   [status, answer, next_try_at, provider_id, 1 if count_attempt else 0, at, status, at,
+                   [status, answer, next_try_at, provider_id, int(count_attempt), at, status, at,
                     message_id]).rowcount
         if changed and status == "sent":
             db.execute("INSERT INTO events (contact, name, at, properties, received_at) "
@@ -540,9 +543,14 @@ def fail_enrollment(db: Any, enrollment_id: str, reason: str, at: str) -> bool:
         "UPDATE enrollments SET state = 'failed', wake_at = NULL, ended_at = ?, reason = ? WHERE id = ? AND "
         f"state IN ({','.join('?' * len(IN_FLIGHT))})", [at, reason, enrollment_id, *IN_FLIGHT]).rowcount
     if changed:
-        db.execute("UPDATE enrollments SET data = json_set(data, '$.state', 'failed', '$.wake_at', NULL, "
-                   "'$.ended_at', ?, '$.reason', ?, '$.pending', NULL) WHERE id = ? AND json_valid(data)",
-                   [at, reason, enrollment_id])
+        row = db.execute("SELECT data FROM enrollments WHERE id = ?", [enrollment_id]).fetchone()
+        try:
+            data = json.loads(row[0])
+        except (TypeError, ValueError):
+            data = None
+        if isinstance(data, dict):
+            data.update(state="failed", wake_at=None, ended_at=at, reason=reason, pending=None)
+            db.execute("UPDATE enrollments SET data = ? WHERE id = ?", [json.dumps(data), enrollment_id])
         if get_enrollment_or_none(db, enrollment_id) is None:  # its data is what was broken: made anew
             save_enrollments(db, [_from_columns(db, enrollment_id)])
     return bool(changed)
@@ -570,7 +578,7 @@ def failures(db: Any, limit: int = 100, since: str | None = None) -> list[dict[s
     sql = ("SELECT * FROM (SELECT at, moment, kind, ref, contact, workflow, reason FROM failures "
            "UNION ALL SELECT ended_at, NULL, 'enrollment', id, contact, workflow, coalesce(reason, '') "
            "FROM enrollments WHERE state = 'failed' AND id NOT IN (SELECT ref FROM failures WHERE kind = "
-           "'enrollment' AND ref IS NOT NULL))")
+           "'enrollment' AND ref IS NOT NULL)) AS found")
     args: list[Any] = []
     if since is not None:
         sql += " WHERE at >= ?"
@@ -655,11 +663,11 @@ def erase_activity(db: Any, anonymous: str, now: str) -> int:
     db.execute("DELETE FROM held_events WHERE enrollment IN (SELECT id FROM enrollments WHERE contact = ?)",
                [anonymous])
     # A provider's answer often quotes the address ("550 5.1.1 <ana@example.com>: Recipient address rejected").
-    db.execute("UPDATE messages SET to_address = NULL, subject = NULL, body = X'', updated_at = ?, "
+    db.execute("UPDATE messages SET to_address = NULL, subject = NULL, body = ?, updated_at = ?, "
                "answer = CASE status WHEN 'pending' THEN 'not sent: the contact was erased' "
                "ELSE status || ' (the answer went with the erased contact)' END, "
                "status = CASE status WHEN 'pending' THEN 'cancelled' ELSE status END WHERE contact = ?",
-               [now, anonymous])
+               [b"", now, anonymous])
     # A split's entry keeps its variant (no one's data; the A/B figures count it), every other extra goes.
     db.execute("UPDATE step_log SET detail = '', extra = CASE WHEN kind = 'split' THEN json_object('split', "
                "json_extract(extra, '$.split'), 'variant', json_extract(extra, '$.variant'), 'winner', "

@@ -20,7 +20,7 @@ Clock = Callable[[], datetime]
 TABLES = ("contacts", "events", "coupons", "suppressions", "workflow_versions", "workflows", "enrollments",
           "messages", "calls", "step_log", "tasks", "segment_members", "timers", "runner_state", "failures",
           "api_keys", "soft_bounces", "notifications_seen", "split_winners",
-          "message_feedback", "releases", "release_files", "release_blobs", "held_events")
+          "message_feedback", "releases", "release_files", "release_blobs", "held_events", "workers")
 DEFAULT_TIMEOUT = 5.0  # seconds a write waits for another writer before giving up
 
 
@@ -214,6 +214,15 @@ class Store:
     def stamp(self) -> str:
         return stamp(self.now())
 
+    def local_folder(self, kind: str) -> Path:
+        """A folder on this machine for what a process keeps beside the store (rendered releases):
+        `<file>.<kind>` next to the SQLite file."""
+        return Path(f"{self.path}.{kind}")
+
+    @property
+    def dialect(self) -> str:
+        return "sqlite"
+
     # --- reading -----------------------------------------------------------------------
 
     def info(self) -> StoreInfo:
@@ -236,9 +245,3 @@ class Store:
         self.db.execute("INSERT OR IGNORE INTO suppressions (address_hash, channel, reason, at) VALUES (?, ?, ?, ?)",
                         [address_hash(address, channel, self.phone_region), channel, reason, self.stamp()])
         return self.db.conn.total_changes > before
-
-
-def store_path(project: Any) -> Path:
-    """The project's store file: `store:` in mauto.yaml, relative to it (default `mauto.db`)."""
-    configured = project.data.get("store")
-    return project.root / (configured if isinstance(configured, str) and configured else "mauto.db")

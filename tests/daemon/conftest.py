@@ -14,7 +14,7 @@ from mauto.config import Project, load_project
 from mauto.deploy import deploy
 from mauto.engine.records import jsonable
 from mauto.simulate import load_contacts, load_events, load_mapping
-from mauto.store import Store
+from mauto.store import Store, open_store
 from mauto.store.contacts import import_contacts
 from mauto.store.coupons import load_coupons
 from mauto.store.events import ingest_events
@@ -52,11 +52,12 @@ def copy_project(target: Path, workflows: list[str] | None = None) -> Path:
     return target
 
 
-def open_project(root: Path, start: datetime = START, with_events: bool = True) -> Setup:
-    """Deploy the project's workflows, import the sample contacts, events (times from `start`) and coupons."""
+def open_project(root: Path, start: datetime = START, with_events: bool = True, location: str | None = None) -> Setup:
+    """Deploy the project's workflows, import the sample contacts, events (times from `start`) and coupons, into
+    `mauto.db` in `root` or the PostgreSQL database at `location`."""
     project = load_project(root / "mauto.yaml")
     clock = Clock(DEPLOYED)
-    store = Store(root / "mauto.db", clock, create=True, timeout=2.0)
+    store = open_store(location or root / "mauto.db", clock, create=True, timeout=2.0)
     deploy(project, store, DEPLOYED)
     import_contacts(store, root / "samples" / "contacts.yaml", fields=project.contact_fields, zone=project.timezone)
     if with_events:

@@ -16,7 +16,7 @@ from mauto.config import load_project
 from mauto.daemon.tick import tick
 from mauto.deploy import deploy
 from mauto.driver.sqlite import enrollment_id
-from mauto.store import Store
+from mauto.store import Store, open_store
 from mauto.store.contacts import import_contacts
 from mauto.store.events import ingest_events
 from tests.servers import HttpServer, SmtpServer
@@ -68,10 +68,11 @@ def write(path: Path, text: str) -> Path:
 class Daemon:
     """A project with the `promo` workflow, three contacts, a store, and the SMTP and HTTP servers."""
 
-    def __init__(self, root: Path, smtp: SmtpServer, http: HttpServer) -> None:
+    def __init__(self, root: Path, smtp: SmtpServer, http: HttpServer, store_url: str | None = None) -> None:
+        """`store_url`: a PostgreSQL database for the store (tests/pg.py), instead of `mauto.db` in `root`."""
         self.root, self.smtp, self.http = root, smtp, http
         write(root / "mauto.yaml", f"""\
-            store: mauto.db
+            store: {store_url or "mauto.db"}
             timezone: UTC
             sender: {{email: "Shop <shop@example.com>", sms: SHOP}}
             unsubscribe_url: "https://example.com/u/{{{{ token }}}}"
@@ -94,7 +95,8 @@ class Daemon:
             {"id": "cy", "email": "cy@example.com", "email_consent": False, "first_name": "Cy"},
         ]) + "\n")
         self.project = load_project(root / "mauto.yaml")
-        self.store = Store(root / "mauto.db", lambda: DEPLOYED, create=True, timeout=2.0)
+        self.location: str | Path = store_url or root / "mauto.db"
+        self.store = open_store(self.location, lambda: DEPLOYED, create=True, timeout=2.0)
         deploy(self.project, self.store, DEPLOYED)
         import_contacts(self.store, root / "contacts.jsonl", fields=self.project.contact_fields,
                         zone=self.project.timezone)

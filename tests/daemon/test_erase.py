@@ -6,6 +6,7 @@ import fcntl
 import json
 from datetime import timedelta
 
+import pytest
 from typer.testing import CliRunner
 
 from mauto.cli import app
@@ -59,6 +60,7 @@ def test_a_contact_erased_in_the_middle_of_a_tick_is_ended_not_a_crash(daemon: D
     assert daemon.rows("SELECT state, reason FROM enrollments") == [("exited", "the contact was erased")]
 
 
+@pytest.mark.sqlite_only("holds the flock beside the SQLite file (PostgreSQL: tests/daemon/test_postgres.py)")
 def test_erase_waits_for_a_running_tick_and_says_so_when_it_does_not_end(daemon: Daemon, monkeypatch) -> None:
     from mauto.daemon import lock
 

@@ -57,6 +57,7 @@ def test_a_contact_s_line_breaks_cannot_forge_a_line_of_the_action_log(fresh_dae
     assert any("ana\\r\\nsent       key=forged contact=eve promo v1 trigger" in line for line in lines), lines
 
 
+@pytest.mark.sqlite_only("makes the store refuse a row with a trigger in SQLite's syntax")
 def test_failures_lists_what_ticks_could_not_handle(fresh_daemon: Daemon) -> None:
     mauto(fresh_daemon, "run", "--once", "--now", (T0 - timedelta(hours=1)).isoformat())
     fresh_daemon.event("ana", "signed_up", T0)

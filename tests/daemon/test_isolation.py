@@ -16,6 +16,7 @@ from mauto.messages import SIMULATION_SECRET
 from tests.daemon.harness import T0, Daemon
 
 
+@pytest.mark.sqlite_only("damages a deployed version past SQLite's immutability trigger")
 def test_a_deployed_workflow_whose_wait_overflows_fails_alone_and_the_tick_goes_on(daemon: Daemon) -> None:
     # Deployed by an older mauto, before lint knew the bound: a wait past the year 9999 (an OverflowError
     # in every tick, before).

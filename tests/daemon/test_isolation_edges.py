@@ -8,6 +8,8 @@ import json
 from datetime import timedelta
 from urllib.parse import urlsplit
 
+import pytest
+
 from mauto.config import load_project
 from mauto.daemon.outbox import retry_message
 from mauto.deploy import deploy
@@ -32,6 +34,7 @@ def _mend_promo(daemon: Daemon) -> None:
 # --- consent: an event item that fails takes its unsubscribe down with it ---------------------------------
 
 
+@pytest.mark.sqlite_only("damages a deployed version past SQLite's immutability trigger")
 def test_an_unsubscribe_is_not_lost_when_the_contact_is_waiting_in_a_workflow_that_does_not_load(
         daemon: Daemon) -> None:
     daemon.event("ana", "signed_up", T0)
@@ -66,6 +69,7 @@ def test_an_unsubscribe_is_not_lost_when_one_of_the_contact_s_enrollments_does_n
 # --- state that survives a rollback ---------------------------------------------------------------------
 
 
+@pytest.mark.sqlite_only("makes the store refuse a row with a trigger in SQLite's syntax")
 def test_a_contact_update_rolled_back_with_a_webhook_answer_does_not_enroll_anyone(daemon: Daemon) -> None:
     # `tagger` calls the CRM, tags the contact, then mails; `tagged` takes contacts on `contact_updated`.
     write(daemon.root / "workflows" / "tagger.yaml", f"""\
@@ -111,6 +115,7 @@ def test_a_contact_update_rolled_back_with_a_webhook_answer_does_not_enroll_anyo
     assert daemon.smtp.messages == []
 
 
+@pytest.mark.sqlite_only("damages a deployed version with SQLite's json_set")
 def test_a_workflow_version_that_cannot_load_is_still_reported_when_its_batch_is_re_run(daemon: Daemon) -> None:
     daemon.event("ana", "signed_up", T0)
     daemon.tick(T0 + timedelta(minutes=1))
@@ -154,6 +159,7 @@ def test_a_message_sent_stays_sent_when_the_action_log_cannot_be_written(daemon:
 # --- the report -------------------------------------------------------------------------------------------
 
 
+@pytest.mark.sqlite_only("makes the store refuse a row with a trigger in SQLite's syntax")
 def test_the_tick_s_report_lists_what_failed(daemon: Daemon) -> None:
     daemon.store.db.execute("CREATE TRIGGER boom BEFORE INSERT ON messages WHEN NEW.contact = 'ana' BEGIN "
                             "SELECT RAISE(ABORT, 'refused for ana'); END")
@@ -210,6 +216,7 @@ def test_an_event_whose_row_does_not_read_back_fails_alone(daemon: Daemon) -> No
     assert daemon.rows("SELECT kind, contact FROM failures") == [("event", "ana")]
 
 
+@pytest.mark.sqlite_only("writes bytes SQLite cannot decode as UTF-8 (PostgreSQL refuses them at the door)")
 def test_a_contact_row_sqlite_cannot_decode_is_read_and_is_not_a_store_failure(daemon: Daemon) -> None:
     # Another program wrote a Latin-1 byte into ana's fields. Reading the row raised sqlite3.OperationalError
     # ("Could not decode to UTF-8 column 'fields'"), taken for the store's own failure: every tick stopped
@@ -310,7 +317,7 @@ def test_a_message_dropped_while_the_tick_sends_is_not_handed_over(daemon: Daemo
     import threading
 
     from mauto.daemon.outbox import drop_message
-    from mauto.store import Store
+    from mauto.store import open_store
 
     daemon.event("ana", "signed_up", T0)
     daemon.tick(T0 + timedelta(minutes=1), send=False)
@@ -318,7 +325,7 @@ def test_a_message_dropped_while_the_tick_sends_is_not_handed_over(daemon: Daemo
     daemon.smtp.on("mail", delay=1.0, times=1)  # the server is slow to answer MAIL FROM
 
     def drop() -> None:
-        with Store(daemon.store.path, timeout=2.0) as other:
+        with open_store(daemon.location, timeout=2.0) as other:
             drop_message(other, message_id, T0 + timedelta(minutes=2))
 
     person = threading.Timer(0.3, drop)

@@ -27,8 +27,8 @@ HORIZON = timedelta(days=30)
 WORKFLOWS = sorted(path.stem for path in (ROOT / "workflows").glob("*.yaml"))
 
 
-def run_daemon(root: Path, cadence: timedelta | None, server: HttpServer) -> list[tuple]:
-    setup = open_project(root)
+def run_daemon(root: Path, cadence: timedelta | None, server: HttpServer, location: str | None = None) -> list[tuple]:
+    setup = open_project(root, location=location)
     hooks = load_mapping(root / "samples" / "webhooks.yaml", "webhooks")
     for url, answer in hooks.items():
         server.respond(urlsplit(url).path, 200, answer)
@@ -56,7 +56,7 @@ def run_daemon(root: Path, cadence: timedelta | None, server: HttpServer) -> lis
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def runs(tmp_path_factory, pg_cluster):
     project = copy_project(tmp_path_factory.mktemp("simulated"))
     setup = open_project(project)
     result = simulate(setup.project, None, START, HORIZON)
@@ -76,10 +76,16 @@ def runs(tmp_path_factory):
             patch.setattr(runner, "KEEP", 0)
             daemon["once, forgetting"] = run_daemon(copy_project(tmp_path_factory.mktemp("forgetting")), None,
                                                    server)
+            # And on PostgreSQL (tests/pg.py): the same ports' code over another engine, its SQL translated.
+            daemon["once, forgetting, postgresql"] = run_daemon(
+                copy_project(tmp_path_factory.mktemp("forgetting-pg")), None, server, pg_cluster.url())
+        daemon["daily, postgresql"] = run_daemon(copy_project(tmp_path_factory.mktemp("daily-pg")),
+                                                 timedelta(days=1), server, pg_cluster.url())
     return simulated_steps, simulated_messages, daemon
 
 
-@pytest.mark.parametrize("cadence", ["hourly", "daily", "once", "once, forgetting"])
+@pytest.mark.parametrize("cadence", ["hourly", "daily", "once", "once, forgetting", "daily, postgresql",
+                                     "once, forgetting, postgresql"])
 @pytest.mark.parametrize("workflow", WORKFLOWS)
 def test_daemon_timeline_equals_the_simulation(runs, workflow: str, cadence: str) -> None:
     simulated_steps, simulated_messages, daemon = runs

@@ -121,14 +121,14 @@ def test_a_permanent_refusal_is_parked_with_the_answer_and_can_be_retried_by_han
 
 
 def test_out_of_retries_is_parked(daemon: Daemon) -> None:
-    daemon.smtp.on("mail", "421 4.7.0 busy")
+    daemon.smtp.on("mail", "451 4.3.0 busy")  # a 421 is pushback, which slows the channel (test_pace_outbox)
     daemon.event("ana", "signed_up", T0)
     now = T0 + timedelta(minutes=1)
     for _ in range(12):
         daemon.tick(now)
         now += timedelta(hours=2)
     [(status, attempts, answer)] = daemon.rows("SELECT status, attempts, answer FROM messages WHERE step = 'hello'")
-    assert status == "parked" and attempts == 8 and answer == "gave up after 8 attempts: MAIL FROM: 421 4.7.0 busy"
+    assert status == "parked" and attempts == 8 and answer == "gave up after 8 attempts: MAIL FROM: 451 4.3.0 busy"
 
 
 def test_a_hand_off_cut_off_is_unknown_and_never_resent(daemon: Daemon) -> None:
@@ -154,6 +154,7 @@ def test_a_crash_during_the_hand_off_leaves_the_message_unknown(daemon: Daemon) 
     assert daemon.statuses() == {f"{daemon.enrollment('promo', 'ana')}:steps.0:1": "unknown"}
 
 
+@pytest.mark.sqlite_only("makes the store refuse a row with a trigger in SQLite's syntax")
 def test_advancing_and_queueing_commit_together(daemon: Daemon) -> None:
     # A failure of the store itself (here SQLite's own error inside the insert of the message) stops the tick
     # and undoes the whole batch: nothing half-written.
@@ -171,6 +172,7 @@ def test_advancing_and_queueing_commit_together(daemon: Daemon) -> None:
     assert len(daemon.smtp.messages) == 1
 
 
+@pytest.mark.sqlite_only("makes the store refuse a row with a trigger in SQLite's syntax")
 def test_an_item_the_store_refuses_fails_alone_and_the_others_are_sent(daemon: Daemon) -> None:
     # A write refused for one item's data (a constraint) is that item's failure: it is undone whole (no
     # enrollment, no step, no message), recorded with its reason, and the rest of its batch is committed.
@@ -227,12 +229,14 @@ def test_a_webhook_that_keeps_failing_fails_its_enrollment_after_its_retries(dae
     assert daemon.smtp.messages == []
 
 
+@pytest.mark.sqlite_only("holds the flock beside the SQLite file (PostgreSQL: tests/daemon/test_postgres.py)")
 def test_a_second_tick_while_one_runs_exits_at_once_naming_the_holder(daemon: Daemon) -> None:
     with TickLock(daemon.store.path, "mauto.db"), \
             pytest.raises(RunnerBusy, match=rf"another tick is running against this store \(pid {os.getpid()} on "):
         daemon.tick(T0)
 
 
+@pytest.mark.sqlite_only("the flock beside the SQLite file (PostgreSQL's advisory lock ends with its session)")
 def test_a_lock_left_by_a_dead_process_is_taken_over(daemon: Daemon) -> None:
     lock = Path(f"{daemon.store.path}.lock")
     lock.write_text("pid 999999 on somewhere, since 2026-12-01T08:00:00Z")  # no flock: its process is gone

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,6 +27,7 @@ from mauto.store import releases, runtime
 from mauto.workflow.loader import load, parse
 from mauto.workflow.model import Workflow, build
 from tests.daemon.harness import T0, Daemon
+from tests.servers import HttpServer, SmtpServer
 
 CONTACTS = {"ana": {"email": "ana@example.com", "email_consent": True, "first_name": "Ana"},
             "ben": {"email": "ben@example.com", "email_consent": True, "first_name": "Ben"},
@@ -116,7 +118,7 @@ class SqliteSet(PortSet):
         project = daemon.project
         self.held = sqlite_ports(self.batch, project.contact_fields, project.timezone, workflows, lambda *args: None)
         super().__init__("sqlite", self.held.ports(), daemon)
-        store.db.execute("BEGIN IMMEDIATE")  # the test's writes, rolled back at its end
+        store.db.execute("BEGIN IMMEDIATE" if store.dialect == "sqlite" else "BEGIN")  # rolled back at the end
         store.db.execute("INSERT INTO coupons (pool, code, loaded_at) VALUES ('GIFT', 'A1', ?), ('GIFT', 'A2', ?)",
                          [self.batch.at, self.batch.at])
 
@@ -166,14 +168,22 @@ class SqliteSet(PortSet):
             driver.push_held(event, workflow, enrollments)
 
 
-@pytest.fixture(params=["memory", "sqlite"])
-def ports(request, fresh_daemon: Daemon) -> Iterator[PortSet]:
-    if request.param == "memory":
-        yield MemorySet(fresh_daemon)
-        return
-    made = SqliteSet(fresh_daemon)
-    yield made
-    fresh_daemon.store.db.execute("ROLLBACK")
+@pytest.fixture(params=["memory", "sqlite", "postgresql"])
+def ports(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[PortSet]:
+    """The ports of each set over the daemon harness: the third is the SQLite ports' code over a PostgreSQL
+    database (tests/pg.py), its SQL translated by `mauto.store.postgres.translate`."""
+    url = request.getfixturevalue("pg_cluster").url() if request.param == "postgresql" else None
+    with SmtpServer() as smtp, HttpServer() as http:
+        harness = Daemon(tmp_path, smtp, http, url)
+        try:
+            if request.param == "memory":
+                yield MemorySet(harness)
+                return
+            made = SqliteSet(harness)
+            yield made
+            harness.store.db.execute("ROLLBACK")
+        finally:
+            harness.store.close()
 
 
 def _enrollment(ports: PortSet, contact: str, entered: int = 0) -> Enrollment:

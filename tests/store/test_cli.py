@@ -38,19 +38,20 @@ def test_db_init_info_migrate(project: Path) -> None:
     result = run("db", "info")
     assert (result.exit_code, result.stderr) == (2, "data/mauto.db: no store here; create it with `mauto db init`\n")
     result = run("db", "init")
-    assert (result.exit_code, result.stdout) == (0, "data/mauto.db: schema version 8 (applied 8 migrations)\n")
-    assert run("db", "init").stdout == "data/mauto.db: already at schema version 8\n"
-    assert run("db", "migrate").stdout == "data/mauto.db: schema version 8 (migrations applied: none pending)\n"
+    assert (result.exit_code, result.stdout) == (0, "data/mauto.db: schema version 9 (applied 9 migrations)\n")
+    assert run("db", "init").stdout == "data/mauto.db: already at schema version 9\n"
+    assert run("db", "migrate").stdout == "data/mauto.db: schema version 9 (migrations applied: none pending)\n"
     info = json.loads(run("db", "info", "--format", "json").stdout)
     assert (info["path"], info["schema_version"], info["rows"]) == (
-        "data/mauto.db", 8, {"contacts": 0, "events": 0, "coupons": 0, "suppressions": 0, "workflow_versions": 0,
+        "data/mauto.db", 9, {"contacts": 0, "events": 0, "coupons": 0, "suppressions": 0, "workflow_versions": 0,
                              "workflows": 0, "enrollments": 0, "messages": 0, "calls": 0, "step_log": 0, "tasks": 0,
                              "segment_members": 0, "timers": 0, "runner_state": 1, "failures": 0,
                              "api_keys": 0, "soft_bounces": 0, "notifications_seen": 0,
                                  "split_winners": 0, "message_feedback": 0,
-                                 "releases": 0, "release_files": 0, "release_blobs": 0, "held_events": 0})
+                                 "releases": 0, "release_files": 0, "release_blobs": 0, "held_events": 0,
+                                 "workers": 0})
     text = run("db", "info").stdout
-    assert text.startswith("data/mauto.db: schema version 8 (this mauto: 8), wal, ") and "contacts" in text
+    assert text.startswith("data/mauto.db: schema version 9 (this mauto: 9), wal, ") and "contacts" in text
 
 
 def test_import_bad_line_7_then_skip_invalid(project: Path) -> None:
