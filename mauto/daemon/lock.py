@@ -88,14 +88,15 @@ class AdvisoryTickLock:
 
     NAME = "mauto:tick"
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: Any, shared: bool = False) -> None:
         self.store = store
+        self.shared = shared  # the daemons' ticks hold it shared (several at once); `contacts erase` alone
         self.took_over: str | None = None
         self.held = False
 
     def acquire(self, wait: float = 0.0, doing: str = "this one did nothing") -> AdvisoryTickLock:
         deadline = time.monotonic() + wait
-        while not self.store.advisory(self.NAME):
+        while not self.store.advisory(self.NAME, shared=self.shared):
             if time.monotonic() >= deadline:
                 raise RunnerBusy(f"another tick is running against this store (it holds the advisory lock "
                                  f"`{self.NAME}`); {doing}", self.store.shown)
@@ -105,7 +106,7 @@ class AdvisoryTickLock:
 
     def release(self) -> None:
         if self.held:
-            self.store.release_advisory(self.NAME)
+            self.store.release_advisory(self.NAME, shared=self.shared)
             self.held = False
 
     def __enter__(self) -> AdvisoryTickLock:

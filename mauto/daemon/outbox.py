@@ -8,7 +8,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -215,6 +215,16 @@ class _Outbox:
         for connection in lane.connections:
             connection.start()
 
+    def _due(self, after: int) -> list[dict[str, Any]]:
+        """The next due messages past id `after`: on PostgreSQL taken for this worker (a lease: several daemons
+        never take the same ones), on SQLite as they are (one tick at a time)."""
+        worker = getattr(self.store, "worker", None)
+        with self.store.guard():
+            if worker is None:
+                return runtime.due_messages(self.store.db, self.now, after, SEND_BATCH)
+            with self.store.transaction() as db:
+                return runtime.claim_messages(db, self.now, after, SEND_BATCH, worker, datetime.now(UTC))
+
     def run(self, progress: Callable[[int], None] | None) -> None:
         """Every due message, each channel at its pace: read in batches, dispatched when the channel has a token
         and a free connection; in threads when a channel has more than one connection."""
@@ -225,8 +235,7 @@ class _Outbox:
         while True:
             waiting = sum(len(lane.backlog) for lane in self.lanes.values())
             if not exhausted and waiting < SEND_BATCH and not self.stopping():
-                with self.store.guard():
-                    batch = runtime.due_messages(self.store.db, self.now, after, SEND_BATCH)
+                batch = self._due(after)
                 exhausted = not batch
                 for row in batch:
                     after = row["id"]

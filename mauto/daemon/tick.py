@@ -22,17 +22,17 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from mauto.channels import base as channels
 from mauto.config import Project
 from mauto.consent import ADDRESS_FIELD
-from mauto.daemon.lock import tick_lock
+from mauto.daemon.lock import AdvisoryTickLock, tick_lock
 from mauto.daemon.outbox import send_outbox
 from mauto.daemon.report import TickReport
 from mauto.daemon.tasks import hand_over_tasks
-from mauto.daemon.winners import decide_winners, winners_due
+from mauto.daemon.winners import decide_winners, winners_due, winners_in_force
 from mauto.driver.loop import Driver
 from mauto.driver.queue import Item
 from mauto.driver.sqlite import Batch, Log, SqliteWorkflows, sqlite_ports
@@ -42,11 +42,14 @@ from mauto.engine.state import LogEntry
 from mauto.errors import MautoError
 from mauto.messages import MessageRenderer
 from mauto.release import release_project
-from mauto.store import runtime
+from mauto.store import runtime, workers
+from mauto.store.postgres import PgStore
 from mauto.store.runtime import failure_reason as reason
 from mauto.store.sqlite import Rollback, Store, stamp, store_failure
 
 BATCH = 500  # queue items per transaction
+CLAIM = 200  # contacts a worker takes at a time on PostgreSQL (several workers: `shared_tick`)
+PLAN = "mauto:plan"  # PostgreSQL: held alone while planning, shared while claiming
 KEEP = 5000  # contacts and enrollments kept in memory between batches; past it, forgotten (the store has them)
 
 
@@ -112,17 +115,60 @@ class Tick:
         self.engine.winners = decide_winners(self.db, self.workflows.running, self.now, self._log)
         lower = self._window()
         self._events()
+        self._held()
         for workflow in self.workflows.taking():
             start = max(lower, self.workflows.enrolling_since[workflow.id])
             self.driver.schedule(workflow, start, self.now, first=not self.ports.timers.begun(workflow.id))
-        for workflow_id, contact_id, last_at, due_at in runtime.due_timers(self.db, self.now):
+        self._per_contact(None)
+
+    def prepare_plan(self, lower: datetime | None) -> None:
+        """Several workers (PostgreSQL), the one planning: what only one may do at `now` (the splits' winners,
+        the events held for resumed workflows, the triggers' listings from `lower`, None: none), and what is due
+        for the contacts those name, so that each contact's items still run in time order. The rest of the
+        contacts' due items are claimed by the workers (`prepare_for`)."""
+        self.engine.winners = decide_winners(self.db, self.workflows.running, self.now, self._log)
+        self._held()
+        if lower is not None:
+            for workflow in self.workflows.taking():
+                start = max(lower, self.workflows.enrolling_since[workflow.id])
+                self.driver.schedule(workflow, start, self.now, first=not self.ports.timers.begun(workflow.id))
+        contacts = self._queued_contacts()
+        if contacts is None or contacts:
+            self._per_contact(contacts, events=True)
+
+    def prepare_for(self, contacts: list[str]) -> None:
+        """Several workers (PostgreSQL): what is due for these contacts, which this worker holds locked."""
+        self.engine.winners = winners_in_force(self.db, self.workflows.running)
+        self._per_contact(contacts, events=True)
+
+    def _queued_contacts(self) -> list[str] | None:
+        """The contacts the queue's items name; None when an item stands for every contact (a segment's first
+        check, or so many that naming them is no help)."""
+        named: set[str] = set()
+        for entry in self.queue.entries:
+            item = entry[4]
+            kind = item[0]
+            if kind in ("due", "inactive", "segment"):
+                named.add(item[2])
+            elif kind in ("event", "held"):
+                named.add(item[1].contact)
+            else:
+                return None
+        return sorted(named) if len(named) <= 10 * CLAIM else None
+
+    def _per_contact(self, contacts: list[str] | None, events: bool = False) -> None:
+        """The events not yet processed (with `events`), inactivity timers and wake-ups due, of `contacts` (None:
+        every contact)."""
+        if events:
+            self._events(contacts)
+        for workflow_id, contact_id, last_at, due_at in runtime.due_timers(self.db, self.now, contacts):
             if isinstance(last_at, Exception):
                 runtime.clear_timer(self.db, workflow_id, contact_id)
                 self.ports.failures.trigger(last_at, workflow_id, contact_id, self.now)
                 continue
             if self.workflows.named(workflow_id) is not None:
                 self.driver.push_inactive(workflow_id, contact_id, last_at, due_at)
-        for number, enrollment in enumerate(runtime.due_enrollments(self.db, self.now)):
+        for number, enrollment in enumerate(runtime.due_enrollments(self.db, self.now, contacts)):
             if isinstance(enrollment, runtime.Unreadable):
                 self.fail_enrollment(enrollment.id, enrollment.error, self.now)
                 continue
@@ -150,8 +196,8 @@ class Tick:
             history = boundary.isoformat()
         return last + timedelta(microseconds=1) if last is not None else datetime.fromisoformat(history)
 
-    def _events(self) -> None:
-        for seq, event in runtime.unprocessed_events(self.db, self.now):
+    def _events(self, contacts: list[str] | None = None) -> None:
+        for seq, event in runtime.unprocessed_events(self.db, self.now, contacts):
             if isinstance(event, runtime.Unreadable):
                 runtime.mark_processed(self.db, [seq], self.at)
                 why = f"event {seq} does not read back: {reason(event.error)}"
@@ -162,6 +208,8 @@ class Tick:
                 continue
             self.events.track(event, seq)
             self.driver.push_event(event)
+
+    def _held(self) -> None:
         # The events held while a workflow was paused, now that it is not: to its enrollments before anything else.
         for seq, workflow_id, enrollment_ids, held in runtime.held_events(self.db):
             if isinstance(held, runtime.Unreadable):
@@ -453,6 +501,8 @@ def tick(project: Project, store: Store, now: datetime, transports: dict[str, ch
 
     The workflows, settings and templates are the current release's (`mauto.release`), never the files on
     disk; the channels (`transports`) are the running configuration's."""
+    if isinstance(store, PgStore):
+        return shared_tick(project, store, now, transports, log, call, send, stopping, progress, renderer)
     started = time.monotonic()
     log = log or (lambda kind, data: None)
     report = TickReport(now)
@@ -514,3 +564,158 @@ def tick(project: Project, store: Store, now: datetime, transports: dict[str, ch
             lock.release()
     report.duration = time.monotonic() - started
     return report
+
+
+# --- several workers on one PostgreSQL store -----------------------------------------------------------------
+
+def shared_tick(project: Project, store: PgStore, now: datetime, transports: dict[str, channels.Transport],
+                log: Log | None = None, call: Callable[[dict, str], Any] | None = None, send: bool = True,
+                stopping: Callable[[], bool] = lambda: False, progress: Callable[[int], None] | None = None,
+                renderer: MessageRenderer | None = None) -> TickReport:
+    """One tick on a PostgreSQL store that several daemons (`mauto daemon` on several machines) share.
+
+    1. Planning, one worker at a time (the advisory lock `mauto:plan`, alone): cut-off hand-offs of workers that
+       are gone become `unknown`; the splits' winners; the events held for resumed workflows; the triggers'
+       listings since the last plan, with what is due for the contacts they name (so that each contact's items
+       run in time order), drained as a tick does.
+    2. Claiming, every worker at once (`mauto:plan` shared: no one plans meanwhile): contacts with something due
+       (a wake-up, an event, an inactivity timer), CLAIM at a time in id order, each locked for the worker's
+       transaction with FOR UPDATE SKIP LOCKED, so that no two workers take one contact and none waits for
+       another; their items drained in that transaction (a savepoint a batch). A worker killed half-way rolls
+       back: what it held is free at once, and done by the next.
+    3. Webhooks and tasks' hand-offs, one worker at a time again; 4. the outbox, every worker at once, each
+       sending the messages it took (a lease: `runtime.claim_messages`).
+
+    Every worker holds `mauto:tick` shared for the whole tick: `contacts erase` takes it alone."""
+    started = time.monotonic()
+    log = log or (lambda kind, data: None)
+    report = TickReport(now)
+    lock = AdvisoryTickLock(store, shared=True).acquire()
+    try:
+        plan = _plan(project, store, now, log, renderer, report, stopping, progress)
+        if plan is None:
+            return report
+        live, release_id, renderer = plan
+        if not stopping():
+            store.advisory(PLAN, wait=True, shared=True)
+            try:
+                _claim_all(live, store, now, log, renderer, report, stopping, release_id, progress)
+            finally:
+                store.release_advisory(PLAN, shared=True)
+        if not stopping():
+            store.advisory(PLAN, wait=True)
+            try:
+                with store.transaction():
+                    run = Tick(live, store, now, log, renderer, report, stopping, release_id)
+                if call is None:
+                    from mauto.channels.webhook import call_webhook
+
+                    call = call_webhook
+                while not stopping() and run.answer_calls(call):
+                    pass
+                if send and not stopping():
+                    hand_over_tasks(live, store, now, transports, log, report, stopping)
+            finally:
+                store.release_advisory(PLAN)
+        if send and not stopping():
+            _share_paces(store, transports)
+            send_outbox(store, now, transports, log, report, stopping, progress)
+    finally:
+        lock.release()
+    report.duration = time.monotonic() - started
+    return report
+
+
+def _share_paces(store: PgStore, transports: dict[str, channels.Transport]) -> None:
+    """Each channel's rate and connections divided among the daemons alive (their heartbeats: `workers`), so
+    that together they keep to what mauto.yaml says; ticks from cron write no heartbeat and count as one."""
+    from mauto.channels.pace import pace_of
+
+    with store.transaction() as db:
+        alive = sum(1 for row in workers.listed(db, datetime.now(UTC)) if row["alive"])
+    for transport in transports.values():
+        pace_of(transport).share = 1 / max(1, alive)
+
+
+def _plan(live: Project, store: PgStore, now: datetime, log: Log, given: MessageRenderer | None, report: TickReport,
+          stopping: Callable[[], bool], progress: Callable[[int], None] | None
+          ) -> tuple[Project, int | None, MessageRenderer] | None:
+    """Step 1 of `shared_tick`, under `mauto:plan` alone; None when asked to stop."""
+    store.advisory(PLAN, wait=True)
+    try:
+        with store.transaction() as db:
+            for message_id, key in runtime.recover_handoffs(db, stamp(now), store.gone):
+                report.unknown += 1
+                log("unknown", {"key": key, "id": message_id,
+                                "why": "its hand-off began before a crash; not resent (see `mauto outbox --unknown`)"})
+        while True:
+            with store.transaction() as db:
+                project, release_id = release_project(live, store)
+                renderer = given or message_renderer(project, store)
+                run = Tick(project, store, now, log, renderer, report, stopping, release_id)
+                cut = run.winners_due()
+                if cut is None:
+                    run.prepare_plan(_plan_from(run))
+                    break
+            with store.transaction():  # a midnight passed: up to it first, every contact, as `tick` does
+                early = Tick(project, store, cut - timedelta(microseconds=1), log, renderer, report, stopping,
+                             release_id)
+                early.prepare()
+            early.write_log()
+            early.drain(progress)
+            if stopping():
+                return None
+            with store.transaction() as db:
+                runtime.set_state(db, "clock", early.now.isoformat())
+                decide_winners(db, early.workflows.running, cut, early._log)
+            early.write_log()
+        run.write_log()
+        run.drain(progress)
+        if stopping():
+            return None
+        with store.transaction() as db:
+            if _later(runtime.get_state(db, "clock"), now):
+                runtime.set_state(db, "clock", now.isoformat())
+        return project, release_id, renderer
+    finally:
+        store.release_advisory(PLAN)
+
+
+SKEW = timedelta(minutes=1)  # how far one worker's clock may lag the last plan's and plan nothing, quietly
+
+
+def _plan_from(run: Tick) -> datetime | None:
+    """Where this plan's trigger listings start: just after the last one's `now`; None (nothing to list) when
+    another worker planned up to a moment a little later than this one's (machines' clocks differ)."""
+    last = runtime.get_state(run.db, "clock")
+    if last is not None and run.now <= datetime.fromisoformat(last) and \
+            datetime.fromisoformat(last) - run.now <= SKEW:
+        return None
+    return run._window()
+
+
+def _later(last: str | None, now: datetime) -> bool:
+    return last is None or now > datetime.fromisoformat(last)
+
+
+def _claim_all(project: Project, store: Store, now: datetime, log: Log, renderer: MessageRenderer,
+               report: TickReport, stopping: Callable[[], bool], release_id: int | None,
+               progress: Callable[[int], None] | None) -> None:
+    """Step 2 of `shared_tick`: contacts taken CLAIM at a time until none is left due; the action lines of a
+    claim are written once its transaction commits."""
+    after = ""
+    lines: list[tuple[str, dict[str, Any]]] = []
+    while not stopping():
+        lines.clear()
+        with store.transaction() as db:
+            contacts = runtime.claim_contacts(db, now, after, CLAIM)
+            if not contacts:
+                break
+            after = contacts[-1]
+            run = Tick(project, store, now, lambda kind, data: lines.append((kind, data)), renderer, report,
+                       stopping, release_id)
+            run.prepare_for(contacts)
+            run.write_log()
+            run.drain(progress)
+        for kind, data in lines:
+            log(kind, data)

@@ -34,6 +34,13 @@ def winners_due(db: Any, running: Iterable[Workflow], now: datetime) -> datetime
     return cut if cut <= now else None
 
 
+def winners_in_force(db: Any, running: Iterable[Workflow]) -> dict[tuple[str, str], str]:
+    """The winners in force, as decided (no decision made here: a worker claiming contacts on PostgreSQL, while
+    the one planning decides)."""
+    kept = {(workflow.id, split.split) for workflow in running for split in winner_splits(workflow)}
+    return {key: variant for key, variant in releases.winner_variants(db).items() if key in kept}
+
+
 def decide_winners(db: Any, running: Iterable[Workflow], now: datetime,
                    log: Callable[[str, dict[str, Any]], None]) -> dict[tuple[str, str], str]:
     """The winners in force, after deciding the splits still open at the last midnight up to `now`, once

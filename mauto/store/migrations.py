@@ -541,3 +541,18 @@ def workers(db: Database) -> None:
     stops, so that `mauto status` shows the workers alive on every machine. PostgreSQL's half is the same
     statement (mauto.store.postgres.PG_MIGRATIONS)."""
     db.execute(WORKERS_TABLE)
+
+
+MESSAGE_CLAIMS = ("ALTER TABLE messages ADD COLUMN handoff_by TEXT",
+                  "ALTER TABLE messages ADD COLUMN claimed_by TEXT",
+                  "ALTER TABLE messages ADD COLUMN claimed_until TEXT")
+
+
+@migration(10)
+def message_claims(db: Database) -> None:
+    """Several daemons sending from one PostgreSQL store (issue 15): the worker that began a message's hand-off
+    (a hand-off is only cut off when that worker is gone), and the worker that took the message to send and
+    until when (its lease: a worker killed before sending leaves it to another once the lease runs out). The same
+    statements in PostgreSQL (mauto.store.postgres.PG_MIGRATIONS)."""
+    for statement in MESSAGE_CLAIMS:
+        db.execute(statement)

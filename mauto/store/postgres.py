@@ -18,6 +18,7 @@ import functools
 import os
 import re
 import secrets
+import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from urllib.parse import urlsplit, urlunsplit
 from mauto.store import migrations
 from mauto.store.sqlite import TABLES, Clock, Rollback, Store, StoreError, StoreInfo, StoreLocked, wall_clock
 
+WORKER_LOCK = "mauto:worker:"  # + the worker's name: held by its session while it lives
 BASELINE = 8  # the schema version a new PostgreSQL store is created at, from SQLite's schema at that version
 PG_MIGRATIONS: dict[int, Callable[[Any], None]] = {}  # the PostgreSQL half of each migration after BASELINE
 
@@ -39,6 +41,11 @@ def pg_table(sql: str) -> str:
 
 def _migration_9(db: Any) -> None:
     db.connection.execute(pg_table(migrations.WORKERS_TABLE))
+
+
+def _migration_10(db: Any) -> None:
+    for statement in migrations.MESSAGE_CLAIMS:
+        db.connection.execute(pg_table(statement))
 
 
 def is_url(location: str | os.PathLike[str]) -> bool:
@@ -419,6 +426,10 @@ class PgStore(Store):
             raise StoreError(f"not a PostgreSQL URL psycopg can use: {_first_line(error)}", self.shown) from None
         connection.execute(f"SET lock_timeout = {int(timeout * 1000)}")
         connection.execute("SET TIME ZONE 'UTC'")
+        # This session's name as a worker, held as an advisory lock for as long as the connection lives: a
+        # hand-off begun by a worker whose lock can be taken was cut off (its process is gone, however it went).
+        self.worker = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        connection.execute("SELECT pg_advisory_lock(hashtext(%s)::bigint)", [WORKER_LOCK + self.worker])
         self.pg = PgDatabase(connection)
         self.db = self.pg  # type: ignore[assignment]  # read as sqlite-utils' Database by the store's modules
         self._in_transaction = False
@@ -500,8 +511,9 @@ class PgStore(Store):
         the records whose loss is safe, as in SQLite's store."""
         with self.guard():
             connection = self.pg.connection
-            if self._in_transaction:  # a nested call joins the transaction, as sqlite-utils' does
-                yield self.db
+            if self._in_transaction:  # nested: a savepoint, undone alone by an exception (`Rollback` swallowed)
+                with contextlib.suppress(Rollback), connection.transaction():
+                    yield self.db
                 return
             self._in_transaction = True
             try:
@@ -512,15 +524,32 @@ class PgStore(Store):
             finally:
                 self._in_transaction = False
 
-    def advisory(self, name: str, *, wait: bool = False) -> bool:
-        """Take the session's advisory lock `name` (released with `release_advisory` or when the connection
-        ends, however the process ends); False when another session holds it and `wait` is False."""
-        function = "pg_advisory_lock" if wait else "pg_try_advisory_lock"
-        row = self.db.execute(f"SELECT {function}(hashtext(?)::bigint)", [name]).fetchone()
+    def advisory(self, name: str, *, wait: bool = False, shared: bool = False) -> bool:
+        """Take the session's advisory lock `name`, alone or `shared` (released with `release_advisory` or when
+        the connection ends, however the process ends); False when it cannot be had and `wait` is False."""
+        function = ("pg_advisory_lock" if wait else "pg_try_advisory_lock") + ("_shared" if shared else "")
+        if wait:  # as long as it takes: lock_timeout is for rows, not for waiting one's turn
+            self.db.execute("SET lock_timeout = 0")
+        try:
+            row = self.db.execute(f"SELECT {function}(hashtext(?)::bigint)", [name]).fetchone()
+        finally:
+            if wait:
+                self.db.execute(f"SET lock_timeout = {int(self.timeout * 1000)}")
         return True if wait else bool(row[0])
 
-    def release_advisory(self, name: str) -> None:
+    def gone(self, worker: str) -> bool:
+        """Whether the worker named so has ended (its session's lock is free), this one never."""
+        if worker == self.worker:
+            return False
+        name = WORKER_LOCK + worker
+        if not self.db.execute("SELECT pg_try_advisory_lock(hashtext(?)::bigint)", [name]).fetchone()[0]:
+            return False
         self.db.execute("SELECT pg_advisory_unlock(hashtext(?)::bigint)", [name])
+        return True
+
+    def release_advisory(self, name: str, *, shared: bool = False) -> None:
+        function = "pg_advisory_unlock_shared" if shared else "pg_advisory_unlock"
+        self.db.execute(f"SELECT {function}(hashtext(?)::bigint)", [name])
 
     def info(self) -> StoreInfo:
         with self.guard():
@@ -557,3 +586,4 @@ def _import_psycopg() -> Any:
 
 
 PG_MIGRATIONS[9] = _migration_9
+PG_MIGRATIONS[10] = _migration_10

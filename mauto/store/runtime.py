@@ -9,9 +9,9 @@ import contextlib
 import json
 import secrets
 from bisect import insort
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, overload
 
 from mauto.consent import withdrawal as _withdrawal
@@ -76,12 +76,21 @@ def skip_history(db: Any, before: datetime, at: str) -> int:
                       [at, stamp(before)]).rowcount
 
 
-def unprocessed_events(db: Any, until: datetime) -> list[tuple[int, Event | Unreadable]]:
-    """(seq, event) of the events no tick has processed, up to `until`; a row that does not read back (its
-    properties or time written by hand) comes as Unreadable, to be failed alone."""
+def _of(contacts: list[str] | None, column: str = "contact") -> tuple[str, list[str]]:
+    """An `AND column IN (…)` clause and its parameters for `contacts`; nothing for None (every contact)."""
+    if contacts is None:
+        return "", []
+    return f" AND {column} IN ({','.join('?' * len(contacts))})", list(contacts)
+
+
+def unprocessed_events(db: Any, until: datetime,
+                       contacts: list[str] | None = None) -> list[tuple[int, Event | Unreadable]]:
+    """(seq, event) of the events no tick has processed, up to `until` (of `contacts` only, when given); a row
+    that does not read back (its properties or time written by hand) comes as Unreadable, to be failed alone."""
     found: list[tuple[int, Event | Unreadable]] = []
+    clause, args = _of(contacts)
     for row in db.execute("SELECT seq, contact, name, at, properties, id FROM events WHERE processed_at IS NULL "
-                          "AND at <= ? ORDER BY at, seq", [stamp(until)]):
+                          f"AND at <= ?{clause} ORDER BY at, seq", [stamp(until), *args]):
         try:
             event = _event(row[1:])
             if not isinstance(event.properties, dict):
@@ -233,13 +242,19 @@ class Unreadable:
     contact: str | None = None
 
 
-def due_enrollments(db: Any, until: datetime) -> Iterator[Enrollment | Unreadable]:
-    """In-flight enrollments whose wake-up has come (or that were left with none), paused workflows aside;
-    read one at a time (a tick may find 100,000 due)."""
+DUE_ENROLLMENTS = ("SELECT e.contact FROM enrollments e JOIN workflows w ON w.id = e.workflow "
+                   "WHERE e.state IN ('active', 'waiting') AND (e.wake_at IS NULL OR e.wake_at <= ?) AND "
+                   "w.state != 'paused'")
+
+
+def due_enrollments(db: Any, until: datetime, contacts: list[str] | None = None) -> Iterator[Enrollment | Unreadable]:
+    """In-flight enrollments whose wake-up has come (or that were left with none), paused workflows aside (of
+    `contacts` only, when given); read one at a time (a tick may find 100,000 due)."""
+    clause, args = _of(contacts, "e.contact")
     for enrollment_id, data in db.execute(
             "SELECT e.id, e.data FROM enrollments e JOIN workflows w ON w.id = e.workflow "
             "WHERE e.state IN ('active', 'waiting') AND (e.wake_at IS NULL OR e.wake_at <= ?) AND "
-            "w.state != 'paused' ORDER BY e.wake_at, e.id", [stamp(until)]):
+            f"w.state != 'paused'{clause} ORDER BY e.wake_at, e.id", [stamp(until), *args]):
         try:
             enrollment = _enrollment(data)
             enrollment.wake_time  # noqa: B018 - a wake-up that does not parse is this row's problem too
@@ -329,13 +344,15 @@ def set_timer(db: Any, workflow: str, contact: str, last_at: datetime, due_at: d
                [workflow, contact, stamp(last_at), stamp(due_at) if due_at else None])
 
 
-def due_timers(db: Any, until: datetime) -> list[tuple[str, str, datetime | Exception, datetime]]:
-    """(workflow, contact, last event's time, due time) of the inactivity timers due; a last time that does
-    not read back comes as the exception, to be failed alone."""
+def due_timers(db: Any, until: datetime,
+               contacts: list[str] | None = None) -> list[tuple[str, str, datetime | Exception, datetime]]:
+    """(workflow, contact, last event's time, due time) of the inactivity timers due (of `contacts` only, when
+    given); a last time that does not read back comes as the exception, to be failed alone."""
     found: list[tuple[str, str, datetime | Exception, datetime]] = []
+    clause, args = _of(contacts)
     for workflow, contact, last_at, due_at in db.execute(
-            "SELECT workflow, contact, last_at, due_at FROM timers WHERE due_at IS NOT NULL AND due_at <= ? "
-            "ORDER BY due_at", [stamp(until)]):
+            "SELECT workflow, contact, last_at, due_at FROM timers WHERE due_at IS NOT NULL AND due_at <= ?"
+            f"{clause} ORDER BY due_at", [stamp(until), *args]):
         try:
             due = datetime.fromisoformat(due_at)
             due.timestamp()  # noqa: B018
@@ -371,13 +388,51 @@ def insert_messages(db: Any, rows: list[dict[str, Any]]) -> None:
                    f"({', '.join(':' + name for name in MESSAGE_COLUMNS)})", rows)
 
 
-def recover_handoffs(db: Any, at: str) -> list[tuple[int, str]]:
-    """Pending messages whose hand-off began but whose answer was never recorded: now `unknown`."""
-    rows = db.execute("SELECT id, key FROM messages WHERE status = 'pending' AND handoff_at IS NOT NULL").fetchall()
-    db.execute("UPDATE messages SET status = 'unknown', updated_at = ?, answer = coalesce(answer, '') || "
-               "'the hand-off began at ' || handoff_at || ' and its answer was never recorded (crash?)' "
-               "WHERE status = 'pending' AND handoff_at IS NOT NULL", [at])
-    return [(row[0], row[1]) for row in rows]
+def claim_contacts(db: Any, until: datetime, after: str, limit: int) -> list[str]:
+    """PostgreSQL, several workers: up to `limit` contacts past `after` (in id order) with something due by
+    `until` (a wake-up, an event not processed, an inactivity timer), each row locked for the caller's
+    transaction; rows another worker holds are skipped (FOR UPDATE SKIP LOCKED), so that no two workers ever
+    take one contact, and none waits for another. The lock ends with the transaction, however it ends: a
+    worker killed half-way leaves nothing taken."""
+    moment = stamp(until)
+    return [row[0] for row in db.execute(
+        f"SELECT id FROM contacts WHERE id > ? AND id IN ({DUE_ENROLLMENTS} UNION "
+        "SELECT contact FROM events WHERE processed_at IS NULL AND at <= ? UNION "
+        "SELECT contact FROM timers WHERE due_at IS NOT NULL AND due_at <= ?) "
+        "ORDER BY id LIMIT ? FOR UPDATE SKIP LOCKED", [after, moment, moment, moment, limit])]
+
+
+def recover_handoffs(db: Any, at: str, gone: Callable[[str], bool] | None = None) -> list[tuple[int, str]]:
+    """Pending messages whose hand-off began but whose answer was never recorded: now `unknown`. With several
+    workers (`gone`: whether the worker that began it has ended), only those whose worker is gone; one still
+    talking to its server is left to finish."""
+    rows = db.execute("SELECT id, key, handoff_by FROM messages WHERE status = 'pending' AND handoff_at IS NOT NULL"
+                      ).fetchall()
+    cut = [(row[0], row[1]) for row in rows if gone is None or row[2] is None or gone(row[2])]
+    for message_id, _ in cut:
+        db.execute("UPDATE messages SET status = 'unknown', updated_at = ?, answer = coalesce(answer, '') || "
+                   "'the hand-off began at ' || handoff_at || ' and its answer was never recorded (crash?)' "
+                   "WHERE id = ? AND status = 'pending' AND handoff_at IS NOT NULL", [at, message_id])
+    return cut
+
+
+CLAIM_LEASE = 120  # seconds a worker keeps the messages it took to send before another may take them
+
+
+def claim_messages(db: Any, until: datetime, after_id: int, limit: int, worker: str,
+                   wall: datetime) -> list[dict[str, Any]]:
+    """PostgreSQL, several workers: `due_messages`, each taken for `worker` for CLAIM_LEASE seconds of the
+    wall clock (`wall`): rows another worker is taking are skipped (FOR UPDATE SKIP LOCKED), and those another
+    worker took and whose lease has not run out too. A worker killed before sending leaves its messages to the
+    others once the lease runs out; one killed during a hand-off leaves it `unknown` (recover_handoffs)."""
+    rows = list(db.query(
+        "UPDATE messages SET claimed_by = ?, claimed_until = ? WHERE id IN (SELECT id FROM messages WHERE "
+        "status = 'pending' AND handoff_at IS NULL AND (next_try_at IS NULL OR next_try_at <= ?) AND id > ? AND "
+        "(claimed_until IS NULL OR claimed_until < ? OR claimed_by = ?) AND NOT EXISTS (SELECT 1 FROM workflows w "
+        "WHERE w.id = messages.workflow AND w.state = 'paused') ORDER BY id LIMIT ? FOR UPDATE SKIP LOCKED) "
+        "RETURNING *",
+        [worker, stamp(wall + timedelta(seconds=CLAIM_LEASE)), stamp(until), after_id, stamp(wall), worker, limit]))
+    return sorted(rows, key=lambda row: row["id"])
 
 
 def due_messages(db: Any, until: datetime, after_id: int, limit: int) -> list[dict[str, Any]]:
@@ -410,10 +465,12 @@ def status_counts(db: Any) -> dict[str, int]:
 
 def mark_handoff(store: Store, message_id: int, at: str) -> bool:
     """Record, committed, that the hand-off of a message begins: after a crash it is `unknown`, never resent.
-    False when the message is no longer pending (a person dropped it meanwhile): then it must not go."""
+    False when the message is no longer pending (a person dropped it meanwhile, another worker began it): then
+    it must not go. The worker's name is kept with it (PostgreSQL: `PgStore.worker`)."""
     with store.transaction() as db:
-        return db.execute("UPDATE messages SET handoff_at = ?, attempts = attempts + 1, updated_at = ? WHERE id = ? "
-                          "AND status = 'pending' AND handoff_at IS NULL", [at, at, message_id]).rowcount == 1
+        return db.execute("UPDATE messages SET handoff_at = ?, handoff_by = ?, attempts = attempts + 1, updated_at = ? "
+                          "WHERE id = ? AND status = 'pending' AND handoff_at IS NULL",
+                          [at, getattr(store, "worker", None), at, message_id]).rowcount == 1
 
 
 def record_delivery(store: Store, message_id: int, status: str, answer: str, at: str, next_try_at: str | None = None,

@@ -41,6 +41,10 @@ def store_failure(error: BaseException) -> bool:
     than one item's (a value SQLite refuses, a bug met by one contact's data), which fails that item alone."""
     if isinstance(error, StoreError):
         return True
+    if type(error).__module__.startswith("psycopg"):  # PostgreSQL: the connection, a lock, the server itself
+        import psycopg
+
+        return isinstance(error, (psycopg.OperationalError, psycopg.InterfaceError, psycopg.InternalError))
     if isinstance(error, (sqlite3.OperationalError, sqlite3.InternalError)):
         return True
     return type(error) is sqlite3.DatabaseError  # "database disk image is malformed", "file is not a database"

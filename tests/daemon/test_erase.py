@@ -49,8 +49,8 @@ def test_a_contact_erased_in_the_middle_of_a_tick_is_ended_not_a_crash(daemon: D
 
     loaded = runtime.due_enrollments
 
-    def erase_after_loading(db, until):
-        found = list(loaded(db, until))
+    def erase_after_loading(db, until, contacts=None):
+        found = list(loaded(db, until, contacts))
         daemon.store.db.execute("UPDATE contacts SET erased_at = '2026-12-02T00:00:00Z', email = NULL")
         return iter(found)
 

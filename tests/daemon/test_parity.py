@@ -9,6 +9,7 @@ call a real HTTP server on 127.0.0.1 that answers what samples/webhooks.yaml say
 from __future__ import annotations
 
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -19,6 +20,7 @@ from mauto.channels.webhook import call_webhook
 from mauto.daemon import tick as runner
 from mauto.daemon.tick import tick
 from mauto.simulate import load_mapping, simulate
+from mauto.store import open_store
 from mauto.store.sqlite import stamp
 from tests.daemon.conftest import ROOT, START, copy_project, open_project
 from tests.servers import HttpServer
@@ -27,7 +29,10 @@ HORIZON = timedelta(days=30)
 WORKFLOWS = sorted(path.stem for path in (ROOT / "workflows").glob("*.yaml"))
 
 
-def run_daemon(root: Path, cadence: timedelta | None, server: HttpServer, location: str | None = None) -> list[tuple]:
+def run_daemon(root: Path, cadence: timedelta | None, server: HttpServer, location: str | None = None,
+               workers: int = 1) -> list[tuple]:
+    """The daemon's steps and messages over the samples' month; with `workers` > 1 (PostgreSQL), that many
+    workers tick each moment at once, each on a connection of its own (`mauto.daemon.tick.shared_tick`)."""
     setup = open_project(root, location=location)
     hooks = load_mapping(root / "samples" / "webhooks.yaml", "webhooks")
     for url, answer in hooks.items():
@@ -45,8 +50,17 @@ def run_daemon(root: Path, cadence: timedelta | None, server: HttpServer, locati
         moment += cadence
     if cadence is not None:
         moments.append(end)
+    others = [open_store(location, setup.store.now) for _ in range(workers - 1)] if location else []
     for now in moments:
-        tick(setup.project, setup.store, now, {}, call=call, send=False)
+        if not others:
+            tick(setup.project, setup.store, now, {}, call=call, send=False)
+            continue
+        with ThreadPoolExecutor(workers) as pool:
+            for done in [pool.submit(tick, setup.project, store, now, {}, None, call, False)
+                         for store in (setup.store, *others)]:
+                done.result()
+    for other in others:
+        other.close()
     db = setup.store.db
     steps = [tuple(row) for row in db.execute("SELECT at, contact, workflow, step, kind, detail FROM step_log")]
     messages = [tuple(row) for row in db.execute(
@@ -81,11 +95,17 @@ def runs(tmp_path_factory, pg_cluster):
                 copy_project(tmp_path_factory.mktemp("forgetting-pg")), None, server, pg_cluster.url())
         daemon["daily, postgresql"] = run_daemon(copy_project(tmp_path_factory.mktemp("daily-pg")),
                                                  timedelta(days=1), server, pg_cluster.url())
+        # Three workers ticking each moment at once, taking 2 contacts at a time: contacts claimed apart, one
+        # planning at a time.
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(runner, "CLAIM", 2)
+            daemon["6-hourly, postgresql, 3 workers"] = run_daemon(
+                copy_project(tmp_path_factory.mktemp("workers-pg")), timedelta(hours=6), server, pg_cluster.url(), 3)
     return simulated_steps, simulated_messages, daemon
 
 
 @pytest.mark.parametrize("cadence", ["hourly", "daily", "once", "once, forgetting", "daily, postgresql",
-                                     "once, forgetting, postgresql"])
+                                     "once, forgetting, postgresql", "6-hourly, postgresql, 3 workers"])
 @pytest.mark.parametrize("workflow", WORKFLOWS)
 def test_daemon_timeline_equals_the_simulation(runs, workflow: str, cadence: str) -> None:
     simulated_steps, simulated_messages, daemon = runs

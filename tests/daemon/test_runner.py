@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from mauto.daemon.lock import RunnerBusy, TickLock
 from mauto.daemon.outbox import drop_message, retry_message
 from mauto.deploy import deploy
 from mauto.errors import MautoError
-from mauto.store import runtime
+from mauto.store import open_store, runtime
 from tests.daemon.harness import DEPLOYED, T0, Daemon, write
 from tests.servers import HttpServer, SmtpServer
 
@@ -148,7 +149,12 @@ def test_a_crash_during_the_hand_off_leaves_the_message_unknown(daemon: Daemon) 
     daemon.event("ana", "signed_up", T0)
     daemon.tick(T0 + timedelta(minutes=1), send=False)
     [(message_id,)] = daemon.rows("SELECT id FROM messages")
-    runtime.mark_handoff(daemon.store, message_id, "2026-12-01T09:01:00+00:00")  # then the process died
+    with open_store(daemon.location, timeout=2.0) as other:  # another process began the hand-off, then died
+        runtime.mark_handoff(other, message_id, "2026-12-01T09:01:00+00:00")
+    gone = getattr(daemon.store, "gone", None)  # PostgreSQL: its session ends a moment after the connection
+    deadline = time.monotonic() + 5
+    while gone is not None and not gone(getattr(other, "worker", "")) and time.monotonic() < deadline:
+        time.sleep(0.02)
     report = daemon.tick(T0 + timedelta(minutes=2))
     assert report.unknown == 1 and report.sent == 0 and daemon.smtp.messages == []
     assert daemon.statuses() == {f"{daemon.enrollment('promo', 'ana')}:steps.0:1": "unknown"}

@@ -9,6 +9,8 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from mauto.store.workers import listed
 from tests.daemon.harness import Daemon, mauto
 
@@ -65,3 +67,18 @@ def test_status_says_nothing_of_workers_when_ticks_come_from_cron(fresh_daemon: 
     assert mauto(fresh_daemon, "run", "--once", "--now", "2026-12-01T09:01:00Z").exit_code == 0
     result = mauto(fresh_daemon, "status")
     assert result.exit_code == 0 and "workers" not in result.stdout
+
+
+@pytest.mark.parametrize("store_kind", ["postgresql"])  # one tick at a time on SQLite: the whole rate
+def test_each_daemon_takes_its_share_of_a_channel_s_rate(fresh_daemon: Daemon, store_kind: str) -> None:
+    from mauto.channels.pace import pace_of
+    from mauto.daemon.tick import _share_paces
+    from mauto.store.workers import beat
+
+    now = datetime.now(UTC)
+    with fresh_daemon.store.transaction() as db:
+        for pid in (101, 102):
+            beat(db, f"mail-{pid}", "mail", pid, now, now, timedelta(seconds=30), "idle")
+        beat(db, "mail-103", "mail", 103, now, now, timedelta(seconds=30), "stopped")
+    _share_paces(fresh_daemon.store, fresh_daemon.transports)
+    assert {pace_of(transport).share for transport in fresh_daemon.transports.values()} == {0.5}
