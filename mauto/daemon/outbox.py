@@ -514,6 +514,10 @@ def send_outbox(store: Store, now: datetime, transports: dict[str, channels.Tran
         outbox.run(progress)
     finally:
         outbox.close()
+        worker = getattr(store, "worker", None)
+        if worker is not None:  # several workers (PostgreSQL): what this one took and did not send, to the others
+            with contextlib.suppress(MautoError), store.guard(), store.transaction() as db:
+                runtime.release_claims(db, worker)
 
 
 def retry_message(store: Store, message_id: int, now: datetime) -> dict[str, Any]:

@@ -62,7 +62,8 @@ class Tick:
     again is rolled back alone and recorded as failed, with its reason, and the others are committed."""
 
     def __init__(self, project: Project, store: Store, now: datetime, log: Log, renderer: MessageRenderer,
-                 report: TickReport, stopping: Callable[[], bool] = lambda: False, release: int | None = None) -> None:
+                 report: TickReport, stopping: Callable[[], bool] = lambda: False, release: int | None = None,
+                 running: list[tuple] | None = None) -> None:
         self.project, self.store, self.db = project, store, store.db
         self.now, self.at = now, stamp(now)
         self.log_action, self.report = log, report
@@ -74,7 +75,7 @@ class Tick:
         # the tick before anything runs, at its place in mauto.yaml); `hand_over_tasks` does it after the commit
         self.batch.task_handoff = "pending" if project.task_handoff is not None else None
         self.batch.release = release  # each message records the release it was rendered from
-        self.workflows = SqliteWorkflows(self.batch, self._broken)
+        self.workflows = SqliteWorkflows(self.batch, self._broken, running)  # None: as they are now
         self.ports = sqlite_ports(self.batch, self.engine.settings.contact_fields, project.timezone,
                                   self.workflows, self._unreadable)
         self.contacts, self.enrollments, self.events = self.ports.contacts, self.ports.enrollments, self.ports.events
@@ -595,18 +596,18 @@ def shared_tick(project: Project, store: PgStore, now: datetime, transports: dic
         plan = _plan(project, store, now, log, renderer, report, stopping, progress)
         if plan is None:
             return report
-        live, release_id, renderer = plan
+        live, release_id, renderer, running = plan
         if not stopping():
             store.advisory(PLAN, wait=True, shared=True)
             try:
-                _claim_all(live, store, now, log, renderer, report, stopping, release_id, progress)
+                _claim_all(live, store, now, log, renderer, report, stopping, release_id, running, progress)
             finally:
                 store.release_advisory(PLAN, shared=True)
         if not stopping():
             store.advisory(PLAN, wait=True)
             try:
                 with store.transaction():
-                    run = Tick(live, store, now, log, renderer, report, stopping, release_id)
+                    run = Tick(live, store, now, log, renderer, report, stopping, release_id, running)
                 if call is None:
                     from mauto.channels.webhook import call_webhook
 
@@ -639,12 +640,18 @@ def _share_paces(store: PgStore, transports: dict[str, channels.Transport]) -> N
 
 def _plan(live: Project, store: PgStore, now: datetime, log: Log, given: MessageRenderer | None, report: TickReport,
           stopping: Callable[[], bool], progress: Callable[[int], None] | None
-          ) -> tuple[Project, int | None, MessageRenderer] | None:
-    """Step 1 of `shared_tick`, under `mauto:plan` alone; None when asked to stop."""
+          ) -> tuple[Project, int | None, MessageRenderer, list[tuple]] | None:
+    """Step 1 of `shared_tick`, under `mauto:plan` alone: the release, renderer and running workflows read in
+    one transaction, which every later step of the tick keeps (a deploy meanwhile is the next tick's); None
+    when asked to stop."""
     store.advisory(PLAN, wait=True)
     try:
         with store.transaction() as db:
-            for message_id, key in runtime.recover_handoffs(db, stamp(now), store.gone):
+            # this worker has no hand-off in progress as its tick begins: one it began is cut off too
+            def cut_off(worker: str) -> bool:
+                return worker == store.worker or store.gone(worker)
+
+            for message_id, key in runtime.recover_handoffs(db, stamp(now), cut_off):
                 report.unknown += 1
                 log("unknown", {"key": key, "id": message_id,
                                 "why": "its hand-off began before a crash; not resent (see `mauto outbox --unknown`)"})
@@ -676,7 +683,7 @@ def _plan(live: Project, store: PgStore, now: datetime, log: Log, given: Message
         with store.transaction() as db:
             if _later(runtime.get_state(db, "clock"), now):
                 runtime.set_state(db, "clock", now.isoformat())
-        return project, release_id, renderer
+        return project, release_id, renderer, run.workflows.rows
     finally:
         store.release_advisory(PLAN)
 
@@ -699,21 +706,22 @@ def _later(last: str | None, now: datetime) -> bool:
 
 
 def _claim_all(project: Project, store: Store, now: datetime, log: Log, renderer: MessageRenderer,
-               report: TickReport, stopping: Callable[[], bool], release_id: int | None,
+               report: TickReport, stopping: Callable[[], bool], release_id: int | None, running: list[tuple],
                progress: Callable[[int], None] | None) -> None:
     """Step 2 of `shared_tick`: contacts taken CLAIM at a time until none is left due; the action lines of a
     claim are written once its transaction commits."""
-    after = ""
+    after = ("", "")
     lines: list[tuple[str, dict[str, Any]]] = []
     while not stopping():
         lines.clear()
         with store.transaction() as db:
-            contacts = runtime.claim_contacts(db, now, after, CLAIM)
-            if not contacts:
+            claimed = runtime.claim_contacts(db, now, after, CLAIM)
+            if not claimed:
                 break
-            after = contacts[-1]
+            after = (claimed[-1][1], claimed[-1][0])
+            contacts = [contact for contact, _ in claimed]
             run = Tick(project, store, now, lambda kind, data: lines.append((kind, data)), renderer, report,
-                       stopping, release_id)
+                       stopping, release_id, running)
             run.prepare_for(contacts)
             run.write_log()
             run.drain(progress)

@@ -361,11 +361,15 @@ class SqliteWorkflows:
     told to `broken` once (a `workflow` failure) and its enrollments left as they are until it is deployed
     again."""
 
-    def __init__(self, batch: Batch, broken: Callable[[str, int, str], None]) -> None:
+    def __init__(self, batch: Batch, broken: Callable[[str, int, str], None],
+                 running: list[tuple] | None = None) -> None:
+        """`running`: the rows of `runtime.running_workflows` as read when the tick began (several workers on
+        PostgreSQL: the plan's, so that every claim of the tick runs what the plan read); None: read now."""
         self.batch, self.on_broken = batch, broken
         self.versions: dict[tuple[str, int], Workflow] = {}
         self.broken: dict[tuple[str, int], str] = {}  # deployed versions that cannot be loaded, and why
-        running = runtime.running_workflows(batch.db)
+        running = list(running) if running is not None else runtime.running_workflows(batch.db)
+        self.rows = running
         self.states = {row[0]: row[2] for row in running}  # as the tick began: a pause takes effect at the next
         self.enrolling_since = {row[0]: datetime.fromisoformat(row[3]) for row in running}
         current = [workflow for workflow in (self.loadable(row[0], row[1]) for row in running) if workflow is not None]

@@ -242,11 +242,6 @@ class Unreadable:
     contact: str | None = None
 
 
-DUE_ENROLLMENTS = ("SELECT e.contact FROM enrollments e JOIN workflows w ON w.id = e.workflow "
-                   "WHERE e.state IN ('active', 'waiting') AND (e.wake_at IS NULL OR e.wake_at <= ?) AND "
-                   "w.state != 'paused'")
-
-
 def due_enrollments(db: Any, until: datetime, contacts: list[str] | None = None) -> Iterator[Enrollment | Unreadable]:
     """In-flight enrollments whose wake-up has come (or that were left with none), paused workflows aside (of
     `contacts` only, when given); read one at a time (a tick may find 100,000 due)."""
@@ -388,18 +383,26 @@ def insert_messages(db: Any, rows: list[dict[str, Any]]) -> None:
                    f"({', '.join(':' + name for name in MESSAGE_COLUMNS)})", rows)
 
 
-def claim_contacts(db: Any, until: datetime, after: str, limit: int) -> list[str]:
-    """PostgreSQL, several workers: up to `limit` contacts past `after` (in id order) with something due by
-    `until` (a wake-up, an event not processed, an inactivity timer), each row locked for the caller's
-    transaction; rows another worker holds are skipped (FOR UPDATE SKIP LOCKED), so that no two workers ever
-    take one contact, and none waits for another. The lock ends with the transaction, however it ends: a
-    worker killed half-way leaves nothing taken."""
+def claim_contacts(db: Any, until: datetime, after: tuple[str, str], limit: int) -> list[tuple[str, str]]:
+    """PostgreSQL, several workers: up to `limit` contacts with something due by `until` (a wake-up, an event
+    not processed, an inactivity timer), as (id, first due moment), in the order of their first due moment (the
+    contact that came first is served first: the last coupon of a pool goes to it), past `after` (a moment and
+    an id: what this worker already took in this tick); each row locked for the caller's transaction, rows
+    another worker holds skipped (SKIP LOCKED), so that no two workers ever take one contact and none waits for
+    another. The lock ends with the transaction, however it ends: a worker killed half-way leaves nothing
+    taken."""
     moment = stamp(until)
-    return [row[0] for row in db.execute(
-        f"SELECT id FROM contacts WHERE id > ? AND id IN ({DUE_ENROLLMENTS} UNION "
-        "SELECT contact FROM events WHERE processed_at IS NULL AND at <= ? UNION "
-        "SELECT contact FROM timers WHERE due_at IS NOT NULL AND due_at <= ?) "
-        "ORDER BY id LIMIT ? FOR UPDATE SKIP LOCKED", [after, moment, moment, moment, limit])]
+    # FOR NO KEY UPDATE: what references the contact meanwhile (an email_sent event another worker records, an
+    # ingest) takes FOR KEY SHARE, which this does not block
+    return [(row[0], row[1]) for row in db.execute(
+        "SELECT c.id, d.due FROM contacts c JOIN (SELECT contact, min(due) AS due FROM ("
+        "SELECT e.contact, coalesce(e.wake_at, '') AS due FROM enrollments e JOIN workflows w ON w.id = e.workflow "
+        "WHERE e.state IN ('active', 'waiting') AND (e.wake_at IS NULL OR e.wake_at <= ?) AND w.state != 'paused' "
+        "UNION ALL SELECT contact, at FROM events WHERE processed_at IS NULL AND at <= ? "
+        "UNION ALL SELECT contact, due_at FROM timers WHERE due_at IS NOT NULL AND due_at <= ?) AS items "
+        "GROUP BY contact) AS d ON d.contact = c.id WHERE (d.due, c.id) > (?, ?) "
+        "ORDER BY d.due, c.id LIMIT ? FOR NO KEY UPDATE OF c SKIP LOCKED",
+        [moment, moment, moment, after[0], after[1], limit])]
 
 
 def recover_handoffs(db: Any, at: str, gone: Callable[[str], bool] | None = None) -> list[tuple[int, str]]:
@@ -461,6 +464,13 @@ def status_counts(db: Any) -> dict[str, int]:
     counts = {status: 0 for status in ("pending", "sent", "parked", "unknown", "cancelled")}
     counts.update({row[0]: row[1] for row in db.execute("SELECT status, count(*) FROM messages GROUP BY status")})
     return counts
+
+
+def release_claims(db: Any, worker: str) -> int:
+    """The messages `worker` took and did not hand over (its channel was down, its run ended or stopped): free
+    for the others at once, rather than when the lease runs out."""
+    return int(db.execute("UPDATE messages SET claimed_by = NULL, claimed_until = NULL WHERE claimed_by = ? AND "
+                          "status = 'pending' AND handoff_at IS NULL", [worker]).rowcount)
 
 
 def mark_handoff(store: Store, message_id: int, at: str) -> bool:
