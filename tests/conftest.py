@@ -36,6 +36,8 @@ def pytest_configure(config: pytest.Config) -> None:
     """Hypothesis keeps caches (unicode tables, constants found in the source) in ./.hypothesis, even with
     its example database off, and starts writing them while test modules are imported: point it at
     pytest's temporary folder first, so the tests write nothing into the repository."""
+    config.addinivalue_line("markers", "both_stores: the module's tests that take `store_kind` run on SQLite and "
+                                       "on PostgreSQL (as the folders in BOTH_STORES do)")
     factory = getattr(config, "_tmp_path_factory", None)
     if factory is None:
         return
@@ -98,9 +100,10 @@ def pg_cluster() -> Iterator[Cluster]:
         yield running
 
 
-# The folders whose daemon-harness tests run on PostgreSQL too. The others (stats, serve, release, the audits)
-# run on SQLite only for now: their SQL goes through the same translation, but they are not yet held to it.
-BOTH_STORES = ("daemon", "driver")
+# The folders whose tests that take `store_kind` (the daemon's harness, tests/stats' stores, tests/store's
+# `store_location`) run on PostgreSQL too. A module elsewhere opts in with `pytestmark = pytest.mark.both_stores`
+# (the audits beside this file); serve stays on SQLite (`mauto serve` refuses a PostgreSQL store).
+BOTH_STORES = ("daemon", "driver", "stats", "release", "store")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -111,8 +114,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "store_kind" in metafunc.fixturenames and not given:
         only = metafunc.definition.get_closest_marker("sqlite_only") is not None
         folder = Path(str(metafunc.definition.fspath)).parent.name
-        both = folder in BOTH_STORES and not only
-        metafunc.parametrize("store_kind", ["sqlite", "postgresql"] if both else ["sqlite"])
+        opted = folder in BOTH_STORES or metafunc.definition.get_closest_marker("both_stores") is not None
+        # scope="module": a module's fixture that fills one store for all its tests (tests/stats) takes it too
+        metafunc.parametrize("store_kind", ["sqlite", "postgresql"] if opted and not only else ["sqlite"],
+                             scope="module")
 
 
 @pytest.fixture
@@ -128,8 +133,10 @@ def _store_url(kind: str, request: pytest.FixtureRequest) -> str | None:
 
 
 @pytest.fixture
-def daemon(tmp_path: Path, store_kind: str, request: pytest.FixtureRequest) -> Iterator[Daemon]:
+def daemon(tmp_path: Path, store_kind: str, request: pytest.FixtureRequest,
+           monkeypatch: pytest.MonkeyPatch) -> Iterator[Daemon]:
     """The harness after a first, empty tick at T0 - 1h, with the CRM webhook answering 200."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # a PostgreSQL store's releases go there
     with SmtpServer() as smtp, HttpServer() as http:
         http.respond("/crm", 200, {"id": "crm-1"})
         running = Daemon(tmp_path, smtp, http, _store_url(store_kind, request))
@@ -139,9 +146,11 @@ def daemon(tmp_path: Path, store_kind: str, request: pytest.FixtureRequest) -> I
 
 
 @pytest.fixture
-def fresh_daemon(tmp_path: Path, store_kind: str, request: pytest.FixtureRequest) -> Iterator[Daemon]:
+def fresh_daemon(tmp_path: Path, store_kind: str, request: pytest.FixtureRequest,
+                 monkeypatch: pytest.MonkeyPatch) -> Iterator[Daemon]:
     """The harness as set up, before any tick, and with no answer set for the CRM webhook: for tests that run
     the first tick themselves (through the CLI)."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # a PostgreSQL store's releases go there
     with SmtpServer() as smtp, HttpServer() as http:
         running = Daemon(tmp_path, smtp, http, _store_url(store_kind, request))
         yield running

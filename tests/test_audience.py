@@ -20,7 +20,7 @@ import pytest
 from mauto import audience
 from mauto.config import load_project
 from mauto.errors import MautoError, UsageError
-from mauto.store import Store
+from mauto.store import open_store
 from mauto.store.contacts import erase, import_contacts, unsubscribe
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -57,13 +57,18 @@ def sha(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+# the exports run on SQLite and PostgreSQL stores (tests/conftest.py's `store_kind`)
+pytestmark = pytest.mark.both_stores
+
+
 @pytest.fixture
-def setup(tmp_path: Path):
+def setup(tmp_path: Path, store_kind: str, request: pytest.FixtureRequest):
     (tmp_path / "mauto.yaml").write_text(PROJECT, encoding="utf-8")
     project = load_project(tmp_path / "mauto.yaml", display_root=tmp_path)
     people = tmp_path / "people.jsonl"
     people.write_text("".join(json.dumps(row) + "\n" for row in PEOPLE), encoding="utf-8")
-    with Store(tmp_path / "mauto.db", lambda: NOW, create=True, phone_region="FR") as store:
+    location = request.getfixturevalue("pg_cluster").url() if store_kind == "postgresql" else tmp_path / "mauto.db"
+    with open_store(location, lambda: NOW, create=True, phone_region="FR") as store:
         result = import_contacts(store, people, fields=project.contact_fields, zone=project.timezone,
                                  phone_region="FR")
         assert result.ok, result.problem_dicts()
@@ -162,7 +167,7 @@ def test_the_file_is_written_whole_and_for_its_owner_only(setup, tmp_path: Path)
     assert [path.name for path in tmp_path.iterdir() if path.name.endswith(".part")] == []
 
 
-def test_a_failing_export_leaves_the_file_as_it_was(setup, tmp_path: Path):
+def test_a_failing_export_leaves_the_file_as_it_was(setup, tmp_path: Path, store_kind: str):
     project, store = setup
     target = tmp_path / "vip.csv"
     target.write_text("last week's audience\n", encoding="utf-8")
@@ -170,10 +175,11 @@ def test_a_failing_export_leaves_the_file_as_it_was(setup, tmp_path: Path):
         audience.write_whole(target, lambda out: audience.export_audience(store, project, "1 / 0 > 1", "meta",
                                                                           out, NOW), store)
     assert target.read_text(encoding="utf-8") == "last week's audience\n"
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["mauto.db", "mauto.db-shm", "mauto.db-wal",
-                                                               "mauto.yaml", "people.jsonl", "vip.csv"]
+    files = ["mauto.db", "mauto.db-shm", "mauto.db-wal"] if store_kind == "sqlite" else []  # the SQLite store's
+    assert sorted(path.name for path in tmp_path.iterdir()) == [*files, "mauto.yaml", "people.jsonl", "vip.csv"]
 
 
+@pytest.mark.sqlite_only("the SQLite file is the store that must not be written over")
 def test_the_store_and_folders_are_refused(setup, tmp_path: Path):
     project, store = setup
     with pytest.raises(UsageError, match="that is the store; writing the audience there would destroy it"):

@@ -18,7 +18,7 @@ import pytest
 from mauto.config import BUILTIN_FIELDS, CouponPool, load_project
 from mauto.engine.records import ContactState, Event
 from mauto.errors import MautoError
-from mauto.store import Store
+from mauto.store import Store, open_store
 from mauto.store.contacts import import_contacts
 from mauto.store.coupons import coupon_report, load_coupons, redeem_coupons, take_coupon
 from mauto.store.events import ingest_events
@@ -30,6 +30,8 @@ from tests.engine.helpers import PARIS, Run, workflow
 T0 = datetime(2026, 11, 24, 9, 0, tzinfo=PARIS)
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 ORDERS = {"redeemed_by": {"event": "order_placed", "property": "coupon"}}
+# the store's tests run on SQLite and PostgreSQL; a PostgreSQL store's releases go to tmp_path (cli_environment)
+pytestmark = [pytest.mark.both_stores, pytest.mark.usefixtures("cli_environment")]
 
 
 def stored(store: Store, pool: str | None = None) -> dict[str, dict]:
@@ -125,9 +127,14 @@ def test_a_simulation_shows_the_expiry_in_the_contacts_zone(tmp_path: Path):
 
 # --- the store: expiry, redemption ---------------------------------------------------------------------
 
+def _location(tmp_path: Path, store_kind: str, request: pytest.FixtureRequest) -> str | Path:
+    """`mauto.db` in tmp_path, or a fresh PostgreSQL database (tests/conftest.py's `store_kind`)."""
+    return request.getfixturevalue("pg_cluster").url() if store_kind == "postgresql" else tmp_path / "mauto.db"
+
+
 @pytest.fixture
-def store(tmp_path: Path):
-    with Store(tmp_path / "mauto.db", lambda: NOW, create=True, timeout=0.5) as opened:
+def store(tmp_path: Path, store_kind: str, request: pytest.FixtureRequest):
+    with open_store(_location(tmp_path, store_kind, request), lambda: NOW, create=True, timeout=0.5) as opened:
         people = tmp_path / "people.jsonl"
         people.write_text("".join(json.dumps({"id": who, "email": f"{who}@example.com"}) + "\n"
                                   for who in ("ana", "bob", "cleo")), encoding="utf-8")
@@ -265,7 +272,7 @@ def test_the_project_schema_takes_the_coupons_settings(tmp_path: Path):
 
 # --- the daemon stores the expiry (through the driver's answers port) ------------------------------------
 
-def test_a_tick_stores_the_expiry_with_the_code(tmp_path: Path):
+def test_a_tick_stores_the_expiry_with_the_code(tmp_path: Path, store_kind: str, request: pytest.FixtureRequest):
     from mauto.daemon.tick import tick
     from mauto.deploy import deploy
 
@@ -273,7 +280,7 @@ def test_a_tick_stores_the_expiry_with_the_code(tmp_path: Path):
     plain = CARD.replace(", valid until {{ vars.promo_expires_at | date('%d %B %Y %H:%M') }}", "")
     project = load_project(_project(tmp_path, card=plain), display_root=tmp_path)
     start = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
-    with Store(tmp_path / "mauto.db", lambda: start, create=True, timeout=2.0) as store:
+    with open_store(_location(tmp_path, store_kind, request), lambda: start, create=True, timeout=2.0) as store:
         deploy(project, store, start - timedelta(minutes=1))
         people = tmp_path / "people.jsonl"
         people.write_text(json.dumps({"id": "ana", "email": "ana@example.com", "email_consent": True}) + "\n",

@@ -20,7 +20,8 @@ from mauto.cli import app
 from tests.daemon.harness import T0, Daemon, write
 from tests.servers import HttpServer
 
-pytestmark = pytest.mark.usefixtures("cli_environment")  # an internal error's log goes to tmp_path
+# an internal error's log (and a PostgreSQL store's releases) go to tmp_path; the harness runs on both stores
+pytestmark = [pytest.mark.usefixtures("cli_environment"), pytest.mark.both_stores]
 
 PROJECT_YAML = """\
 store: mauto.db

@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 from mauto.cli import app
 from tests.daemon.harness import DEPLOYED, T0, Daemon
 
-pytestmark = pytest.mark.usefixtures("cli_environment")  # an internal error's log goes to tmp_path
+# an internal error's log (and a PostgreSQL store's releases) go to tmp_path; the harness runs on both stores
+pytestmark = [pytest.mark.usefixtures("cli_environment"), pytest.mark.both_stores]
 
 
 def mauto(project: Daemon | Path, *args: str, input: str | bytes | None = None):
@@ -66,10 +67,12 @@ def test_a_non_ascii_address_and_a_line_separator_address_do_not_stop_the_tick(f
 # --- headers: a 2,000-character first name, VT/FF/NUL, through a real SMTP server ---------------------------
 
 
-def test_a_2000_character_name_with_control_characters_is_sent_folded_and_clean(daemon: Daemon) -> None:
+def test_a_2000_character_name_with_control_characters_is_sent_folded_and_clean(daemon: Daemon,
+                                                                                store_kind: str) -> None:
     # Before: one 2,000+ character Subject line (the server refuses it: parked, "500 Line too long") and the
-    # VT, FF and NUL written raw into the header.
-    name = "Z" * 2000 + "\x0bV\x0cF\x00N"
+    # VT, FF and NUL written raw into the header. PostgreSQL's text cannot hold a NUL (the message's subject is
+    # stored as rendered; mauto's imports refuse a NUL anywhere, only SQL by hand puts one in a contact's fields).
+    name = "Z" * 2000 + "\x0bV\x0cF" + ("\x00N" if store_kind == "sqlite" else "N")
     daemon.store.db.execute("UPDATE contacts SET fields = ? WHERE id = 'ana'", [json.dumps({"first_name": name})])
     daemon.store.db.commit()
     daemon.event("ana", "signed_up", T0)

@@ -440,6 +440,8 @@ def test_a_templated_address_in_angle_brackets_is_checked_too(tmp_path):
     assert [failure.contact for failure in failures] == ["c1"]
 
 
+@pytest.mark.both_stores
+@pytest.mark.usefixtures("cli_environment")  # a PostgreSQL store's releases go to tmp_path
 def test_over_smtp_the_envelope_sender_and_the_outbox_row_are_the_templates_address(daemon):
     # A real SMTP server on 127.0.0.1: MAIL FROM, the From header and the outbox's `sender` column.
     from tests.daemon.harness import T0, write

@@ -151,10 +151,14 @@ def take_coupon_in(db: Any, pool: str, contact: str, at: datetime, expires_at: d
 def pool_counts(store: Store) -> dict[str, dict[str, int]]:
     with store.guard():
         return {pool: {"total": total, "free": free} for pool, total, free in store.db.execute(
-            "SELECT pool, count(*), sum(assigned_to IS NULL) FROM coupons GROUP BY pool ORDER BY pool")}
+            "SELECT pool, count(*), count(*) FILTER (WHERE assigned_to IS NULL) FROM coupons GROUP BY pool "
+            "ORDER BY pool")}
 
 
 # --- redemption: a configured event that names an assigned code ------------------------------------------
+
+_PROPERTY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
 
 def _watermark_key(pool: str) -> str:
     # One per pool: a pool given `redeemed_by` later reads the events stored before, once.
@@ -183,10 +187,13 @@ def redeem_coupons_in(db: Any, pools: Mapping[str, Any]) -> int:
         through = int(get_state(db, key) or 0)
         if top <= through:
             continue
-        # json_valid first: a row whose properties are not JSON (written by hand) must not stop the others.
+        # json_valid first: a row whose properties are not JSON (written by hand) must not stop the others. The
+        # path unquoted: mauto.yaml's property is a name of letters, digits and `_` (config.py checks it), and
+        # PostgreSQL's translation of a path splits it at the dots, quotes and all.
+        path = f"$.{prop}" if _PROPERTY.fullmatch(prop) else f'$."{prop}"'
         rows = db.execute(
             "SELECT seq, at, CASE WHEN json_valid(properties) THEN json_extract(properties, ?) END FROM events "
-            "WHERE name = ? AND seq > ? AND seq <= ? ORDER BY seq", [f'$."{prop}"', event, through, top]).fetchall()
+            "WHERE name = ? AND seq > ? AND seq <= ? ORDER BY seq", [path, event, through, top]).fetchall()
         for seq, at, written in rows:
             code = str(written).strip() if isinstance(written, (str, int)) and not isinstance(written, bool) else ""
             if not code:
@@ -270,8 +277,9 @@ def coupon_report(store: Store, pools: Mapping[str, Any], now: datetime,
     with store.guard():
         for pool, total, assigned, redeemed, expired, recent in store.db.execute(
                 "SELECT pool, count(*), count(assigned_to), count(redeemed_at), "
-                "sum(assigned_to IS NOT NULL AND redeemed_at IS NULL AND expires_at IS NOT NULL AND expires_at <= ?), "
-                "sum(assigned_at > ? AND assigned_at <= ?) FROM coupons GROUP BY pool", [at, lately, at]):
+                "count(*) FILTER (WHERE assigned_to IS NOT NULL AND redeemed_at IS NULL AND expires_at IS NOT NULL "
+                "AND expires_at <= ?), count(*) FILTER (WHERE assigned_at > ? AND assigned_at <= ?) FROM coupons "
+                "GROUP BY pool", [at, lately, at]):
             reports[pool] = PoolReport(pool, total, assigned, redeemed, expired or 0, total - assigned,
                                        taken_lately=recent or 0)
     for report in reports.values():

@@ -228,7 +228,8 @@ def _soft_bounce(store: Store, address: str, channel: str, when: datetime, limit
         count, first = row[0] + 1, min(row[1], at)
     db.execute("INSERT INTO soft_bounces (address_hash, channel, count, first_at, last_at) VALUES (?, ?, ?, ?, ?) "
                "ON CONFLICT (address_hash, channel) DO UPDATE SET count = excluded.count, "
-               "first_at = excluded.first_at, last_at = max(last_at, excluded.last_at)",
+               "first_at = excluded.first_at, last_at = CASE WHEN excluded.last_at > soft_bounces.last_at "
+               "THEN excluded.last_at ELSE soft_bounces.last_at END",  # max(): PostgreSQL has no scalar max
                [digest, channel, count, first, at])
     if count >= limit:
         return store.suppress(address, channel, f"{reason}: {count} soft bounces")

@@ -20,7 +20,7 @@ from mauto.store.migrations import FEEDBACK_EVENTS
 from mauto.store.sqlite import Store, address_hash, stamp
 
 SENT_EVENTS = ("email_sent", "sms_sent")  # said by the message's own row: not read again as an event
-_UNLIMITED = -1  # SQLite's LIMIT for none
+_UNLIMITED = 2**63 - 1  # the LIMIT for none: the largest integer both engines take (SQLite's -1 is refused)
 _REFS_A_QUERY = 500  # refs bound in one query: well under SQLite's limit on a statement's variables
 
 _EVENTS_SQL = (
@@ -47,8 +47,11 @@ _FAILURES_SQL = ("SELECT id, at, moment, kind, ref, workflow, reason FROM failur
                  "AND coalesce(moment, at) >= :since ORDER BY coalesce(moment, at) DESC, id DESC LIMIT :limit")
 # Opens and clicks of one message, through the index of events about messages: the query must name the events
 # of its WHERE exactly as the index does, or SQLite does not use it.
+# `prefetched` as the trigger that keeps message_feedback reads it (false, 0, "false" or none: a person), compared
+# as text: SQLite's json_extract gives JSON's true as 1, PostgreSQL's as 'true'.
 _FEEDBACK_SQL = (
-    "SELECT name, coalesce(json_extract(properties, '$.prefetched'), 0), count(*) FROM events "
+    "SELECT name, CASE WHEN coalesce(CAST(json_extract(properties, '$.prefetched') AS TEXT), '0') IN ('0', 'false') "
+    "THEN 0 ELSE 1 END, count(*) FROM events "
     f"WHERE json_extract(properties, '$.workflow') = ? AND name IN ({', '.join(repr(n) for n in FEEDBACK_EVENTS)}) "
     "AND json_extract(properties, '$.step') = ? AND json_extract(properties, '$.message') = ? GROUP BY 1, 2")
 
@@ -56,12 +59,23 @@ _FEEDBACK_SQL = (
 @contextlib.contextmanager
 def read_snapshot(db: Database) -> Iterator[None]:
     """One read transaction around every query inside it (none if the caller's transaction is open already), so
-    that the daemon writing meanwhile cannot show a message without its step; it writes nothing (rolled back)."""
-    conn = db.conn
-    if conn.in_transaction:
-        yield
-        return
-    conn.execute("BEGIN")
+    that the daemon writing meanwhile cannot show a message without its step; it writes nothing (rolled back).
+    On PostgreSQL the transaction is REPEATABLE READ (READ COMMITTED, its default, reads anew at each query)."""
+    if getattr(db, "dialect", "sqlite") == "postgresql":
+        from psycopg.pq import TransactionStatus
+
+        conn = db.connection  # type: ignore[attr-defined]  # psycopg's, in autocommit outside transactions
+        if conn.info.transaction_status != TransactionStatus.IDLE:  # the caller's transaction is open
+            yield
+            return
+        begin = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+    else:
+        conn = db.conn
+        if conn.in_transaction:
+            yield
+            return
+        begin = "BEGIN"
+    conn.execute(begin)
     try:
         yield
     finally:
@@ -84,7 +98,7 @@ def suppression(store: Store, address: str, channel: str) -> dict[str, Any] | No
 def _window(contact_id: str, since: datetime | None, limit: int | None) -> dict[str, Any]:
     # An empty `since` is before every stored time: the store writes them as ISO text.
     return {"contact": contact_id, "since": stamp(since) if since is not None else "",
-            "limit": limit if limit is not None else _UNLIMITED}
+            "limit": min(limit, _UNLIMITED) if limit is not None else _UNLIMITED}
 
 
 def events(db: Database, contact_id: str, since: datetime | None, limit: int | None) -> list[dict[str, Any]]:

@@ -70,8 +70,9 @@ _FUNCTIONS = (
     (re.compile(r"\bjson_valid\(", re.IGNORECASE), "mauto_json_valid("),
     (re.compile(r"\bjulianday\(", re.IGNORECASE), "mauto_julianday("),
     (re.compile(r"\bjson_object\(", re.IGNORECASE), "json_build_object("),
-    (re.compile(r"\bmauto_casefold\(", re.IGNORECASE), "lower("),
     (re.compile(r"\bifnull\(", re.IGNORECASE), "coalesce("),
+    # `a = ? COLLATE NOCASE` (ASCII letters folded) as the expression index `lower(a)` reads it
+    (re.compile(r"\b([\w.]+)\s*=\s*\?\s+COLLATE\s+NOCASE\b", re.IGNORECASE), r"lower(\1) = lower(?)"),
     (re.compile(r"\s+COLLATE\s+NOCASE\b", re.IGNORECASE), ""),
     (re.compile(r"(?<![\w.])temp\.(?=\w)"), "pg_temp."),
     (re.compile(r"\bIS\s+NOT\s+\?", re.IGNORECASE), "IS DISTINCT FROM ?"),  # SQLite's IS compares NULLs too
@@ -153,13 +154,26 @@ def _group_arrays(sql: str) -> str:
     return sql
 
 
+_CASEFOLD = re.compile(r"\bmauto_casefold\(", re.IGNORECASE)
+
+
+def _casefolds(sql: str) -> str:
+    """`mauto_casefold(x)` (Python's casefold, which SQLite's connection is given) to `lower((x) COLLATE
+    "und-x-icu")`: the text columns are in the "C" collation, whose lower() folds A to Z only; ICU's folds every
+    alphabet (É to é), as Python does."""
+    while (match := _CASEFOLD.search(sql)) is not None:
+        end = _argument_end(sql, match.end(), closing=True)
+        sql = f'{sql[:match.start()]}lower(({sql[match.end():end]}) COLLATE "und-x-icu"){sql[end + 1:]}'
+    return sql
+
+
 @functools.lru_cache(maxsize=2048)
 def translate(sql: str) -> str:
     """A statement written for SQLite, as PostgreSQL reads it (see the module's docstring)."""
     ignore = _OR_IGNORE.match(sql) is not None
     if ignore:
         sql = _OR_IGNORE.sub("INSERT INTO", sql, count=1)
-    sql = _group_arrays(_json_paths(sql))
+    sql = _casefolds(_group_arrays(_json_paths(sql)))
     for pattern, spelling in _FUNCTIONS:
         sql = pattern.sub(spelling, sql)
     if ignore:

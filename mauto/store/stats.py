@@ -128,7 +128,8 @@ def feedback(db: Any, workflow_id: str, window: Window) -> dict[str, dict[str, i
     names = {"email_clicked": "clicked", "unsubscribed": "unsubscribed", "email_bounced": "bounced",
              "email_complained": "complained"}
     for step, kind, count, human in db.execute(
-            f"SELECT step, kind, count(*), sum(human) FROM message_feedback WHERE {where} GROUP BY step, kind", args):
+            f"SELECT step, kind, count(*), count(*) FILTER (WHERE human = 1) FROM message_feedback WHERE {where} "
+            "GROUP BY step, kind", args):
         if kind == "email_opened":
             found[step]["opened"] += human
             found[step]["opened_prefetched"] += count - human
@@ -158,7 +159,7 @@ def daily(db: Any, workflow_id: str, window: Window) -> list[dict[str, Any]]:
     heard, args = feedback_where(workflow_id, window)
     for day, kind, count in db.execute(
             f"SELECT substr(at, 1, 10), kind, count(*) FROM message_feedback WHERE {heard} "
-            f"AND kind IN ('email_opened', 'email_clicked') AND human GROUP BY 1, 2", args):
+            f"AND kind IN ('email_opened', 'email_clicked') AND human = 1 GROUP BY 1, 2", args):
         days[day]["opened" if kind == "email_opened" else "clicked"] += count
     return [{"date": day, **days[day]} for day in sorted(days)]
 
@@ -173,7 +174,7 @@ def overview(db: Any, now: datetime, window: Window = Window()) -> dict[str, Any
     args: list[Any] = []
     where = window.clause("entered_at", args)
     for workflow_id, state, count, converted in db.execute(
-            f"SELECT workflow, state, count(*), count(converted_at) FROM enrollments WHERE 1{where} "
+            f"SELECT workflow, state, count(*), count(converted_at) FROM enrollments WHERE 1 = 1{where} "
             f"GROUP BY workflow, state", args):
         line = lines.get(workflow_id)
         if line is None:
@@ -196,7 +197,7 @@ def overview(db: Any, now: datetime, window: Window = Window()) -> dict[str, Any
     where = window.clause("at", args, version_column=None)
     for workflow_id, kind, count in db.execute(
             f"SELECT workflow, kind, count(*) FROM message_feedback WHERE kind IN ('email_opened', 'email_clicked') "
-            f"AND human{where} GROUP BY 1, 2", args):
+            f"AND human = 1{where} GROUP BY 1, 2", args):
         if workflow_id in lines:
             lines[workflow_id]["opened" if kind == "email_opened" else "clicked"] = count
     for workflow_id, line in lines.items():
@@ -257,7 +258,7 @@ def split_counts(db: Any, workflow_id: str, label: str, variants: tuple[str, ...
             "      AS converted_day"
             "  FROM step_log s LEFT JOIN enrollments e ON e.id = s.enrollment"
             "  WHERE s.workflow = ? AND s.step = ? AND s.kind = 'split' AND json_extract(s.extra, '$.winner') IS NULL"
-            f"{where} GROUP BY s.contact, variant) GROUP BY 1, 2, 3", [before, *args]):
+            f"{where} GROUP BY s.contact, variant) AS assigned GROUP BY 1, 2, 3", [before, *args]):
         if variant not in variants:
             continue  # a variant an earlier version had
         assigned[variant][day] += count

@@ -27,8 +27,8 @@ def _where(open_only: bool, owner: str | None, workflow: str | None, handoff: st
     if open_only:
         clauses.append("done_at IS NULL")
     if owner is not None:  # compared as people write it: Ana@Shop.example is ana@shop.example, Élodie is élodie
-        clauses.append("mauto_casefold(assignee) = ?")
-        args.append(owner.casefold())
+        clauses.append("mauto_casefold(assignee) = mauto_casefold(?)")  # PostgreSQL: lower() in ICU's collation
+        args.append(owner)
     if workflow is not None:
         clauses.append("workflow = ?")
         args.append(workflow)

@@ -36,6 +36,10 @@ from tests.pg import Cluster
     ("SELECT key FROM temp.import_seen", "SELECT key FROM pg_temp.import_seen"),
     ("SELECT json_group_array(x) FROM t GROUP BY y", "SELECT (json_agg(x)::text) FROM t GROUP BY y"),
     ("SELECT 1 WHERE '2026-12-01T09:00:00' > ?", "SELECT 1 WHERE '2026-12-01T09:00:00' > %s"),
+    ("SELECT id FROM messages WHERE ref = ? COLLATE NOCASE AND ref IS NOT NULL",
+     "SELECT id FROM messages WHERE lower(ref) = lower(%s) AND ref IS NOT NULL"),
+    ("SELECT id FROM tasks WHERE mauto_casefold(assignee) = mauto_casefold(?)",
+     'SELECT id FROM tasks WHERE lower((assignee) COLLATE "und-x-icu") = lower((%s) COLLATE "und-x-icu")'),
 ])
 def test_the_store_s_sql_is_translated_once_for_postgresql(sqlite: str, postgresql: str) -> None:
     assert translate(sqlite) == postgresql

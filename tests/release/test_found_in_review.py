@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import stat
 from datetime import timedelta
-from pathlib import Path
 
 from mauto import release as release_module
 from mauto.deploy import deploy, rollback
@@ -45,7 +44,7 @@ def test_a_file_edited_in_the_release_folder_is_not_sent(daemon: Daemon) -> None
     # against release_files when loading (rewrite the folder, or refuse), so only deployed text is rendered.
     daemon.event("ana", "signed_up", T0)
     daemon.tick(T0 + timedelta(minutes=1))  # hello; writes the release folder
-    [folder] = [path for path in Path(str(daemon.store.path) + ".releases").iterdir()
+    [folder] = [path for path in daemon.store.local_folder("releases").iterdir()
                 if not path.name.startswith(".")]
     (folder / "templates" / "promo" / "again.email.html").write_text(
         '---\nsubject: "again"\n---\n<p>NOT DEPLOYED</p><a href="{{ unsubscribe_url }}">unsubscribe</a>\n')
@@ -64,6 +63,6 @@ def test_the_release_folder_is_readable_as_the_store_is(daemon: Daemon) -> None:
         daemon.tick(T0)
     finally:
         os.umask(old)
-    [folder] = [path for path in Path(str(daemon.store.path) + ".releases").iterdir()
+    [folder] = [path for path in daemon.store.local_folder("releases").iterdir()
                 if not path.name.startswith(".")]
     assert stat.S_IMODE(folder.stat().st_mode) == 0o755

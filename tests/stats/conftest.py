@@ -30,7 +30,7 @@ from mauto.channels import build_transports
 from mauto.config import load_project
 from mauto.daemon.tick import tick
 from mauto.deploy import deploy
-from mauto.store import Store
+from mauto.store import Store, open_store
 from mauto.store.contacts import import_contacts
 from mauto.store.events import ingest_events
 from tests.daemon.harness import enrollment_of, write
@@ -113,9 +113,25 @@ def _about(filled: Filled, contact: str, step: str, name: str, at: datetime, **e
             "template": template, "message": filled.ref(contact, step), **extra}
 
 
-def fill(root: Path, smtp: SmtpServer) -> Filled:
+def store_location(store_kind: str, request: pytest.FixtureRequest) -> str | None:
+    """The `store:` of a test's project: None for `mauto.db` in its folder (SQLite), else a fresh PostgreSQL
+    database of the session's cluster (tests/pg.py)."""
+    return str(request.getfixturevalue("pg_cluster").url()) if store_kind == "postgresql" else None
+
+
+@pytest.fixture
+def store_url(store_kind: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch,
+              tmp_path: Path) -> str | None:
+    """`store_location` for one test (run on both stores: tests/conftest.py's `store_kind`). A PostgreSQL store
+    keeps its rendered releases under the user's cache (`PgStore.local_folder`): in tmp_path here."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return store_location(store_kind, request)
+
+
+def fill(root: Path, smtp: SmtpServer, location: str | None = None) -> Filled:
+    """The story, in `mauto.db` in `root` or in the PostgreSQL database at `location`."""
     write(root / "mauto.yaml", f"""\
-        store: mauto.db
+        store: {location or "mauto.db"}
         timezone: UTC
         sender: {{email: "Shop <shop@example.com>"}}
         serve: {{public_url: "https://shop.example"}}
@@ -139,7 +155,7 @@ def fill(root: Path, smtp: SmtpServer) -> Filled:
                          "first_name": contact.upper(), "score": 0 if number == 8 else 5 * number})
     write(root / "contacts.jsonl", "\n".join(json.dumps(row) for row in contacts) + "\n")
     project = load_project(root / "mauto.yaml")
-    store = Store(root / "mauto.db", lambda: DEPLOYED, create=True, timeout=2.0)
+    store = open_store(location or root / "mauto.db", lambda: DEPLOYED, create=True, timeout=2.0)
     deploy(project, store, DEPLOYED)
     import_contacts(store, root / "contacts.jsonl", fields=project.contact_fields, zone=project.timezone)
     transports = build_transports(project, {})
@@ -177,9 +193,12 @@ def fill(root: Path, smtp: SmtpServer) -> Filled:
 
 
 @pytest.fixture(scope="module")
-def filled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Filled]:
-    """The story above, run once for the module's tests (they only read it)."""
-    with SmtpServer() as smtp:
-        made = fill(tmp_path_factory.mktemp("stats"), smtp)
+def filled(tmp_path_factory: pytest.TempPathFactory, store_kind: str,
+           request: pytest.FixtureRequest) -> Iterator[Filled]:
+    """The story above, run once for the module's tests (they only read it), on each store."""
+    root = tmp_path_factory.mktemp("stats")
+    with SmtpServer() as smtp, pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CACHE_HOME", str(root / "cache"))  # a PostgreSQL store's releases: see `store_url`
+        made = fill(root, smtp, store_location(store_kind, request))
         yield made
         made.store.close()

@@ -12,7 +12,7 @@ from mauto.cli import app
 from mauto.config import load_project
 from mauto.daemon.tick import tick
 from mauto.deploy import deploy
-from mauto.store import Store
+from mauto.store import open_store
 from mauto.store.contacts import import_contacts
 from mauto.store.events import ingest_events
 from tests.daemon.harness import write
@@ -22,16 +22,18 @@ T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 
 class Shop:
     """The project: `contacts` are rows (or ids, each given an address), `extra` lines for mauto.yaml (a
-    channel); no channel, the steps send nothing."""
+    channel); no channel, the steps send nothing. `store`: a PostgreSQL URL (the `store_url` fixture), None for
+    `mauto.db` in `root`."""
 
     columns = 200  # the terminal `cli` runs in
 
     def __init__(self, root: Path, workflows: dict[str, str], contacts: list[dict] | list[str] | tuple[str, ...],
                  *, extra: str = "", events: tuple[str, ...] = ("signed_up", "ordered"),
-                 deployed: datetime = T0 - timedelta(days=1)) -> None:
+                 deployed: datetime = T0 - timedelta(days=1), store: str | None = None) -> None:
         self.root = root
         catalogue = ", ".join(f"{name}: {{}}" for name in events)
-        write(root / "mauto.yaml", f'store: mauto.db\ntimezone: UTC\nsender: {{email: "Shop <shop@example.com>"}}\n'
+        write(root / "mauto.yaml", f'store: {store or "mauto.db"}\ntimezone: UTC\n'
+                                   f'sender: {{email: "Shop <shop@example.com>"}}\n'
                                    f"contact_fields: {{first_name: string, score: number}}\n"
                                    f"events: {{{catalogue}}}\n{extra}")
         for name, text in workflows.items():
@@ -40,7 +42,7 @@ class Shop:
                 for number, row in enumerate(contacts)]
         write(root / "contacts.jsonl", "\n".join(json.dumps(row) for row in rows) + "\n")
         self.project = load_project(root / "mauto.yaml")
-        self.store = Store(root / "mauto.db", lambda: deployed, create=True)
+        self.store = open_store(store or root / "mauto.db", lambda: deployed, create=True)
         deploy(self.project, self.store, deployed)
         import_contacts(self.store, root / "contacts.jsonl", fields=self.project.contact_fields, zone="UTC")
         self.files = 0

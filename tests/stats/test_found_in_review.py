@@ -58,7 +58,7 @@ steps:
 """
 
 
-def test_a_conversion_before_the_split_does_not_make_its_variant_win(tmp_path: Path) -> None:
+def test_a_conversion_before_the_split_does_not_make_its_variant_win(tmp_path: Path, store_url: str | None) -> None:
     # HIGH. mauto/store/stats.py `split_counts` (and so mauto/daemon/winners.py and `mauto stats`) counts an
     # enrollment's conversion for its variant whenever `converted_at` is set, also when the goal (exit: false)
     # was reached BEFORE the enrollment got to the split: the variant had nothing to do with it. Here half of
@@ -78,7 +78,7 @@ def test_a_conversion_before_the_split_does_not_make_its_variant_win(tmp_path: P
             events.append({"contact": contact, "event": "purchased", "at": (signed + timedelta(hours=1)).isoformat()})
     events.sort(key=lambda event: event["at"])
     world = World(tmp_path, {"promo": EARLY_GOAL}, contacts, events=("signed_up", "purchased"),
-                  deployed=start - timedelta(days=1))
+                  deployed=start - timedelta(days=1), store=store_url)
     world.events(events)
     write(tmp_path / "events.jsonl", "\n".join(json.dumps(event) for event in events) + "\n")
     for at in (start - timedelta(hours=1), start + timedelta(hours=20), start + timedelta(days=1, hours=20)):
@@ -110,7 +110,7 @@ steps:
 START = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
 
 
-def _winner_world(root: Path) -> World:
+def _winner_world(root: Path, store: str | None) -> World:
     """400 sign-ups on 1 Dec and 400 on 2 Dec; b's contacts convert 25%, a's 5% (as tests/stats/test_winner.py)."""
     contacts, events = [], []
     for number in range(800):
@@ -123,13 +123,14 @@ def _winner_world(root: Path) -> World:
             events.append({"contact": contact, "event": "purchased", "at": (signed + timedelta(hours=2)).isoformat()})
     events.sort(key=lambda event: event["at"])
     world = World(root, {"promo": WINNER}, contacts, events=("signed_up", "purchased"),
-                  deployed=START - timedelta(days=1))
+                  deployed=START - timedelta(days=1), store=store)
     world.events(events)
     write(root / "events.jsonl", "\n".join(json.dumps(event) for event in events) + "\n")
     return world
 
 
-def test_a_tick_that_passes_two_midnights_decides_at_the_first_as_simulate_does(tmp_path: Path) -> None:
+def test_a_tick_that_passes_two_midnights_decides_at_the_first_as_simulate_does(tmp_path: Path,
+                                                                                store_url: str | None) -> None:
     # MEDIUM. mauto/daemon/tick.py `tick()` / mauto/daemon/winners.py `winners_due`: a tick that passes a
     # midnight runs up to THE LAST midnight only. A daemon that was down (or ticked rarely) over two midnights
     # decides once, at the second, from everything; and the early part's `decide_winners` (at the first
@@ -138,7 +139,7 @@ def test_a_tick_that_passes_two_midnights_decides_at_the_first_as_simulate_does(
     # decision is the same as `mauto simulate` makes at that midnight". Here: the daemon decides b on 3 Dec,
     # simulate on 2 Dec, and 186 of the 800 contacts end up in another variant. Right: a tick runs up to each
     # midnight it passes in turn (deciding at each), so the store matches simulate contact by contact.
-    world = _winner_world(tmp_path)
+    world = _winner_world(tmp_path, store_url)
     world.tick(START - timedelta(hours=1))
     world.tick(START + timedelta(days=1, hours=20))  # nothing in between: passes the midnights of 2 and 3 Dec
     result = simulate(world.project, None, START - timedelta(hours=1), timedelta(days=2),
@@ -151,7 +152,8 @@ def test_a_tick_that_passes_two_midnights_decides_at_the_first_as_simulate_does(
     assert daemon == {enrollment.contact: enrollment.variants.get("offer") for enrollment in result.enrollments}
 
 
-def test_stats_and_status_do_not_say_new_entries_go_to_a_winner_the_running_version_dropped(tmp_path: Path) -> None:
+def test_stats_and_status_do_not_say_new_entries_go_to_a_winner_the_running_version_dropped(
+        tmp_path: Path, store_url: str | None) -> None:
     # LOW-MEDIUM. mauto/stats/query.py `_splits` and `mauto status` (mauto/cli.py status_command) show every
     # row of `split_winners`, whatever the running version says. Once v2 drops `winner:` the engine splits by
     # weight again (mauto/daemon/winners.py `decide_winners` keeps only the splits the running version still
@@ -159,7 +161,7 @@ def test_stats_and_status_do_not_say_new_entries_go_to_a_winner_the_running_vers
     # prints "winner: b ...: new entries all go to it" and `mauto status` "split offer picked b ...: new
     # entries all go to it" while the day's entries go to a and b. Right: the winner is shown as in force only
     # while the running version keeps it (else as a past decision, without "new entries all go to it").
-    world = _winner_world(tmp_path)
+    world = _winner_world(tmp_path, store_url)
     world.tick(START - timedelta(hours=1))
     world.tick(START + timedelta(days=1, hours=1))
     assert world.rows("SELECT variant FROM split_winners") == [("b",)]
@@ -213,11 +215,11 @@ def test_lint_refuses_a_winner_confidence_that_is_not_a_number(tmp_path: Path) -
     assert f"{tmp_path / 'workflows' / 'promo.yaml'}:10:28: schema `split.winner.confidence`" in result.stdout
 
 
-def test_a_nan_confidence_never_takes_the_daemon_down(tmp_path: Path) -> None:
+def test_a_nan_confidence_never_takes_the_daemon_down(tmp_path: Path, store_url: str | None) -> None:
     # HIGH (the consequence of the finding above). Right: either `mauto deploy` refuses the workflow, or a tick
     # never raises for it (the other workflows keep running). Today `tick` raises ValueError at the first tick
     # past a midnight with 100 contacts per variant, and at every tick after it.
-    world = _winner_world(tmp_path)
+    world = _winner_world(tmp_path, store_url)
     (tmp_path / "workflows" / "promo.yaml").write_text(NAN_CONFIDENCE.replace("version: 1", "version: 2"))
     world.project = load_project(tmp_path / "mauto.yaml")
     try:
@@ -280,14 +282,15 @@ steps:
 """
 
 
-def test_until_counts_the_cohort_conversions_the_same_in_the_header_and_in_the_split(tmp_path: Path) -> None:
+def test_until_counts_the_cohort_conversions_the_same_in_the_header_and_in_the_split(tmp_path: Path,
+                                                                                     store_url: str | None) -> None:
     # LOW. mauto/store/stats.py: with `--until`, `enrollments` counts the cohort's conversions "so far" (any
     # `converted_at`, as docs/stats.md says: "how last week's entrants have done so far"), but `split_counts`
     # drops conversions at or after `until`. One contact enters on 1 Dec, is assigned a variant, converts on
     # 4 Dec: `--until 2026-12-02` shows "1 converted" above a split whose variants have 0 conversions.
     # Right: the header and the split count the same conversions of the same cohort (docs/stats.md: "the
     # enrollments that entered in it: ... converted, and the split variants with their conversions").
-    world = World(tmp_path, {"w": SPLIT}, ["ana"])
+    world = World(tmp_path, {"w": SPLIT}, ["ana"], store=store_url)
     world.event("ana", "signed_up", T0)
     world.tick(T0 + timedelta(minutes=1))
     world.event("ana", "ordered", T0 + timedelta(days=3))
@@ -302,12 +305,13 @@ def test_until_counts_the_cohort_conversions_the_same_in_the_header_and_in_the_s
 # --- error paths: no internal error -----------------------------------------------------------------------------
 
 
-def test_report_out_with_a_name_too_long_is_a_usage_error_not_an_internal_error(tmp_path: Path) -> None:
+def test_report_out_with_a_name_too_long_is_a_usage_error_not_an_internal_error(tmp_path: Path,
+                                                                                store_url: str | None) -> None:
     # LOW. mauto/stats/report.py `build_report`: `tempfile.mkstemp` is called outside the `try` that turns an
     # OSError into a MautoError, so a name the file system refuses (ENAMETOOLONG here; a folder one cannot
     # write to, EACCES, the same) ends in "internal error: OSError ..., the traceback is in ..." (exit 3).
     # Right: exit 2, "--out <path>: File name too long", nothing written.
-    world = World(tmp_path, {"w": LATE}, ["ana"])
+    world = World(tmp_path, {"w": LATE}, ["ana"], store=store_url)
     out = tmp_path / ("x" * 300 + ".html")
     result = world.cli("report", "--out", str(out), "--now", "2026-12-05T00:00:00+00:00")
     assert "internal error" not in result.stderr
@@ -316,12 +320,12 @@ def test_report_out_with_a_name_too_long_is_a_usage_error_not_an_internal_error(
     assert not list(tmp_path.glob("*.part"))
 
 
-def test_inspect_limit_at_its_maximum_is_not_an_internal_error(tmp_path: Path) -> None:
+def test_inspect_limit_at_its_maximum_is_not_an_internal_error(tmp_path: Path, store_url: str | None) -> None:
     # LOW. mauto/cli.py `inspect --limit` accepts up to MAX_ID (2**63 - 1), and mauto/stats/inspect.py `_Reader`
     # asks SQLite for `limit + 1` rows of each kind: "internal error: OverflowError: Python int too large to
     # convert to SQLite INTEGER" (exit 3). `mauto tasks --limit` and `mauto stats --problems --limit` take the
     # same value fine. Right: the contact's journey (exit 0), or a usage error naming --limit.
-    world = World(tmp_path, {"w": LATE}, ["ana"])
+    world = World(tmp_path, {"w": LATE}, ["ana"], store=store_url)
     world.event("ana", "signed_up", T0)
     world.tick(T0 + timedelta(minutes=1))
     result = world.cli("inspect", "ana", "--limit", str(2**63 - 1))
@@ -524,7 +528,7 @@ steps:
 """
 
 
-def test_a_contact_who_enters_three_times_is_one_contact_of_its_variant(tmp_path: Path) -> None:
+def test_a_contact_who_enters_three_times_is_one_contact_of_its_variant(tmp_path: Path, store_url: str | None) -> None:
     # LOW-MEDIUM. mauto/store/stats.py `split_counts` counts split ENTRIES (enrollments) as the variant's
     # `contacts`, and their conversions. The unit the hash randomises is the contact (`variant_for(workflow,
     # split, contact)`: every enrollment of a contact gets the same variant), so a contact who re-enters (here 3
@@ -533,7 +537,7 @@ def test_a_contact_who_enters_three_times_is_one_contact_of_its_variant(tmp_path
     # `winner:` split declare a variant on noise. The JSON key says `contacts` (docs/stats.md: "per variant the
     # contacts the hash assigned it"). Right: count distinct contacts per variant (a contact converts when one of
     # its enrollments does), or call the figure `enrollments` and test per contact.
-    world = World(tmp_path, {"w": REENTRY}, ["ana"])
+    world = World(tmp_path, {"w": REENTRY}, ["ana"], store=store_url)
     for day in range(3):
         world.event("ana", "signed_up", T0 + timedelta(days=day))
         world.event("ana", "ordered", T0 + timedelta(days=day, minutes=30))

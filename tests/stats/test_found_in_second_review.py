@@ -53,7 +53,7 @@ steps:
 """
 
 
-def test_stats_problems_keeps_the_ids_to_act_on_whole_at_80_columns(tmp_path: Path) -> None:
+def test_stats_problems_keeps_the_ids_to_act_on_whole_at_80_columns(tmp_path: Path, store_url: str | None) -> None:
     # MEDIUM. mauto/stats/text.py `problems`: the tables of stuck and failed enrollments have six columns, none
     # kept whole, so at 80 columns (a laptop's terminal, and every pipe: rich writes 80 columns when stdout is not
     # a terminal) rich cuts them with an ellipsis. With the sample project, `mauto stats --problems` prints
@@ -61,7 +61,8 @@ def test_stats_problems_keeps_the_ids_to_act_on_whole_at_80_columns(tmp_path: Pa
     # id docs/stats.md promises "to act on" ("stuck and failed enrollments ... with ids"), is lost, and so is the
     # step; `mauto stats --problems | grep` finds nothing to act on. Right: the ids (enrollment, workflow, contact,
     # step) are never cut; the reason and the time may wrap.
-    shop = Project(tmp_path, {"abandoned-cart": FAILING}, [{"id": "c02", "email": "c02@example.com", "score": 0}])
+    shop = Project(tmp_path, {"abandoned-cart": FAILING}, [{"id": "c02", "email": "c02@example.com", "score": 0}],
+                   store=store_url)
     shop.events([{"contact": "c02", "event": "signed_up", "at": T0.isoformat()}])
     shop.tick(T0)
     shop.tick(T0 + timedelta(hours=2))
@@ -91,14 +92,14 @@ steps:
 """
 
 
-def test_tasks_keeps_the_due_date_and_the_assignee_whole_at_80_columns(tmp_path: Path) -> None:
+def test_tasks_keeps_the_due_date_and_the_assignee_whole_at_80_columns(tmp_path: Path, store_url: str | None) -> None:
     # MEDIUM. mauto/daemon/tasks.py `tasks_table`: nine columns, only the title and the hand-off may wrap ("fold"),
     # so at 80 columns (and in any pipe) rich cuts the others with an ellipsis. `mauto tasks --open`, whose point
     # is "what to do next", prints "demo-fo…  Call Ana …  sam@sho…  2026-12-…  2026-12…": the due date, the
     # assignee and the workflow are unreadable (docs/tasks.md shows them whole). Right: the due date, the
     # assignee, the ids and the times are never cut (the title, the notes, the hand-off's answer may wrap).
     shop = Project(tmp_path, {"demo-follow-up": TASKS}, [{"id": "ana", "email": "ana@example.com",
-                                                          "first_name": "Ana"}])
+                                                          "first_name": "Ana"}], store=store_url)
     shop.events([{"contact": "ana", "event": "signed_up", "at": T0.isoformat()}])
     shop.tick(T0)
 
@@ -125,7 +126,7 @@ steps:
 """
 
 
-def test_a_split_with_a_holdout_keeps_its_figures_whole_at_80_columns(tmp_path: Path) -> None:
+def test_a_split_with_a_holdout_keeps_its_figures_whole_at_80_columns(tmp_path: Path, store_url: str | None) -> None:
     # MEDIUM. mauto/stats/text.py `split_table`: seven no-wrap columns, and a holdout's variant cell reads
     # "holdout 20% holdout". With the figures of a young test (a wide interval, a rate such as 33.3%, a p-value of
     # five characters) the table is wider than 80 columns, and rich cuts every column a little: "contac…",
@@ -133,7 +134,7 @@ def test_a_split_with_a_holdout_keeps_its_figures_whole_at_80_columns(tmp_path: 
     # p-value, the figures the marketer reads, are gone (commit ac50cb0: "nothing is cut with an ellipsis").
     # Right: every figure whole at 80 columns (drop the repeated "holdout", or let the interval wrap).
     contacts = people(100)
-    shop = Project(tmp_path, {"nurture": HOLDOUT}, contacts)
+    shop = Project(tmp_path, {"nurture": HOLDOUT}, contacts, store=store_url)
     shop.events([{"contact": row["id"], "event": "signed_up", "at": T0.isoformat()} for row in contacts])
     shop.tick(T0)
     # every third contact orders the next day, whichever variant it is in
@@ -159,7 +160,7 @@ def test_a_split_with_a_holdout_keeps_its_figures_whole_at_80_columns(tmp_path: 
     assert f"{compared['p_value']:.3f}" in table, table
 
 
-def test_the_overview_keeps_the_last_action_whole_at_80_columns(tmp_path: Path) -> None:
+def test_the_overview_keeps_the_last_action_whole_at_80_columns(tmp_path: Path, store_url: str | None) -> None:
     # LOW. mauto/stats/text.py `overview`: only the headers' widths are kept as minimum widths, so with a workflow
     # id of 18 characters (the sample project's `browse-abandonment`) the table is wider than 80 columns and
     # rich cuts the last column as well as the id: every row of `mauto stats` in the sample project ends in
@@ -167,7 +168,7 @@ def test_the_overview_keeps_the_last_action_whole_at_80_columns(tmp_path: Path) 
     # action whole ("12-01 10:00"); only the id gives way.
     workflow = FAILING.replace("id: abandoned-cart", "id: browse-abandonment")
     shop = Project(tmp_path, {"browse-abandonment": workflow}, [{"id": "c02", "email": "c02@example.com",
-                                                                 "score": 5}])
+                                                                 "score": 5}], store=store_url)
     shop.events([{"contact": "c02", "event": "signed_up", "at": T0.isoformat()}])
     shop.tick(T0)
     shop.tick(T0 + timedelta(hours=1))
@@ -194,12 +195,12 @@ steps:
 """
 
 
-def test_the_funnel_keeps_a_steps_kind_whole_at_80_columns(tmp_path: Path) -> None:
+def test_the_funnel_keeps_a_steps_kind_whole_at_80_columns(tmp_path: Path, store_url: str | None) -> None:
     # LOW. mauto/stats/text.py `funnel`: the step column is kept whole (no_wrap) but the kind column is not, so a
     # variant's step (`  urgency: reminder-1-urgency`, as in the sample project's abandoned cart) leaves too
     # little room and the kind is cut: the sample's `mauto stats abandoned-cart` shows "assign_cou…". Right:
     # the kind whole (it is one of a dozen words; the bar can be shorter).
-    shop = Project(tmp_path, {"cart": NESTED}, [{"id": "c02", "email": "c02@example.com"}])
+    shop = Project(tmp_path, {"cart": NESTED}, [{"id": "c02", "email": "c02@example.com"}], store=store_url)
     shop.events([{"contact": "c02", "event": "signed_up", "at": T0.isoformat()}])
     shop.tick(T0)
 
@@ -211,14 +212,14 @@ def test_the_funnel_keeps_a_steps_kind_whole_at_80_columns(tmp_path: Path) -> No
 # --- what the docs say the commands do ----------------------------------------------------------------------------
 
 
-def test_tasks_now_shows_the_list_as_it_was_at_that_time(tmp_path: Path) -> None:
+def test_tasks_now_shows_the_list_as_it_was_at_that_time(tmp_path: Path, store_url: str | None) -> None:
     # LOW (docs). docs/tasks.md: "`--now TIME` shows the list as it was, or will be, at that time." It does not:
     # mauto/daemon/tasks.py `list_tasks` uses `now` only for `overdue`, so `mauto tasks --now <yesterday>` lists
     # the tasks made since (and shows as done those done since, with today's hand-off states). Right: either the
     # docs say what the option does ("what is overdue at that time", as `--help` says), or the list leaves out
     # the tasks made after TIME and shows those done after it as open.
     shop = Project(tmp_path, {"demo-follow-up": TASKS}, [{"id": "ana", "email": "ana@example.com",
-                                                          "first_name": "Ana"}])
+                                                          "first_name": "Ana"}], store=store_url)
     made = T0 + timedelta(days=1)
     shop.events([{"contact": "ana", "event": "signed_up", "at": made.isoformat()}])
     shop.tick(made)
@@ -236,14 +237,14 @@ def test_tasks_now_shows_the_list_as_it_was_at_that_time(tmp_path: Path) -> None
 OWNED = TASKS.replace("assignee: sam@shop.example", "assignee: Élodie Martin")
 
 
-def test_tasks_owner_ignores_the_case_of_every_letter(tmp_path: Path) -> None:
+def test_tasks_owner_ignores_the_case_of_every_letter(tmp_path: Path, store_url: str | None) -> None:
     # LOW. docs/tasks.md: "`--owner` is the assignee ...; case is ignored". mauto/store/tasks.py `_where` compares
     # with SQLite's `COLLATE NOCASE`, which folds only A-Z: an assignee is "an address, a name, a team: text"
     # (docs/tasks.md), and `mauto tasks --owner "élodie martin"` finds nothing for "Élodie Martin" (nor
     # `--owner ÉLODIE@…` for `élodie@…`). Right: compared case-folded (Python's `casefold`, or a `lower()` on both
     # sides that knows Unicode), as the docs promise.
     shop = Project(tmp_path, {"demo-follow-up": OWNED}, [{"id": "ana", "email": "ana@example.com",
-                                                          "first_name": "Ana"}])
+                                                          "first_name": "Ana"}], store=store_url)
     shop.events([{"contact": "ana", "event": "signed_up", "at": T0.isoformat()}])
     shop.tick(T0)
 
@@ -253,13 +254,14 @@ def test_tasks_owner_ignores_the_case_of_every_letter(tmp_path: Path) -> None:
     assert other_case["total"] == 1, "`--owner` with the assignee in lower case finds nothing"
 
 
-def test_inspect_since_takes_a_duration_as_stats_and_report_do(tmp_path: Path) -> None:
+def test_inspect_since_takes_a_duration_as_stats_and_report_do(tmp_path: Path, store_url: str | None) -> None:
     # LOW (consistency). `mauto stats --since 7d` and `mauto report --since 7d` take a duration (docs/stats.md:
     # "an ISO 8601 time ... or a duration that long before now"); `mauto inspect CONTACT --since 7d` is refused
     # ("--since 7d: not an ISO 8601 time", exit 2): the same option name, read two ways by three commands that
     # docs/stats.md lists side by side. Right: `inspect --since` reads what `stats --since` reads
     # (mauto/cli.py `inspect_command` calls `_parse_now`, not `_parse_since`).
-    shop = Project(tmp_path, {"abandoned-cart": FAILING}, [{"id": "c02", "email": "c02@example.com", "score": 5}])
+    shop = Project(tmp_path, {"abandoned-cart": FAILING}, [{"id": "c02", "email": "c02@example.com", "score": 5}],
+                   store=store_url)
     shop.events([{"contact": "c02", "event": "signed_up", "at": T0.isoformat()}])
     shop.tick(T0)
 
@@ -268,13 +270,14 @@ def test_inspect_since_takes_a_duration_as_stats_and_report_do(tmp_path: Path) -
     assert result.exit_code == 0, result.output  # today: 2, "--since 7d: not an ISO 8601 time such as ..."
 
 
-def test_stats_problems_does_not_silently_ignore_the_window(tmp_path: Path) -> None:
+def test_stats_problems_does_not_silently_ignore_the_window(tmp_path: Path, store_url: str | None) -> None:
     # LOW. `mauto stats --problems --since 7d` (or `--until`, `--version`) reads as "last week's problems", and
     # docs/stats.md says `--since`/`--until` "keep what happened in the window"; but mauto/cli.py `stats_command`
     # builds the window and never hands it to `query.problems`: every failure of all time is listed, and nothing
     # says the options were ignored. Right: the window applies to the problems (failures ended in it, messages
     # parked in it), or the command refuses the combination with a usage error naming `--since` (exit 2).
-    shop = Project(tmp_path, {"abandoned-cart": FAILING}, [{"id": "c02", "email": "c02@example.com", "score": 0}])
+    shop = Project(tmp_path, {"abandoned-cart": FAILING}, [{"id": "c02", "email": "c02@example.com", "score": 0}],
+                   store=store_url)
     shop.events([{"contact": "c02", "event": "signed_up", "at": T0.isoformat()}])
     shop.tick(T0)
     shop.tick(T0 + timedelta(hours=2))  # c02 fails on 1 Dec
@@ -289,11 +292,12 @@ def test_stats_problems_does_not_silently_ignore_the_window(tmp_path: Path) -> N
     assert problems["failed_total"] == 0, "a failure 10 days ago is listed under --since 7d"
 
 
-def test_the_report_lists_a_workflow_named_twice_once(tmp_path: Path) -> None:
+def test_the_report_lists_a_workflow_named_twice_once(tmp_path: Path, store_url: str | None) -> None:
     # LOW. `mauto report --out r.html cart cart` (a script that builds the list, a shell glob) writes the workflow
     # twice: two sections (w1, w2) and two rows in the table of workflows, with the same figures. Right: each
     # workflow once, in the order first named.
-    shop = Project(tmp_path, {"abandoned-cart": FAILING}, [{"id": "c02", "email": "c02@example.com", "score": 5}])
+    shop = Project(tmp_path, {"abandoned-cart": FAILING}, [{"id": "c02", "email": "c02@example.com", "score": 5}],
+                   store=store_url)
     out = tmp_path / "r.html"
     result = shop.cli("report", "--out", str(out), "abandoned-cart", "abandoned-cart")
     assert result.exit_code == 0, result.output
@@ -312,13 +316,13 @@ steps:
 """
 
 
-def test_a_workflow_without_a_goal_shows_no_conversion_rate(tmp_path: Path) -> None:
+def test_a_workflow_without_a_goal_shows_no_conversion_rate(tmp_path: Path, store_url: str | None) -> None:
     # LOW. A workflow with no `goal` cannot convert, and the report says so ("no goal: conversions are not
     # counted"), yet in the same section's title line, in the report's table of workflows, in `mauto stats`
     # ("0 converted (0%)") and in the JSON (`"conversion_rate": 0.0`) it has a conversion rate of 0%: a
     # marketer comparing workflows reads "converts nobody". Right: no rate where there is no goal (`null` in
     # JSON, "-" in the text and the report), as docs/stats.md's `"goal": null` already tells scripts.
-    shop = Project(tmp_path, {"newsletter": NO_GOAL}, [{"id": "c02", "email": "c02@example.com"}])
+    shop = Project(tmp_path, {"newsletter": NO_GOAL}, [{"id": "c02", "email": "c02@example.com"}], store=store_url)
     shop.events([{"contact": "c02", "event": "signed_up", "at": T0.isoformat()}])
     shop.tick(T0)
     shop.tick(T0 + timedelta(hours=2))
@@ -328,7 +332,7 @@ def test_a_workflow_without_a_goal_shows_no_conversion_rate(tmp_path: Path) -> N
     assert figures["conversion_rate"] is None, figures["conversion_rate"]  # today: 0.0
 
 
-def test_the_inspect_header_shows_every_field_of_the_contact(tmp_path: Path) -> None:
+def test_the_inspect_header_shows_every_field_of_the_contact(tmp_path: Path, store_url: str | None) -> None:
     # LOW. mauto/stats/inspect.py `_header` writes the contact's fields through `_brief`, which cuts at 100
     # characters: for the sample project's c01, `mauto inspect c01` shows "fields: birthday=1991-04-17 city=Lyon
     # country=FR lifecycle=customer locale=fr-FR loyalty_tier=gold score=12…", a score of "12…" and no word of
@@ -341,7 +345,7 @@ def test_the_inspect_header_shows_every_field_of_the_contact(tmp_path: Path) -> 
     row = {"id": "c07", "email": "hana@example.com", "first_name": "Hana", "company": "Sato Facilities KK",
            "job_title": "Operations Manager", "city": "Tokyo", "country": "JP", "interest": "automation",
            "lifecycle": "trial", "score": 40}
-    shop = Project(tmp_path, {"abandoned-cart": FAILING}, [row])
+    shop = Project(tmp_path, {"abandoned-cart": FAILING}, [row], store=store_url)
     write(tmp_path / "mauto.yaml", (tmp_path / "mauto.yaml").read_text().replace(
         "contact_fields: {first_name: string, score: number}\n", fields))
     declared = load_project(tmp_path / "mauto.yaml").contact_fields
@@ -385,7 +389,8 @@ steps:
 """
 
 
-def test_the_sends_table_does_not_call_an_unknown_message_failed_nor_hide_a_pending_one(tmp_path: Path) -> None:
+def test_the_sends_table_does_not_call_an_unknown_message_failed_nor_hide_a_pending_one(tmp_path: Path,
+                                                                                        store_url: str | None) -> None:
     # LOW. mauto/stats/text.py `funnel`: the terminal's table of sends has no `pending` and no `unknown` column,
     # and its `failed` column is `failed + unknown`. docs/stats.md defines `failed` as "parked: a permanent
     # refusal, or out of retries" and `unknown` as a hand-off whose answer was lost (the message "may have been
@@ -401,7 +406,7 @@ def test_the_sends_table_does_not_call_an_unknown_message_failed_nor_hide_a_pend
         channel = f"channels:\n  email: {{transport: smtp, host: 127.0.0.1, port: {smtp.port}, timeout: 2s}}\n"
         shop = Project(tmp_path, {"promo": PROMO},
                        [{"id": name, "email": f"{name}@example.com", "first_name": name.upper(), "email_consent": True}
-                        for name in ("a", "b")], extra=channel)
+                        for name in ("a", "b")], extra=channel, store=store_url)
         shop.events([{"contact": name, "event": "signed_up", "at": T0.isoformat()} for name in ("a", "b")])
         shop.tick(T0, build_transports(shop.project, {}))
     statuses = dict(shop.store.db.execute("SELECT contact, status FROM messages").fetchall())
@@ -417,7 +422,7 @@ def test_the_sends_table_does_not_call_an_unknown_message_failed_nor_hide_a_pend
     assert "pending" in header and "unknown" in header, header
 
 
-def test_a_contact_waiting_at_a_send_put_off_has_reached_it(tmp_path: Path) -> None:
+def test_a_contact_waiting_at_a_send_put_off_has_reached_it(tmp_path: Path, store_url: str | None) -> None:
     # MEDIUM. mauto/store/stats.py `NOT_REACHING` leaves the `postponed` entry out of `reached`, while `_waiting`
     # counts the enrollment at its send step (docs/stats.md: `waiting` is "there now: ... a send put off by quiet
     # hours or a frequency cap"). So every evening, every Sunday (the sample abandoned cart does not send on
@@ -430,7 +435,7 @@ def test_a_contact_waiting_at_a_send_put_off_has_reached_it(tmp_path: Path) -> N
                                                                  '<a href="{{ unsubscribe_url }}">stop</a>\n')
     shop = Project(tmp_path, {"promo": PROMO}, [{"id": "ana", "email": "ana@example.com", "first_name": "Ana",
                                                   "email_consent": True}],
-                   extra='limits: {quiet_hours: {start: "21:00", end: "08:00"}}\n')
+                   extra='limits: {quiet_hours: {start: "21:00", end: "08:00"}}\n', store=store_url)
     evening = T0.replace(hour=22)
     shop.events([{"contact": "ana", "event": "signed_up", "at": evening.isoformat()}])
     shop.tick(evening)

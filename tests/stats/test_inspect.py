@@ -10,6 +10,7 @@ too: none of his rows may show in Ana's journey.
 """
 from __future__ import annotations
 
+import copy
 import io
 import json
 import re
@@ -36,13 +37,15 @@ from mauto.deploy import deploy
 from mauto.errors import ExitCode
 from mauto.serve.app import ServeConfig, create_app
 from mauto.stats.inspect import inspect, render
-from mauto.store import Store
+from mauto.store import Store, open_store
 from mauto.store.contacts import ContactNotFound, erase, import_contacts
+from mauto.store.copy import copy_store as copy_into
 from mauto.store.events import ingest_events
 from mauto.store.runtime import unsubscribe_secret
 from tests.daemon.harness import enrollment_of, write
 from tests.serve.conftest import free_socket
 from tests.servers import SmtpServer
+from tests.stats.conftest import store_location
 
 DEPLOYED = datetime(2026, 10, 23, 8, 0, tzinfo=UTC)
 T0 = datetime(2026, 10, 24, 8, 0, tzinfo=UTC)  # Saturday 10:00 in Paris (CEST); Sunday 03:00 CEST is 02:00 CET
@@ -218,7 +221,7 @@ def _run(journey: Journey) -> None:
 
 
 @pytest.fixture(scope="module")
-def journey(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Journey]:
+def sqlite_journey(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Journey]:
     with SmtpServer() as smtp:
         running = Journey(tmp_path_factory.mktemp("journey"), smtp)
         try:
@@ -226,6 +229,24 @@ def journey(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Journey]:
             yield running
         finally:
             running.stop()
+
+
+@pytest.fixture(scope="module")
+def journey(sqlite_journey: Journey, store_kind: str, request: pytest.FixtureRequest) -> Iterator[Journey]:
+    """The journey's store, and on PostgreSQL the same rows (`mauto db copy`, checked row for row): `mauto serve`,
+    which recorded the opens, the click and the unsubscribe, runs on SQLite only."""
+    if store_kind == "sqlite":
+        yield sqlite_journey
+        return
+    url = store_location(store_kind, request)
+    assert url is not None
+    copy_into(sqlite_journey.store, url, shown_target=url)
+    copied = copy.copy(sqlite_journey)
+    copied.store = open_store(url, sqlite_journey.clock, timeout=5.0)
+    try:
+        yield copied
+    finally:
+        copied.store.close()
 
 
 def dedent(source: str) -> str:
@@ -240,8 +261,12 @@ def text(report: dict[str, Any]) -> str:
     return console.export_text()
 
 
-def copy_store(journey: Journey, target: Path) -> Store:
-    """A copy of the journey's store (SQLite's backup: a consistent copy of a store in WAL mode), to change."""
+def copy_store(journey: Journey, target: Path, url: str | None) -> Store:
+    """A copy of the journey's store, to change: SQLite's backup (a consistent copy of a store in WAL mode), or
+    into the PostgreSQL database at `url` (the `store_url` fixture) when the journey's store is PostgreSQL's."""
+    if url is not None:
+        copy_into(journey.store, url, shown_target=url)
+        return open_store(url, journey.clock, timeout=5.0)
     target.mkdir()
     source = sqlite3.connect(journey.root / "mauto.db")
     copy = sqlite3.connect(target / "mauto.db")
@@ -457,9 +482,10 @@ def test_since_and_limit_keep_the_latest_entries_and_say_so(journey: Journey) ->
     assert text(nothing).endswith("timeline (Europe/Paris) since Tue 24 Nov 2026 10:00 CET\n  nothing\n")
 
 
-def test_step_log_entries_from_before_they_kept_their_enrollment_find_it(journey: Journey, tmp_path: Path) -> None:
+def test_step_log_entries_from_before_they_kept_their_enrollment_find_it(journey: Journey, tmp_path: Path,
+                                                                         store_url: str | None) -> None:
     expected = inspect(journey.store, "ana", default_zone="UTC")
-    with copy_store(journey, tmp_path / "old") as store:
+    with copy_store(journey, tmp_path / "old", store_url) as store:
         with store.transaction() as db:
             assert db.execute("UPDATE step_log SET enrollment = NULL").rowcount > 0
         assert inspect(store, "ana", default_zone="UTC") == expected
@@ -469,13 +495,14 @@ def test_an_unknown_contact_is_an_error_naming_it(journey: Journey) -> None:
     with pytest.raises(ContactNotFound) as caught:
         inspect(journey.store, "zoe\x1b[2J", default_zone="UTC")
     assert str(caught.value) == (
-        f"{journey.root / 'mauto.db'}: no contact `zoe\\x1b[2J` (an erased contact keeps only an anonymous "
+        f"{journey.store.shown}: no contact `zoe\\x1b[2J` (an erased contact keeps only an anonymous "
         "`erased-…` id, not linked to its old one)")
     assert caught.value.exit_code == ExitCode.FINDINGS == 1
 
 
-def test_an_erased_contact_shows_what_remains_anonymised(journey: Journey, tmp_path: Path) -> None:
-    with copy_store(journey, tmp_path / "erased") as store:
+def test_an_erased_contact_shows_what_remains_anonymised(journey: Journey, tmp_path: Path,
+                                                         store_url: str | None) -> None:
+    with copy_store(journey, tmp_path / "erased", store_url) as store:
         journey.clock.moment = SUNDAY + timedelta(hours=5)
         anonymous = erase(store, "ana")["anonymous_id"]
         with pytest.raises(ContactNotFound):
@@ -512,6 +539,7 @@ def test_an_erased_contact_shows_what_remains_anonymised(journey: Journey, tmp_p
     assert shown.endswith("  Sun 25 Oct 2026 14:00 UTC" + " " * 21 + "erased" + " " * 17 + "personal data removed\n")
 
 
+@pytest.mark.sqlite_only("SQLite's own query plans (EXPLAIN QUERY PLAN over the statements traced)")
 def test_every_query_reads_one_contact_through_an_index(journey: Journey) -> None:
     statements: list[str] = []
     connection = journey.store.db.conn
@@ -531,8 +559,9 @@ def test_every_query_reads_one_contact_through_an_index(journey: Journey) -> Non
     assert tables == {"contacts", "suppressions", "events", "step_log", "messages", "m", "failures", "enrollments"}
 
 
-def test_what_ticks_could_not_handle_shows_where_it_happened(journey: Journey, tmp_path: Path) -> None:
-    with copy_store(journey, tmp_path / "failures") as store:
+def test_what_ticks_could_not_handle_shows_where_it_happened(journey: Journey, tmp_path: Path,
+                                                             store_url: str | None) -> None:
+    with copy_store(journey, tmp_path / "failures", store_url) as store:
         with store.transaction() as db:
             at = "2026-10-25T10:00:00.000000+00:00"
             rows = [(at, "2026-10-25T09:45:00.000000+00:00", "event", "12", "ana", None,
@@ -552,13 +581,18 @@ def test_what_ticks_could_not_handle_shows_where_it_happened(journey: Journey, t
             "Sun 25 Oct 2026 10:45 CET: `total` is not a number") in text(report).splitlines()
 
 
-def test_contact_data_cannot_forge_a_line_or_move_the_cursor(journey: Journey, tmp_path: Path) -> None:
-    with copy_store(journey, tmp_path / "hostile") as store:
+def test_contact_data_cannot_forge_a_line_or_move_the_cursor(journey: Journey, tmp_path: Path,
+                                                             store_url: str | None) -> None:
+    with copy_store(journey, tmp_path / "hostile", store_url) as store:
         with store.transaction() as db:
-            db.execute("UPDATE contacts SET fields = json_set(fields, '$.first_name', ?, '$.plan', ?) WHERE id = 'ana'",
-                       ["Ana\n  Sat 24 Oct 2026 10:00 CEST  forged", "pro\x1b[2J"])
-            db.execute("UPDATE events SET properties = json_set(properties, '$.cart_url', ?) WHERE contact = 'ana' "
-                       "AND name = 'cart_abandoned'", ["https://x.example/\r\nforged"])
+            [(fields,)] = db.execute("SELECT fields FROM contacts WHERE id = 'ana'").fetchall()
+            forged = {"first_name": "Ana\n  Sat 24 Oct 2026 10:00 CEST  forged", "plan": "pro\x1b[2J"}
+            db.execute("UPDATE contacts SET fields = ? WHERE id = 'ana'",
+                       [json.dumps({**json.loads(fields), **forged})])
+            [(seq, properties)] = db.execute("SELECT seq, properties FROM events WHERE contact = 'ana' "
+                                             "AND name = 'cart_abandoned'").fetchall()
+            db.execute("UPDATE events SET properties = ? WHERE seq = ?",
+                       [json.dumps({**json.loads(properties), "cart_url": "https://x.example/\r\nforged"}), seq])
         shown = text(inspect(store, "ana", default_zone="UTC"))
     lines = shown.splitlines()
     assert "\x1b" not in shown and "\r" not in shown

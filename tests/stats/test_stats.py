@@ -233,12 +233,12 @@ def test_mauto_report_writes_one_self_contained_page(filled: Filled, tmp_path) -
     assert again.exit_code == 2 and "no such folder" in again.stderr
 
 
-def test_erasing_a_contact_keeps_the_figures(tmp_path) -> None:
+def test_erasing_a_contact_keeps_the_figures(tmp_path, store_url) -> None:
     from tests.servers import SmtpServer
     from tests.stats.conftest import fill
 
     with SmtpServer() as smtp:
-        own = fill(tmp_path, smtp)
+        own = fill(tmp_path, smtp, store_url)
         before = query.workflow_stats(own.store, "cart", READ_AT)
         erased = CliRunner().invoke(app, ["-p", str(tmp_path / "mauto.yaml"), "contacts", "erase", "c07", "--yes"])
         assert erased.exit_code == 0, erased.stdout + (erased.stderr or "")

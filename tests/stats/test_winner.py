@@ -22,10 +22,11 @@ from mauto.deploy import deploy
 from mauto.engine.interpreter import variant_for
 from mauto.simulate.run import simulate
 from mauto.stats import query
-from mauto.store import Store
+from mauto.store import Store, open_store
 from mauto.store.contacts import import_contacts
 from mauto.store.events import ingest_events
 from tests.daemon.harness import write
+from tests.stats.conftest import store_location
 
 T0 = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
 WORKFLOW = """\
@@ -61,29 +62,34 @@ def _world() -> tuple[list[dict], list[dict]]:
 
 
 @pytest.fixture(scope="module")
-def ran(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Store]]:
+def ran(tmp_path_factory: pytest.TempPathFactory, store_kind: str,
+        request: pytest.FixtureRequest) -> Iterator[tuple[Path, Store]]:
     root = tmp_path_factory.mktemp("winner")
-    write(root / "mauto.yaml", """\
-        store: mauto.db
+    location = store_location(store_kind, request)
+    write(root / "mauto.yaml", f"""\
+        store: {location or "mauto.db"}
         timezone: UTC
-        sender: {email: "Shop <shop@example.com>"}
-        events: {signed_up: {}, purchased: {}}
+        sender: {{email: "Shop <shop@example.com>"}}
+        events: {{signed_up: {{}}, purchased: {{}}}}
         """)
     write(root / "workflows" / "promo.yaml", WORKFLOW)
     contacts, events = _world()
     write(root / "contacts.jsonl", "\n".join(json.dumps(row) for row in contacts) + "\n")
     write(root / "events.jsonl", "\n".join(json.dumps(row) for row in events) + "\n")
     project = load_project(root / "mauto.yaml")
-    store = Store(root / "mauto.db", lambda: T0 - timedelta(days=1), create=True)
-    deploy(project, store, T0 - timedelta(days=1))
-    import_contacts(store, root / "contacts.jsonl", fields=project.contact_fields, zone="UTC")
-    assert ingest_events(store, root / "events.jsonl", catalogue=project.events, zone="UTC").ok
-    actions: list[tuple[str, dict]] = []
-    for day in range(4):
-        tick(project, store, T0 + timedelta(days=day, hours=4), {}, log=lambda kind, data: actions.append((kind, data)))
-    (root / "actions.json").write_text(json.dumps([data for kind, data in actions if kind == "winner"]))
-    yield root, store
-    store.close()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CACHE_HOME", str(root / "cache"))  # a PostgreSQL store's releases: see `store_url`
+        store = open_store(location or root / "mauto.db", lambda: T0 - timedelta(days=1), create=True)
+        deploy(project, store, T0 - timedelta(days=1))
+        import_contacts(store, root / "contacts.jsonl", fields=project.contact_fields, zone="UTC")
+        assert ingest_events(store, root / "events.jsonl", catalogue=project.events, zone="UTC").ok
+        actions: list[tuple[str, dict]] = []
+        for day in range(4):
+            tick(project, store, T0 + timedelta(days=day, hours=4), {},
+                 log=lambda kind, data: actions.append((kind, data)))
+        (root / "actions.json").write_text(json.dumps([data for kind, data in actions if kind == "winner"]))
+        yield root, store
+        store.close()
 
 
 def test_the_daemon_decides_at_midnight_and_sends_later_entries_to_the_winner(ran: tuple[Path, Store]) -> None:

@@ -24,8 +24,9 @@ events:
 
 
 @pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    (tmp_path / "mauto.yaml").write_text(MAUTO_YAML)
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, store_location: str) -> Path:
+    """A project whose store is SQLite's `data/mauto.db` or a PostgreSQL database (`store_location`)."""
+    (tmp_path / "mauto.yaml").write_text(MAUTO_YAML.replace("data/mauto.db", store_location))
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
@@ -34,16 +35,18 @@ def run(*args: str, input: str | None = None):
     return CliRunner().invoke(app, list(args), input=input)
 
 
+@pytest.mark.sqlite_only("the SQLite file's migrations and journal mode; PostgreSQL's db init and info: "
+                         "tests/daemon/test_postgres.py")
 def test_db_init_info_migrate(project: Path) -> None:
     result = run("db", "info")
     assert (result.exit_code, result.stderr) == (2, "data/mauto.db: no store here; create it with `mauto db init`\n")
     result = run("db", "init")
-    assert (result.exit_code, result.stdout) == (0, "data/mauto.db: schema version 9 (applied 9 migrations)\n")
-    assert run("db", "init").stdout == "data/mauto.db: already at schema version 9\n"
-    assert run("db", "migrate").stdout == "data/mauto.db: schema version 9 (migrations applied: none pending)\n"
+    assert (result.exit_code, result.stdout) == (0, "data/mauto.db: schema version 10 (applied 10 migrations)\n")
+    assert run("db", "init").stdout == "data/mauto.db: already at schema version 10\n"
+    assert run("db", "migrate").stdout == "data/mauto.db: schema version 10 (migrations applied: none pending)\n"
     info = json.loads(run("db", "info", "--format", "json").stdout)
     assert (info["path"], info["schema_version"], info["rows"]) == (
-        "data/mauto.db", 9, {"contacts": 0, "events": 0, "coupons": 0, "suppressions": 0, "workflow_versions": 0,
+        "data/mauto.db", 10, {"contacts": 0, "events": 0, "coupons": 0, "suppressions": 0, "workflow_versions": 0,
                              "workflows": 0, "enrollments": 0, "messages": 0, "calls": 0, "step_log": 0, "tasks": 0,
                              "segment_members": 0, "timers": 0, "runner_state": 1, "failures": 0,
                              "api_keys": 0, "soft_bounces": 0, "notifications_seen": 0,
@@ -51,7 +54,7 @@ def test_db_init_info_migrate(project: Path) -> None:
                                  "releases": 0, "release_files": 0, "release_blobs": 0, "held_events": 0,
                                  "workers": 0})
     text = run("db", "info").stdout
-    assert text.startswith("data/mauto.db: schema version 9 (this mauto: 9), wal, ") and "contacts" in text
+    assert text.startswith("data/mauto.db: schema version 10 (this mauto: 10), wal, ") and "contacts" in text
 
 
 def test_import_bad_line_7_then_skip_invalid(project: Path) -> None:
@@ -70,7 +73,7 @@ def test_import_bad_line_7_then_skip_invalid(project: Path) -> None:
     assert (project / "bad.csv").read_text().splitlines()[1].startswith("c6,Fay,1990-02-30,7,")
 
 
-def test_import_from_stdin_and_show_list_export(project: Path) -> None:
+def test_import_from_stdin_and_show_list_export(project: Path, store_location: str) -> None:
     run("db", "init")
     result = run("contacts", "import", "-", "--format", "jsonl",
                  input='{"id": "c1", "email": "ann@example.com", "first_name": "Ann", "tags": ["vip"]}\n'
@@ -81,7 +84,7 @@ def test_import_from_stdin_and_show_list_export(project: Path) -> None:
     assert "1 contact" in run("contacts", "list", "--limit", "1").stdout
     shown = json.loads(run("contacts", "show", "c1", "-f", "json").stdout)
     assert shown["contact"]["first_name"] == "Ann" and shown["event_count"] == 1
-    assert run("contacts", "show", "ghost").stderr == "data/mauto.db: no contact `ghost`\n"
+    assert run("contacts", "show", "ghost").stderr == f"{store_location}: no contact `ghost`\n"
     exported = run("contacts", "export", "--format", "jsonl").stdout.splitlines()
     assert [json.loads(line)["id"] for line in exported] == ["c1", "c2"]
     bad = run("contacts", "list", "--where", "contact.(")
@@ -110,6 +113,7 @@ def test_events_ingest_unsubscribe_erase_coupons(project: Path) -> None:
     assert run("contacts", "erase", "c1", input="n\n").exit_code == 1  # asks first
 
 
+@pytest.mark.sqlite_only("locks the SQLite file by hand (BEGIN EXCLUSIVE)")
 def test_locked_store_is_a_message_not_a_traceback(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from mauto.store import sqlite as store_sqlite
 
@@ -131,6 +135,7 @@ def test_locked_store_is_a_message_not_a_traceback(project: Path, monkeypatch: p
     assert "Traceback" not in result.output
 
 
+@pytest.mark.sqlite_only("writes SQLite's PRAGMA user_version; PostgreSQL's: tests/daemon/test_postgres.py")
 def test_newer_store_is_refused(project: Path) -> None:
     run("db", "init")
     path = project / "data" / "mauto.db"

@@ -1,6 +1,6 @@
 """The import's pieces that the split of issue 11 separated: one converter per declared type (and the short
 path each takes for the usual values), the id's own converter, and the matching of rows to stored contacts by
-email. Real SQLite files in tmp_path."""
+email. Real SQLite files in tmp_path, and PostgreSQL databases."""
 from __future__ import annotations
 
 import json
@@ -14,7 +14,7 @@ import mauto.store.contacts as contacts_module
 from mauto.store import Store
 from mauto.store.contacts import field_converter, import_contacts
 
-from .conftest import FIELDS, write
+from .conftest import FIELDS, stored_order, write
 
 # A usual value of each declared type, as a CSV or a JSON file gives it, and what is stored.
 USUAL = [
@@ -72,8 +72,14 @@ def test_an_id_beginning_as_erased_ones_do_is_refused() -> None:
     assert (convert(" c1 "), convert(7), convert(7.5), convert("erasedx")) == ("c1", "7", "7.5", "erasedx")
 
 
+@pytest.fixture
+def store(any_store: Store) -> Store:
+    """The import's tests run on SQLite and on PostgreSQL (tests/store/conftest.py)."""
+    return any_store
+
+
 def rows(store: Store, table: str) -> list[dict]:
-    cursor = store.db.execute(f"SELECT * FROM {table} ORDER BY rowid")
+    cursor = store.db.execute(f"SELECT * FROM {table} ORDER BY {stored_order(store, table)}")
     names = [description[0] for description in cursor.description]
     return [dict(zip(names, row, strict=True)) for row in cursor]
 

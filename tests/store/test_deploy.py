@@ -16,8 +16,8 @@ import pytest
 import mauto.deploy
 from mauto.config import load_project
 from mauto.deploy import DeployRefused, GitInfo, deploy, git_info, pause, plan, resume, rollback, status
-from mauto.store import Store, StoreLocked
-from tests.store.conftest import NOW
+from mauto.store import Store, StoreLocked, open_store
+from tests.store.conftest import NOW, reopen
 
 MAUTO_YAML = "timezone: Europe/Paris\nevents:\n  signed_up: {source: string}\n"
 
@@ -40,6 +40,21 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     (tmp_path / "workflows" / "other.yaml").write_text(workflow(1, V2, ident="other"))
     monkeypatch.chdir(tmp_path)
     return load_project(tmp_path / "mauto.yaml", tmp_path)
+
+
+@pytest.fixture
+def store(any_store: Store) -> Store:
+    """The deploy tests' store, on SQLite and on PostgreSQL (tests/store/conftest.py)."""
+    return any_store
+
+
+@pytest.fixture
+def where(project, store_location: str) -> str:
+    """The store of the commands' tests: mauto.yaml's `store:` (SQLite's `data/mauto.db`, beside it, or a
+    PostgreSQL database), which the test opens by the same name (the project's folder is the current one)."""
+    with (project.root / "mauto.yaml").open("a") as settings:
+        settings.write(f"store: {store_location}\n")
+    return store_location
 
 
 def put(project, name: str, text: str) -> None:
@@ -285,7 +300,7 @@ def test_fingerprint_is_stable_and_follows_what_the_plan_says(project, store) ->
 
 def test_deploy_refuses_when_another_deploy_landed_after_the_plan(project, store, tmp_path) -> None:
     shown = plan(project, store, NOW)
-    with Store(store.path, timeout=5) as other:  # a second mauto deploys first
+    with reopen(store, timeout=5) as other:  # a second mauto deploys first
         deploy(project, other, NOW, GIT)
     before = snapshot(store)
     with pytest.raises(DeployRefused) as refused:
@@ -372,6 +387,7 @@ def test_rollback_applies_the_policy_of_the_version_made_current(project, store,
             "stopped by rollback to v1", "2026-11-23T12:00:00.000000+00:00", None)
 
 
+@pytest.mark.sqlite_only("holds SQLite's write lock by hand (BEGIN IMMEDIATE)")
 def test_rollback_dry_run_reads_while_another_writer_holds_the_lock(project, store) -> None:
     put(project, "welcome.yaml", workflow(1, V1, "stop"))
     deploy(project, store, NOW, GIT)
@@ -419,10 +435,10 @@ def run(*args: str, input: str | None = None):
 
 
 @pytest.mark.usefixtures("cli_environment")
-def test_cli_plan_deploy_status_rollback(project, monkeypatch) -> None:
+def test_cli_plan_deploy_status_rollback(project, monkeypatch, where: str) -> None:
     from mauto import cli as deploy_cli
 
-    with Store(project.root / "mauto.db", create=True):
+    with open_store(where, create=True):
         pass
     result = run("plan")
     assert result.exit_code == 0, result.output
@@ -438,7 +454,7 @@ def test_cli_plan_deploy_status_rollback(project, monkeypatch) -> None:
     assert result.exit_code == 0 and result.stdout.endswith("Deployed: 2 new, 0 changed, 0 removed.\n")
     assert run("deploy").stdout.endswith("= 2 unchanged\nPlan: 0 new, 0 changed, 0 removed, 2 unchanged, "
                                          "0 refused.\nNothing to deploy.\n")
-    with Store(project.root / "mauto.db") as store:
+    with open_store(where) as store:
         enroll(store, 42, "steps.1")
         enroll(store, 7, "steps.2")
     put(project, "welcome.yaml", workflow(2, V2, "migrate"))
@@ -473,8 +489,8 @@ def test_cli_plan_deploy_status_rollback(project, monkeypatch) -> None:
 
 
 @pytest.mark.usefixtures("cli_environment")
-def test_cli_deploy_refuses_lint_errors(project) -> None:
-    with Store(project.root / "mauto.db", create=True):
+def test_cli_deploy_refuses_lint_errors(project, where: str) -> None:
+    with open_store(where, create=True):
         pass
     put(project, "broken.yaml", "id: broken\nversion: 1\nname: Broken\ntrigger: {event: nope}\nsteps: []\n")
     result = run("deploy", "--yes")
@@ -483,18 +499,17 @@ def test_cli_deploy_refuses_lint_errors(project) -> None:
 
 
 @pytest.mark.usefixtures("cli_environment")
-def test_cli_deploy_refuses_when_the_store_changed_during_the_confirmation(project, monkeypatch) -> None:
+def test_cli_deploy_refuses_when_the_store_changed_during_the_confirmation(project, monkeypatch, where: str) -> None:
     from mauto import cli as deploy_cli
 
-    path = project.root / "mauto.db"
-    with Store(path, create=True) as store:
+    with open_store(where, create=True) as store:
         deploy(project, store, NOW, GIT)
         enroll(store, 42, "steps.1")
     put(project, "welcome.yaml", workflow(2, V2, "migrate"))
     monkeypatch.setattr(deploy_cli, "_interactive", lambda: True)
 
     def confirm_while_the_daemon_enrolls(*args, **kwargs) -> bool:
-        with Store(path) as daemon:
+        with open_store(where) as daemon:
             enroll(daemon, 3, "steps.1", start=42)
         return True
 
@@ -504,7 +519,7 @@ def test_cli_deploy_refuses_when_the_store_changed_during_the_confirmation(proje
     assert "    v1 → v2: 42 contacts waiting at `wait-3d` move to v2" in result.stdout  # the plan shown
     assert result.stderr == PLAN_CHANGED.format(which=": `welcome` differs") + "\n"
     assert "Traceback" not in result.output
-    with Store(path) as store:
+    with open_store(where) as store:
         assert store.db.execute("SELECT current_version FROM workflows WHERE id = 'welcome'").fetchone() == (1,)
         assert store.db.execute("SELECT count(*) FROM enrollments WHERE version = 1").fetchone() == (45,)
     monkeypatch.setattr(deploy_cli.typer, "confirm", lambda *args, **kwargs: True)
@@ -514,10 +529,9 @@ def test_cli_deploy_refuses_when_the_store_changed_during_the_confirmation(proje
 
 
 @pytest.mark.usefixtures("cli_environment")
-def test_cli_rollback_policy_dry_run_and_json(project) -> None:
-    path = project.root / "mauto.db"
+def test_cli_rollback_policy_dry_run_and_json(project, where: str) -> None:
     put(project, "welcome.yaml", workflow(1, V1, "migrate"))
-    with Store(path, create=True) as store:
+    with open_store(where, create=True) as store:
         deploy(project, store, NOW, GIT)
         put(project, "welcome.yaml", workflow(2, V2))
         deploy(project, store, NOW, GIT)
@@ -531,7 +545,7 @@ def test_cli_rollback_policy_dry_run_and_json(project) -> None:
                                                     "Dry run, nothing written: 5 contacts would move, 0 would stop.\n")
     dry = json.loads(run("rollback", "welcome", "--dry-run", "--format", "json").stdout)
     assert (dry["to"], dry["moved"], dry["dry_run"], dry["summary"]) == (1, 5, True, sentence.strip())
-    with Store(path) as store:
+    with open_store(where) as store:
         assert store.db.execute("SELECT current_version FROM workflows WHERE id = 'welcome'").fetchone() == (2,)
         assert store.db.execute("SELECT count(*) FROM enrollments WHERE version = 2").fetchone() == (6,)
     result = run("rollback", "welcome", "--format", "json")
@@ -540,8 +554,9 @@ def test_cli_rollback_policy_dry_run_and_json(project) -> None:
         0, 2, 1, 5, 0, False)
     assert done["in_flight"][0] == {"count": 5, "version": 2, "position": "steps.0", "step": "`wait-3d`",
                                     "action": "move", "new_position": "steps.1", "removed_in_new": False}
-    with Store(path) as store:
-        assert store.db.execute("SELECT version, count(*) FROM enrollments GROUP BY 1").fetchall() == [(1, 5), (2, 1)]
+    with open_store(where) as store:
+        assert store.db.execute("SELECT version, count(*) FROM enrollments GROUP BY 1 ORDER BY 1").fetchall() == [
+            (1, 5), (2, 1)]
     result = run("rollback", "welcome", "--to", "2")
     assert result.stdout == ("welcome: v1 → v2 (new contacts enter v2), in_flight: finish\n"
                              "    v1 → v2: 5 contacts waiting at `wait-3d` finish on v1\n"

@@ -1,4 +1,5 @@
-"""The SQLite store on real files: schema versions, locks, contacts, events, consent, erasure, coupons."""
+"""The SQLite store on real files: schema versions, locks, contacts, events, consent, erasure, coupons; what reads
+and writes rows runs on a PostgreSQL store too (`any_store`)."""
 from __future__ import annotations
 
 import json
@@ -21,8 +22,9 @@ from mauto.store.contacts import (
 )
 from mauto.store.coupons import load_coupons, take_coupon
 from mauto.store.events import ingest_events
+from mauto.store.sqlite import TABLES
 
-from .conftest import CATALOGUE, FIELDS, NOW, write
+from .conftest import CATALOGUE, FIELDS, NOW, reopen, stored_order, write
 
 CSV_BAD_LINE_7 = """id,email,first_name,birthday
 c1,ann@example.com,Ann,1990-01-02
@@ -35,8 +37,14 @@ c7,gus@example.com,Gus,1980-07-08
 """
 
 
+@pytest.fixture
+def store(any_store: Store) -> Store:
+    """The store's tests that read and write rows run on SQLite and on PostgreSQL (tests/store/conftest.py)."""
+    return any_store
+
+
 def rows(store: Store, table: str) -> list[dict]:
-    cursor = store.db.execute(f"SELECT * FROM {table} ORDER BY rowid")
+    cursor = store.db.execute(f"SELECT * FROM {table} ORDER BY {stored_order(store, table)}")
     names = [d[0] for d in cursor.description]
     return [dict(zip(names, row, strict=True)) for row in cursor]
 
@@ -135,6 +143,7 @@ def test_not_a_database(tmp_path: Path, clock) -> None:
         Store(path, clock)
 
 
+@pytest.mark.sqlite_only("locks the SQLite file by hand (BEGIN EXCLUSIVE)")
 def test_locked_database_gives_a_clear_message(tmp_path: Path, store: Store) -> None:
     source = write(tmp_path / "c.csv", "id,email\nc1,a@example.com\n")
     holder = sqlite3.connect(store.path, isolation_level=None)
@@ -282,6 +291,7 @@ def test_list_where_and_export(tmp_path: Path, store: Store) -> None:
                                             "c3,c@example.com,vip,0,2026-11-23T12:00:00.000000+00:00"]
 
 
+@pytest.mark.sqlite_only("reads the statements SQLite's connection traces (set_trace_callback)")
 def test_list_where_reads_events_only_for_the_event_functions(tmp_path: Path, store: Store) -> None:
     contacts_import(store, write(tmp_path / "a.csv", "id,tags,lists\nc1,vip,news\nc2,,\nc3,vip,\n"))
     events_ingest(store, write(tmp_path / "e.jsonl",
@@ -487,12 +497,17 @@ def test_erase_keeps_the_hash_and_counts_not_the_person(tmp_path: Path, two_cont
     contact = next(row for row in rows(store, "contacts") if row["id"] == anonymous)
     assert (contact["email"], contact["phone"], contact["fields"], contact["erased_at"]) == (
         None, None, "{}", "2026-11-23T12:00:00.000000+00:00")
-    dump = "\n".join(store.db.conn.iterdump())
+    if store.dialect == "sqlite":
+        dump = "\n".join(store.db.conn.iterdump())
+    else:  # every row of every table (PostgreSQL's files keep dead rows until VACUUM: not read here)
+        dump = "\n".join(repr(row) for table in TABLES for row in store.db.execute(f'SELECT * FROM "{table}"'))
     assert "'c1'" not in dump and '"c1"' not in dump
     # nor in the bytes (a value long enough not to turn up by chance in a page of other data)
     for leftover in (b"a@example.com", b"+33 6 12 34 56 78", b"33612345678", b"ads-spring-promo"):
-        assert leftover not in store.path.read_bytes()
-        assert leftover not in Path(str(store.path) + "-wal").read_bytes()
+        assert leftover.decode() not in dump
+        if store.dialect == "sqlite":
+            assert leftover not in store.path.read_bytes()
+            assert leftover not in Path(str(store.path) + "-wal").read_bytes()
     assert [(e["name"], e["properties"]) for e in rows(store, "events") if e["contact"] == anonymous] == [
         ("contact_created", "{}"), ("signed_up", "{}")]
     assert {(row["address_hash"], row["channel"], row["reason"]) for row in rows(store, "suppressions")} == {
@@ -525,6 +540,36 @@ def test_coupons_are_handed_out_once(tmp_path: Path, two_contacts: Store) -> Non
 def test_coupons_from_two_connections_never_collide(tmp_path: Path, two_contacts: Store, clock) -> None:
     store = two_contacts
     load_coupons(store, "p", write(tmp_path / "codes.txt", "\n".join(f"K{i}" for i in range(20)) + "\n"))
-    with Store(store.path, clock, timeout=5) as other:
+    with reopen(store, now=clock, timeout=5) as other:
         taken = [take_coupon(store if i % 2 else other, "p", "c1", NOW) for i in range(21)]
     assert taken[-1] is None and len(set(taken[:-1])) == 20
+
+
+# --- what recipients and providers say (mauto.store.feedback), on both stores ---------------------------------
+
+def test_feedback_finds_a_lower_cased_ref_and_counts_soft_bounces_as_sqlite_does(daemon) -> None:
+    from datetime import datetime
+
+    from mauto.feedback import COMPLAINT, SOFT_BOUNCE, Feedback
+    from mauto.store.feedback import record
+    from tests.daemon.harness import T0
+
+    daemon.event("ana", "signed_up", T0)
+    daemon.tick(T0 + timedelta(minutes=1))
+    [(ref,)] = daemon.rows("SELECT ref FROM messages WHERE contact = 'ana'")
+    assert ref != ref.lower()
+    store = daemon.store
+    with store.transaction():  # a VERP address lower-cased on its way back still names its message
+        found = record(store, Feedback(COMPLAINT, "postmark", ref=ref.lower(), id="c1"), T0 + timedelta(hours=1))
+    assert (found.matched, found.suppressed, found.event) == (True, True, "email_complained")
+    day = datetime.fromisoformat("2026-12-02T08:00:00+00:00")
+    suppressed = []
+    for offset, notification in ((0, "s1"), (2, "s2"), (1, "s3")):  # the third arrives late, dated before the second
+        with store.transaction():
+            done = record(store, Feedback(SOFT_BOUNCE, "mailgun", address="ben@example.com", id=notification,
+                                          at=day + timedelta(days=offset)), T0 + timedelta(days=3))
+        suppressed.append(done.suppressed)
+    assert suppressed == [False, False, True]
+    assert daemon.rows("SELECT count, first_at, last_at FROM soft_bounces") == [
+        (3, "2026-12-02T08:00:00.000000+00:00", "2026-12-04T08:00:00.000000+00:00")]  # the latest stays last
+    assert store.is_suppressed("ben@example.com", "email") and store.is_suppressed("ana@example.com", "email")

@@ -1,5 +1,6 @@
 """Values coming into the store are checked and put in one form: addresses, phone numbers, text, numbers, zones,
-times; a local time that does not exist is taken and said. Real SQLite files in tmp_path."""
+times; a local time that does not exist is taken and said. Real SQLite files in tmp_path, and PostgreSQL
+databases."""
 from __future__ import annotations
 
 import json
@@ -20,6 +21,12 @@ from .conftest import CATALOGUE, write
 FIELDS = {"id": "string", "email": "string", "phone": "string", "timezone": "string", "score": "integer",
           "tags": "list", "email_consent": "boolean", "sms_consent": "boolean", "created_at": "datetime",
           "first_name": "string", "total": "number", "birthday": "date", "last_order_at": "datetime"}
+
+
+@pytest.fixture
+def store(any_store: Store) -> Store:
+    """The values' tests run on SQLite and on PostgreSQL (tests/store/conftest.py)."""
+    return any_store
 
 
 def contacts_import(store: Store, path: Path, **options):
