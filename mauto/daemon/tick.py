@@ -65,6 +65,7 @@ class Tick:
                  report: TickReport, stopping: Callable[[], bool] = lambda: False, release: int | None = None,
                  running: list[tuple] | None = None) -> None:
         self.project, self.store, self.db = project, store, store.db
+        self.release_id, self.renderer = release, renderer
         self.now, self.at = now, stamp(now)
         self.log_action, self.report = log, report
         self.logged: list[tuple[str, dict[str, Any]]] = []  # action lines, written once their batch commits
@@ -519,32 +520,11 @@ def tick(project: Project, store: Store, now: datetime, transports: dict[str, ch
                 report.unknown += 1
                 log("unknown", {"key": key, "id": message_id,
                                 "why": "its hand-off began before a crash; not resent (see `mauto outbox --unknown`)"})
-        live, given = project, renderer
-        while True:
-            with store.transaction():
-                # the release and the workflow versions read in one transaction: a deploy between them would pair
-                # new versions with the old release's templates
-                project, release_id = release_project(live, store)
-                renderer = given or message_renderer(project, store)
-                run = Tick(project, store, now, log, renderer, report, stopping, release_id)
-                cut = run.winners_due()
-                if cut is None:
-                    run.prepare()
-                    break
-            # A split picks its winner at midnight UTC from what happened before it, as `mauto simulate` does:
-            # run up to just before each midnight passed, decide, then go on.
-            with store.transaction():
-                early = Tick(project, store, cut - timedelta(microseconds=1), log, renderer, report, stopping,
-                             release_id)
-                early.prepare()
-            early.write_log()
-            early.drain(progress)
-            if stopping():
-                return report
-            with store.transaction() as db:
-                runtime.set_state(db, "clock", early.now.isoformat())
-                decide_winners(db, early.workflows.running, cut, early._log)
-            early.write_log()
+        prepared = _prepared(project, store, now, log, renderer, report, stopping, progress, Tick.prepare)
+        if prepared is None:
+            return report
+        run = prepared
+        project = run.project
         run.write_log()
         run.drain(progress)
         if call is None:
@@ -565,6 +545,36 @@ def tick(project: Project, store: Store, now: datetime, transports: dict[str, ch
             lock.release()
     report.duration = time.monotonic() - started
     return report
+
+
+def _prepared(live: Project, store: Store, now: datetime, log: Log, given: MessageRenderer | None,
+              report: TickReport, stopping: Callable[[], bool], progress: Callable[[int], None] | None,
+              prepare: Callable[[Tick], None]) -> Tick | None:
+    """The tick's run at `now`, its queue filled by `prepare`, after running up to each midnight UTC it passes
+    (a split picks its winner at midnight from what happened before it, as `mauto simulate` does: up to just
+    before, decide, go on); None when asked to stop meanwhile. The release and the workflow versions are read
+    in one transaction: a deploy between them would pair new versions with the old release's templates."""
+    while True:
+        with store.transaction():
+            project, release_id = release_project(live, store)
+            renderer = given or message_renderer(project, store)
+            run = Tick(project, store, now, log, renderer, report, stopping, release_id)
+            cut = run.winners_due()
+            if cut is None:
+                prepare(run)
+                return run
+        with store.transaction():
+            early = Tick(project, store, cut - timedelta(microseconds=1), log, renderer, report, stopping,
+                         release_id)
+            early.prepare()
+        early.write_log()
+        early.drain(progress)
+        if stopping():
+            return None
+        with store.transaction() as db:
+            runtime.set_state(db, "clock", early.now.isoformat())
+            decide_winners(db, early.workflows.running, cut, early._log)
+        early.write_log()
 
 
 # --- several workers on one PostgreSQL store -----------------------------------------------------------------
@@ -655,27 +665,11 @@ def _plan(live: Project, store: PgStore, now: datetime, log: Log, given: Message
                 report.unknown += 1
                 log("unknown", {"key": key, "id": message_id,
                                 "why": "its hand-off began before a crash; not resent (see `mauto outbox --unknown`)"})
-        while True:
-            with store.transaction() as db:
-                project, release_id = release_project(live, store)
-                renderer = given or message_renderer(project, store)
-                run = Tick(project, store, now, log, renderer, report, stopping, release_id)
-                cut = run.winners_due()
-                if cut is None:
-                    run.prepare_plan(_plan_from(run))
-                    break
-            with store.transaction():  # a midnight passed: up to it first, every contact, as `tick` does
-                early = Tick(project, store, cut - timedelta(microseconds=1), log, renderer, report, stopping,
-                             release_id)
-                early.prepare()
-            early.write_log()
-            early.drain(progress)
-            if stopping():
-                return None
-            with store.transaction() as db:
-                runtime.set_state(db, "clock", early.now.isoformat())
-                decide_winners(db, early.workflows.running, cut, early._log)
-            early.write_log()
+        run = _prepared(live, store, now, log, given, report, stopping, progress,
+                        lambda planned: planned.prepare_plan(_plan_from(planned)))
+        if run is None:
+            return None
+        project, release_id, renderer = run.project, run.release_id, run.renderer
         run.write_log()
         run.drain(progress)
         if stopping():
