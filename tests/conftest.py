@@ -41,6 +41,9 @@ def pytest_configure(config: pytest.Config) -> None:
     factory = getattr(config, "_tmp_path_factory", None)
     if factory is None:
         return
+    # And what mauto keeps in the user's cache (a PostgreSQL store's rendered releases, the log of an internal
+    # error): in pytest's temporary folder too, for the tests' own processes and the `mauto` they start.
+    os.environ["XDG_CACHE_HOME"] = str(factory.mktemp("cache", numbered=True))
     try:
         from hypothesis.configuration import set_hypothesis_home_dir
     except ImportError:
