@@ -75,7 +75,7 @@ class Driver:
         kind, spec = workflow.trigger.kind, workflow.trigger.value
         ports = self.ports
         if kind == "date":
-            for each in ports.contacts.every():
+            for each in ports.contacts.every_near(spec, start, self.end):
                 try:
                     tz = zone(self.engine.zone_name(workflow, each))
                     moments = date_due(spec, each.fields.get(spec["field"]), tz, start, self.end)
@@ -149,7 +149,7 @@ class Driver:
             # priority, so that they all run before what they cause at the same moment; the first check is
             # done once all are (a tick stopped between batches does it again, and contacts already in the
             # segment are not entered twice).
-            for contact_id in list(self.ports.contacts.ids()):
+            for contact_id in self.segment_candidates(item[1], at):
                 self.queue.push(at, EVENT, ("segment", item[1], contact_id))
             self.queue.push(at, EVENT, ("segments-done", item[1]))
         elif kind == "segments-done":
@@ -315,9 +315,26 @@ class Driver:
         since = self.ports.workflows.since(workflow.id)
         return since is None or at >= since
 
-    def check_segment(self, workflow: Workflow, contact: ContactState, at: datetime) -> None:
+    def segment_source(self, workflow: Workflow) -> str:
+        """The expression of the workflow's segment trigger: the named segment's, or the inline one."""
         source = self.segments.get(workflow.trigger.value)
-        expression = source.source if source is not None else workflow.trigger.value
+        return str(source.source if source is not None else workflow.trigger.value)
+
+    def segment_candidates(self, workflow_id: str, at: datetime) -> list[str]:
+        """The contacts a segment's first check looks at, in id order: those the segment may hold at `at`
+        (`Contacts.matching`) and its members (who may have left it); every contact when the port cannot tell.
+        The others would be checked to be out of it, as they were: nothing to do for them."""
+        ports = self.ports
+        workflow = ports.workflows.named(workflow_id)
+        if workflow is None:
+            return []  # no longer running: each check would do nothing
+        found = ports.contacts.matching(self.segment_source(workflow), at)
+        if found is None:
+            return list(ports.contacts.ids())
+        return sorted({*found, *ports.timers.members(workflow_id)})
+
+    def check_segment(self, workflow: Workflow, contact: ContactState, at: datetime) -> None:
+        expression = self.segment_source(workflow)
         scope = self.engine.scope(workflow, contact, at, at, {}, None)
         try:
             matches = bool(scope.evaluate(expression))

@@ -42,6 +42,12 @@ class MemoryContacts:
     def every(self) -> Iterator[ContactState]:
         return iter(self.by_id.values())
 
+    def every_near(self, spec: dict[str, Any], start: datetime, end: datetime) -> Iterator[ContactState]:
+        return self.every()  # a simulation's contacts are in memory: reading each costs nothing more
+
+    def matching(self, expression: str, at: datetime) -> Iterable[str] | None:
+        return None  # the objects are the contacts: the loop checks each
+
     def changed(self, contact: ContactState) -> None:
         pass  # the object is the contact
 
@@ -234,6 +240,9 @@ class MemoryTimers:
 
     def set_segment(self, workflow_id: str, contact_id: str, inside: bool) -> None:
         self.segment[(workflow_id, contact_id)] = inside
+
+    def members(self, workflow_id: str) -> Iterable[str]:
+        return [contact for (workflow, contact), inside in self.segment.items() if workflow == workflow_id and inside]
 
     def begun(self, workflow_id: str) -> bool:
         return workflow_id in self.listed

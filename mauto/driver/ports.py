@@ -31,8 +31,19 @@ class Contacts(Protocol):
         """Every contact's id (the schedule and segment triggers go through them all)."""
 
     def every(self) -> Iterator[ContactState]:
-        """Every contact with its fields, to read a field of each (the date triggers): not necessarily the
-        objects `get` gives, nor with their event history."""
+        """Every contact with its fields, to read a field of each: not necessarily the objects `get` gives, nor
+        with their event history."""
+
+    def every_near(self, spec: dict[str, Any], start: datetime, end: datetime) -> Iterator[ContactState]:
+        """The contacts a `date` trigger (`spec`: field, every, offset) may come due for in [start, end), as
+        `every` gives them: at least those, and every one whose field does not hold a date (the loop tells
+        each such contact's failure); `every()` itself will do. Over a store, a query, not a read of each."""
+
+    def matching(self, expression: str, at: datetime) -> Iterable[str] | None:
+        """The ids of the contacts for which the segment `expression` may be true at `at`, as the loop would
+        evaluate it over `get`'s contacts: at least every one it is true for, every one it fails on, and every
+        contact whose state the port holds in memory (changed since it was read: the store may not have it
+        yet). None: the port cannot tell, any contact may (the loop checks them all)."""
 
     def changed(self, contact: ContactState) -> None:
         """A step changed the contact's fields (update, score, lists): write them back."""
@@ -156,6 +167,9 @@ class Timers(Protocol):
 
     def set_segment(self, workflow_id: str, contact_id: str, inside: bool) -> None:
         """The contact entered or left the segment."""
+
+    def members(self, workflow_id: str) -> Iterable[str]:
+        """The contacts in the workflow's segment when last checked (`in_segment` true)."""
 
     def begun(self, workflow_id: str) -> bool:
         """Whether the trigger's first listing over every contact was done (by this run or an earlier one)."""

@@ -27,6 +27,7 @@ from mauto.engine.state import Effect, Enrollment, LogEntry
 from mauto.errors import MautoError
 from mauto.messages import RenderedMessage
 from mauto.store import runtime
+from mauto.store.audience_sql import audience_ids, date_trigger_contacts, segment_members
 from mauto.store.coupons import take_coupon_in
 from mauto.store.runtime import failure_reason as reason
 from mauto.store.sqlite import Store, stamp, store_failure
@@ -111,6 +112,20 @@ class SqliteContacts:
 
     def every(self) -> Iterator[ContactState]:
         return runtime.contact_rows(self.batch.db, self.fields, self.zone)
+
+    def every_near(self, spec: dict[str, Any], start: datetime, end: datetime) -> Iterator[ContactState]:
+        batch = self.batch
+        return date_trigger_contacts(batch.db, spec, self.fields, self.zone, start, end, batch.store.dialect)
+
+    def matching(self, expression: str, at: datetime) -> Iterable[str] | None:
+        batch = self.batch
+        # The store's contacts with the events a tick handled (as `get` reads them); and the ones loaded, whose
+        # fields and events in memory may be ahead of the store until the batch is written.
+        found = audience_ids(batch.db, expression, self.fields, self.zone, at, batch.store.dialect,
+                             processed_events_only=True)
+        if found is None:
+            return None
+        return [*found, *(contact_id for contact_id, contact in self.loaded.items() if contact is not None)]
 
     def changed(self, contact: ContactState) -> None:
         self.batch.contacts[contact.id] = contact
@@ -344,6 +359,9 @@ class SqliteTimers:
     def set_segment(self, workflow_id: str, contact_id: str, inside: bool) -> None:
         self.segment[(workflow_id, contact_id)] = inside
         runtime.set_segment(self.batch.db, workflow_id, contact_id, inside, self.batch.at)
+
+    def members(self, workflow_id: str) -> Iterable[str]:
+        return segment_members(self.batch.db, workflow_id)  # set_segment writes at once: the store has them all
 
     def begun(self, workflow_id: str) -> bool:
         return runtime.get_state(self.batch.db, f"started:{workflow_id}") is not None

@@ -1,24 +1,27 @@
 """Audiences in SQL: a `--where`, segment or audience expression as a condition on the `contacts` table.
 
-`compile_where` turns an expression into two SQL conditions on the contacts row `c`:
+`compile_where` turns an expression into SQL conditions on the contacts row `c`:
 
 - `condition`: the contact matches (the Python evaluator would say true);
 - `doubt`: the SQL cannot be sure what the Python evaluator would say for this contact (a value of a type
   the comparison would raise on, a date stored in an odd form, a field that is not there): the caller then
-  evaluates that one contact in Python, which gives its answer or its error, exactly as before.
+  evaluates that one contact in Python, which gives its answer or its error, exactly as before;
+- `keep` (`Compiled.where`): `condition OR doubt`, each part read once, what a query keeps.
 
 So the answer is the Python evaluator's for every contact, whatever the store holds; `doubt` is false for
 the usual data, and the common expressions cost one indexed or scanning query. An expression outside what
 compiles (see docs/store.md, "Audiences in SQL") gives None: the caller evaluates every contact in Python.
 
-The SQL is SQLite's; what PostgreSQL spells otherwise (JSON access, casts, parameters, text order) is in
-`SPELLINGS`, one entry per dialect.
+Both stores: the SQL is SQLite's; what PostgreSQL spells otherwise (JSON access, casts, text order, the fields
+read once a row) is in `SPELLINGS`, one entry per dialect, and goes through the PostgreSQL store's `translate`
+unchanged but for its parameters. For the daemon: `audience_ids` (a segment's first check), and the date
+triggers' candidates (`date_trigger_query`); `index_sql` writes the indexes that would serve them.
 """
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -26,9 +29,13 @@ from typing import Any
 from jinja2 import nodes
 from jinja2.environment import TemplateExpression
 
-from mauto.engine.records import BUILTIN_DEFAULTS  # what ContactState.record gives a field not set
+# BUILTIN_DEFAULTS: what ContactState.record gives a built-in field not set
+from mauto.engine.records import BUILTIN_DEFAULTS, ContactState
+from mauto.store.contact_rows import COLUMN_FIELDS
 
-__all__ = ["SPELLINGS", "SQL_DIALECTS", "Compiled", "Spelling", "compile_where", "date_trigger_candidates"]
+__all__ = ["SPELLINGS", "SQL_DIALECTS", "Compiled", "Spelling", "audience_ids", "compile_where", "date_key_sql",
+           "date_trigger_candidates", "date_trigger_contacts", "date_trigger_query", "index_sql", "indexed_fields",
+           "segment_members"]
 
 
 # --- what differs between dialects -------------------------------------------------------------------------
@@ -36,10 +43,22 @@ __all__ = ["SPELLINGS", "SQL_DIALECTS", "Compiled", "Spelling", "compile_where",
 @dataclass(frozen=True)
 class Spelling:
     """How one dialect writes the few things SQL dialects disagree on. `{doc}` is a JSON text column,
-    `{key}` a parameter holding the field's name (SQLite: its JSON path), `{value}` an SQL value."""
+    `{key}` the member's name as an SQL literal (SQLite: its JSON path), `{member}` the member as the dialect's
+    JSON value (`member`, or a column of `record`), `{value}` an SQL value."""
 
     parameter: str  # a named parameter
-    key: Callable[[str], str]  # a field name as the JSON accessors take it (bound as a parameter)
+    # A field name (checked against _NAME: no quote can be in it) as the SQL literal the JSON accessors take:
+    # written into the statement, not bound, so that an index on the same expression can serve the query.
+    key: Callable[[str], str]
+    member: str  # {doc}'s member {key}, NULL when absent (unused where the templates read {doc} and {key})
+    # The JSON text in {column} is read by the dialect as Python's json.loads reads it. Not always: a store
+    # written by an older mauto may hold NaN or Infinity (json.dumps writes them), which neither engine takes,
+    # and PostgreSQL's jsonb takes no \u0000 nor a lone surrogate. Such a row's members are of the kind
+    # `unreadable` (`_kind`): Python decides; and the functions read '{}' there instead (`_safe_doc`).
+    readable: str
+    # The contact's fields read once a row, as a record whose columns are members ({columns}: `"name" type`);
+    # None: the dialect's JSON functions read the text quickly enough each time (SQLite caches the parse).
+    record: str | None
     kind: str  # the JSON type of a member, as the dialect names it; NULL when absent
     kinds: dict[str, tuple[str, ...]]  # number, text, array, object, null: the dialect's names of each
     number: str  # the member as an SQL number (JSON true and false as 1 and 0, as Python's True == 1)
@@ -48,14 +67,52 @@ class Spelling:
     has_number: str  # the JSON array member holds a number (or true/false, as 1/0) equal to {value}
     nonempty_array: str
     contains: str  # the SQL text {value} contains the text {part}
-    canonical_stamp: str  # {value} is a time as the store writes it (mauto.store.sqlite.stamp), years 1000-8999
-    canonical_date: str  # {value} is a valid YYYY-MM-DD date, years 1000-8999
+    # {value} is a time as the store writes it (mauto.store.sqlite.stamp), years 1000-8999, which Python reads
+    # as that very time; never NULL. It may say no to such a time (Python then decides), never yes to another.
+    canonical_stamp: str
+
+
+# A stored time as `stamp` writes it: checked character by character (a GLOB; in PostgreSQL, whose regular
+# expressions cost ten times a JSON read, a LIKE and `translate` away the digits), then for a real day and
+# hour. No date function but SQLite's for the days past the 28th (its date() alone keeps 2026-02-30 as it is:
+# the '+0 days' makes it count, and give 2026-03-02); PostgreSQL's raise on a day that is not: the months'
+# lengths are listed, and a leap year counted once the digits are known (the CASE says when).
+_SQLITE_STAMP = (
+    "({value} GLOB '[1-8][0-9][0-9][0-9]-[01][0-9]-[0-3][0-9]T[0-2][0-9]:[0-5][0-9]:[0-5][0-9]"
+    ".[0-9][0-9][0-9][0-9][0-9][0-9]+00:00' AND substr({value}, 6, 2) BETWEEN '01' AND '12' "
+    "AND substr({value}, 12, 2) < '24' AND (substr({value}, 9, 2) BETWEEN '01' AND '28' "
+    "OR date(substr({value}, 1, 10), '+0 days') IS substr({value}, 1, 10)))")
+_LONG_DAYS = ", ".join([*(f"'{month}-{day}'" for month in ("01", "03", "05", "07", "08", "10", "12")
+                          for day in ("29", "30", "31")),
+                        *(f"'{month}-{day}'" for month in ("04", "06", "09", "11") for day in ("29", "30"))])
+_PG_STAMP_SHAPE = "____-__-__T__:__:__.______+00:00"
+
+
+def _pg_real_day(value: str) -> str:
+    """`value` (text) starts with a day that is, years 1000-8999: for use once its first ten characters are
+    known to be digits and dashes in their places (the year is then cast to a number)."""
+    year = f"substr({value}, 1, 4)"
+    return (f"({year} BETWEEN '1000' AND '8999' AND substr({value}, 6, 2) BETWEEN '01' AND '12' AND "
+            f"(substr({value}, 9, 2) BETWEEN '01' AND '28' OR substr({value}, 6, 5) IN ({_LONG_DAYS}) OR "
+            f"(substr({value}, 6, 5) = '02-29' AND {year}::integer % 4 = 0 AND ({year}::integer % 100 <> 0 OR "
+            f"{year}::integer % 400 = 0))))")
+
+
+def _pg_time_of_day(value: str) -> str:
+    return f"substr({value}, 12, 2) < '24' AND substr({value}, 15, 2) < '60' AND substr({value}, 18, 2) < '60'"
+
+
+_PG_STAMP = (f"CASE WHEN {{value}} LIKE '{_PG_STAMP_SHAPE}' AND translate({{value}}, '0123456789', '') = '--T::.+:' "
+             f"THEN ({_pg_time_of_day('{value}')} AND {_pg_real_day('{value}')}) ELSE FALSE END")
 
 
 SPELLINGS: dict[str, Spelling] = {
     "sqlite": Spelling(
         parameter=":{}",
-        key=lambda name: '$."' + name + '"',
+        key=lambda name: "'$.\"" + name + "\"'",
+        member="",
+        readable="json_valid({column})",
+        record=None,
         kind="json_type({doc}, {key})",
         kinds={"number": ("integer", "real", "true", "false"), "text": ("text",), "array": ("array",),
                "object": ("object",), "null": ("null",)},
@@ -67,64 +124,80 @@ SPELLINGS: dict[str, Spelling] = {
                    "('integer', 'real', 'true', 'false') AND item.atom = {value})",
         nonempty_array="json_array_length({doc}, {key}) > 0",
         contains="instr({value}, {part}) > 0",
-        canonical_stamp="({value} GLOB '[1-8][0-9][0-9][0-9]-[01][0-9]-[0-3][0-9]T[0-2][0-9]:[0-5][0-9]:[0-5][0-9]"
-                        ".[0-9][0-9][0-9][0-9][0-9][0-9]+00:00' AND datetime(substr({value}, 1, 19)) = "
-                        "replace(substr({value}, 1, 19), 'T', ' '))",
-        canonical_date="({value} GLOB '[1-8][0-9][0-9][0-9]-[01][0-9]-[0-3][0-9]' AND date({value}) = {value})",
+        canonical_stamp=_SQLITE_STAMP,
     ),
-    # Untested here: the lead's PostgreSQL store runs it (contacts.fields and events.properties as text).
+    # contacts.fields and events.properties are text columns there: each `::jsonb` parses the text again (no
+    # cache), so a contact's fields are read once a row through `record` (jsonb_to_record: a JSON null and an
+    # absent member are both NULL, as they are both "not set" to typed_fields), but a field with an index
+    # (`index_sql`), read as the index has it; events' properties (an absent one is no null one there) directly.
+    # The store's `translate` leaves this SQL as it is but for the `:name` parameters
+    # (tests/store/test_audience_sql.py). PostgreSQL may evaluate the parts of an AND in any order: no function
+    # here raises on a member of another type than its case's (the casts and the array functions look first).
     "postgresql": Spelling(
-        parameter="%({})s",
-        key=lambda name: name,
-        kind="jsonb_typeof(({doc})::jsonb -> {key})",
+        parameter=":{}",  # as the store's SQL is written: PgDatabase.execute translates it to psycopg's
+        key=lambda name: "'" + name + "'",
+        member="(({doc})::jsonb -> {key})",
+        # A text test, not a parse (strpos is the cheapest): NaN, Infinity, and any \u escape (mauto writes its
+        # JSON with ensure_ascii off: \u is there only for a control character; \u0000 and lone surrogates
+        # are among them), which sends a few rows that PostgreSQL could read to Python.
+        readable="(strpos({column}, 'NaN') = 0 AND strpos({column}, 'Infinity') = 0 AND strpos({column}, '\\u') = 0)",
+        record=" CROSS JOIN LATERAL jsonb_to_record(({doc})::jsonb) AS cf({columns}, \"mauto:unreadable\" boolean)",
+        kind="jsonb_typeof({member})",
         kinds={"number": ("number", "boolean"), "text": ("string",), "array": ("array",), "object": ("object",),
                "null": ("null",)},
-        number="CASE jsonb_typeof(({doc})::jsonb -> {key}) WHEN 'boolean' THEN "
-               "(CASE WHEN (({doc})::jsonb -> {key}) = 'true'::jsonb THEN 1 ELSE 0 END)::numeric "
-               "ELSE (({doc})::jsonb ->> {key})::numeric END",
-        text="((({doc})::jsonb ->> {key}) COLLATE \"C\")",
-        has_text="EXISTS (SELECT 1 FROM jsonb_array_elements(({doc})::jsonb -> {key}) AS item(value) WHERE "
-                 "jsonb_typeof(item.value) = 'string' AND (item.value #>> '{{}}') = {value})",
-        has_number="EXISTS (SELECT 1 FROM jsonb_array_elements(({doc})::jsonb -> {key}) AS item(value) WHERE "
-                   "CASE jsonb_typeof(item.value) WHEN 'number' THEN (item.value #>> '{{}}')::numeric "
-                   "WHEN 'boolean' THEN (CASE WHEN item.value = 'true'::jsonb THEN 1 ELSE 0 END) END = {value})",
-        nonempty_array="jsonb_array_length(({doc})::jsonb -> {key}) > 0",
+        number="CASE jsonb_typeof({member}) WHEN 'number' THEN ({member} #>> '{{}}')::numeric "
+               "WHEN 'boolean' THEN (CASE WHEN {member} = 'true'::jsonb THEN 1 ELSE 0 END)::numeric END",
+        text="(({member} #>> '{{}}') COLLATE \"C\")",
+        has_text="EXISTS (SELECT 1 FROM jsonb_array_elements(CASE WHEN jsonb_typeof({member}) = 'array' THEN "
+                 "{member} END) AS item(value) WHERE jsonb_typeof(item.value) = 'string' AND "
+                 "(item.value #>> '{{}}') = {value})",
+        has_number="EXISTS (SELECT 1 FROM jsonb_array_elements(CASE WHEN jsonb_typeof({member}) = 'array' THEN "
+                   "{member} END) AS item(value) WHERE CASE jsonb_typeof(item.value) WHEN 'number' THEN "
+                   "(item.value #>> '{{}}')::numeric WHEN 'boolean' THEN (CASE WHEN item.value = 'true'::jsonb "
+                   "THEN 1 ELSE 0 END) END = {value})",
+        nonempty_array="coalesce(jsonb_array_length(CASE WHEN jsonb_typeof({member}) = 'array' THEN {member} END), "
+                       "0) > 0",
         contains="strpos({value}, {part}) > 0",
-        canonical_stamp="({value} ~ '^[1-8][0-9]{{3}}-[01][0-9]-[0-3][0-9]T[0-2][0-9]:[0-5][0-9]:[0-5][0-9]"
-                        "\\.[0-9]{{6}}\\+00:00$' AND to_char(to_timestamp(substr({value}, 1, 19), "
-                        "'YYYY-MM-DD\"T\"HH24:MI:SS'), 'YYYY-MM-DD\"T\"HH24:MI:SS') = substr({value}, 1, 19))",
-        canonical_date="({value} ~ '^[1-8][0-9]{{3}}-[01][0-9]-[0-3][0-9]$' AND "
-                       "to_char(to_date({value}, 'YYYY-MM-DD'), 'YYYY-MM-DD') = {value})",
+        canonical_stamp=_PG_STAMP,
     ),
 }
 
 
-SQL_DIALECTS = ("sqlite",)  # the stores whose queries use these spellings (PostgreSQL's: once tested there)
+SQL_DIALECTS = ("sqlite", "postgresql")  # the stores whose audiences are queries (the others: Python alone)
 
 
 # --- the result --------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Compiled:
-    """An expression as SQL on the contacts row `c`: `condition` (true: the contact matches, unless in
-    doubt), `doubt` (true: only the Python evaluator can tell), with their named `parameters`.
-    `where` is what a query keeps: `condition OR doubt`."""
+    """An expression as SQL on the contacts row `c`: `condition` (true: the contact matches; where `doubt`
+    holds it may say anything), `doubt` (true: only the Python evaluator can tell), with their named
+    `parameters`. `where` is what a query keeps: `condition OR doubt`."""
 
     condition: str
     doubt: str
     parameters: dict[str, Any]
     dialect: str = "sqlite"
     events: bool = False  # reads the events table
+    keep: str = ""  # `condition OR doubt`, each part read once (Truth.keep); the plain OR when not given
+    joins: str = ""  # what the conditions read besides the row `c` (PostgreSQL: its fields as a record)
+
+    @property
+    def table(self) -> str:
+        """What a query reads the conditions from: `FROM {table} WHERE c.erased_at IS NULL AND ({where})`."""
+        return f"contacts AS c{self.joins}"
 
     @property
     def where(self) -> str:
+        if self.keep:
+            return self.keep
         if self.doubt == _FALSE:
             return self.condition
         return f"({self.condition}) OR ({self.doubt})"
 
     def select(self, columns: str = "c.*", order: str = "c.id") -> str:
         """The query of the contacts (not erased) it keeps, with `doubt` as the last column `mauto_doubt`."""
-        return (f"SELECT {columns}, {self.doubt} AS mauto_doubt FROM contacts AS c "
+        return (f"SELECT {columns}, {self.doubt} AS mauto_doubt FROM {self.table} "
                 f"WHERE c.erased_at IS NULL AND ({self.where}) ORDER BY {order}")
 
 
@@ -138,6 +211,7 @@ _ERROR = object()  # an outcome: Python raises (or may): the contact is in doubt
 # The classes a value may be of, as the evaluator sees it: what comparisons do depends only on these.
 NONE, UNDEFINED, NUMBER, TEXT, DATE_TEXT, STAMP_TEXT, ARRAY, OBJECT, COUNT = (
     "none", "undefined", "number", "text", "date-text", "stamp-text", "array", "object", "count")
+UNREADABLE = "unreadable"  # JSON the dialect cannot read as Python does (Spelling.readable): Python's, always
 _LARGEST_EXACT = 2**53  # numbers past it: SQLite may hold a stored integer as a real
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")
 
@@ -150,13 +224,13 @@ class _Const:
 @dataclass
 class _Value:
     """A value read from the row: `cases`, exclusive and covering every row, each (SQL predicate, class);
-    `sql`: the value itself (for the number, text and count classes); `json`: (document, key parameter) of a
-    JSON member, for array tests; `doubt`: computing it may fail."""
+    `sql`: the value itself (for the number, text and count classes); `json`: a JSON member as the spellings
+    take it (doc, key, member), for array tests; `doubt`: computing it may fail."""
 
     cases: list[tuple[Any, Any]]  # (str or _Is, class)
     sql: str = ""
     text_sql: str = ""
-    json: tuple[str, str] | None = None
+    json: dict[str, str] | None = None
     doubt: str = _FALSE
 
 
@@ -169,11 +243,54 @@ class _Context:
     parameters: dict[str, Any] = field(default_factory=dict)
     events: bool = False
     processed_only: bool = False
+    indexed: Collection[str] = ()  # contact fields with an index (`index_sql`): read as the index has them
+    record: list[str] = field(default_factory=list)  # the contact fields read through Spelling.record
+    direct: set[str] = field(default_factory=set)  # the contact fields read as their index has them
 
     def bind(self, value: Any) -> str:
         name = f"a{len(self.parameters)}"
         self.parameters[name] = value
         return self.spelling.parameter.format(name)
+
+    def member(self, column: str, name: str) -> dict[str, str]:
+        """The format arguments of a JSON member of `column` (`_member`), read through the contact's record
+        where the dialect has one (and the field no index)."""
+        record = self.spelling.record is not None and column == "c.fields" and name not in self.indexed
+        if record and name not in self.record:
+            self.record.append(name)
+        elif not record and column == "c.fields":
+            self.direct.add(name)
+        return _member(self.spelling, column, name, record)
+
+    def joins(self) -> str:
+        if not self.record or self.spelling.record is None:
+            return ""
+        return _record_join(self.spelling, ", ".join(f'"{name}" jsonb' for name in self.record))
+
+
+def _safe_doc(spelling: Spelling, column: str, otherwise: str = "{}") -> str:
+    """A JSON column as the conditions read it: its text, or `otherwise` where the dialect cannot read it as
+    Python does (`Spelling.readable`: its members are then `unreadable`, and Python decides)."""
+    return f"CASE WHEN {spelling.readable.format(column=column)} THEN {column} ELSE '{otherwise}' END"
+
+
+def _record_join(spelling: Spelling, columns: str) -> str:
+    """The join that reads the contact's fields once a row (Spelling.record): `cf."<field>"` are its members,
+    and `cf."mauto:unreadable"` is true where the dialect cannot read the fields as Python does."""
+    assert spelling.record is not None
+    return spelling.record.format(doc=_safe_doc(spelling, "c.fields", '{"mauto:unreadable": true}'),
+                                  columns=columns)
+
+
+def _member(spelling: Spelling, column: str, name: str, record: bool = False) -> dict[str, str]:
+    """The format arguments of the member `name` of the JSON `column`: doc (the column, or '{}' where it cannot
+    be read), key, member (the dialect's JSON value, from the contact's record when `record`), readable."""
+    key = spelling.key(name)
+    doc = _safe_doc(spelling, column)
+    if record:
+        return {"doc": doc, "key": key, "member": f'cf."{name}"', "readable": 'cf."mauto:unreadable" IS NULL'}
+    return {"doc": doc, "key": key, "member": spelling.member.format(doc=doc, key=key),
+            "readable": spelling.readable.format(column=column)}
 
 
 # --- boolean algebra on SQL text, never NULL ----------------------------------------------------------------
@@ -200,19 +317,48 @@ def _not(part: str) -> str:
     return {_TRUE: _FALSE, _FALSE: _TRUE}.get(part, f"(NOT {part})")
 
 
-Truth = tuple[str, str]  # (true, in doubt)
+@dataclass(frozen=True)
+class Truth:
+    """A condition as SQL: `true` (Python says true; it may say anything where `doubt` holds), `doubt` (only
+    Python can tell) and `keep`, which is `true OR doubt` written so that each part is read once (what a query
+    keeps: a contact's fields are not read again for the doubt, nor an events list built twice)."""
+
+    true: str
+    doubt: str
+    keep: str
+
+
+def _both(left: Truth, right: Truth) -> Truth:
+    """`left and right`: Python reads `right` only when `left` is true (a failing `right` matters then)."""
+    return Truth(_and(left.true, right.true), _or(left.doubt, _and(left.true, right.doubt)),
+                 _or(left.doubt, _and(left.true, right.keep)))
+
+
+def _either(left: Truth, right: Truth) -> Truth:
+    """`left or right`: Python reads `right` only when `left` is false."""
+    return Truth(_or(left.true, right.true), _or(left.doubt, _and(_not(left.true), right.doubt)),
+                 _or(left.keep, right.keep))
+
+
+def _negation(inner: Truth) -> Truth:
+    return Truth(_not(inner.true), inner.doubt, _or(_not(inner.true), inner.doubt))
+
+
+_ALWAYS, _NEVER = Truth(_TRUE, _FALSE, _TRUE), Truth(_FALSE, _FALSE, _FALSE)
 
 
 # --- the entry point ---------------------------------------------------------------------------------------
 
 def compile_where(expression: Any, fields: dict[str, Any], zone: str, now: datetime,
-                  dialect: str = "sqlite", *, processed_events_only: bool = False) -> Compiled | None:
+                  dialect: str = "sqlite", *, processed_events_only: bool = False,
+                  indexed: Collection[str] = ()) -> Compiled | None:
     """The expression (its source, an Expression, or a contacts.Where) as SQL on the contacts row `c`, or None
     when it uses what the SQL does not cover (the caller then evaluates every contact in Python). `fields`:
     the declared contact fields with their types (Project.contact_fields); `now`: the moment `now` and
     `within=` count from (aware); `zone`: the project's time zone (days_since of a date);
     `processed_events_only`: count only the events a tick has handled, as the daemon's contacts hold them
-    (runtime.load_contact), for a segment's check in the daemon."""
+    (runtime.load_contact), for a segment's check in the daemon; `indexed`: the contact fields with an index
+    (`indexed_fields`), read as the index has them (the other ones: as the dialect reads them fastest)."""
     from mauto.workflow.expressions import Expression, ExpressionError
 
     if not isinstance(expression, (str, Expression)):
@@ -221,12 +367,19 @@ def compile_where(expression: Any, fields: dict[str, Any], zone: str, now: datet
         expression = Expression(expression)
     if now.tzinfo is None:
         return None
-    context = _Context(SPELLINGS[dialect], fields, now, zone, processed_only=processed_events_only)
+    context = _Context(SPELLINGS[dialect], fields, now, zone, processed_only=processed_events_only,
+                       indexed=indexed)
     try:
-        condition, doubt = _truth(expression.tree, context, None)
+        truth = _truth(expression.tree, context, None)
     except (_NotCompiled, ExpressionError):
         return None
-    return Compiled(condition, doubt, context.parameters, dialect, context.events)
+    if context.record and context.direct:
+        # Some fields indexed, some not: the condition then joins the row to its record, and PostgreSQL uses no
+        # index for a join's condition; each indexed field would be parsed again for every row. Read them all
+        # through the record (once a row), as without an index.
+        return compile_where(expression, fields, zone, now, dialect, processed_events_only=processed_events_only)
+    return Compiled(truth.true, truth.doubt, context.parameters, dialect, context.events, truth.keep,
+                    context.joins())
 
 
 # --- nodes -------------------------------------------------------------------------------------------------
@@ -276,18 +429,13 @@ def _plain(value: Any) -> bool:
 
 
 def _truth(node: nodes.Node, context: _Context, event: str | None) -> Truth:
-    """(true, in doubt) of `node` taken as a condition (Python's truth of its value)."""
+    """The Truth of `node` taken as a condition (Python's truth of its value)."""
     if isinstance(node, nodes.And):
-        left, left_doubt = _truth(node.left, context, event)
-        right, right_doubt = _truth(node.right, context, event)
-        return _and(left, right), _or(left_doubt, _and(left, right_doubt))
+        return _both(_truth(node.left, context, event), _truth(node.right, context, event))
     if isinstance(node, nodes.Or):
-        left, left_doubt = _truth(node.left, context, event)
-        right, right_doubt = _truth(node.right, context, event)
-        return _or(left, right), _or(left_doubt, _and(_not(left), right_doubt))
+        return _either(_truth(node.left, context, event), _truth(node.right, context, event))
     if isinstance(node, nodes.Not):
-        inner, doubt = _truth(node.node, context, event)
-        return _not(inner), doubt
+        return _negation(_truth(node.node, context, event))
     if isinstance(node, nodes.Compare):
         return _comparisons(node, context, event)
     if isinstance(node, nodes.Test):
@@ -300,26 +448,33 @@ def _truth(node: nodes.Node, context: _Context, event: str | None) -> Truth:
         return _in_list(node, context)
     value = _operand(node, context, event)
     if isinstance(value, _Const):
-        return (_TRUE if value.value else _FALSE), _FALSE
+        return _ALWAYS if value.value else _NEVER
     return _over_cases(value, lambda kind: _truthy(kind, value, context))
 
 
 def _over_cases(value: _Value, outcome: Callable[[Any], Any]) -> Truth:
-    """(true, in doubt) from each case's outcome: True, False, _ERROR or an SQL condition."""
+    """The Truth from each case's outcome: True, False, _ERROR, _Checked or an SQL condition."""
     true: list[Any] = []
     doubt: list[Any] = [value.doubt]
+    keep: list[Any] = [value.doubt]
     for predicate, kind in value.cases:
-        result = outcome(kind)
+        result: Any = _ERROR if kind == UNREADABLE else outcome(kind)
         if result is _ERROR:
             doubt.append(predicate)
+            keep.append(predicate)
         elif isinstance(result, _Checked):
+            # Where `sure` fails the contact is in doubt, and Python decides: the condition need not say
+            # `sure` again (it may be anything where the doubt holds), so the check runs once per row.
             doubt.append(_and(str(predicate), _not(result.sure)))
-            true.append(_and(str(predicate), result.sure, result.true))
+            true.append(_and(str(predicate), result.true))
+            keep.append(_and(str(predicate), _or(result.true, _not(result.sure))))
         elif result is True:
             true.append(predicate)
+            keep.append(predicate)
         elif result is not False:
             true.append(_and(str(predicate), result))
-    return _or(*_merged(true)), _or(*_merged(doubt))
+            keep.append(_and(str(predicate), result))
+    return Truth(_or(*_merged(true)), _or(*_merged(doubt)), _or(*_merged(keep)))
 
 
 def _truthy(kind: Any, value: _Value, context: _Context) -> Any:
@@ -332,7 +487,7 @@ def _truthy(kind: Any, value: _Value, context: _Context) -> Any:
     if kind in (TEXT, DATE_TEXT, STAMP_TEXT):
         return f"{value.text_sql} <> ''"  # a date read as one is never empty, nor a stamp
     if kind == ARRAY and value.json is not None:
-        return context.spelling.nonempty_array.format(doc=value.json[0], key=value.json[1])
+        return context.spelling.nonempty_array.format(**value.json)
     return _ERROR  # an Undefined, an object
 
 
@@ -354,22 +509,24 @@ def _operand(node: nodes.Node, context: _Context, event: str | None) -> _Const |
     raise _NotCompiled
 
 
-def _json_value(doc: str, name: str, context: _Context, absent: list[tuple[str, Any]],
+def _json_value(column: str, name: str, context: _Context, absent: list[tuple[str, Any]],
                 text_kind: str) -> _Value:
     """A member of a JSON column: `absent` are the cases for a member that is not there or null."""
     spelling = context.spelling
-    key = context.bind(spelling.key(name))
-    kind = _kind(doc, key, context)
+    member = context.member(column, name)
+    kind = _kind(spelling, member)
     cases: list[tuple[Any, Any]] = [
         *absent, (_is(kind, ("number",), context), NUMBER), (_is(kind, ("text",), context), text_kind),
-        (_is(kind, ("array",), context), ARRAY), (_is(kind, ("object",), context), OBJECT)]
-    return _Value(cases, spelling.number.format(doc=doc, key=key), spelling.text.format(doc=doc, key=key),
-                  (doc, key))
+        (_is(kind, ("array",), context), ARRAY), (_is(kind, ("object",), context), OBJECT),
+        (_is(kind, (UNREADABLE,), context), UNREADABLE)]
+    return _Value(cases, spelling.number.format(**member), spelling.text.format(**member), member)
 
 
-def _kind(doc: str, key: str, context: _Context) -> str:
-    """The JSON type of a member, never NULL: `absent` when it is not there."""
-    return f"coalesce({context.spelling.kind.format(doc=doc, key=key)}, 'absent')"
+def _kind(spelling: Spelling, member: dict[str, str]) -> str:
+    """The JSON type of a member, never NULL: `absent` when it is not there, `unreadable` when the dialect cannot
+    read the JSON as Python does (one expression: the first column of the field's index, `index_sql`)."""
+    return (f"CASE WHEN {member['readable']} THEN coalesce({spelling.kind.format(**member)}, 'absent') "
+            f"ELSE '{UNREADABLE}' END")
 
 
 @dataclass(frozen=True)
@@ -422,7 +579,7 @@ def _contact_field(name: str, context: _Context) -> _Value:
     text_kind = {"date": DATE_TEXT, "datetime": STAMP_TEXT}.get(declared, TEXT) if isinstance(declared, str) \
         else TEXT
     value = _json_value("c.fields", name, context, [], text_kind)
-    kind = _kind("c.fields", value.json[1], context)  # type: ignore[index]
+    kind = _kind(context.spelling, value.json)  # type: ignore[arg-type]
     value.cases.insert(0, (_is(kind, ("absent", "null"), context), missing))  # typed_fields drops a null
     return value
 
@@ -443,7 +600,7 @@ def _event_field(name: str, context: _Context, alias: str) -> _Value:
     if not _NAME.fullmatch(name):
         raise _NotCompiled
     value = _json_value(f"{alias}.properties", name, context, [], TEXT)
-    kind = _kind(f"{alias}.properties", value.json[1], context)  # type: ignore[index]
+    kind = _kind(context.spelling, value.json)  # type: ignore[arg-type]
     value.cases[0:0] = [(_is(kind, ("absent",), context), UNDEFINED), (_is(kind, ("null",), context), NONE)]
     return value
 
@@ -459,8 +616,7 @@ def _comparisons(node: nodes.Compare, context: _Context, event: str | None) -> T
     operands = [node.expr, *(operand.expr for operand in node.ops)]
     result = _comparison(node.ops[0].op, operands[0], operands[1], context, event)
     for index, operand in enumerate(node.ops[1:], start=1):
-        pair = _comparison(operand.op, operands[index], operands[index + 1], context, event)
-        result = (_and(result[0], pair[0]), _or(result[1], _and(result[0], pair[1])))
+        result = _both(result, _comparison(operand.op, operands[index], operands[index + 1], context, event))
     return result
 
 
@@ -468,8 +624,8 @@ def _comparison(op: str, left_node: nodes.Node, right_node: nodes.Node, context:
                 event: str | None) -> Truth:
     left, right = _operand(left_node, context, event), _operand(right_node, context, event)
     if op in ("in", "notin"):
-        true, doubt = _membership(left, right, context)
-        return (_not(true) if op == "notin" else true), doubt
+        found = _membership(left, right, context)
+        return _negation(found) if op == "notin" else found
     if isinstance(left, _Const) and isinstance(right, _Const):
         raise _NotCompiled  # folded by Jinja2 already, or an error
     if isinstance(left, _Const):
@@ -543,15 +699,14 @@ def _membership(left: _Const | _Value, right: _Const | _Value, context: _Context
         items = right.value
         if type(items) not in (list, tuple):
             raise _NotCompiled
-        true, doubt = _FALSE, _FALSE
+        found = _NEVER
         value = left
         for item in items:  # `x in [a, b]` is `x == a or x == b` (== never raises on these)
             def equal_to(kind: Any, item: Any = item) -> Any:
                 return _compare(kind, "eq", item, value, context)
 
-            equal, equal_doubt = _over_cases(value, equal_to)
-            true, doubt = _or(true, equal), _or(doubt, _and(_not(true), equal_doubt))
-        return true, _or(doubt, left.doubt)
+            found = _either(found, _over_cases(value, equal_to))
+        return Truth(found.true, _or(found.doubt, left.doubt), _or(found.keep, left.doubt))
     if isinstance(left, _Const) and isinstance(right, _Value):
         return _over_cases(right, lambda kind: _contains(kind, left.value, right, context))
     raise _NotCompiled
@@ -567,7 +722,7 @@ def _contains(kind: Any, item: Any, value: _Value, context: _Context) -> Any:
     if kind == ARRAY and value.json is not None and type(item) in (str, int, float, bool):
         template = context.spelling.has_text if type(item) is str else context.spelling.has_number
         bound = context.bind(int(item) if type(item) is bool else item)
-        return template.format(doc=value.json[0], key=value.json[1], value=bound)
+        return template.format(**value.json, value=bound)
     if kind == TEXT and type(item) is str:
         return context.spelling.contains.format(value=value.text_sql, part=context.bind(item))
     return _ERROR  # a number, None, an object, a date: Python raises or looks at keys
@@ -609,9 +764,10 @@ def _arguments(node: nodes.Call, context: _Context) -> dict[str, Any]:
 _NotConstant = object()
 
 
-def _events_filter(node: nodes.Call, context: _Context) -> tuple[str, str]:
-    """(the events counted, those whose `where=` Python must decide) as conditions on the events row `e`,
-    as Scope._matching picks them: the name, at or before now, within/since, the `where=` string."""
+def _events_filter(node: nodes.Call, context: _Context) -> Truth:
+    """The events counted (`true`), those whose `where=` Python must decide (`doubt`), and either (`keep`), as
+    conditions on the events row `e`, as Scope._matching picks them: the name, at or before now,
+    within/since, the `where=` string."""
     from mauto.workflow.durations import parse_duration
     from mauto.workflow.expressions import Expression
 
@@ -638,34 +794,36 @@ def _events_filter(node: nodes.Call, context: _Context) -> tuple[str, str]:
         parts.append(f"e.at >= {context.bind(_stamp(since))}")
     chosen = _and(*parts)
     if not where:
-        return chosen, _FALSE
+        return Truth(chosen, _FALSE, chosen)
     if type(where) is not str:
         raise _NotCompiled
     try:
         tree = Expression(where).tree
     except ValueError:
         raise _NotCompiled from None
-    true, doubt = _truth(tree, context, "e")
-    return _and(chosen, true), _and(chosen, doubt)
+    found = _truth(tree, context, "e")
+    return Truth(_and(chosen, found.true), _and(chosen, found.doubt), _and(chosen, found.keep))
 
 
 def _stamp(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
+def _having(events: str) -> str:
+    """The contact has an event where `events` holds. Not correlated: the engine runs the subquery once per
+    query (through the index on events' name and time) and looks ids up in it."""
+    return _FALSE if events == _FALSE else f"c.id IN (SELECT e.contact FROM events AS e WHERE {events})"
+
+
 def _has_event(node: nodes.Call, context: _Context) -> Truth:
-    chosen, doubtful = _events_filter(node, context)
-    # Not correlated: SQLite runs each once per query (through events_name_at) and looks ids up in it.
-    true = f"c.id IN (SELECT e.contact FROM events AS e WHERE {chosen})"
-    doubt = _FALSE if doubtful == _FALSE else f"c.id IN (SELECT e.contact FROM events AS e WHERE {doubtful})"
-    return true, doubt
+    events = _events_filter(node, context)
+    return Truth(_having(events.true), _having(events.doubt), _having(events.keep))
 
 
 def _event_count(node: nodes.Call, context: _Context) -> _Value:
-    chosen, doubtful = _events_filter(node, context)
-    count = f"(SELECT count(*) FROM events AS e WHERE e.contact = c.id AND {chosen})"
-    doubt = _FALSE if doubtful == _FALSE else f"c.id IN (SELECT e.contact FROM events AS e WHERE {doubtful})"
-    return _Value([(_TRUE, COUNT)], count, doubt=doubt)
+    events = _events_filter(node, context)
+    count = f"(SELECT count(*) FROM events AS e WHERE e.contact = c.id AND {events.true})"
+    return _Value([(_TRUE, COUNT)], count, doubt=_having(events.doubt))
 
 
 def _in_list(node: nodes.Call, context: _Context) -> Truth:
@@ -687,56 +845,203 @@ def _in_list(node: nodes.Call, context: _Context) -> Truth:
     return _over_cases(lists, outcome)
 
 
+# --- for the daemon ------------------------------------------------------------------------------------------
+
+def audience_ids(db: Any, expression: Any, fields: dict[str, Any], zone: str, now: datetime,
+                 dialect: str = "sqlite", *, processed_events_only: bool = False) -> list[str] | None:
+    """The ids (in id order) of the contacts for which the expression may be true at `now`: those it is true
+    for, and those only Python can tell (it may raise on them); None when it does not compile (every contact
+    may be). The others are those for which the Python evaluator gives false."""
+    compiled = compile_where(expression, fields, zone, now, dialect, processed_events_only=processed_events_only,
+                             indexed=indexed_fields(db, dialect))
+    if compiled is None:
+        return None
+    return [row[0] for row in db.execute(compiled.select("c.id"), compiled.parameters)]
+
+
+def indexed_fields(db: Any, dialect: str) -> frozenset[str]:
+    """The contact fields with an index made by `index_sql` (named contacts_field_<name>); none in SQLite,
+    whose queries read a field one way, indexed or not."""
+    prefix = "contacts_field_"
+    return frozenset(name[len(prefix):] for name in _indexes(db, dialect) if name.startswith(prefix))
+
+
+def _indexes(db: Any, dialect: str) -> list[str]:
+    """The names of the contacts table's indexes, where the queries depend on them (PostgreSQL)."""
+    if dialect != "postgresql":
+        return []
+    return [name for (name,) in db.execute(
+        "SELECT indexname FROM pg_indexes WHERE tablename = 'contacts' AND schemaname = current_schema()")]
+
+
+def _date_indexed(db: Any, dialect: str, spec: dict[str, Any]) -> bool:
+    every = spec.get("every", "year")
+    return f"contacts_date_{spec.get('field')}_{_every(every)}" in _indexes(db, dialect)
+
+
+def segment_members(db: Any, workflow_id: str) -> list[str]:
+    """The contacts in the workflow's segment when last checked, in id order."""
+    return [row[0] for row in db.execute("SELECT contact FROM segment_members WHERE workflow = ? ORDER BY contact",
+                                         [workflow_id])]
+
+
 # --- date triggers -----------------------------------------------------------------------------------------
 
 _DAY_MARGIN = timedelta(days=3)  # a local date is at most a day from its UTC one, and date_occurrences looks
 # two days past its window (DST): three days each side hold every day it can look at, in any zone
 
 
-def date_trigger_candidates(db: Any, spec: dict[str, Any], declared: Any, start: datetime,
-                            end: datetime) -> Iterator[str]:
-    """The ids of the contacts (not erased, in id order) for which a `date` trigger (`spec`: field, every,
-    offset) may come due in [start, end), so that only these are read and given to date_due: those whose
-    field's month and day (`every: year`), day (`month`) or date (`once`) is near a day of the window, plus
-    every one whose field holds anything but a text starting YYYY-MM-DD (date_due then words its error as
-    before). A field not declared as a date or datetime: every contact holding it (date_due refuses them
-    all). The SQL is a scan of `contacts` in C (no Python per contact): see docs/store.md."""
+# The part of a date a trigger looks at (`every`): its (1-based) place and width in YYYY-MM-DD.
+_DATE_PARTS = {"year": (6, 5), "month": (9, 2), "once": (1, 10)}
+def _every(every: Any) -> str:
+    """A date trigger's `every` as the keys know it (lint allows no other; date_due decides on any other)."""
+    return every if every in ("year", "month", "once") else "year"
+
+
+_ODD = "odd"  # SQLite's key of a value the trigger cannot read a date from: never a date part
+
+# The texts Python reads as the date they spell for sure (datafiles.coerce, then date_due): YYYY-MM-DD of a day
+# that is, years 1001-8998 (a date alone at the edge of the years mauto handles, read in a zone, may fall
+# outside them), and, for a datetime field, the same followed by a time as the store writes it (UTC). Any other
+# value is `odd`: the query keeps it whatever the window, and date_due decides (and words its error).
+_SQLITE_DATE = "[1-8][0-9][0-9][0-9]-[01][0-9]-[0-3][0-9]"
+_SQLITE_TIME = "T[0-2][0-9]:[0-5][0-9]:[0-5][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]+00:00"
+
+
+def _field_text(name: str, dialect: str, column: str = "c.fields", record: bool = False) -> tuple[str, str]:
+    """A contact field's value as text (SQLite: as json_extract gives it), and when the row can be read (TRUE,
+    or Spelling.readable): its column (created_at, the address and consent fields, id), or its member of the
+    row's JSON `column`, or (PostgreSQL, `record`) of the row's fields read once as a record."""
+    if name in (*COLUMN_FIELDS, "id"):
+        table = column.rpartition(".")[0]
+        return (f"{table}.{name}" if table else name), _TRUE
+    member = _member(SPELLINGS[dialect], column, name, record)
+    if dialect != "postgresql":
+        return f"json_extract({member['doc']}, {member['key']})", member["readable"]
+    return f"({member['member']} #>> '{{}}')", member["readable"]
+
+
+def date_key_sql(name: str, every: str, dialect: str = "sqlite", declared: Any = "date",
+                 column: str = "c.fields", record: bool = False) -> str:
+    """The SQL of a contact's key for a date trigger on field `name` (declared `date` or `datetime`): the month
+    and day (`every: year`), the day (`month`) or the date (`once`) of a value Python reads as that date for
+    sure (see above); NULL when the field is not set (or null); for any other value `odd` (SQLite) or '' (an
+    empty text, PostgreSQL), and so for a row whose JSON the dialect cannot read as Python does (`readable`).
+    One expression, so that one index on it (`index_sql`) serves the trigger's query. `column`: the fields'
+    column (`c.fields`, or `fields` in an index); `record`: PostgreSQL reads the field from the fields' record
+    (see _field_text), not the JSON text."""
+    if not _NAME.fullmatch(name):
+        raise ValueError(f"field name {name!r}")
+    every = _every(every)
+    value, readable = _field_text(name, dialect, column, record)
+    begin, width = _DATE_PARTS[every]
+    odd = "" if dialect == "postgresql" else _ODD
+    unreadable = "" if readable == _TRUE else f"WHEN NOT {readable} THEN '{odd}' "
+    if dialect == "postgresql":
+        shapes, digits = f"{value} LIKE '____-__-__'", "'--'"
+        checks = [f"substr({value}, 1, 4) NOT IN ('1000', '8999')", _pg_real_day(value)]
+        if declared == "datetime":
+            shapes = f"({shapes} OR {value} LIKE '{_PG_STAMP_SHAPE}')"
+            digits = "'--', '--T::.+:'"
+            checks.append(f"(length({value}) = 10 OR ({_pg_time_of_day(value)}))")
+        return (f"CASE {unreadable}WHEN {shapes} AND translate({value}, '0123456789', '') IN ({digits}) THEN "
+                f"(CASE WHEN {' AND '.join(checks)} THEN substr({value}, {begin}, {width}) ELSE '' END) "
+                f"WHEN {value} IS NULL THEN NULL ELSE '' END")
+    shape = f"{value} GLOB '{_SQLITE_DATE}'"
+    if declared == "datetime":
+        shape = f"({shape} OR ({value} GLOB '{_SQLITE_DATE}{_SQLITE_TIME}' AND substr({value}, 12, 2) < '24'))"
+    day = f"substr({value}, 1, 10)"
+    return (f"CASE {unreadable}WHEN {shape} AND substr({value}, 1, 4) NOT IN ('1000', '8999') AND "
+            f"substr({value}, 6, 2) BETWEEN '01' AND '12' AND (substr({value}, 9, 2) BETWEEN '01' AND '28' OR "
+            f"date({day}, '+0 days') IS {day}) THEN substr({value}, {begin}, {width}) WHEN {value} IS NULL THEN NULL "
+            f"ELSE '{odd}' END")
+
+
+def index_sql(name: str, dialect: str = "sqlite", declared: Any = None, *, every: str | None = None) -> str:
+    """The statement that creates the index serving the audiences on contact field `name` (declared as
+    `declared`: the numbers' expression or the texts' in PostgreSQL) when `every` is None, or a
+    date trigger's query on it (`every`: year, month or once): the same expressions the queries read, on the
+    `contacts` table. A proposal: no command creates them yet (benchmarks/bench_audience.py does, to measure;
+    docs/store.md, "Audiences in SQL")."""
+    if not _NAME.fullmatch(name):
+        raise ValueError(f"field name {name!r}")
+    spelling = SPELLINGS[dialect]
+    if every is not None:
+        return (f"CREATE INDEX IF NOT EXISTS contacts_date_{name}_{every} ON contacts "
+                f"(({date_key_sql(name, every, dialect, declared, 'fields')}))")
+    member = _member(spelling, "fields", name)
+    kind = _kind(spelling, member)
+    numeric = declared in ("integer", "number", "boolean")  # compared as numbers (PostgreSQL: another expression)
+    value = (spelling.number if numeric else spelling.text).format(**member)
+    return f"CREATE INDEX IF NOT EXISTS contacts_field_{name} ON contacts (({kind}), ({value}))"
+
+
+def date_trigger_query(spec: dict[str, Any], declared: Any, start: datetime, end: datetime,
+                       dialect: str = "sqlite", columns: str = "c.id", *,
+                       indexed: bool = False) -> tuple[str, dict[str, Any]]:
+    """The query (SQL, parameters) of the contacts (not erased, in id order) for which a `date` trigger (`spec`:
+    field, every, offset) may come due in [start, end), so that only these are read and given to date_due:
+    those whose field's month and day (`every: year`), day (`month`) or date (`once`) is near a day of the
+    window, plus every one whose field holds anything but a date Python reads as such (date_due then words
+    its error as before). A field not declared as a date or datetime: every contact holding it (date_due
+    refuses them all); a field name or an offset the trigger cannot have: every contact. Without an index a
+    scan of `contacts` in the engine, no Python per contact; with `index_sql(field, every=...)` (`indexed`)
+    an index search (docs/store.md)."""
     from mauto.workflow.durations import parse_duration
 
-    name = spec["field"]
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise ValueError(f"field name {name!r}")
-    parameters: dict[str, Any] = {"path": '$."' + name + '"'}
-    value = "json_extract(c.fields, :path)"
-    kind = "json_type(c.fields, :path)"
-    held = f"coalesce({kind}, 'null') <> 'null'"
-    offset = parse_duration(spec.get("offset", "0d"), signed=True)
+    name = spec.get("field")
+    try:
+        offset = parse_duration(spec.get("offset", "0d"), signed=True)
+    except Exception:  # noqa: BLE001 - date_due fails on it for each contact, and says why
+        offset = None
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or offset is None:
+        return f"SELECT {columns} FROM contacts AS c WHERE c.erased_at IS NULL ORDER BY c.id", {}  # every one
     every = spec.get("every", "year")
+    every = _every(every)
     try:
         first = (start - offset).date() - _DAY_MARGIN
         last = (end - offset).date() + _DAY_MARGIN
     except OverflowError:  # a window at the calendar's edge: every contact holding the field
         first, last, every = date.min, date.max, "year"
-    if declared not in ("date", "datetime"):
-        near = "FALSE"
-        odd = held
+    # PostgreSQL: the JSON text read once a row (a column needs no reading)
+    record = SPELLINGS[dialect].record if not indexed and name not in (*COLUMN_FIELDS, "id") else None
+    key = date_key_sql(name, every, dialect, declared, record=record is not None)
+    table = "contacts AS c" + (_record_join(SPELLINGS[dialect], f'"{name}" jsonb') if record is not None else "")
+    odd = "''" if dialect == "postgresql" else f"'{_ODD}'"
+    parameters: dict[str, Any] = {}
+    wanted = None if every == "once" else _near_days(first, last, _DATE_PARTS[every][1])
+    if declared not in ("date", "datetime") or (every != "once" and wanted is None):
+        near = f"{key} IS NOT NULL"  # every contact holding the field
+    elif every == "once":
+        near = f"({key} BETWEEN :first AND :last OR {key} = {odd})"
+        parameters.update(first=first.isoformat(), last=last.isoformat())
     else:
-        odd = f"({held} AND NOT ({kind} = 'text' AND {value} GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]*'))"
-        if every == "once":
-            near = f"substr({value}, 1, 10) BETWEEN :first AND :last"
-            parameters.update(first=first.isoformat(), last=last.isoformat())
-        else:
-            width = 5 if every == "year" else 2  # MM-DD or DD
-            wanted = _near_days(first, last, width)
-            if wanted is None:
-                near = held
-            else:
-                marks = ", ".join(f":d{index}" for index in range(len(wanted)))
-                parameters.update({f"d{index}": text for index, text in enumerate(wanted)})
-                near = f"substr({value}, {11 - width}, {width}) IN ({marks})"
-    sql = f"SELECT c.id FROM contacts AS c WHERE c.erased_at IS NULL AND ({near} OR {odd}) ORDER BY c.id"
+        assert wanted is not None
+        parameters.update({f"d{index}": text for index, text in enumerate(wanted)})
+        near = f"{key} IN ({', '.join(f':d{index}' for index in range(len(wanted)))}, {odd})"
+    return f"SELECT {columns} FROM {table} WHERE c.erased_at IS NULL AND {near} ORDER BY c.id", parameters
+
+
+def date_trigger_candidates(db: Any, spec: dict[str, Any], declared: Any, start: datetime,
+                            end: datetime, dialect: str = "sqlite") -> Iterator[str]:
+    """The ids of `date_trigger_query`'s contacts."""
+    sql, parameters = date_trigger_query(spec, declared, start, end, dialect,
+                                         indexed=_date_indexed(db, dialect, spec))
     for (contact,) in db.execute(sql, parameters):
         yield contact
+
+
+def date_trigger_contacts(db: Any, spec: dict[str, Any], fields: dict[str, Any], zone: str, start: datetime,
+                          end: datetime, dialect: str = "sqlite") -> Iterator[ContactState]:
+    """`date_trigger_query`'s contacts with their typed fields (no events), as runtime.contact_rows gives
+    every contact: what the daemon's date triggers look at."""
+    from mauto.store.contact_rows import record_of, typed_fields
+
+    sql, parameters = date_trigger_query(spec, fields.get(str(spec.get("field"))), start, end, dialect, "c.*",
+                                         indexed=_date_indexed(db, dialect, spec))
+    for row in db.query(sql, parameters):
+        record = record_of(row)
+        yield ContactState(record["id"], typed_fields(record, fields, zone))
 
 
 def _near_days(first: date, last: date, width: int) -> list[str] | None:

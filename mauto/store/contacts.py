@@ -751,13 +751,13 @@ def iter_contacts(store: Store, fields: dict[str, Any], zone: str, where: str | 
     An expression that compiles to SQL (mauto.store.audience_sql) is a query; a contact the SQL cannot be
     sure of (odd stored data) and every contact of an expression that does not compile are evaluated in
     Python: the same contacts either way, and the same error on the same contact."""
-    from mauto.store.audience_sql import SQL_DIALECTS, compile_where
+    from mauto.store.audience_sql import SQL_DIALECTS, compile_where, indexed_fields
 
     check = where_filter(where) if where is not None else None
     moment = now or store.now()
-    dialect = getattr(store, "dialect", "sqlite")
-    compiled = compile_where(check, fields, zone, moment, dialect) \
-        if check is not None and dialect in SQL_DIALECTS else None
+    compiled = compile_where(check, fields, zone, moment, store.dialect,
+                             indexed=indexed_fields(store.db, store.dialect)) \
+        if check is not None and store.dialect in SQL_DIALECTS else None
     if check is not None and compiled is not None:
         yield from _sql_contacts(store, check, compiled, fields, zone, moment, limit)
         return
