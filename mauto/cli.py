@@ -1011,7 +1011,8 @@ def status_command(
     ctx: typer.Context,
     output_format: OutputFormat = typer.Option(OutputFormat.text, "--format", "-f", help="text or json."),
 ) -> None:
-    """Each deployed workflow: version, state, enrollments active and waiting, next wake-up, failures."""
+    """The daemons at work on the store, the release, and each deployed workflow: version, state, enrollments
+    active and waiting, next wake-up, failures. JSON: an object with `workers`, `release`, `workflows`, `tasks`."""
     from mauto.daemon.tasks import task_summary
     from mauto.deploy import current_release, status
     from mauto.store.workers import listed
@@ -1025,7 +1026,8 @@ def status_command(
     if output_format is OutputFormat.json:
         for row in rows:
             row["release"] = release["id"] if release else None
-        print(json.dumps(rows, indent=2))
+        # all that the text says: the daemons at work on the store (every machine's), the release, the tasks
+        print(json.dumps({"workers": workers, "release": release, "workflows": rows, "tasks": tasks}, indent=2))
         return
     _print_workers(workers)
     if not rows:

@@ -2,6 +2,7 @@
 PostgreSQL), one stopped by SIGTERM, one killed."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -40,6 +41,9 @@ def test_status_lists_the_daemons_alive_and_those_gone(fresh_daemon: Daemon, sto
         result = mauto(fresh_daemon, "status")
         assert result.exit_code == 0, result.output
         assert "workers alive: 2: " in result.stdout and f"pid {first.pid} (" in result.stdout
+        shown = json.loads(mauto(fresh_daemon, "status", "--format", "json").stdout)
+        assert {row["pid"]: row["alive"] for row in shown["workers"]} == {first.pid: True, second.pid: True}
+        assert [row["id"] for row in shown["workflows"]] == ["hooked", "promo"] and shown["release"]["id"] >= 1
 
         first.send_signal(signal.SIGTERM)
         first.communicate(timeout=30)

@@ -118,7 +118,8 @@ def test_stats_and_status_show_the_winner(ran: tuple[Path, Store]) -> None:
     assert "winner: b since 2026-12-02 00:00 UTC" in text
     status = runner.invoke(app, ["-p", str(root / "mauto.yaml"), "status"], env={"COLUMNS": "200"})
     assert status.exit_code == 0 and "promo: split offer picked b on 2026-12-02 00:00 UTC" in status.stdout
-    as_json = json.loads(runner.invoke(app, ["-p", str(root / "mauto.yaml"), "status", "--format", "json"]).stdout)
+    as_json = json.loads(runner.invoke(app, ["-p", str(root / "mauto.yaml"), "status", "--format", "json"]).stdout)[
+        "workflows"]
     assert as_json[0]["winners"] == [{"split": "offer", "variant": "b", "decided_at": "2026-12-02T00:00:00+00:00",
                                       "p_value": pytest.approx(as_json[0]["winners"][0]["p_value"]),
                                       "in_force": True}]

@@ -476,7 +476,7 @@ def test_cli_plan_deploy_status_rollback(project, monkeypatch, where: str) -> No
     result = run("deploy", "--yes")
     assert result.exit_code == 0, result.output
     assert result.stdout.endswith("Deployed: 0 new, 1 changed, 0 removed; 42 contacts moved, 0 stopped.\n")
-    rows = json.loads(run("status", "--format", "json").stdout)
+    rows = json.loads(run("status", "--format", "json").stdout)["workflows"]
     assert [(row["id"], row["version"], row["waiting"]) for row in rows] == [("other", 1, 0), ("welcome", 2, 49)]
     assert "welcome" in run("status").stdout
     assert run("pause", "welcome").stdout == "welcome v2: paused\n"
