@@ -589,11 +589,13 @@ def shared_tick(project: Project, store: PgStore, now: datetime, transports: dic
        are gone become `unknown`; the splits' winners; the events held for resumed workflows; the triggers'
        listings since the last plan, with what is due for the contacts they name (so that each contact's items
        run in time order), drained as a tick does.
-    2. Claiming, every worker at once (`mauto:plan` shared: no one plans meanwhile): contacts with something due
-       (a wake-up, an event, an inactivity timer), CLAIM at a time in id order, each locked for the worker's
-       transaction with FOR UPDATE SKIP LOCKED, so that no two workers take one contact and none waits for
-       another; their items drained in that transaction (a savepoint a batch). A worker killed half-way rolls
-       back: what it held is free at once, and done by the next.
+       Last, the contacts with something due (a wake-up, an event, an inactivity timer) are queued in the order
+       of their first due moment (`runtime.queue_due`).
+    2. Claiming, every worker at once (`mauto:plan` shared: no one plans meanwhile): contacts taken from the
+       queue CLAIM at a time, each locked for the worker's transaction with FOR UPDATE SKIP LOCKED, so that no
+       two workers take one contact and none waits for another; their items drained in that transaction (a
+       savepoint a batch). A worker killed half-way rolls back: what it held is back in the queue at once, and
+       done by the next.
     3. Webhooks and tasks' hand-offs, one worker at a time again; 4. the outbox, every worker at once, each
        sending the messages it took (a lease: `runtime.claim_messages`).
 
@@ -675,8 +677,12 @@ def _plan(live: Project, store: PgStore, now: datetime, log: Log, given: Message
         if stopping():
             return None
         with store.transaction() as db:
-            if _later(runtime.get_state(db, "clock"), now):
+            last = runtime.get_state(db, "clock")
+            if _later(last, now):
                 runtime.set_state(db, "clock", now.isoformat())
+            # up to the latest plan's moment: a worker that planned later, and claims after this plan, finds its
+            # contacts in the queue (each worker claims those due by its own `now`)
+            runtime.queue_due(db, datetime.fromisoformat(last) if last is not None and not _later(last, now) else now)
         return project, release_id, renderer, run.workflows.rows
     finally:
         store.release_advisory(PLAN)
@@ -704,15 +710,13 @@ def _claim_all(project: Project, store: Store, now: datetime, log: Log, renderer
                progress: Callable[[int], None] | None) -> None:
     """Step 2 of `shared_tick`: contacts taken CLAIM at a time until none is left due; the action lines of a
     claim are written once its transaction commits."""
-    after = ("", "")
     lines: list[tuple[str, dict[str, Any]]] = []
     while not stopping():
         lines.clear()
         with store.transaction() as db:
-            claimed = runtime.claim_contacts(db, now, after, CLAIM)
+            claimed = runtime.claim_contacts(db, now, CLAIM)
             if not claimed:
                 break
-            after = (claimed[-1][1], claimed[-1][0])
             contacts = [contact for contact, _ in claimed]
             run = Tick(project, store, now, lambda kind, data: lines.append((kind, data)), renderer, report,
                        stopping, release_id, running)

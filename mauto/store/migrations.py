@@ -556,3 +556,17 @@ def message_claims(db: Database) -> None:
     statements in PostgreSQL (mauto.store.postgres.PG_MIGRATIONS)."""
     for statement in MESSAGE_CLAIMS:
         db.execute(statement)
+
+
+DUE_QUEUE = ("""CREATE UNLOGGED TABLE due_queue (
+            contact TEXT PRIMARY KEY,
+            due TEXT NOT NULL
+        )""", "CREATE INDEX due_queue_due ON due_queue (due, contact)")
+
+
+@migration(11)
+def due_queue(db: Database) -> None:
+    """PostgreSQL alone: the contacts with something due, in the order several daemons claim them (issue 15;
+    `runtime.queue_due`, `runtime.claim_contacts`). A tick's plan writes it, once; each claim then reads the next
+    rows through its index instead of grouping every due item again. A SQLite store has one daemon and no claims:
+    nothing changes in it but its version (the table is in `DUE_QUEUE`, PostgreSQL's half)."""

@@ -48,6 +48,12 @@ def _migration_10(db: Any) -> None:
         db.connection.execute(pg_table(statement))
 
 
+def _migration_11(db: Any) -> None:
+    # UNLOGGED: rebuilt by every plan, so a crash of the server that empties it loses nothing but this tick's order
+    for statement in migrations.DUE_QUEUE:
+        db.connection.execute(pg_table(statement))
+
+
 def is_url(location: str | os.PathLike[str]) -> bool:
     return str(location).startswith(("postgresql://", "postgres://"))
 
@@ -601,3 +607,4 @@ def _import_psycopg() -> Any:
 
 PG_MIGRATIONS[9] = _migration_9
 PG_MIGRATIONS[10] = _migration_10
+PG_MIGRATIONS[11] = _migration_11

@@ -383,26 +383,37 @@ def insert_messages(db: Any, rows: list[dict[str, Any]]) -> None:
                    f"({', '.join(':' + name for name in MESSAGE_COLUMNS)})", rows)
 
 
-def claim_contacts(db: Any, until: datetime, after: tuple[str, str], limit: int) -> list[tuple[str, str]]:
-    """PostgreSQL, several workers: up to `limit` contacts with something due by `until` (a wake-up, an event
-    not processed, an inactivity timer), as (id, first due moment), in the order of their first due moment (the
-    contact that came first is served first: the last coupon of a pool goes to it), past `after` (a moment and
-    an id: what this worker already took in this tick); each row locked for the caller's transaction, rows
-    another worker holds skipped (SKIP LOCKED), so that no two workers ever take one contact and none waits for
-    another. The lock ends with the transaction, however it ends: a worker killed half-way leaves nothing
-    taken."""
+def queue_due(db: Any, until: datetime) -> int:
+    """PostgreSQL, several workers, in the plan (one worker at a time): the contacts with something due by `until`
+    (a wake-up, an event not processed, an inactivity timer) written to `due_queue` with their first due moment,
+    in place of what an earlier plan left; how many. Every worker's claims then read it in that order
+    (`claim_contacts`): the due items are grouped once a tick, not once a claim."""
     moment = stamp(until)
-    # FOR NO KEY UPDATE: what references the contact meanwhile (an email_sent event another worker records, an
-    # ingest) takes FOR KEY SHARE, which this does not block
-    return [(row[0], row[1]) for row in db.execute(
-        "SELECT c.id, d.due FROM contacts c JOIN (SELECT contact, min(due) AS due FROM ("
+    db.execute("DELETE FROM due_queue")
+    return int(db.execute(
+        "INSERT INTO due_queue (contact, due) SELECT contact, min(due) FROM ("
         "SELECT e.contact, coalesce(e.wake_at, '') AS due FROM enrollments e JOIN workflows w ON w.id = e.workflow "
         "WHERE e.state IN ('active', 'waiting') AND (e.wake_at IS NULL OR e.wake_at <= ?) AND w.state != 'paused' "
         "UNION ALL SELECT contact, at FROM events WHERE processed_at IS NULL AND at <= ? "
         "UNION ALL SELECT contact, due_at FROM timers WHERE due_at IS NOT NULL AND due_at <= ?) AS items "
-        "GROUP BY contact) AS d ON d.contact = c.id WHERE (d.due, c.id) > (?, ?) "
-        "ORDER BY d.due, c.id LIMIT ? FOR NO KEY UPDATE OF c SKIP LOCKED",
-        [moment, moment, moment, after[0], after[1], limit])]
+        "GROUP BY contact", [moment, moment, moment]).rowcount)
+
+
+def claim_contacts(db: Any, until: datetime, limit: int) -> list[tuple[str, str]]:
+    """PostgreSQL, several workers: up to `limit` contacts of the plan's `due_queue` due by `until`, as (id, first
+    due moment), in the order of their first due moment (the contact that came first is served first: the last
+    coupon of a pool goes to it), taken out of the queue; each row locked for the caller's transaction, rows
+    another worker holds skipped (SKIP LOCKED), so that no two workers ever take one contact and none waits for
+    another. The lock ends with the transaction, however it ends: a worker killed half-way leaves its contacts
+    in the queue, for the others. A contact taken may have nothing left to do (the queue is as old as the
+    plan): its claim reads its items again, and finds none."""
+    # FOR NO KEY UPDATE of the contact: what references it meanwhile (an email_sent event another worker
+    # records, an ingest) takes FOR KEY SHARE, which this does not block
+    rows = db.execute(
+        "DELETE FROM due_queue WHERE contact IN (SELECT q.contact FROM due_queue q JOIN contacts c ON c.id = q.contact "
+        "WHERE q.due <= ? ORDER BY q.due, q.contact LIMIT ? FOR UPDATE OF q SKIP LOCKED FOR NO KEY UPDATE OF c "
+        "SKIP LOCKED) RETURNING contact, due", [stamp(until), limit]).fetchall()
+    return sorted(((row[0], row[1]) for row in rows), key=lambda row: (row[1], row[0]))
 
 
 def recover_handoffs(db: Any, at: str, gone: Callable[[str], bool] | None = None) -> list[tuple[int, str]]:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -87,3 +88,19 @@ def sample(tmp_path: Path):
     setup = open_project(copy_project(tmp_path))
     yield setup
     setup.store.close()
+
+
+@pytest.fixture
+def pg_daemon(tmp_path: Path, pg_cluster, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """The daemon harness (tests/daemon/harness.py) on a fresh PostgreSQL database, after a first empty tick at
+    T0 - 1h."""
+    from tests.daemon.harness import T0, Daemon
+    from tests.servers import HttpServer, SmtpServer
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # the releases' folders, in tmp_path
+    with SmtpServer() as smtp, HttpServer() as http:
+        http.respond("/crm", 200, {"id": "crm-1"})
+        running = Daemon(tmp_path, smtp, http, str(pg_cluster.url()))
+        running.tick(T0 - timedelta(hours=1))
+        yield running
+        running.store.close()

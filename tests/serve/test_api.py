@@ -235,7 +235,7 @@ def test_an_inbound_stop_unsubscribes_the_number_from_sms(served: Served) -> Non
 
 
 def test_health_metrics_and_unknown_paths(served: Served) -> None:
-    assert served.client.get("/healthz").json() == {"status": "ok", "schema_version": 10}
+    assert served.client.get("/healthz").json() == {"status": "ok", "schema_version": 11}
     served.post_events(_event())
     metrics = served.client.get("/metrics")
     assert metrics.status_code == 200 and metrics.headers["content-type"].startswith("text/plain")

@@ -41,12 +41,12 @@ def test_db_init_info_migrate(project: Path) -> None:
     result = run("db", "info")
     assert (result.exit_code, result.stderr) == (2, "data/mauto.db: no store here; create it with `mauto db init`\n")
     result = run("db", "init")
-    assert (result.exit_code, result.stdout) == (0, "data/mauto.db: schema version 10 (applied 10 migrations)\n")
-    assert run("db", "init").stdout == "data/mauto.db: already at schema version 10\n"
-    assert run("db", "migrate").stdout == "data/mauto.db: schema version 10 (migrations applied: none pending)\n"
+    assert (result.exit_code, result.stdout) == (0, "data/mauto.db: schema version 11 (applied 11 migrations)\n")
+    assert run("db", "init").stdout == "data/mauto.db: already at schema version 11\n"
+    assert run("db", "migrate").stdout == "data/mauto.db: schema version 11 (migrations applied: none pending)\n"
     info = json.loads(run("db", "info", "--format", "json").stdout)
     assert (info["path"], info["schema_version"], info["rows"]) == (
-        "data/mauto.db", 10, {"contacts": 0, "events": 0, "coupons": 0, "suppressions": 0, "workflow_versions": 0,
+        "data/mauto.db", 11, {"contacts": 0, "events": 0, "coupons": 0, "suppressions": 0, "workflow_versions": 0,
                              "workflows": 0, "enrollments": 0, "messages": 0, "calls": 0, "step_log": 0, "tasks": 0,
                              "segment_members": 0, "timers": 0, "runner_state": 1, "failures": 0,
                              "api_keys": 0, "soft_bounces": 0, "notifications_seen": 0,
@@ -54,7 +54,7 @@ def test_db_init_info_migrate(project: Path) -> None:
                                  "releases": 0, "release_files": 0, "release_blobs": 0, "held_events": 0,
                                  "workers": 0})
     text = run("db", "info").stdout
-    assert text.startswith("data/mauto.db: schema version 10 (this mauto: 10), wal, ") and "contacts" in text
+    assert text.startswith("data/mauto.db: schema version 11 (this mauto: 11), wal, ") and "contacts" in text
 
 
 def test_import_bad_line_7_then_skip_invalid(project: Path) -> None:
