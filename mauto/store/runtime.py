@@ -260,7 +260,8 @@ def due_enrollments(db: Any, until: datetime, contacts: list[str] | None = None)
 
 
 def enrollment_ids(db: Any, contact: str, workflow: str | None = None, in_flight: bool = False) -> list[str]:
-    sql = "SELECT id FROM enrollments WHERE contact = ?"
+    """The contact's enrollments (in `workflow`; `in_flight` ones only), oldest first."""
+    sql = "SELECT id, entered_at FROM enrollments WHERE contact = ?"
     args: list[Any] = [contact]
     if workflow is not None:
         sql += " AND workflow = ?"
@@ -268,7 +269,11 @@ def enrollment_ids(db: Any, contact: str, workflow: str | None = None, in_flight
     if in_flight:
         sql += f" AND state IN ({','.join('?' * len(IN_FLIGHT))})"
         args.extend(IN_FLIGHT)
-    return [row[0] for row in db.execute(sql + " ORDER BY entered_at, id", args)]
+    # Sorted here, not by an ORDER BY: with one, SQLite (no statistics: mauto runs no ANALYZE) reads the
+    # workflow's every enrollment through enrollments_workflow_entered to skip a sort of a few rows, and a tick
+    # enrolling N contacts took N² (docs/performance.md, "Enrolling on SQLite"); a contact has few enrollments.
+    rows = db.execute(sql, args).fetchall()
+    return [row[0] for row in sorted(rows, key=lambda row: (row[1], row[0]))]
 
 
 def open_goal_ids(db: Any, contact: str, at: datetime) -> list[str]:
