@@ -28,7 +28,7 @@ from typing import Any
 from mauto.errors import ExitCode
 from mauto.store import migrations
 from mauto.store.locations import open_store
-from mauto.store.sqlite import Store, StoreError
+from mauto.store.sqlite import NoStore, Store, StoreError
 
 CHUNK = 2000  # rows read and inserted at a time: memory stays flat however large the store
 SECRET = "unsubscribe_secret"  # the runner_state row creating a store writes: not a sign the target is in use
@@ -93,10 +93,16 @@ def copy_store(source: Store, target_location: str | Path, *, shown_target: str,
     made_file = file is not None and not file.exists()  # removed again if the copy fails
     if file is not None and file.is_dir():
         raise StoreError("is a folder: give the SQLite file to copy into", shown_target)
-    create = file is None or made_file or (file.stat().st_size == 0)  # an empty file is no store yet
+    create = made_file or (file is not None and file.stat().st_size == 0)  # an empty file is no store yet
     try:
-        target = open_store(target_location if file is None else file, create=create, shown=shown_target,
-                            password_env=password_env, timeout=source.timeout)
+        try:  # an existing store is opened as it is: one at an older version is refused, not migrated
+            target = open_store(target_location if file is None else file, create=create, shown=shown_target,
+                                password_env=password_env, timeout=source.timeout)
+        except NoStore:
+            if file is not None:
+                raise
+            target = open_store(target_location, create=True, shown=shown_target, password_env=password_env,
+                                timeout=source.timeout)  # an empty PostgreSQL database: the schema is made
     except BaseException:
         if made_file and file is not None:
             _remove_sqlite(file)

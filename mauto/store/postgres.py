@@ -25,7 +25,17 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from mauto.store import migrations
-from mauto.store.sqlite import TABLES, Clock, Rollback, Store, StoreError, StoreInfo, StoreLocked, wall_clock
+from mauto.store.sqlite import (
+    TABLES,
+    Clock,
+    NoStore,
+    Rollback,
+    Store,
+    StoreError,
+    StoreInfo,
+    StoreLocked,
+    wall_clock,
+)
 
 WORKER_LOCK = "mauto:worker:"  # + the worker's name: held by its session while it lives
 BASELINE = 8  # the schema version a new PostgreSQL store is created at, from SQLite's schema at that version
@@ -458,8 +468,8 @@ class PgStore(Store):
                 found = self._user_version()
                 if found is None:
                     if not create:
-                        raise StoreError("no mauto store in this database; create it with `mauto db init`",
-                                         self.shown)
+                        raise NoStore("no mauto store in this database; create it with `mauto db init`",
+                                      self.shown)
                     if self._has_tables():
                         raise StoreError("this database has tables of its own and no mauto schema: give mauto a "
                                          "database of its own", self.shown)

@@ -30,6 +30,10 @@ class StoreError(MautoError):
     exit_code = ExitCode.USAGE
 
 
+class NoStore(StoreError):
+    """There is no store at the location yet (no SQLite file; a PostgreSQL database without mauto's schema)."""
+
+
 class StoreLocked(StoreError):
     """Another process holds the database longer than the busy timeout."""
 
@@ -118,7 +122,7 @@ class Store:
         self.applied: list[int] = []  # migrations applied by this object
         if str(path) != ":memory:" and not self.path.exists():
             if not create:
-                raise StoreError("no store here; create it with `mauto db init`", self.shown)
+                raise NoStore("no store here; create it with `mauto db init`", self.shown)
             self.path.parent.mkdir(parents=True, exist_ok=True)
         connection = sqlite3.connect(str(path), timeout=timeout)
         # Text that is not UTF-8 (a row written by another program, or by hand) reads back with U+FFFD where

@@ -183,6 +183,21 @@ def test_a_target_at_another_schema_version_is_refused(source: Daemon, pg_cluste
     assert path.exists()
 
 
+def test_an_older_target_is_refused_and_not_migrated(source: Daemon, pg_cluster: Cluster) -> None:
+    url = pg_cluster.url()
+    open_store(url, create=True).close()
+    older = migrations.latest() - 1  # as a store written by the mauto before: its newest migration not applied
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute("DROP TABLE due_queue")
+        connection.execute("UPDATE mauto_schema SET version = %s", [older])
+    with pytest.raises(StoreError, match=f"^pg: this store has schema version {older}; this mauto needs "
+                                         f"{migrations.latest()}: run `mauto db migrate`$"):
+        copy_store(source.store, url, shown_target="pg")
+    with psycopg.connect(url, autocommit=True) as connection:
+        assert connection.execute("SELECT version FROM mauto_schema").fetchone() == (older,)
+        assert connection.execute("SELECT to_regclass('due_queue')").fetchone() == (None,)
+
+
 def test_what_a_store_counts_goes_on_after_the_copy(source: Daemon, pg_cluster: Cluster, tmp_path: Path) -> None:
     url = pg_cluster.url()
     copy_store(source.store, url, shown_target="pg")
