@@ -14,7 +14,8 @@ outbox's store work with as many workers.
    (history). That store is copied into PostgreSQL by `mauto.store.copy.copy_store` (checked row for row), and
    the tick at T + 1 min that enrolls the N contacts runs there, with the most workers asked for (each contact
    then waits at the workflow's first step, `wait: 1h`). (It runs there and not in SQLite, as bench_daemon does,
-   because SQLite's enrolling tick is quadratic today: see docs/scaling.md.) The tables that hold rows are
+   because SQLite's enrolling tick was quadratic when this was written; it is linear again: docs/performance.md,
+   "Enrolling on SQLite (issue 15)".) The tables that hold rows are
    analysed, and the database is kept as a template.
 
 2. Each round starts from a fresh clone of it (`CREATE DATABASE … TEMPLATE …`) and W worker processes, started
