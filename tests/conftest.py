@@ -105,7 +105,7 @@ def pg_cluster() -> Iterator[Cluster]:
 
 # The folders whose tests that take `store_kind` (the daemon's harness, tests/stats' stores, tests/store's
 # `store_location`) run on PostgreSQL too. A module elsewhere opts in with `pytestmark = pytest.mark.both_stores`
-# (the audits beside this file); serve stays on SQLite (`mauto serve` refuses a PostgreSQL store).
+# (the audits beside this file); tests/serve opts in per module (`both_stores`).
 BOTH_STORES = ("daemon", "driver", "stats", "release", "store")
 
 

@@ -50,7 +50,7 @@ from mauto.store.events import check_event
 from mauto.store.keys import PREFIX as KEY_PREFIX
 from mauto.store.keys import key_name
 from mauto.store.sqlite import Store, StoreError, stamp, wall_clock
-from mauto.store.writer import GroupWriter, WriterStopped
+from mauto.store.writer import GroupWriter, WriterStopped, schema_version
 
 log = logging.getLogger("mauto.serve")
 
@@ -91,7 +91,7 @@ class ServeConfig:
     """What the application needs; `mauto serve` makes it from the project, tests as they like."""
 
     project: Project
-    store_path: Path
+    store_path: Path | str  # the store: a SQLite file or a `postgresql://` URL (`mauto.store.store_path`)
     # the signing key of links (the daemon's: `unsubscribe_secret_env`, else the store's); never in a repr
     secret: str = field(repr=False)
     environ: dict[str, str] = field(default_factory=lambda: dict(os.environ), repr=False)
@@ -183,7 +183,8 @@ class Server:
         self.metrics = Metrics()
         project = config.project
         self.writer = GroupWriter(config.store_path, phone_region=project.phone_region,
-                                  shown=project.display(config.store_path), on_commit=self.metrics.committed)
+                                  shown=project.display(config.store_path), on_commit=self.metrics.committed,
+                                  password_env=project.data.get("store_password_env"), log=log)
         self.catalogue = project.events
         self.zone = project.timezone
         self.provider_secrets = config.provider_secrets()
@@ -224,8 +225,10 @@ class Server:
             log.error("the store failed: %s", error)
             raise Refused(503, "the store is unavailable; try again shortly", {"Retry-After": "5"}) from None
         except Exception as error:
-            if type(error).__module__.startswith("sqlite3"):
-                log.error("the store failed: %s", error)
+            # The driver's own errors (SQLite's, psycopg's: a deadlock lost three times, a lock held past 5 s,
+            # a constraint): the store's, never the request's; a 5xx that says to retry, not a 500.
+            if type(error).__module__.startswith(("sqlite3", "psycopg")):
+                log.error("the store failed: %s", _first_line(error))
                 raise Refused(503, "the store is unavailable; try again shortly", {"Retry-After": "5"}) from None
             raise
 
@@ -239,13 +242,14 @@ class Server:
                 return bool(await asyncio.shield(future))
         except TimeoutError:
             def later(done: asyncio.Future[bool]) -> None:
-                if not done.cancelled() and done.exception() is not None:
-                    log.error("%s not recorded: %s", what, done.exception())
+                failure = None if done.cancelled() else done.exception()
+                if failure is not None:
+                    log.error("%s not recorded: %s", what, _first_line(failure))
 
             future.add_done_callback(later)
             return False
         except Exception as error:  # noqa: BLE001 - the person still gets the pixel or the page they asked for
-            log.error("%s not recorded: %s", what, error)
+            log.error("%s not recorded: %s", what, _first_line(error))
             return False
 
     async def authenticate(self, request: Request) -> str:
@@ -283,7 +287,7 @@ class Server:
     # --- health and metrics ---------------------------------------------------------------------------------
 
     async def healthz(self, request: Request) -> Response:
-        version = await self.write(lambda store: store.db.execute("PRAGMA user_version").fetchone()[0])
+        version = await self.write(schema_version)
         return _json(200, {"status": "ok", "schema_version": version})
 
     async def metrics_page(self, request: Request) -> Response:
@@ -530,11 +534,24 @@ class Server:
 
     # --- providers and inbound SMS --------------------------------------------------------------------------
 
-    async def record_feedback(self, items: Iterable[Feedback]) -> list[recorded.Recorded]:
+    async def record_feedback(self, items: Iterable[Feedback], provider: str = "",
+                              once: tuple[str, str] | None = None) -> list[recorded.Recorded]:
+        """Record what a provider said; with `once` (a token signed for one use, and the reason a replay is
+        refused with), 401 when the store holds the token already: another server of the store, or this one
+        before a restart, took it (its memory of tokens is its own)."""
         at = self.config.now()
         limit = self.settings.soft_bounce_limit
         items = list(items)
-        done = await self.write(lambda store: [recorded.record(store, item, at, limit) for item in items])
+
+        def job(store: Store) -> list[recorded.Recorded] | None:
+            if once is not None and recorded.seen(store.db, f"{provider}-token", once[0], stamp(at)):
+                return None
+            return [recorded.record(store, item, at, limit) for item in items]
+
+        done = await self.write(job)
+        if done is None:
+            assert once is not None
+            raise Refused(401, once[1])
         for item, result in zip(items, done, strict=True):
             if not result.duplicate:
                 self.metrics.feedback.labels(item.provider, item.kind).inc()
@@ -564,7 +581,7 @@ class Server:
                 await asyncio.to_thread(providers.confirm, parsed.confirm_url, self.config.fetch)
         except providers.Rejected as refused:
             raise Refused(refused.status, refused.reason) from None
-        done = await self.record_feedback(parsed.feedback)
+        done = await self.record_feedback(parsed.feedback, name, parsed.once)
         if parsed.answer is not None:
             media, content = parsed.answer
             return Response(content, 200, media_type=media)
@@ -589,6 +606,13 @@ class Server:
         if done[0].note == "not a phone number":
             raise Refused(422, f"`from`: `{sender[:40]}` is not a phone number")
         return _json(200, {"stop": True, "unsubscribed": done[0].event is not None})
+
+
+def _first_line(error: BaseException) -> str:
+    """An error of the store's driver for the log: its first line only (psycopg's next ones, `DETAIL: Key
+    (id)=(…)`, would carry what a request sent)."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def _receives(whom: dict[str, Any]) -> bool:

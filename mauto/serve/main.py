@@ -10,15 +10,13 @@ from mauto.config import Project
 from mauto.errors import MautoError, UsageError
 from mauto.serve.app import ServeConfig, create_app
 from mauto.store import runtime
+from mauto.store.postgres import PgStore
 from mauto.store.sqlite import Store
 
 
 def serve_config(project: Project, store: Store) -> ServeConfig:
-    """The server's configuration; MautoError when it cannot serve (no key to check links with, or a PostgreSQL
-    store: the server's group writer is SQLite's for now)."""
-    if store.dialect != "sqlite":
-        raise MautoError("mauto serve runs against a SQLite store only, for now: its group writer commits through "
-                         "SQLite (docs/store.md, PostgreSQL)", store.shown)
+    """The server's configuration, for the store `store` is open on (a SQLite file or a PostgreSQL database: its
+    writer opens a connection of its own there); MautoError when it cannot serve (no key to check links with)."""
     with store.guard():
         secret = runtime.signing_secret(store.db, os.environ, project.data.get("unsubscribe_secret_env"))
     if secret is None:
@@ -29,7 +27,7 @@ def serve_config(project: Project, store: Store) -> ServeConfig:
     if not project.serve.public_url:
         logging.getLogger("mauto.serve").warning(
             "serve.public_url is not set in mauto.yaml: messages carry no links to this server")
-    return ServeConfig(project, store.path, secret)
+    return ServeConfig(project, store.url if isinstance(store, PgStore) else store.path, secret)
 
 
 MAX_CONNECTIONS = 1000  # past this, uvicorn answers 503 at once: slow clients cannot take every socket

@@ -71,7 +71,7 @@ import urllib.parse
 import urllib.request
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from email.message import Message
 from functools import lru_cache
@@ -131,6 +131,9 @@ class Parsed:
     feedback: list[Feedback]
     confirm_url: str | None = None  # SNS SubscriptionConfirmation: the SubscribeURL to GET (it was checked)
     answer: tuple[str, bytes] | None = None  # (content type, body) when the provider expects one (Twilio)
+    # a token the provider signs for one use only (Mailgun's), and the reason a second use is refused with: this
+    # process remembers it, and the store too (`mauto serve` restarted, or several servers on one store)
+    once: tuple[str, str] | None = field(default=None, compare=False)
 
 
 Parser = Callable[[ProviderRequest, Mapping[str, str], datetime, Fetch], Parsed]
@@ -635,6 +638,7 @@ def _sendgrid_event(value: Any) -> Feedback | None:
 
 _MAILGUN_TOKEN = re.compile(r"[\x21-\x7e]{1,256}")
 _HEX_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+REPLAYED_MAILGUN_TOKEN = "this Mailgun token was used before: a replay"
 _tokens: OrderedDict[str, datetime] = OrderedDict()  # token -> when it stops being fresh
 _tokens_lock = threading.Lock()
 
@@ -668,7 +672,7 @@ def _mailgun_signed(block: dict[str, Any], key: str, now: datetime) -> None:
     if not any(matches):
         raise Rejected(401, "the Mailgun signature does not verify")
     if not _first_use(token, moment + MAILGUN_WINDOW, now):
-        raise Rejected(401, "this Mailgun token was used before: a replay")
+        raise Rejected(401, REPLAYED_MAILGUN_TOKEN)
 
 
 def _mailgun(request: ProviderRequest, secrets: Mapping[str, str], now: datetime, fetch: Fetch) -> Parsed:
@@ -680,7 +684,8 @@ def _mailgun(request: ProviderRequest, secrets: Mapping[str, str], now: datetime
     if not isinstance(block, dict):
         raise Rejected(401, "the Mailgun signature block is missing")
     _mailgun_signed(block, key, now)
-    return Parsed(_mailgun_event(_object(payload.get("event-data"), "the Mailgun event-data")))
+    return Parsed(_mailgun_event(_object(payload.get("event-data"), "the Mailgun event-data")),
+                  once=(str(block["token"]), REPLAYED_MAILGUN_TOKEN))
 
 
 def _mailgun_kind(event: dict[str, Any]) -> str | None:

@@ -79,12 +79,16 @@ def unsubscribe(store: Store, contact_id: str, channel: str, at: datetime, prope
                      [contact_id]).fetchone()
     if row is None:
         return False
-    address, consent = row
+    address = row[0]
     suppressed = store.suppress(address, channel, "unsubscribed") if address else False
-    if not consent and not suppressed:
-        return False
     now = stamp(at)
-    db.execute(f"UPDATE contacts SET {CONSENT[channel]} = 0, updated_at = ? WHERE id = ?", [now, contact_id])
+    # The consent turned off only where it is on, in the same statement: of two servers unsubscribing the
+    # contact at once (PostgreSQL), the second waits for the first's row and then changes nothing, so the
+    # `unsubscribed` event is written once.
+    changed = db.execute(f"UPDATE contacts SET {CONSENT[channel]} = 0, updated_at = ? WHERE id = ? AND "
+                         f"{CONSENT[channel]} != 0", [now, contact_id]).rowcount
+    if not changed and not suppressed:
+        return False
     add_event(db, contact_id, "unsubscribed", at, {"channel": channel, **properties}, now)
     return True
 
@@ -221,16 +225,16 @@ def _soft_bounce(store: Store, address: str, channel: str, when: datetime, limit
     db = store.db
     digest = address_hash(address, channel, store.phone_region)
     at = stamp(when)
-    row = db.execute("SELECT count, first_at FROM soft_bounces WHERE address_hash = ? AND channel = ?",
-                     [digest, channel]).fetchone()
-    count, first = 1, at
-    if row is not None and abs(when - datetime.fromisoformat(row[1])).days < SOFT_BOUNCE_WINDOW_DAYS:
-        count, first = row[0] + 1, min(row[1], at)
-    db.execute("INSERT INTO soft_bounces (address_hash, channel, count, first_at, last_at) VALUES (?, ?, ?, ?, ?) "
-               "ON CONFLICT (address_hash, channel) DO UPDATE SET count = excluded.count, "
-               "first_at = excluded.first_at, last_at = CASE WHEN excluded.last_at > soft_bounces.last_at "
-               "THEN excluded.last_at ELSE soft_bounces.last_at END",  # max(): PostgreSQL has no scalar max
-               [digest, channel, count, first, at])
+    # Counted in the upsert itself: two servers counting bounces of one address at once (PostgreSQL) each add
+    # one, where a read then a write would lose one. CASE for min() and max(): PostgreSQL has no scalar ones.
+    within = f"abs(julianday(excluded.first_at) - julianday(soft_bounces.first_at)) < {SOFT_BOUNCE_WINDOW_DAYS}"
+    count = int(db.execute(
+        "INSERT INTO soft_bounces (address_hash, channel, count, first_at, last_at) VALUES (?, ?, 1, ?, ?) "
+        f"ON CONFLICT (address_hash, channel) DO UPDATE SET count = CASE WHEN {within} THEN soft_bounces.count + 1 "
+        f"ELSE 1 END, first_at = CASE WHEN NOT ({within}) OR excluded.first_at < soft_bounces.first_at THEN "
+        "excluded.first_at ELSE soft_bounces.first_at END, last_at = CASE WHEN excluded.last_at > "
+        "soft_bounces.last_at THEN excluded.last_at ELSE soft_bounces.last_at END RETURNING count",
+        [digest, channel, at, at]).fetchone()[0])
     if count >= limit:
         return store.suppress(address, channel, f"{reason}: {count} soft bounces")
     return False

@@ -287,7 +287,7 @@ class PgDatabase:
             self.changes += max(cursor.rowcount, 0)
         if wants_id:
             row = cursor.fetchone()
-            return Cursor(_Done(), int(row[0]) if row is not None else None)
+            return Cursor(_Done(cursor.rowcount), int(row[0]) if row is not None else None)
         return Cursor(cursor)
 
     def executemany(self, sql: str, rows: Any) -> Cursor:
@@ -297,7 +297,7 @@ class PgDatabase:
             return Cursor(_Done())
         cursor.executemany(translate(sql), rows)
         self.changes += max(cursor.rowcount, 0)
-        return Cursor(_Done())
+        return Cursor(_Done(cursor.rowcount))
 
     def query(self, sql: str, parameters: Any = ()) -> Iterator[dict[str, Any]]:
         cursor = self.execute(sql, parameters)
@@ -313,8 +313,12 @@ class PgDatabase:
 
 
 class _Done:
+    """A statement whose rows were read already (or that returns none), with how many it changed."""
+
     description = None
-    rowcount = -1
+
+    def __init__(self, rowcount: int = -1) -> None:
+        self.rowcount = rowcount
 
 
 def _parameters(parameters: Any) -> Any:
@@ -445,7 +449,11 @@ class PgStore(Store):
         self.now = now or wall_clock
         self.timeout = timeout
         self.applied = []
-        options: dict[str, Any] = {"autocommit": True, "connect_timeout": max(1, int(timeout))}
+        # TCP keepalives and a user timeout: a network cut that never closes the socket ends the connection in
+        # about a minute (a server's writer then reconnects), instead of when the OS gives up, hours later
+        options: dict[str, Any] = {"autocommit": True, "connect_timeout": max(1, int(timeout)), "keepalives": 1,
+                                   "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3,
+                                   "tcp_user_timeout": 60_000}
         if password is not None:
             options["password"] = password
         try:

@@ -165,15 +165,6 @@ def test_a_store_from_a_newer_mauto_is_refused_untouched(pg_cluster: Cluster) ->
         open_store(url)
 
 
-def test_mauto_serve_says_it_needs_a_sqlite_store(pg_cluster: Cluster, tmp_path: Path) -> None:
-    from mauto.config import load_project
-    from mauto.serve.main import serve_config
-
-    project = _project(tmp_path, pg_cluster.url())
-    with PgStore(pg_cluster.url(), create=True) as store, pytest.raises(Exception, match="SQLite store only"):
-        serve_config(load_project(project), store)
-
-
 # --- one tick at a time: the advisory lock ---------------------------------------------------------------------
 
 

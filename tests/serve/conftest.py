@@ -1,5 +1,6 @@
 """A project served by a real uvicorn on 127.0.0.1 (in a thread of the test process), driven by httpx; its
-store is real, the daemon ticks against it and sends through a real SMTP server (aiosmtpd)."""
+store is real (a SQLite file, or a PostgreSQL database on the tests' cluster for the modules marked
+`both_stores`), the daemon ticks against it and sends through a real SMTP server (aiosmtpd)."""
 from __future__ import annotations
 
 import json
@@ -21,7 +22,7 @@ from mauto.config import load_project
 from mauto.daemon.tick import tick
 from mauto.deploy import deploy
 from mauto.serve.app import ServeConfig, create_app
-from mauto.store import Store
+from mauto.store import open_store
 from mauto.store.contacts import import_contacts
 from mauto.store.keys import create_key
 from tests.daemon.harness import write
@@ -79,13 +80,14 @@ def free_socket() -> socket.socket:
 class Served:
     """The project, its store, the server and a client. `tick(now)` runs the daemon against the same store."""
 
-    def __init__(self, root: Path, smtp: SmtpServer, serve_yaml: str = "") -> None:
+    def __init__(self, root: Path, smtp: SmtpServer, serve_yaml: str = "", store_url: str | None = None) -> None:
+        """`store_url`: a PostgreSQL database for the store (tests/pg.py), instead of `mauto.db` in `root`."""
         self.root, self.smtp = root, smtp
         self.sock = free_socket()
         self.port = self.sock.getsockname()[1]
         self.base = f"http://{HOST}:{self.port}"
         write(root / "mauto.yaml", textwrap.dedent(f"""\
-            store: mauto.db
+            store: {store_url or "mauto.db"}
             timezone: UTC
             sender: {{email: "Shop <shop@example.com>", sms: SHOP}}
             channels:
@@ -117,7 +119,8 @@ class Served:
         ]) + "\n")
         self.project = load_project(root / "mauto.yaml")
         self.deployed = datetime.now(UTC) - timedelta(days=1)
-        self.store = Store(root / "mauto.db", create=True, timeout=5.0)
+        self.location: str | Path = store_url or root / "mauto.db"
+        self.store = open_store(self.location, create=True, timeout=5.0)
         deploy(self.project, self.store, self.deployed)
         result = import_contacts(self.store, root / "contacts.jsonl", fields=self.project.contact_fields,
                                  zone=self.project.timezone)
@@ -129,7 +132,7 @@ class Served:
         self.client = httpx.Client(base_url=self.base, timeout=10.0)
 
     def config(self, **options: Any) -> ServeConfig:
-        return ServeConfig(self.project, self.root / "mauto.db", SECRET, **options)
+        return ServeConfig(self.project, self.location, SECRET, **options)
 
     def start(self, **options: Any) -> Served:
         self.app = create_app(self.config(**options))
@@ -180,9 +183,17 @@ def smtp() -> Iterator[SmtpServer]:
         yield server
 
 
+def store_url(store_kind: str, request: pytest.FixtureRequest) -> str | None:
+    """A fresh PostgreSQL database's URL for `store_kind` postgresql (tests/conftest.py), else None (SQLite)."""
+    return str(request.getfixturevalue("pg_cluster").url()) if store_kind == "postgresql" else None
+
+
 @pytest.fixture
-def served(tmp_path: Path, smtp: SmtpServer) -> Iterator[Served]:
-    harness = Served(tmp_path, smtp).start()
+def served(tmp_path: Path, smtp: SmtpServer, store_kind: str, request: pytest.FixtureRequest,
+           monkeypatch: pytest.MonkeyPatch) -> Iterator[Served]:
+    """The project served, on the store `store_kind` names (SQLite but in the modules marked `both_stores`)."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # a PostgreSQL store's releases go there
+    harness = Served(tmp_path, smtp, store_url=store_url(store_kind, request)).start()
     try:
         yield harness
     finally:

@@ -7,10 +7,14 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import httpx
+import pytest
 
 from mauto.links import Signer
+from mauto.store import migrations
 from mauto.store.keys import create_key, revoke_key
 from tests.serve.conftest import HOST, SECRET, Served
+
+pytestmark = pytest.mark.both_stores  # the endpoints on SQLite and on PostgreSQL (`served`)
 
 AT = "2026-12-01T10:00:00+00:00"
 
@@ -235,7 +239,8 @@ def test_an_inbound_stop_unsubscribes_the_number_from_sms(served: Served) -> Non
 
 
 def test_health_metrics_and_unknown_paths(served: Served) -> None:
-    assert served.client.get("/healthz").json() == {"status": "ok", "schema_version": 11}
+    # the version the store holds, read from it: SQLite's PRAGMA user_version, PostgreSQL's mauto_schema
+    assert served.client.get("/healthz").json() == {"status": "ok", "schema_version": migrations.latest()}
     served.post_events(_event())
     metrics = served.client.get("/metrics")
     assert metrics.status_code == 200 and metrics.headers["content-type"].startswith("text/plain")
@@ -276,15 +281,28 @@ def test_httpx_against_the_real_port(served: Served) -> None:
         assert client.get(f"http://{HOST}:{served.port}/healthz").status_code == 200
 
 
-def test_a_click_redirects_and_a_pixel_answers_even_while_the_store_is_locked(served: Served) -> None:
-    import sqlite3
+def _hold_the_events(served: Served):
+    """Another connection holding what the writer needs to record an event, in a transaction left open: SQLite's
+    write lock (`mauto contacts import`, or a long tick), PostgreSQL's lock on the events table."""
+    if served.store.dialect == "sqlite":
+        import sqlite3
 
+        holder = sqlite3.connect(served.root / "mauto.db")
+        holder.execute("BEGIN IMMEDIATE")
+        return holder
+    import psycopg
+
+    holder = psycopg.connect(str(served.location))
+    holder.execute("LOCK TABLE events IN EXCLUSIVE MODE")  # reads go on, writes wait
+    return holder
+
+
+def test_a_click_redirects_and_a_pixel_answers_even_while_the_store_is_locked(served: Served) -> None:
     link = _sent(served, "ben")
     ref = Signer(SECRET).check_unsubscribe(link.rsplit("/", 1)[1]) or ""
     click = Signer(SECRET).click(ref, "https://shop.example/x")
     assert served.client.head(f"/c/{click}").status_code == 302  # a link checker's HEAD: no click
-    holder = sqlite3.connect(served.root / "mauto.db")
-    holder.execute("BEGIN IMMEDIATE")  # `mauto contacts import`, or a long tick, holding the write lock
+    holder = _hold_the_events(served)
     try:
         started = time.monotonic()
         answer = served.client.get(f"/c/{click}")

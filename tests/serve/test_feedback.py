@@ -12,12 +12,15 @@ from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from mauto.cli import app
 from mauto.feedback import COMPLAINT, DELIVERED, HARD_BOUNCE, SMS_STOP, SOFT_BOUNCE, Feedback
 from mauto.store.feedback import record
-from tests.serve.conftest import Served
+from tests.serve.conftest import Served, store_url
+
+pytestmark = pytest.mark.both_stores  # recorded on SQLite and on PostgreSQL (`served`, `store_kind`)
 
 DATA = Path(__file__).parent / "bounce_data"
 MAILGUN_KEY = "key-0123456789abcdef"
@@ -116,8 +119,9 @@ def _mailgun(ref: str, event: str = "failed", severity: str = "permanent") -> by
                                       "user-variables": {"mauto_ref": ref}}}).encode()
 
 
-def test_a_signed_mailgun_webhook_is_recorded_and_a_forged_one_refused(tmp_path, smtp) -> None:
-    served = Served(tmp_path, smtp, PROVIDERS).start(environ={"MG_KEY": MAILGUN_KEY, "TW_TOKEN": TWILIO_TOKEN})
+def test_a_signed_mailgun_webhook_is_recorded_and_a_forged_one_refused(tmp_path, smtp, store_kind, request) -> None:
+    served = Served(tmp_path, smtp, PROVIDERS, store_url(store_kind, request)).start(
+        environ={"MG_KEY": MAILGUN_KEY, "TW_TOKEN": TWILIO_TOKEN})
     try:
         ref = _sent(served)
         answer = served.client.post("/v1/providers/mailgun", content=_mailgun(ref),
@@ -134,8 +138,31 @@ def test_a_signed_mailgun_webhook_is_recorded_and_a_forged_one_refused(tmp_path,
         served.stop()
 
 
-def test_twilio_signs_the_public_url_not_the_one_behind_the_proxy(tmp_path, smtp) -> None:
-    served = Served(tmp_path, smtp, PROVIDERS).start(environ={"MG_KEY": MAILGUN_KEY, "TW_TOKEN": TWILIO_TOKEN})
+def test_a_mailgun_token_is_used_once_across_restarts_and_servers(tmp_path, smtp, store_kind, request) -> None:
+    # Mailgun signs the timestamp and the token, not the event: a signature seen once must not carry another
+    # event, on this server after a restart (its memory of tokens gone) or on another server of the same store.
+    from mauto.serve import providers
+
+    served = Served(tmp_path, smtp, PROVIDERS, store_url(store_kind, request)).start(
+        environ={"MG_KEY": MAILGUN_KEY, "TW_TOKEN": TWILIO_TOKEN})
+    try:
+        ref = _sent(served)
+        signed = json.loads(_mailgun(ref))
+        answer = served.client.post("/v1/providers/mailgun", json=signed)
+        assert (answer.status_code, answer.json()) == (200, {"recorded": 1, "duplicates": 0, "unmatched": 0})
+        providers._tokens.clear()  # what another `mauto serve` process (or this one restarted) remembers
+        forged = json.loads(_mailgun(ref, "complained"))
+        forged["signature"] = signed["signature"]
+        answer = served.client.post("/v1/providers/mailgun", json=forged)
+        assert (answer.status_code, answer.json()) == (401, {"error": "this Mailgun token was used before: a replay"})
+        assert served.events("email_complained") == []
+    finally:
+        served.stop()
+
+
+def test_twilio_signs_the_public_url_not_the_one_behind_the_proxy(tmp_path, smtp, store_kind, request) -> None:
+    served = Served(tmp_path, smtp, PROVIDERS, store_url(store_kind, request)).start(
+        environ={"MG_KEY": MAILGUN_KEY, "TW_TOKEN": TWILIO_TOKEN})
     try:
         params = {"From": "+33612345678", "Body": "STOP", "MessageSid": "SM" + "0" * 32}
         url = served.project.serve.public_url + "/v1/providers/twilio"

@@ -6,7 +6,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
+import pytest
+
 from tests.serve.conftest import Served
+
+pytestmark = pytest.mark.both_stores  # the endpoints on SQLite and on PostgreSQL (`served`)
 
 
 def _parts(received) -> dict[str, str]:
