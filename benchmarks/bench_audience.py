@@ -1,11 +1,17 @@
 """Audiences in SQL, on both stores: `contacts list --where` (iter_contacts), the daemon's segment query (the ids
 a segment may hold, `audience_ids`) and a date trigger's candidates, over 100,000 and 1,000,000 contacts in a
-SQLite file and in a PostgreSQL database (a throwaway cluster, tests/pg.py), without and then with the indexes
-docs/store.md proposes (`audience_sql.index_sql`, created here); and the tick's preparation of a date trigger
+SQLite file and in a PostgreSQL database (a throwaway cluster, tests/pg.py), without and then with the audience
+indexes, made as a user makes them: `mauto db index country score` (`indexes.field_indexes`) and `mauto deploy`
+of a birthday workflow (which makes its trigger's index); and the tick's preparation of a date trigger
 (Driver.schedule over the store's ports) reading every contact, as before, or only the candidates.
 
     .venv/bin/python benchmarks/bench_audience.py [--sizes 100000,1000000] [--stores sqlite,postgresql]
         [--python-up-to 100000] [--prepare-at 100000] [--repeat 3]
+
+While the indexes are made, another connection updates one contact every 50 ms: the longest it waited is
+what the build costs the daemons' writes (SQLite: the deploy's transaction holds the file; PostgreSQL: the
+builds are concurrent). On PostgreSQL the birthday index is also built once with a plain CREATE INDEX (in a
+transaction, as a deploy would without CONCURRENTLY), to compare, then dropped before the deploy.
 
 Each figure is the best of --repeat runs. `count` is `SELECT count(*)` of the query's condition, `ids` the
 query the daemon's segment check runs (the contacts it keeps, with the doubt column), `list` the whole command
@@ -20,8 +26,10 @@ import argparse
 import contextlib
 import json
 import random
+import sqlite3
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -31,13 +39,13 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.machine import machine  # noqa: E402
-from mauto.config import BUILTIN_FIELDS  # noqa: E402
-from mauto.store import Store, audience_sql, open_store  # noqa: E402
+from mauto.config import BUILTIN_FIELDS, load_project  # noqa: E402
+from mauto.deploy import GitInfo, deploy  # noqa: E402
+from mauto.store import Store, audience_sql, indexes, open_store  # noqa: E402
 from mauto.store.audience_sql import (  # noqa: E402
     audience_ids,
     compile_where,
     date_trigger_candidates,
-    index_sql,
     indexed_fields,
 )
 from mauto.store.contacts import iter_contacts  # noqa: E402
@@ -53,10 +61,17 @@ EXPRESSIONS = [
     "has_event('order_placed', within='30d')",
     "contact.score > 50 and has_event('order_placed', within='30d', where=\"event.total > 50\")",
 ]
-# (field, declared, a date trigger's `every`): the fields compared with a value few contacts hold, and the
-# birthday trigger's key. Not last_order_at: a third of the contacts ordered in the last 30 days, and an index
-# search for a third of the table is slower than reading it (measured: docs/performance.md).
-INDEXES = [("country", "string", None), ("score", "integer", None), ("birthday", "date", "year")]
+# The fields compared with a value few contacts hold (`mauto db index country score`); the birthday trigger's key
+# is the deploy's. Not last_order_at: a third of the contacts ordered in the last 30 days, and an index search
+# for a third of the table is slower than reading it (measured: docs/performance.md).
+FIELD_INDEXES = ["country", "score"]
+PROJECT = {
+    "mauto.yaml": 'timezone: Europe/Paris\nsender: {email: "Shop <shop@example.com>"}\n'
+                  'unsubscribe_url: "https://example.com/u/{{ token }}"\n'
+                  "contact_fields: {country: string, last_order_at: datetime, birthday: date}\n",
+    "templates/birthday/hello.email.html": '---\nsubject: "Happy birthday"\n---\n<p>Happy birthday</p>'
+                                           '<a href="{{ unsubscribe_url }}">u</a>\n',
+}
 BIRTHDAY = {"field": "birthday", "every": "year", "at": "09:00"}
 WORKFLOW = """\
 id: birthday
@@ -222,6 +237,76 @@ def measure(store: Store, size: int, options: argparse.Namespace, report: dict[s
                   f"{report[key]:.3f} s ({report['queued']} queued)", flush=True)
 
 
+class Writer:
+    """Another connection updating one contact every 50 ms while it runs (a daemon's writes): the longest one
+    took `longest` seconds (it waited for the index build, or not)."""
+
+    def __init__(self, location: str | Path) -> None:
+        self.location, self.longest, self.writes = location, 0.0, 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self) -> None:
+        if isinstance(self.location, Path):
+            connection: Any = sqlite3.connect(self.location, timeout=600, isolation_level=None)
+        else:
+            import psycopg
+
+            connection = psycopg.connect(str(self.location), autocommit=True)
+        with contextlib.closing(connection):
+            while not self.stop.is_set():
+                started = time.perf_counter()
+                connection.execute("UPDATE contacts SET updated_at = updated_at WHERE id = 'c0000001'")
+                self.longest = max(self.longest, time.perf_counter() - started)
+                self.writes += 1
+                self.stop.wait(0.05)
+
+    def __enter__(self) -> Writer:
+        self.thread.start()
+        time.sleep(0.2)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
+def make_indexes(store: Store, root: Path) -> dict[str, Any]:
+    """The field indexes as `mauto db index country score` makes them, then the birthday trigger's as `mauto
+    deploy` of its workflow makes it (PostgreSQL: first once with a plain CREATE INDEX, to compare), each with a
+    writer alongside; their times, and the writer's longest wait."""
+    made: dict[str, Any] = {}
+    location = getattr(store, "url", store.path)  # the writer's own connection to the same store
+    with Writer(location) as writer:
+        for change in indexes.field_indexes(store, FIELDS, FIELD_INDEXES):
+            made[change.name] = change.seconds
+    made["fields_longest_write"] = writer.longest
+    birthday = indexes.IndexSpec("birthday", "date", "year")
+    if store.dialect == "postgresql":
+        with Writer(location) as writer:
+            started = time.perf_counter()
+            with store.transaction() as db:
+                db.execute(birthday.statement(store.dialect))
+            made["plain"] = time.perf_counter() - started
+        made["plain_longest_write"] = writer.longest
+        store.db.execute(f'DROP INDEX "{birthday.name}"')
+    for name, text in {**PROJECT, "workflows/birthday.yaml": WORKFLOW}.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text, encoding="utf-8")
+    with Writer(location) as writer:
+        started = time.perf_counter()
+        result = deploy(load_project(root / "mauto.yaml"), store, NOW, GitInfo())
+        made["deploy"] = time.perf_counter() - started
+    made["deploy_longest_write"] = writer.longest
+    [change] = result.indexes
+    assert change.action == "made", change
+    made[change.name] = change.seconds
+    if store.dialect == "postgresql":
+        store.db.execute("ANALYZE contacts")
+    print(f"{store.dialect}: " + ", ".join(f"{name} {value:.2f} s" for name, value in made.items()), flush=True)
+    return made
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--sizes", default="100000,1000000")
@@ -245,26 +330,25 @@ def main() -> None:
                     print(f"PostgreSQL {server}")
                 print(f"{kind}: built {size:,} contacts in {time.perf_counter() - started:.1f} s", flush=True)
                 measure(store, size, options, results.setdefault((kind, size, "none"), {}), True)
-                started = time.perf_counter()
-                with store.transaction() as db:
-                    for name, declared, every in INDEXES:
-                        db.execute(index_sql(name, store.dialect, declared, every=every))
-                if kind == "postgresql":
-                    store.db.execute("ANALYZE contacts")
-                took = time.perf_counter() - started
-                print(f"{kind}: {len(INDEXES)} indexes made in {took:.1f} s", flush=True)
-                measured = results.setdefault((kind, size, "indexed"), {"made": took})
+                measured = results.setdefault((kind, size, "indexed"), {})
+                measured["made"] = make_indexes(store, Path(folder) / f"project-{kind}-{size}")
                 measure(store, size, options, measured, False)
+                started = time.perf_counter()
+                listed = indexes.list_indexes(store, FIELDS)
+                measured["listed"] = time.perf_counter() - started
+                print(f"  mauto db index (the list, with sizes): {measured['listed']:.3f} s: "
+                      + ", ".join(f"{index.name} {index.size or 0:,} bytes" for index in listed), flush=True)
                 store.close()
     table(results)
 
 
 def table(results: dict[tuple[str, int, str], dict[str, Any]]) -> None:
     print()
-    print("| store | contacts | expression | found | count | ids | list | with indexes: count | ids | Python list |")
-    print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|")
-    for (kind, size, indexes), figures in results.items():
-        if indexes != "none":
+    print("| store | contacts | expression | found | count | ids | list | with indexes: count | ids | list | "
+          "Python list |")
+    print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for (kind, size, made_with), figures in results.items():
+        if made_with != "none":
             continue
         indexed = results.get((kind, size, "indexed"), {})
         for source in EXPRESSIONS:
@@ -272,24 +356,31 @@ def table(results: dict[tuple[str, int, str], dict[str, Any]]) -> None:
             python = f"{plain['python']:.2f} s" if "python" in plain else "-"
             print(f"| {kind} | {size:,} | `{source}` | {plain['found']:,} | {plain['count']:.3f} s | "
                   f"{plain['ids']:.3f} s | {plain['list']:.3f} s | {fast.get('count', float('nan')):.3f} s | "
-                  f"{fast.get('ids', float('nan')):.3f} s | {python} |")
+                  f"{fast.get('ids', float('nan')):.3f} s | {fast.get('list', float('nan')):.3f} s | {python} |")
         print(f"| {kind} | {size:,} | birthday trigger's candidates (a minute) | {figures['date_found']:,} | - | "
-              f"{figures['date']:.3f} s | - | - | {indexed.get('date', float('nan')):.3f} s | - |")
+              f"{figures['date']:.3f} s | - | - | {indexed.get('date', float('nan')):.3f} s | - | - |")
     print()
     print("| store | contacts | tick prepare, birthday trigger: every contact (before) | candidates | "
           "candidates, indexed | queued |")
     print("|---|---:|---:|---:|---:|---:|")
-    for (kind, size, indexes), figures in results.items():
-        if indexes == "none" and "prepare_every" in figures:
+    for (kind, size, made_with), figures in results.items():
+        if made_with == "none" and "prepare_every" in figures:
             indexed = results.get((kind, size, "indexed"), {})
             print(f"| {kind} | {size:,} | {figures['prepare_every']:.2f} s | {figures['prepare_near']:.3f} s | "
                   f"{indexed.get('prepare_near', float('nan')):.3f} s | {figures['queued']} |")
     print()
-    print("| store | contacts | indexes made in |")
-    print("|---|---:|---:|")
-    for (kind, size, indexes), figures in results.items():
-        if indexes == "indexed":
-            print(f"| {kind} | {size:,} | {figures['made']:.1f} s |")
+    print("| store | contacts | db index country | score | deploy (birthday index) | of which the index | "
+          "longest write meanwhile: fields | deploy | plain CREATE INDEX | longest write meanwhile | list |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for (kind, size, made_with), figures in results.items():
+        if made_with == "indexed":
+            made = figures["made"]
+            plain = f"{made['plain']:.1f} s | {made['plain_longest_write']:.2f} s" if "plain" in made else "- | -"
+            print(f"| {kind} | {size:,} | {made['contacts_field_country']:.1f} s | "
+                  f"{made['contacts_field_score']:.1f} s | {made['deploy']:.1f} s | "
+                  f"{made['contacts_date_birthday_year']:.1f} s | "
+                  f"{made['fields_longest_write']:.2f} s | {made['deploy_longest_write']:.2f} s | {plain} | "
+                  f"{figures['listed']:.3f} s |")
 
 
 if __name__ == "__main__":

@@ -381,7 +381,8 @@ class Channel(str, Enum):
     sms = "sms"
 
 
-db_app = typer.Typer(help="The store (SQLite or PostgreSQL): create, migrate, describe, copy.", no_args_is_help=True)
+db_app = typer.Typer(help="The store (SQLite or PostgreSQL): create, migrate, describe, copy, index.",
+                     no_args_is_help=True)
 contacts_app = typer.Typer(help="Contacts in the store: import, show, list, unsubscribe, erase, export.",
                            no_args_is_help=True)
 events_app = typer.Typer(help="Events in the store.", no_args_is_help=True)
@@ -515,6 +516,50 @@ def db_info(
     for name, count in info.counts.items():
         table.add_row(name, f"{count:,}")
     out.print(table)
+
+
+@db_app.command("index")
+@handle_errors
+def db_index(
+    ctx: typer.Context,
+    fields: list[str] | None = typer.Argument(
+        None, metavar="[FIELD]...",
+        help="Contact fields (declared in mauto.yaml) to index; none: list the audience indexes."),
+    drop: bool = typer.Option(False, "--drop", help="Drop the FIELDs' indexes instead of making them."),
+    output_format: OutputFormat = typer.Option(OutputFormat.text, "--format", "-f", help="text or json."),
+) -> None:
+    """Make, drop or list the indexes that make audience queries on contact fields an index search."""
+    from mauto.store.indexes import field_indexes, list_indexes
+
+    project = _project(ctx)
+    if drop and not fields:
+        raise UsageError("--drop: name the FIELDs whose indexes to drop")
+    with _store(ctx, project) as store:
+        if not fields:
+            found = list_indexes(store, project.contact_fields)
+            if output_format is OutputFormat.json:
+                print(json.dumps([index.to_dict() for index in found], indent=2))
+                return
+            if not found:
+                _out().print(f"{store.shown}: no audience indexes (`mauto db index FIELD` makes one)")
+                return
+            table = Table()
+            for column in ("index", "field", "kind", "size", "state"):
+                table.add_column(column, no_wrap=True)
+            for index in found:
+                kind = index.kind if index.every is None else f"{index.kind}, every: {index.every}"
+                table.add_row(index.name, index.field, kind, "-" if index.size is None else f"{index.size:,} bytes",
+                              index.state)
+            _out().print(table)
+            return
+        changes = field_indexes(store, project.contact_fields, fields, drop=drop)
+    if output_format is OutputFormat.json:
+        print(json.dumps([change.to_dict() for change in changes], indent=2))
+    else:
+        for change in changes:
+            (_err() if change.action == "failed" else _out()).print(change.sentence())
+    if any(change.action == "failed" for change in changes):
+        raise typer.Exit(int(ExitCode.FINDINGS))
 
 
 @contacts_app.command("import")
@@ -870,6 +915,8 @@ def _print_plan(result) -> None:
     unchanged = len(result.of("unchanged"))
     if unchanged:
         out.print(f"= {unchanged} unchanged")
+    for index in result.indexes:  # the date triggers' indexes deploy makes (+) or drops (-)
+        out.print(Text(index.sentence(), style="red" if index.action == "drop" else "green"))
     counts = result.counts()
     out.print(f"Plan: {counts['new']} new, {counts['changed']} changed, {counts['removed']} removed, "
               f"{counts['unchanged']} unchanged, {counts['refused']} refused.")
@@ -950,6 +997,8 @@ def deploy_command(
     if result.git.commit:
         line += f" (git {result.git.commit[:12]})"
     _out().print(line + ".")
+    for change in result.indexes:
+        (_err() if change.action == "failed" else _out()).print(change.sentence())
 
 
 @app.command("rollback")
@@ -977,6 +1026,8 @@ def rollback_command(
         out.print(f"Dry run, nothing written: {result['moved']} contacts would move, {result['stopped']} would stop.")
     else:
         out.print(f"Rolled back: {result['moved']} contacts moved, {result['stopped']} stopped.")
+    for index in result["indexes"]:
+        (_err() if index["action"] == "failed" else out).print(index["summary"])
 
 
 @app.command("pause")

@@ -2,8 +2,10 @@
 
 `plan` compares the files in `workflows/` with what the store runs and says, in numbers,
 what a deploy would do to the contacts already inside (the workflow's `in_flight`
-policy). `deploy` does exactly that in one write transaction. The rows are read and
-written by `mauto.store.releases` (all the SQL); this module decides. See docs/store.md.
+policy). `deploy` does exactly that in one write transaction, and gives the deployed date
+triggers their indexes (`mauto.store.indexes`: in that transaction on SQLite, concurrently right
+after it on PostgreSQL). The rows are read and written by `mauto.store.releases` (all the SQL);
+this module decides. See docs/store.md.
 """
 from __future__ import annotations
 
@@ -18,12 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from mauto import release
+from mauto.config import BUILTIN_FIELDS
 from mauto.errors import ExitCode, MautoError, UsageError, YamlError
 from mauto.lint.runner import lint, workflow_files
 from mauto.release import ReleaseChange
-from mauto.store import releases, runtime
+from mauto.store import indexes, releases, runtime
+from mauto.store.indexes import IndexChange, IndexSpec
 from mauto.store.sqlite import Store, stamp
-from mauto.workflow.loader import load
+from mauto.workflow.loader import load, parse
 from mauto.workflow.model import content_hash
 
 POLICIES = ("finish", "migrate", "stop")
@@ -197,6 +201,10 @@ class Change:
 class Plan:
     changes: list[Change] = field(default_factory=list)
     release: ReleaseChange | None = None  # the templates and settings a deploy would make current
+    # The date triggers' indexes to make (or make again) and the ones no deployed trigger reads to drop; not in
+    # the fingerprint: the store's own state, which another deploy or `mauto db index` may change in between,
+    # and which the deploy reads again (what it did is `DeployResult.indexes`).
+    indexes: list[IndexChange] = field(default_factory=list)
 
     def of(self, kind: str) -> list[Change]:
         return [change for change in self.changes if change.kind == kind]
@@ -208,7 +216,7 @@ class Plan:
     @property
     def has_changes(self) -> bool:
         return (any(change.kind in ("new", "changed", "removed") for change in self.changes)
-                or (self.release is not None and self.release.changed))
+                or (self.release is not None and self.release.changed) or bool(self.indexes))
 
     def counts(self) -> dict[str, int]:
         counter = Counter(change.kind for change in self.changes)
@@ -218,13 +226,16 @@ class Plan:
         result: dict[str, Any] = {"summary": self.counts(), "changes": [change.to_dict() for change in self.changes]}
         if self.release is not None:
             result["release"] = self.release.to_dict()
+        if self.indexes:
+            result["indexes"] = [change.to_dict() for change in self.indexes]
         return result
 
     def fingerprint(self) -> str:
-        """A SHA-256 of everything the plan says (to_dict) and of the content it would write: two plans with
-        the same fingerprint deploy the same thing. `deploy(expected=...)` compares it with the plan it makes
-        inside its transaction."""
-        return _digest(self.to_dict(), [[change.id, change.hash] for change in self.changes], self.files_hash)
+        """A SHA-256 of everything the plan says (to_dict, but the indexes) and of the content it would write:
+        two plans with the same fingerprint deploy the same thing. `deploy(expected=...)` compares it with the
+        plan it makes inside its transaction."""
+        said = {key: value for key, value in self.to_dict().items() if key != "indexes"}
+        return _digest(said, [[change.id, change.hash] for change in self.changes], self.files_hash)
 
     files_hash: str | None = None  # the release content of the project's files (a template edited after the plan)
 
@@ -347,7 +358,67 @@ def _plan(project: Any, store: Store) -> Plan:
             change.winners = _winner_notes(change, decided[change.id])
     order = {"refused": 0, "new": 1, "changed": 2, "removed": 3, "unchanged": 4}
     result.changes.sort(key=lambda change: (order[change.kind], change.id))
+    deployed = [change.data for change in result.changes if change.kind in ("new", "changed", "unchanged")]
+    result.indexes = _index_plan(store, deployed, project.contact_fields)
     return result
+
+
+# --- the date triggers' indexes ------------------------------------------------------------------------------
+
+
+def trigger_indexes(workflows: Any, fields: dict[str, Any]) -> list[IndexSpec]:
+    """The indexes the date triggers of these workflows (their data, as deployed) read, for the type `fields`
+    declares their field: one per field and `every`, in the workflows' order. A trigger on a field that is not
+    a date or a datetime (lint refuses it) or whose index cannot be named (`indexes.fits`) has none."""
+    wanted: dict[str, IndexSpec] = {}
+    for data in workflows:
+        trigger = data.get("trigger") if isinstance(data, dict) else None
+        spec = trigger.get("date") if isinstance(trigger, dict) else None
+        if not isinstance(spec, dict):
+            continue
+        name, every = spec.get("field"), spec.get("every", "year")
+        if not isinstance(name, str) or every not in indexes.EVERY or not indexes.fits(name, every):
+            continue
+        declared = fields.get(name)
+        if declared in ("date", "datetime"):
+            index = IndexSpec(name, declared, every)
+            wanted.setdefault(index.name, index)
+    return list(wanted.values())
+
+
+def _index_plan(store: Store, workflows: Any, fields: dict[str, Any]) -> list[IndexChange]:
+    """What a deploy (or a rollback) of these workflows does to the date triggers' indexes: make the missing ones,
+    make again those made otherwise, drop the `contacts_date_*` ones no trigger of them reads."""
+    changes = indexes.planned_changes(store, trigger_indexes(workflows, fields), drop_dates=True)
+    return [change for change in changes if change.action != "keep"]
+
+
+def _deployed_workflows(db: Any, making_current: dict[str, int] | None = None) -> list[Any]:
+    """The data of the current version of each workflow the store runs (active or paused), or of the version
+    `making_current` gives it (a rollback's)."""
+    versions = releases.versions(db)
+    current = {workflow: ((making_current or {}).get(workflow, version), state)
+               for workflow, (version, state) in releases.workflows(db).items()}
+    return [json.loads(versions[(workflow, version)][1]) for workflow, (version, state) in sorted(current.items())
+            if state != "removed" and (workflow, version) in versions]
+
+
+def _release_fields(db: Any) -> dict[str, Any]:
+    """The contact fields of the current release's mauto.yaml (what the daemon reads contacts with)."""
+    fields = dict(BUILTIN_FIELDS)
+    current = releases.current_release(db)
+    stored = releases.release_files(db, current["id"]) if current is not None else {}
+    if release.SETTINGS not in stored:
+        return fields
+    text = releases.blobs(db, [stored[release.SETTINGS]]).get(stored[release.SETTINGS])
+    try:
+        data = parse(text or "", release.SETTINGS).data
+    except MautoError:
+        return fields
+    declared = data.get("contact_fields") if isinstance(data, dict) else None
+    if isinstance(declared, dict):
+        fields.update(declared)
+    return fields
 
 
 def _template_uses(project: Any) -> dict[str, list[tuple[str, str]]]:
@@ -430,11 +501,14 @@ class DeployResult:
     moved: int = 0
     stopped: int = 0
     release: int | None = None  # the release made current, None: the files were those of the current one
+    # what was done to the date triggers' indexes: made, remade, dropped, or failed (PostgreSQL: the deploy stands)
+    indexes: list[IndexChange] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.plan.to_dict(), "deployed_at": self.deployed_at, "git_commit": self.git.commit,
                 "git_author": self.git.author, "git_dirty": self.git.dirty, "deployed_by": self.git.deployer,
-                "moved": self.moved, "stopped": self.stopped, "release_id": self.release}
+                "moved": self.moved, "stopped": self.stopped, "release_id": self.release,
+                "indexes": [change.to_dict() for change in self.indexes]}
 
 
 def refusal(plan: Plan) -> str:
@@ -470,11 +544,18 @@ def deploy(project: Any, store: Store, now: datetime, git: GitInfo | None = None
     the first wrote; past the timeout it fails with StoreLocked, having written nothing. With `expected`
     (the plan shown and confirmed, or its fingerprint), a plan that differs from it is refused
     (DeployRefused): what was confirmed is what is applied, or nothing is.
+
+    The date triggers of the workflows deployed get their indexes (`contacts_date_<field>_<every>`), and those
+    of the triggers no longer deployed are dropped (`DeployResult.indexes`): on SQLite in the same transaction;
+    on PostgreSQL right after it, built concurrently (the daemons' writes to `contacts` go on meanwhile), and
+    an index that cannot be built is `failed` in the result, the deploy standing (its trigger reads every
+    contact until the next deploy makes it).
     """
     if expected is None:  # with the plan shown, its fingerprint covers every file lint reads: checked again below
         check_lint(project, now)
     git = git if git is not None else git_info(project.root)
     at = stamp(now)
+    later = indexes.concurrent(store)  # PostgreSQL: built once the deploy is committed
     with store.transaction() as db:
         current = _plan(project, store)
         if expected is not None:
@@ -504,6 +585,10 @@ def deploy(project: Any, store: Store, now: datetime, git: GitInfo | None = None
         files = release.project_files(project)
         files[release.WORKFLOWS] = release.workflows_file(releases.workflows(db))
         result.release = release.record(db, files, at, git.commit, git.dirty, git.deployer, "deploy")
+        if not later:
+            result.indexes = indexes.apply_changes(store, current.indexes)
+    if later:
+        result.indexes = indexes.apply_changes(store, current.indexes)
     return result
 
 
@@ -536,8 +621,10 @@ def rollback(store: Store, workflow: str, to: int | None = None, *, dry_run: boo
     `migrate` moves those waiting at a step whose id exists in `to` to it (the others finish), `stop` ends
     them (state `exited`, reason "stopped by rollback to vN"). One write transaction; with `dry_run`,
     nothing is written and the result says what would happen. Returns the summary sentence, the groups,
-    and how many contacts moved and stopped.
+    and how many contacts moved and stopped, and what was done to the date triggers' indexes (`indexes`: as a
+    deploy does, for the version made current; planned only with `dry_run`).
     """
+    later = indexes.concurrent(store)  # PostgreSQL: built once the rollback is committed
     with (store.guard() if dry_run else store.transaction()):
         current, state = _workflow(store, workflow)
         versions = releases.versions(store.db, workflow)
@@ -565,9 +652,14 @@ def rollback(store: Store, workflow: str, to: int | None = None, *, dry_run: boo
             releases.set_version(store.db, workflow, to, at)
             moved, stopped = _apply(store.db, change, at)
             _rollback_release(store.db, workflow, to, restored, at)
+        planned = _index_plan(store, _deployed_workflows(store.db, {workflow: to}), _release_fields(store.db))
+        done = planned if dry_run or later else indexes.apply_changes(store, planned)
+    if later and not dry_run:
+        done = indexes.apply_changes(store, planned)
     return {"id": workflow, "from": current, "to": to, "state": state, "in_flight_policy": policy,
             "in_flight": [group.to_dict() for group in change.in_flight], "summary": change.sentence(),
-            "moved": moved, "stopped": stopped, "dry_run": dry_run, "templates_from_release": restored}
+            "moved": moved, "stopped": stopped, "dry_run": dry_run, "templates_from_release": restored,
+            "indexes": [index.to_dict() for index in done]}
 
 
 def _rollback_release(db: Any, workflow: str, to: int, source: int | None, at: str) -> None:

@@ -15,7 +15,8 @@ compiles (see docs/store.md, "Audiences in SQL") gives None: the caller evaluate
 Both stores: the SQL is SQLite's; what PostgreSQL spells otherwise (JSON access, casts, text order, the fields
 read once a row) is in `SPELLINGS`, one entry per dialect, and goes through the PostgreSQL store's `translate`
 unchanged but for its parameters. For the daemon: `audience_ids` (a segment's first check), and the date
-triggers' candidates (`date_trigger_query`); `index_sql` writes the indexes that would serve them.
+triggers' candidates (`date_trigger_query`); `index_sql` writes the indexes that serve them (made by `mauto
+deploy` for its date triggers and by `mauto db index` for fields: mauto.store.indexes).
 """
 from __future__ import annotations
 
@@ -33,9 +34,9 @@ from jinja2.environment import TemplateExpression
 from mauto.engine.records import BUILTIN_DEFAULTS, ContactState
 from mauto.store.contact_rows import COLUMN_FIELDS
 
-__all__ = ["SPELLINGS", "SQL_DIALECTS", "Compiled", "Spelling", "audience_ids", "compile_where", "date_key_sql",
-           "date_trigger_candidates", "date_trigger_contacts", "date_trigger_query", "index_sql", "indexed_fields",
-           "segment_members"]
+__all__ = ["DATE_INDEX", "EVERY", "FIELD_INDEX", "SPELLINGS", "SQL_DIALECTS", "Compiled", "Spelling", "audience_ids",
+           "compile_where", "date_key_sql", "date_trigger_candidates", "date_trigger_contacts", "date_trigger_query",
+           "index_name", "index_sql", "indexed_fields", "segment_members"]
 
 
 # --- what differs between dialects -------------------------------------------------------------------------
@@ -862,21 +863,23 @@ def audience_ids(db: Any, expression: Any, fields: dict[str, Any], zone: str, no
 def indexed_fields(db: Any, dialect: str) -> frozenset[str]:
     """The contact fields with an index made by `index_sql` (named contacts_field_<name>); none in SQLite,
     whose queries read a field one way, indexed or not."""
-    prefix = "contacts_field_"
-    return frozenset(name[len(prefix):] for name in _indexes(db, dialect) if name.startswith(prefix))
+    return frozenset(name[len(FIELD_INDEX):] for name in _indexes(db, dialect) if name.startswith(FIELD_INDEX))
 
 
 def _indexes(db: Any, dialect: str) -> list[str]:
-    """The names of the contacts table's indexes, where the queries depend on them (PostgreSQL)."""
+    """The names of the contacts table's indexes that queries can use, where the queries depend on them
+    (PostgreSQL): not one left invalid by a `CREATE INDEX CONCURRENTLY` that did not finish (the planner never
+    reads it, and a field read as such an index has it would be parsed again on every row)."""
     if dialect != "postgresql":
         return []
     return [name for (name,) in db.execute(
-        "SELECT indexname FROM pg_indexes WHERE tablename = 'contacts' AND schemaname = current_schema()")]
+        "SELECT c.relname FROM pg_index AS i JOIN pg_class AS c ON c.oid = i.indexrelid "
+        "WHERE i.indrelid = to_regclass('contacts') AND i.indisvalid")]
 
 
 def _date_indexed(db: Any, dialect: str, spec: dict[str, Any]) -> bool:
-    every = spec.get("every", "year")
-    return f"contacts_date_{spec.get('field')}_{_every(every)}" in _indexes(db, dialect)
+    field = spec.get("field")
+    return isinstance(field, str) and index_name(field, _every(spec.get("every", "year"))) in _indexes(db, dialect)
 
 
 def segment_members(db: Any, workflow_id: str) -> list[str]:
@@ -957,23 +960,42 @@ def date_key_sql(name: str, every: str, dialect: str = "sqlite", declared: Any =
             f"ELSE '{odd}' END")
 
 
-def index_sql(name: str, dialect: str = "sqlite", declared: Any = None, *, every: str | None = None) -> str:
-    """The statement that creates the index serving the audiences on contact field `name` (declared as
-    `declared`: the numbers' expression or the texts' in PostgreSQL) when `every` is None, or a
-    date trigger's query on it (`every`: year, month or once): the same expressions the queries read, on the
-    `contacts` table. A proposal: no command creates them yet (benchmarks/bench_audience.py does, to measure;
-    docs/store.md, "Audiences in SQL")."""
+# The names of the audience indexes (`index_name`): what the queries look up (PostgreSQL) and what `mauto db index`
+# lists; `contacts_date_*` are mauto deploy's alone (it drops those no deployed date trigger reads any more),
+# `contacts_field_*` the command's (deploy never touches them).
+FIELD_INDEX, DATE_INDEX = "contacts_field_", "contacts_date_"
+EVERY = ("year", "month", "once")  # a date trigger's `every`, as its index's name ends
+
+
+def index_name(name: str, every: str | None = None) -> str:
+    """The name of the audience index on contact field `name`: `contacts_field_<name>`, or, for a date trigger's
+    key (`every`: year, month or once), `contacts_date_<name>_<every>`."""
+    return f"{FIELD_INDEX}{name}" if every is None else f"{DATE_INDEX}{name}_{_every(every)}"
+
+
+def index_sql(name: str, dialect: str = "sqlite", declared: Any = None, *, every: str | None = None,
+              concurrently: bool = False) -> str:
+    """The statement that creates the audience index (`index_name`, IF NOT EXISTS) on contact field `name`,
+    declared as `declared` (mauto.yaml's type: in PostgreSQL a number field indexes the number, any other the
+    text): with `every` None, the index that serves a comparison of the field (its JSON type, then its value);
+    with `every` (year, month or once), the index that serves a date trigger's query (`date_trigger_query`, on
+    a `date` or `datetime` field). The same expressions the queries read, on the `contacts` table.
+    `concurrently`: PostgreSQL's CREATE INDEX CONCURRENTLY, which lets writes go on while it is built (and
+    cannot run inside a transaction). Made by `mauto deploy` (its date triggers) and `mauto db index` (fields),
+    through mauto.store.indexes; docs/store.md, "Audiences in SQL"."""
     if not _NAME.fullmatch(name):
         raise ValueError(f"field name {name!r}")
     spelling = SPELLINGS[dialect]
+    create = "CREATE INDEX CONCURRENTLY" if concurrently and dialect == "postgresql" else "CREATE INDEX"
+    # quoted: PostgreSQL would fold an unquoted name to lower case, and `indexed_fields` read another field
+    head = f'{create} IF NOT EXISTS "{index_name(name, every)}" ON contacts'
     if every is not None:
-        return (f"CREATE INDEX IF NOT EXISTS contacts_date_{name}_{every} ON contacts "
-                f"(({date_key_sql(name, every, dialect, declared, 'fields')}))")
+        return f"{head} (({date_key_sql(name, every, dialect, declared, 'fields')}))"
     member = _member(spelling, "fields", name)
     kind = _kind(spelling, member)
     numeric = declared in ("integer", "number", "boolean")  # compared as numbers (PostgreSQL: another expression)
     value = (spelling.number if numeric else spelling.text).format(**member)
-    return f"CREATE INDEX IF NOT EXISTS contacts_field_{name} ON contacts (({kind}), ({value}))"
+    return f"{head} (({kind}), ({value}))"
 
 
 def date_trigger_query(spec: dict[str, Any], declared: Any, start: datetime, end: datetime,

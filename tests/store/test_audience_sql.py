@@ -433,9 +433,10 @@ def _plan(store: Store, sql: str, parameters: dict[str, Any]) -> str:
     return " ".join(row[3] for row in store.db.execute("EXPLAIN QUERY PLAN " + sql, parameters))
 
 
-def test_the_proposed_indexes_serve_the_queries(store: Store) -> None:
-    """Created as index_sql writes them (a proposal: no command creates them yet), the engine reads the index
-    for a field comparison and for the date triggers' queries, and the answers stay the same."""
+def test_the_audience_indexes_serve_the_queries(store: Store) -> None:
+    """Created as index_sql writes them (as `mauto db index` and `mauto deploy` do: tests/store/test_db_index.py),
+    the engine reads the index for a field comparison and for the date triggers' queries, and the answers stay
+    the same."""
     put(store, [{"id": f"c{index:03d}", "country": ["FR", "DE", 33][index % 3],
                  "birthday": BIRTHDAYS[index % len(BIRTHDAYS)],  # NaN among them: an index takes it too
                  "last_order_at": ["2026-11-20T10:00:00.000000+00:00", "2026-11-20"][index % 2]}
@@ -466,6 +467,32 @@ def test_the_proposed_indexes_serve_the_queries(store: Store) -> None:
         assert [audience_ids(store.db, source, FIELDS, ZONE, NOW, store.dialect),
                 *(list(date_trigger_candidates(store.db, spec, declared, *window, store.dialect))
                   for spec, declared in dates)] == before
+    finally:
+        with store.transaction() as db:  # the PostgreSQL store is the module's
+            for statement in statements:
+                db.execute("DROP INDEX IF EXISTS " + statement.split()[5])
+
+
+def test_an_index_name_keeps_the_fields_case_and_dashes(store: Store) -> None:
+    """The index's name is quoted: a field named `Country` or `first-name` (which a contact may hold, declared or
+    not) gets its index, under a name PostgreSQL does not fold to `country`, which the queries would take for
+    another field's."""
+    put(store, [{"id": f"c{index}", "Country": ["FR", "DE"][index % 2], "first-name": "Ann"} for index in range(40)])
+    statements = [index_sql("Country", store.dialect, "string"), index_sql("first-name", store.dialect, "string")]
+    try:
+        with store.transaction() as db:
+            for statement in statements:
+                db.execute(statement)
+        assert indexed_fields(store.db, store.dialect) == (
+            {"Country", "first-name"} if store.dialect == "postgresql" else set())
+        fields = {**FIELDS, "Country": "string"}
+        compiled = compile_where("contact.Country == 'FR'", fields, ZONE, NOW, store.dialect,
+                                 indexed=indexed_fields(store.db, store.dialect))
+        assert compiled is not None
+        assert "contacts_field_Country" in _plan(store, f"SELECT c.id FROM {compiled.table} WHERE c.erased_at IS "
+                                                        f"NULL AND ({compiled.where})", compiled.parameters)
+        assert audience_ids(store.db, "contact.Country == 'FR'", fields, ZONE, NOW, store.dialect) == [
+            f"c{index}" for index in sorted(range(0, 40, 2), key=lambda number: f"c{number}")]
     finally:
         with store.transaction() as db:  # the PostgreSQL store is the module's
             for statement in statements:
