@@ -72,11 +72,19 @@ def _character(code: int) -> str:
     return f"a control character (U+{code:04X})"
 
 
+KEY_LENGTH = 500  # characters of an id or a name the store keys on: PostgreSQL's index takes 2,704 bytes a row
+
+
 def text_problem(text: str, strict: bool = False) -> str | None:
-    """Why `text` cannot be stored, or None: it holds a NUL or a lone surrogate, or (`strict`, for ids and
-    addresses) any other control character but tab, or a line separator."""
+    """Why `text` cannot be stored, or None: it holds a NUL or a lone surrogate, or (`strict`, for ids, names and
+    addresses) any other control character but tab, or a line separator, or more than KEY_LENGTH characters
+    (the same limit on both stores: PostgreSQL's indexes refuse longer keys)."""
     found = (CONTROL_CHARACTERS if strict else REFUSED_CHARACTERS).search(text)
-    return None if found is None else "contains " + _character(ord(found.group()))
+    if found is not None:
+        return "contains " + _character(ord(found.group()))
+    if strict and len(text) > KEY_LENGTH:
+        return f"is {len(text):,} characters long; at most {KEY_LENGTH}"
+    return None
 
 
 def check_text(text: str, strict: bool = False) -> str:

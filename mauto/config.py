@@ -112,11 +112,13 @@ class Project:
 
         location = store_path(self)
         if isinstance(location, str):
-            from urllib.parse import urlsplit
+            from urllib.parse import parse_qs, urlsplit
 
             position = self.document.pos(("store",))
             try:
-                password = urlsplit(location).password
+                parts = urlsplit(location)
+                # libpq takes it from the user part or from `?password=`: neither may be in the file
+                password = parts.password or next(iter(parse_qs(parts.query).get("password", [])), None)
             except ValueError as error:
                 raise MautoError(f"`store`: not a URL mauto can read: {error}", self.document.path, position.line,
                                  position.col) from None

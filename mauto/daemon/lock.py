@@ -95,12 +95,13 @@ class AdvisoryTickLock:
         self.held = False
 
     def acquire(self, wait: float = 0.0, doing: str = "this one did nothing") -> AdvisoryTickLock:
-        deadline = time.monotonic() + wait
-        while not self.store.advisory(self.NAME, shared=self.shared):
-            if time.monotonic() >= deadline:
-                raise RunnerBusy(f"another tick is running against this store (it holds the advisory lock "
-                                 f"`{self.NAME}`); {doing}", self.store.shown)
-            time.sleep(0.2)
+        # Waiting, in PostgreSQL's queue for the lock: the ticks in hand end and none starts meanwhile (their
+        # try-locks step aside), where polling with try-locks never got a turn while several daemons' ticks overlap
+        got = self.store.advisory(self.NAME, wait=True, shared=self.shared, timeout=wait) if wait > 0 \
+            else self.store.advisory(self.NAME, shared=self.shared)
+        if not got:
+            raise RunnerBusy(f"another tick is running against this store (it holds the advisory lock "
+                             f"`{self.NAME}`); {doing}", self.store.shown)
         self.held = True
         return self
 

@@ -723,5 +723,11 @@ def _claim_all(project: Project, store: Store, now: datetime, log: Log, renderer
             run.prepare_for(contacts)
             run.write_log()
             run.drain(progress)
+            # what the claim leaves goes back in the queue: what comes due after this worker's clock and by the
+            # latest plan's (a worker with a later clock does it), or, stopped half-way, all that is left
+            latest = runtime.get_state(db, "clock")
+            if latest is not None and (stopping() or datetime.fromisoformat(latest) > now):
+                runtime.requeue(db, contacts, None if stopping() else now,
+                                max(now, datetime.fromisoformat(latest)))
         for kind, data in lines:
             log(kind, data)

@@ -92,7 +92,6 @@ MAILGUN_WINDOW = timedelta(minutes=10)
 FETCH_TIMEOUT = 5.0  # seconds, to GET an Amazon SNS URL (a certificate, a SubscribeURL)
 MAX_FETCHED = 64 * 1024  # bytes read of what that GET answers: an SNS certificate is about 2 KB
 CACHED_CERTIFICATES = 32  # SNS rotates its certificates rarely; one per region in use
-REMEMBERED_TOKENS = 100_000  # Mailgun tokens, each kept while its timestamp is fresh (10 minutes)
 
 SECRETS: dict[str, tuple[str, ...]] = {  # what each provider's check needs from `secrets`
     "ses": ("ses_topic_arn",),
@@ -639,22 +638,6 @@ def _sendgrid_event(value: Any) -> Feedback | None:
 _MAILGUN_TOKEN = re.compile(r"[\x21-\x7e]{1,256}")
 _HEX_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 REPLAYED_MAILGUN_TOKEN = "this Mailgun token was used before: a replay"
-_tokens: OrderedDict[str, datetime] = OrderedDict()  # token -> when it stops being fresh
-_tokens_lock = threading.Lock()
-
-
-def _first_use(token: str, expires: datetime, now: datetime) -> bool:
-    """Remember `token` until `expires`; False when it was remembered already. Bounded: past
-    REMEMBERED_TOKENS, the oldest go first."""
-    with _tokens_lock:
-        while _tokens and (len(_tokens) >= REMEMBERED_TOKENS or next(iter(_tokens.values())) < now):
-            _tokens.popitem(last=False)
-        if token in _tokens:
-            return False
-        _tokens[token] = expires
-        return True
-
-
 def _mailgun_signed(block: dict[str, Any], key: str, now: datetime) -> None:
     token, timestamp = block.get("token"), block.get("timestamp")
     signatures = [block.get("signature"), block.get("parent-signature")]
@@ -671,8 +654,8 @@ def _mailgun_signed(block: dict[str, Any], key: str, now: datetime) -> None:
                if isinstance(value, str)]
     if not any(matches):
         raise Rejected(401, "the Mailgun signature does not verify")
-    if not _first_use(token, moment + MAILGUN_WINDOW, now):
-        raise Rejected(401, REPLAYED_MAILGUN_TOKEN)
+    # Not remembered here: the write records the token in the store (`Parsed.once`), rolled back with a group
+    # that fails, so that Mailgun's retry after our 503 is taken, and a replay is refused by every server.
 
 
 def _mailgun(request: ProviderRequest, secrets: Mapping[str, str], now: datetime, fetch: Fetch) -> Parsed:

@@ -15,6 +15,7 @@ from typing import Any, TextIO
 
 from mauto.addresses import (
     CONTROL_CHARACTERS,
+    KEY_LENGTH,
     REFUSED_CHARACTERS,
     normalise_email,
     normalise_phone,
@@ -172,7 +173,7 @@ def field_converter(name: str, declared: Any, zone: str, notices: list[str] | No
 def _convert_id(value: Any) -> str:
     """A contact id: a non-empty text or number, trimmed, without control characters or the erased prefix."""
     if type(value) is str and value.strip() and not CONTROL_CHARACTERS.search(value) and \
-            not value.lstrip().startswith(ERASED_PREFIX):
+            not value.lstrip().startswith(ERASED_PREFIX) and len(value) <= KEY_LENGTH:
         return value.strip()
     if type(value) is str and value.strip().startswith(ERASED_PREFIX):
         raise ValueError(f"field `id`: ids beginning with `{ERASED_PREFIX}` are kept for erased contacts")
@@ -918,6 +919,8 @@ def _erase(store: Store, contact_id: str) -> dict[str, Any]:
         events = db.execute("UPDATE events SET properties = '{}' WHERE contact = ?", [anonymous]).rowcount
         # The failures list names contacts without a foreign key (a failure outlives what it was about).
         db.execute("UPDATE failures SET contact = ? WHERE contact = ?", [anonymous, contact_id])
+        if store.dialect == "postgresql":  # the several workers' queue (no foreign key: it is rebuilt each tick)
+            db.execute("DELETE FROM due_queue WHERE contact = ?", [contact_id])
         keys = [(key, channel) for key, channel in db.execute(
             "SELECT key, channel FROM messages WHERE contact = ?", [anonymous])]
         ended = erase_activity(db, anonymous, now)

@@ -93,8 +93,11 @@ def unsubscribe(store: Store, contact_id: str, channel: str, at: datetime, prope
     return True
 
 
-def _fields(db: Any, contact_id: str) -> dict[str, Any] | None:
-    row = db.execute("SELECT fields FROM contacts WHERE id = ? AND erased_at IS NULL", [contact_id]).fetchone()
+def _fields(db: Any, contact_id: str, lock: bool = False) -> dict[str, Any] | None:
+    """The contact's fields; `lock`: the row locked for the transaction on PostgreSQL, to write them back (a
+    tick's claim holding the contact finishes first, and its write is read, not undone)."""
+    locked = " FOR NO KEY UPDATE" if lock and getattr(db, "dialect", "sqlite") == "postgresql" else ""
+    row = db.execute(f"SELECT fields FROM contacts WHERE id = ? AND erased_at IS NULL{locked}", [contact_id]).fetchone()
     if row is None:
         return None
     try:
@@ -117,7 +120,7 @@ def contact_lists(db: Any, contact_id: str) -> list[str] | None:
 
 def leave_lists(db: Any, contact_id: str, names: set[str], at: datetime) -> list[str]:
     """Take the contact off the lists `names`; a `contact_updated` event says so. The lists left."""
-    fields = _fields(db, contact_id)
+    fields = _fields(db, contact_id, lock=True)
     if fields is None:
         return []
     lists = _lists(fields)

@@ -22,7 +22,7 @@ import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from mauto.store import migrations
 from mauto.store.sqlite import (
@@ -69,13 +69,18 @@ def is_url(location: str | os.PathLike[str]) -> bool:
 
 
 def shown_url(url: str) -> str:
-    """The URL without its password, to name the store in messages and logs."""
+    """The URL without its password (in the user part, or `?password=` as libpq also reads it), to name the store
+    in messages and logs."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rpartition("@")
-    user = netloc[0].partition(":")[0]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[2]}"))
+    if parts.password is not None:
+        netloc = parts.netloc.rpartition("@")
+        parts = parts._replace(netloc=f"{netloc[0].partition(':')[0]}:***@{netloc[2]}")
+    if parts.query:
+        pairs = parse_qsl(parts.query, keep_blank_values=True)
+        if any(key == "password" for key, _ in pairs):
+            parts = parts._replace(query=urlencode([(key, "***" if key == "password" else value)
+                                                    for key, value in pairs], safe="*"))
+    return urlunsplit(parts)
 
 
 # --- one SQL for both ---------------------------------------------------------------------------------------
@@ -562,14 +567,18 @@ class PgStore(Store):
             finally:
                 self._in_transaction = False
 
-    def advisory(self, name: str, *, wait: bool = False, shared: bool = False) -> bool:
+    def advisory(self, name: str, *, wait: bool = False, shared: bool = False, timeout: float | None = None) -> bool:
         """Take the session's advisory lock `name`, alone or `shared` (released with `release_advisory` or when
-        the connection ends, however the process ends); False when it cannot be had and `wait` is False."""
+        the connection ends, however the process ends); False when it cannot be had and `wait` is False, or
+        not within `timeout` seconds (None: as long as it takes). Waiting, the request is in PostgreSQL's queue:
+        the holders in hand finish, and later requests that conflict with it wait behind it."""
         function = ("pg_advisory_lock" if wait else "pg_try_advisory_lock") + ("_shared" if shared else "")
-        if wait:  # as long as it takes: lock_timeout is for rows, not for waiting one's turn
-            self.db.execute("SET lock_timeout = 0")
+        if wait:  # lock_timeout is for rows: waiting one's turn here takes `timeout`, or as long as it takes
+            self.db.execute(f"SET lock_timeout = {max(1, int(timeout * 1000)) if timeout is not None else 0}")
         try:
             row = self.db.execute(f"SELECT {function}(hashtext(?)::bigint)", [name]).fetchone()
+        except _errors().errors.LockNotAvailable:
+            return False
         finally:
             if wait:
                 self.db.execute(f"SET lock_timeout = {int(self.timeout * 1000)}")

@@ -174,7 +174,10 @@ def load_contact(db: Any, contact_id: str, fields: dict[str, Any], zone: str,
                  region: str | None = None) -> ContactState | None:
     """The contact as the engine reads it: typed fields, the events already processed, the messages made
     for it (frequency caps), and the channels its addresses are suppressed on."""
-    row = next(db.query("SELECT * FROM contacts WHERE id = ? AND erased_at IS NULL", [contact_id]), None)
+    # PostgreSQL: the row locked for the transaction, as a claim locks it (a no-op then), so that the plan, which
+    # reads contacts without a claim, writes back no row that `mauto serve` changed meanwhile (a list left)
+    lock = " FOR NO KEY UPDATE" if getattr(db, "dialect", "sqlite") == "postgresql" else ""
+    row = next(db.query(f"SELECT * FROM contacts WHERE id = ? AND erased_at IS NULL{lock}", [contact_id]), None)
     if row is None:
         return None
     record = _record(row)
@@ -395,13 +398,31 @@ def queue_due(db: Any, until: datetime) -> int:
     (`claim_contacts`): the due items are grouped once a tick, not once a claim."""
     moment = stamp(until)
     db.execute("DELETE FROM due_queue")
+    return int(db.execute(f"INSERT INTO due_queue (contact, due) SELECT contact, min(due) FROM ({_DUE_ITEMS}) AS items "
+                          "GROUP BY contact", [moment, moment, moment]).rowcount)
+
+
+_DUE_ITEMS = (  # a contact's due items by `?` (three times), as (contact, due): what queue_due groups
+    "SELECT e.contact, coalesce(e.wake_at, '') AS due FROM enrollments e JOIN workflows w ON w.id = e.workflow "
+    "WHERE e.state IN ('active', 'waiting') AND (e.wake_at IS NULL OR e.wake_at <= ?) AND w.state != 'paused' "
+    "UNION ALL SELECT contact, at FROM events WHERE processed_at IS NULL AND at <= ? "
+    "UNION ALL SELECT contact, due_at FROM timers WHERE due_at IS NOT NULL AND due_at <= ?")
+
+
+def requeue(db: Any, contacts: list[str], after: datetime | None, until: datetime) -> int:
+    """PostgreSQL, several workers: the `contacts` a claim took back in `due_queue`, those with something due by
+    `until` (the latest plan's moment) and after `after` (None: any), at their first such moment; how many. A
+    worker puts back what its claim leaves: what comes due after its own clock (a worker whose clock is later
+    takes it, in this tick), or all that is left when it stops half-way (the others take it)."""
+    if not contacts:
+        return 0
+    marks = ",".join("?" * len(contacts))
+    later = " AND due > ?" if after is not None else ""
+    moment = stamp(until)
     return int(db.execute(
-        "INSERT INTO due_queue (contact, due) SELECT contact, min(due) FROM ("
-        "SELECT e.contact, coalesce(e.wake_at, '') AS due FROM enrollments e JOIN workflows w ON w.id = e.workflow "
-        "WHERE e.state IN ('active', 'waiting') AND (e.wake_at IS NULL OR e.wake_at <= ?) AND w.state != 'paused' "
-        "UNION ALL SELECT contact, at FROM events WHERE processed_at IS NULL AND at <= ? "
-        "UNION ALL SELECT contact, due_at FROM timers WHERE due_at IS NOT NULL AND due_at <= ?) AS items "
-        "GROUP BY contact", [moment, moment, moment]).rowcount)
+        f"INSERT INTO due_queue (contact, due) SELECT contact, min(due) FROM ({_DUE_ITEMS}) AS items WHERE "
+        f"contact IN ({marks}){later} GROUP BY contact ON CONFLICT (contact) DO NOTHING",
+        [moment, moment, moment, *contacts, *([stamp(after)] if after is not None else [])]).rowcount)
 
 
 def claim_contacts(db: Any, until: datetime, limit: int) -> list[tuple[str, str]]:

@@ -228,7 +228,8 @@ class GroupWriter:
         try:
             with store.transaction():
                 for item in group:
-                    if item.runs == 0 and not item.future.set_running_or_notify_cancel():
+                    # done already: cancelled (and told so, in a group that then ran again); never asked twice
+                    if item.runs == 0 and (item.future.done() or not item.future.set_running_or_notify_cancel()):
                         outcomes.append((_FAILED, None))
                         continue
                     item.runs += 1
