@@ -120,8 +120,10 @@ class SqliteContacts:
     def matching(self, expression: str, at: datetime) -> Iterable[str] | None:
         batch = self.batch
         # The store's contacts with the events a tick handled (as `get` reads them); and the ones loaded, whose
-        # fields and events in memory may be ahead of the store until the batch is written.
-        found = audience_ids(batch.db, expression, self.fields, self.zone, at, batch.store.dialect,
+        # fields and events in memory may be ahead of the store until the batch is written. No zone: the loop
+        # checks the segment in the workflow's settings.timezone, else each contact's own (Engine.zone_name), so
+        # a part such as `now|date('%A')` may differ from contact to contact and is left to that check.
+        found = audience_ids(batch.db, expression, self.fields, None, at, batch.store.dialect,
                              processed_events_only=True)
         if found is None:
             return None

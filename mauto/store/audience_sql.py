@@ -52,25 +52,56 @@ class Spelling:
     # written into the statement, not bound, so that an index on the same expression can serve the query.
     key: Callable[[str], str]
     member: str  # {doc}'s member {key}, NULL when absent (unused where the templates read {doc} and {key})
-    # The JSON text in {column} is read by the dialect as Python's json.loads reads it. Not always: a store
-    # written by an older mauto may hold NaN or Infinity (json.dumps writes them), which neither engine takes,
-    # and PostgreSQL's jsonb takes no \u0000 nor a lone surrogate. Such a row's members are of the kind
-    # `unreadable` (`_kind`): Python decides; and the functions read '{}' there instead (`_safe_doc`).
+    # The JSON text in {column} is one the dialect reads as Python's json.loads reads it, a member found there
+    # being the member Python finds. Not always: a store written by an older mauto, another writer or a hand fix
+    # may hold NaN or Infinity (json.dumps writes them), which neither engine takes; PostgreSQL also raises on a
+    # text that is no object and reads no \u0000 nor a lone surrogate as text. Where it does not hold, the
+    # members are of the kind `unreadable` (`_kind`): Python decides. Text tests, but for SQLite's json_valid
+    # (its parse is cached for the JSON functions that follow).
     readable: str
+    # The dialect's JSON functions do not raise on {column} (else they read '{}' there instead: `_safe_doc`).
+    parses: str
+    # Where `readable` holds, a member the dialect does not find is not there for Python either (None: always):
+    # SQLite finds no member in a text that is no object (`[["amount", 9]]`, which record_of's dict.update
+    # reads as {"amount": 9}), nor a key written with a \u escape (`"amo\u0075nt"`). Tested only for a member
+    # not found: a cost the usual rows, which hold the fields compared, do not pay. Text tests (GLOB, not
+    # substr or instr, which count characters).
+    absent: str | None
     # The contact's fields read once a row, as a record whose columns are members ({columns}: `"name" type`);
     # None: the dialect's JSON functions read the text quickly enough each time (SQLite caches the parse).
     record: str | None
     kind: str  # the JSON type of a member, as the dialect names it; NULL when absent
     kinds: dict[str, tuple[str, ...]]  # number, text, array, object, null: the dialect's names of each
-    number: str  # the member as an SQL number (JSON true and false as 1 and 0, as Python's True == 1)
+    # The member as an SQL number (JSON true and false as 1 and 0, as Python's True == 1), compared with a
+    # constant (an int or a float within 2**53, `_plain`) as Python compares the number json.loads gives; never
+    # raising; where `inexact_numbers`, NULL for a number it cannot compare so (Python decides).
+    number: str
+    inexact_numbers: bool
+    # `number` for a member read from the text itself (an indexed field's, `_member`), each read of which parses
+    # the text again: one read (None: `number`), where `number_guard` holds (`{column}`; None: `readable`).
+    number_direct: str | None
+    number_guard: str | None
     text: str  # the member as SQL text, ordered by code point
     has_text: str  # the JSON array member holds a text item equal to {value}
     has_number: str  # the JSON array member holds a number (or true/false, as 1/0) equal to {value}
+    inexact_item: str  # the JSON array member holds a number `number` cannot compare as Python does (or FALSE)
     nonempty_array: str
     contains: str  # the SQL text {value} contains the text {part}
     # {value} is a time as the store writes it (mauto.store.sqlite.stamp), years 1000-8999, which Python reads
     # as that very time; never NULL. It may say no to such a time (Python then decides), never yes to another.
     canonical_stamp: str
+    # A JSON member as the text a time is compared as: its text (`text`), or (PostgreSQL, where reading a json
+    # string's text parses it again, each time) its JSON spelling, the text within `stamp_quote`; and
+    # `quoted_stamp`, `canonical_stamp` for such a spelling: a time as the store writes it needs no escape, so
+    # that where the row is readable (no \u escape) the spelling holds the time itself, quoted.
+    stamp: str
+    stamp_quote: str
+    quoted_stamp: str
+    # An integer column read as Python's bool() reads it (record_of: the consent columns), as 1 or 0.
+    boolean_column: str
+
+
+UNREADABLE = "unreadable"  # JSON the dialect cannot read as Python does (Spelling.readable): Python's, always
 
 
 # A stored time as `stamp` writes it: checked character by character (a GLOB; in PostgreSQL, whose regular
@@ -89,22 +120,65 @@ _LONG_DAYS = ", ".join([*(f"'{month}-{day}'" for month in ("01", "03", "05", "07
 _PG_STAMP_SHAPE = "____-__-__T__:__:__.______+00:00"
 
 
-def _pg_real_day(value: str) -> str:
-    """`value` (text) starts with a day that is, years 1000-8999: for use once its first ten characters are
-    known to be digits and dashes in their places (the year is then cast to a number)."""
-    year = f"substr({value}, 1, 4)"
-    return (f"({year} BETWEEN '1000' AND '8999' AND substr({value}, 6, 2) BETWEEN '01' AND '12' AND "
-            f"(substr({value}, 9, 2) BETWEEN '01' AND '28' OR substr({value}, 6, 5) IN ({_LONG_DAYS}) OR "
-            f"(substr({value}, 6, 5) = '02-29' AND {year}::integer % 4 = 0 AND ({year}::integer % 100 <> 0 OR "
+def _pg_real_day(value: str, shift: int = 0) -> str:
+    """`value` (text) starts (after `shift` characters) with a day that is, years 1000-8999: for use once its first
+    ten characters are known to be digits and dashes in their places (the year is then cast to a number)."""
+    def part(start: int, length: int) -> str:
+        return f"substr({value}, {start + shift}, {length})"
+
+    year = part(1, 4)
+    return (f"({year} BETWEEN '1000' AND '8999' AND {part(6, 2)} BETWEEN '01' AND '12' AND "
+            f"({part(9, 2)} BETWEEN '01' AND '28' OR {part(6, 5)} IN ({_LONG_DAYS}) OR "
+            f"({part(6, 5)} = '02-29' AND {year}::integer % 4 = 0 AND ({year}::integer % 100 <> 0 OR "
             f"{year}::integer % 400 = 0))))")
 
 
-def _pg_time_of_day(value: str) -> str:
-    return f"substr({value}, 12, 2) < '24' AND substr({value}, 15, 2) < '60' AND substr({value}, 18, 2) < '60'"
+def _pg_time_of_day(value: str, shift: int = 0) -> str:
+    return (f"substr({value}, {12 + shift}, 2) < '24' AND substr({value}, {15 + shift}, 2) < '60' AND "
+            f"substr({value}, {18 + shift}, 2) < '60'")
 
 
-_PG_STAMP = (f"CASE WHEN {{value}} LIKE '{_PG_STAMP_SHAPE}' AND translate({{value}}, '0123456789', '') = '--T::.+:' "
-             f"THEN ({_pg_time_of_day('{value}')} AND {_pg_real_day('{value}')}) ELSE FALSE END")
+# A JSON number's text (the `json` type keeps it as written) that compares in SQL, as a double, as Python compares
+# the number json.loads gives: an int for an integer, a float for a fraction or an exponent. The double PostgreSQL
+# reads from such a text is the one Python reads (both round the decimal to the nearest). So: an integer of at
+# most 15 characters (exact as a double; a longer one may be past 2**53, where Python keeps it exactly and
+# compares it exactly with a float), or a fraction without an exponent, shorter than 250 characters (it neither
+# overflows nor underflows a double; 1e400 is inf to Python and 1e-400 is 0.0, and the cast raises on both). Any
+# other number (mauto writes an exponent for a float past 1e16 or below 1e-4 only) goes to Python. String
+# functions, not a regular expression, which costs ten times as much here.
+def _pg_double(value: str) -> str:
+    """The json `value` as the double Python compares (true and false as 1 and 0, as Python's True == 1); NULL
+    for any other value and for a number the test above leaves to Python. Nothing here raises."""
+    text = f"({value})::text"
+    exact = (f"strpos({text}, 'e') = 0 AND strpos({text}, 'E') = 0 AND (length({text}) <= 15 OR "
+             f"(length({text}) < 250 AND strpos({text}, '.') > 0))")
+    return (f"CASE json_typeof({value}) WHEN 'number' THEN (CASE WHEN {exact} THEN ({text})::float8 END) "
+            f"WHEN 'boolean' THEN (CASE WHEN {text} = 'true' THEN 1 ELSE 0 END) END")
+
+
+# PostgreSQL's Spelling.readable: text tests, not a parse (strpos is the cheapest; PostgreSQL 15 has no test of
+# JSON that does not raise): an object's opening brace (json_to_record raises on any other value); NaN and
+# Infinity (json takes neither); any \u escape (mauto writes its JSON with ensure_ascii off: \u is there only for
+# a control character, and \u0000 or a lone surrogate raises when read as text). That sends a few rows
+# PostgreSQL could read to Python, never one it cannot read to the query.
+_PG_READABLE = ("(left({column}, 1) = '{{' AND strpos({column}, 'NaN') = 0 AND strpos({column}, 'Infinity') = 0 "
+                "AND strpos({column}, '\\u') = 0)")
+
+
+# A jsonb number that compares in SQL, as a double, as Python compares the number json.loads gives (a JSON path's
+# filter: the value itself, or nothing): within ±2**53 an integer is exact as a double, and a fraction is the
+# double Python reads (both round the decimal to the nearest); past it Python keeps an integer exactly; below
+# 1e-300 a double underflows (1e-400 is 0.0 to Python).
+_PG_EXACT = ("'strict $ ? (@.type() == \"number\" && @ >= -9007199254740992 && @ <= 9007199254740992 && "
+             "(@ == 0 || @ >= 1e-300 || @ <= -1e-300))'")
+
+
+def _pg_stamp(quote: str = "") -> str:
+    """PostgreSQL's canonical_stamp, for a time within `quote` (its JSON spelling: `"`)."""
+    shift = len(quote)
+    return (f"CASE WHEN {{value}} LIKE '{quote}{_PG_STAMP_SHAPE}{quote}' AND "
+            f"translate({{value}}, '0123456789', '') = '{quote}--T::.+:{quote}' "
+            f"THEN ({_pg_time_of_day('{value}', shift)} AND {_pg_real_day('{value}', shift)}) ELSE FALSE END")
 
 
 SPELLINGS: dict[str, Spelling] = {
@@ -113,53 +187,78 @@ SPELLINGS: dict[str, Spelling] = {
         key=lambda name: "'$.\"" + name + "\"'",
         member="",
         readable="json_valid({column})",
+        parses="json_valid({column})",
+        absent="({column} GLOB '{{*' AND {column} NOT GLOB '*\\u*')",
         record=None,
         kind="json_type({doc}, {key})",
         kinds={"number": ("integer", "real", "true", "false"), "text": ("text",), "array": ("array",),
                "object": ("object",), "null": ("null",)},
         number="json_extract({doc}, {key})",
+        inexact_numbers=False,  # SQLite reads a JSON number as a 64-bit integer or a double, as Python compares
+        number_direct=None,
+        number_guard=None,
         text="json_extract({doc}, {key})",
         has_text="EXISTS (SELECT 1 FROM json_each({doc}, {key}) AS item WHERE item.type = 'text' "
                  "AND item.atom = {value})",
         has_number="EXISTS (SELECT 1 FROM json_each({doc}, {key}) AS item WHERE item.type IN "
                    "('integer', 'real', 'true', 'false') AND item.atom = {value})",
         nonempty_array="json_array_length({doc}, {key}) > 0",
+        inexact_item="FALSE",
         contains="instr({value}, {part}) > 0",
         canonical_stamp=_SQLITE_STAMP,
+        stamp="json_extract({doc}, {key})",
+        stamp_quote="",
+        quoted_stamp=_SQLITE_STAMP,
+        # an INTEGER column may hold a real or a text: 0, 0.0, '' and NULL are false to bool()
+        boolean_column="(CASE WHEN {column} IS NULL OR {column} = 0 OR {column} = '' THEN 0 ELSE 1 END)",
     ),
-    # contacts.fields and events.properties are text columns there: each `::jsonb` parses the text again (no
-    # cache), so a contact's fields are read once a row through `record` (jsonb_to_record: a JSON null and an
-    # absent member are both NULL, as they are both "not set" to typed_fields), but a field with an index
-    # (`index_sql`), read as the index has it; events' properties (an absent one is no null one there) directly.
-    # The store's `translate` leaves this SQL as it is but for the `:name` parameters
-    # (tests/store/test_audience_sql.py). PostgreSQL may evaluate the parts of an AND in any order: no function
-    # here raises on a member of another type than its case's (the casts and the array functions look first).
+    # contacts.fields and events.properties are text columns there, read as `json` (not jsonb): json keeps a
+    # number as written (jsonb reads it into a numeric, and raises for the whole statement on one past numeric's
+    # range, 1e999999, which Python reads as inf) and the last of two equal keys (as json.loads), and its parse
+    # is cheaper. Each `::json` parses the text again (no cache), so a contact's fields are read once a row
+    # through `record` (json_to_record: a JSON null and an absent member are both NULL, as they are both "not
+    # set" to typed_fields), but a field with an index (`index_sql`), read as the index has it; events'
+    # properties (an absent one is no null one there) directly. The store's `translate` leaves this SQL as it is
+    # but for the `:name` parameters (tests/store/test_audience_sql.py). PostgreSQL may evaluate the parts of an
+    # AND in any order: no function here raises on a member of another type than its case's (the array
+    # functions look first).
     "postgresql": Spelling(
         parameter=":{}",  # as the store's SQL is written: PgDatabase.execute translates it to psycopg's
         key=lambda name: "'" + name + "'",
-        member="(({doc})::jsonb -> {key})",
-        # A text test, not a parse (strpos is the cheapest): NaN, Infinity, and any \u escape (mauto writes its
-        # JSON with ensure_ascii off: \u is there only for a control character; \u0000 and lone surrogates
-        # are among them), which sends a few rows that PostgreSQL could read to Python.
-        readable="(strpos({column}, 'NaN') = 0 AND strpos({column}, 'Infinity') = 0 AND strpos({column}, '\\u') = 0)",
-        record=" CROSS JOIN LATERAL jsonb_to_record(({doc})::jsonb) AS cf({columns}, \"mauto:unreadable\" boolean)",
-        kind="jsonb_typeof({member})",
+        member="(({doc})::json -> {key})",
+        readable=_PG_READABLE,
+        parses=_PG_READABLE,  # the functions raise on what they do not read as Python does
+        absent=None,  # json finds a key however written, as json.loads does
+        record=" CROSS JOIN LATERAL json_to_record(({doc})::json) AS cf({columns}, \"mauto:unreadable\" boolean)",
+        kind="json_typeof({member})",
         kinds={"number": ("number", "boolean"), "text": ("string",), "array": ("array",), "object": ("object",),
                "null": ("null",)},
-        number="CASE jsonb_typeof({member}) WHEN 'number' THEN ({member} #>> '{{}}')::numeric "
-               "WHEN 'boolean' THEN (CASE WHEN {member} = 'true'::jsonb THEN 1 ELSE 0 END)::numeric END",
+        number=_pg_double("{member}"),
+        inexact_numbers=True,
+        # the member read once, as jsonb (numeric: exact), then a JSON path's filter on it, which raises on
+        # nothing; where the text holds no number past numeric's range (jsonb would raise on it: an exponent of
+        # five digits or more, or 16,384 digits and more, which needs a text that long)
+        number_direct=f"coalesce((jsonb_path_query_first(({{member}})::jsonb, {_PG_EXACT}))::numeric::float8, "
+                      "CASE ({member})::text WHEN 'true' THEN 1 WHEN 'false' THEN 0 END)",
+        number_guard=f"({_PG_READABLE} AND {{column}} !~ '[0-9][eE][-+]?[0-9]{{{{5}}}}' AND "
+                     "octet_length({column}) < 16384)",
         text="(({member} #>> '{{}}') COLLATE \"C\")",
-        has_text="EXISTS (SELECT 1 FROM jsonb_array_elements(CASE WHEN jsonb_typeof({member}) = 'array' THEN "
-                 "{member} END) AS item(value) WHERE jsonb_typeof(item.value) = 'string' AND "
+        has_text="EXISTS (SELECT 1 FROM json_array_elements(CASE WHEN json_typeof({member}) = 'array' THEN "
+                 "{member} END) AS item(value) WHERE json_typeof(item.value) = 'string' AND "
                  "(item.value #>> '{{}}') = {value})",
-        has_number="EXISTS (SELECT 1 FROM jsonb_array_elements(CASE WHEN jsonb_typeof({member}) = 'array' THEN "
-                   "{member} END) AS item(value) WHERE CASE jsonb_typeof(item.value) WHEN 'number' THEN "
-                   "(item.value #>> '{{}}')::numeric WHEN 'boolean' THEN (CASE WHEN item.value = 'true'::jsonb "
-                   "THEN 1 ELSE 0 END) END = {value})",
-        nonempty_array="coalesce(jsonb_array_length(CASE WHEN jsonb_typeof({member}) = 'array' THEN {member} END), "
+        has_number="EXISTS (SELECT 1 FROM json_array_elements(CASE WHEN json_typeof({member}) = 'array' THEN "
+                   f"{{member}} END) AS item(value) WHERE {_pg_double('item.value')} = {{value}})",
+        inexact_item="EXISTS (SELECT 1 FROM json_array_elements(CASE WHEN json_typeof({member}) = 'array' THEN "
+                     "{member} END) AS item(value) WHERE json_typeof(item.value) = 'number' AND "
+                     f"{_pg_double('item.value')} IS NULL)",
+        nonempty_array="coalesce(json_array_length(CASE WHEN json_typeof({member}) = 'array' THEN {member} END), "
                        "0) > 0",
         contains="strpos({value}, {part}) > 0",
-        canonical_stamp=_PG_STAMP,
+        canonical_stamp=_pg_stamp(),
+        stamp="(({member})::text COLLATE \"C\")",
+        stamp_quote='"',
+        quoted_stamp=_pg_stamp('"'),
+        boolean_column="(CASE WHEN {column} <> 0 THEN 1 ELSE 0 END)",  # an integer column there: NULL is false
     ),
 }
 
@@ -212,7 +311,6 @@ _ERROR = object()  # an outcome: Python raises (or may): the contact is in doubt
 # The classes a value may be of, as the evaluator sees it: what comparisons do depends only on these.
 NONE, UNDEFINED, NUMBER, TEXT, DATE_TEXT, STAMP_TEXT, ARRAY, OBJECT, COUNT = (
     "none", "undefined", "number", "text", "date-text", "stamp-text", "array", "object", "count")
-UNREADABLE = "unreadable"  # JSON the dialect cannot read as Python does (Spelling.readable): Python's, always
 _LARGEST_EXACT = 2**53  # numbers past it: SQLite may hold a stored integer as a real
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")
 
@@ -233,6 +331,15 @@ class _Value:
     text_sql: str = ""
     json: dict[str, str] | None = None
     doubt: str = _FALSE
+    stamp_sql: str = ""  # a JSON member as a time is compared (Spelling.stamp); text_sql when empty
+    stamp_quote: str = ""
+    inexact: bool = False  # `sql` is NULL for a number it cannot compare as Python does (Spelling.number)
+
+    def number(self, condition: str) -> Any:
+        """The outcome `condition` on the number `sql` (of the number class): sure where `sql` is not NULL (where
+        it is, the contact is in doubt, and `condition`, NULL there, may be anything). Only a condition that
+        reads the number puts it in doubt: `contact.country == 'FR'` is false for any number."""
+        return _Checked(f"{self.sql} IS NOT NULL", condition) if self.inexact else condition
 
 
 @dataclass
@@ -240,7 +347,7 @@ class _Context:
     spelling: Spelling
     fields: dict[str, Any]
     now: datetime
-    zone: str
+    zone: str | None  # None: the zone differs from contact to contact (compile_where)
     parameters: dict[str, Any] = field(default_factory=dict)
     events: bool = False
     processed_only: bool = False
@@ -256,7 +363,8 @@ class _Context:
     def member(self, column: str, name: str) -> dict[str, str]:
         """The format arguments of a JSON member of `column` (`_member`), read through the contact's record
         where the dialect has one (and the field no index)."""
-        record = self.spelling.record is not None and column == "c.fields" and name not in self.indexed
+        record = self.spelling.record is not None and column == "c.fields" and name not in self.indexed \
+            and _fits_record(name)
         if record and name not in self.record:
             self.record.append(name)
         elif not record and column == "c.fields":
@@ -266,13 +374,23 @@ class _Context:
     def joins(self) -> str:
         if not self.record or self.spelling.record is None:
             return ""
-        return _record_join(self.spelling, ", ".join(f'"{name}" jsonb' for name in self.record))
+        return _record_join(self.spelling, ", ".join(f'"{name}" json' for name in self.record))
+
+
+# PostgreSQL cuts a longer identifier short (NAMEDATALEN - 1): a record column named so would read another member
+_RECORD_NAME_LIMIT = 63
+
+
+def _fits_record(name: str) -> bool:
+    """A field read through the contact's record (Spelling.record) must have a name the record's column can have
+    (field names are ASCII: _NAME); a longer one is read as an indexed field is, from the JSON text."""
+    return len(name) <= _RECORD_NAME_LIMIT
 
 
 def _safe_doc(spelling: Spelling, column: str, otherwise: str = "{}") -> str:
-    """A JSON column as the conditions read it: its text, or `otherwise` where the dialect cannot read it as
-    Python does (`Spelling.readable`: its members are then `unreadable`, and Python decides)."""
-    return f"CASE WHEN {spelling.readable.format(column=column)} THEN {column} ELSE '{otherwise}' END"
+    """A JSON column as the functions read it: its text, or `otherwise` where they would raise on it
+    (`Spelling.parses`; its members are then `unreadable`, `Spelling.readable`, and Python decides)."""
+    return f"CASE WHEN {spelling.parses.format(column=column)} THEN {column} ELSE '{otherwise}' END"
 
 
 def _record_join(spelling: Spelling, columns: str) -> str:
@@ -290,11 +408,36 @@ def _member(spelling: Spelling, column: str, name: str, record: bool = False) ->
     doc = _safe_doc(spelling, column)
     if record:
         return {"doc": doc, "key": key, "member": f'cf."{name}"', "readable": 'cf."mauto:unreadable" IS NULL'}
-    return {"doc": doc, "key": key, "member": spelling.member.format(doc=doc, key=key),
-            "readable": spelling.readable.format(column=column)}
+    readable = spelling.readable.format(column=column)
+    absent = {} if spelling.absent is None else {"absent": spelling.absent.format(column=column)}
+    if spelling.record is not None:
+        # PostgreSQL: the member of the text itself, read only where `readable` holds (`_guarded`: a CASE, which
+        # PostgreSQL evaluates in order), the test written once an expression: an index's expressions are
+        # kept in a catalog row of at most 8 kB, which a test repeated for each read of the member overflows.
+        number_guard = {} if spelling.number_guard is None else {
+            "number_guard": spelling.number_guard.format(column=column)}
+        return {"doc": column, "key": key, "member": spelling.member.format(doc=column, key=key),
+                "readable": readable, "guard": readable, **absent, **number_guard}
+    return {"doc": doc, "key": key, "member": spelling.member.format(doc=doc, key=key), "readable": readable,
+            **absent}
 
 
-# --- boolean algebra on SQL text, never NULL ----------------------------------------------------------------
+def _number(spelling: Spelling, member: dict[str, str]) -> str:
+    """The member as a number (Spelling.number), as a query and an index (`index_sql`) read it alike."""
+    if "number_guard" in member and spelling.number_direct is not None:
+        return f"(CASE WHEN {member['number_guard']} THEN {spelling.number_direct.format(**member)} END)"
+    return _guarded(member, spelling.number.format(**member))
+
+
+def _guarded(member: dict[str, str], sql: str, otherwise: str = "NULL") -> str:
+    """`sql`, a spelling of the member, where it can be read (`otherwise` elsewhere), for a member read from
+    the text itself (`_member`'s guard); as it is for the others, whose doc is read safely already."""
+    guard = member.get("guard")
+    return sql if guard is None else f"(CASE WHEN {guard} THEN {sql} ELSE {otherwise} END)"
+
+
+# --- boolean algebra on SQL text, never NULL where the doubt is false ------------------------------------------
+# (A condition is NULL only where the contact is in doubt: PostgreSQL's number where it cannot compare it.)
 
 def _and(*parts: str) -> str:
     if _FALSE in parts:
@@ -350,13 +493,16 @@ _ALWAYS, _NEVER = Truth(_TRUE, _FALSE, _TRUE), Truth(_FALSE, _FALSE, _FALSE)
 
 # --- the entry point ---------------------------------------------------------------------------------------
 
-def compile_where(expression: Any, fields: dict[str, Any], zone: str, now: datetime,
+def compile_where(expression: Any, fields: dict[str, Any], zone: str | None, now: datetime,
                   dialect: str = "sqlite", *, processed_events_only: bool = False,
                   indexed: Collection[str] = ()) -> Compiled | None:
     """The expression (its source, an Expression, or a contacts.Where) as SQL on the contacts row `c`, or None
     when it uses what the SQL does not cover (the caller then evaluates every contact in Python). `fields`:
     the declared contact fields with their types (Project.contact_fields); `now`: the moment `now` and
-    `within=` count from (aware); `zone`: the project's time zone (days_since of a date);
+    `within=` count from (aware); `zone`: the zone the evaluator gives every contact (`contacts list`: the
+    project's), which a part that reads no contact may read (`now|date('%A')`), or None when it differs from
+    contact to contact (the daemon's segment check: the workflow's settings.timezone, else the contact's own):
+    such a part does not compile then;
     `processed_events_only`: count only the events a tick has handled, as the daemon's contacts hold them
     (runtime.load_contact), for a segment's check in the daemon; `indexed`: the contact fields with an index
     (`indexed_fields`), read as the index has them (the other ones: as the dialect reads them fastest)."""
@@ -374,10 +520,10 @@ def compile_where(expression: Any, fields: dict[str, Any], zone: str, now: datet
         truth = _truth(expression.tree, context, None)
     except (_NotCompiled, ExpressionError):
         return None
-    if context.record and context.direct:
+    if context.record and context.direct and indexed:
         # Some fields indexed, some not: the condition then joins the row to its record, and PostgreSQL uses no
         # index for a join's condition; each indexed field would be parsed again for every row. Read them all
-        # through the record (once a row), as without an index.
+        # through the record (once a row), as without an index (but a name too long for it: `_fits_record`).
         return compile_where(expression, fields, zone, now, dialect, processed_events_only=processed_events_only)
     return Compiled(truth.true, truth.doubt, context.parameters, dialect, context.events, truth.keep,
                     context.joins())
@@ -401,6 +547,8 @@ def _constant(node: nodes.Node, context: _Context) -> Any:
     """The value of a constant part, computed as the evaluator computes it; _NotCompiled when it fails."""
     if isinstance(node, nodes.Const):
         value = node.value
+    elif context.zone is None and _reads_zone(node):
+        raise _NotCompiled  # its value depends on the contact's zone: Python, contact by contact
     else:
         from mauto.workflow.durations import parse_duration
         from mauto.workflow.expressions import _ENVIRONMENT
@@ -419,6 +567,25 @@ def _constant(node: nodes.Node, context: _Context) -> Any:
     elif not _plain(value) and not (type(value) is datetime and value.tzinfo is not None):
         raise _NotCompiled
     return value
+
+
+def _reads_zone(node: nodes.Node) -> bool:
+    """Whether a constant part may read the evaluator's zone (`_zone`): a filter or test given Jinja2's context
+    (the `date` filter shows a time in that zone), or the name itself."""
+    from jinja2.utils import _PassArg
+
+    from mauto.workflow.expressions import _ENVIRONMENT
+
+    for found in (node, *node.find_all((nodes.Name, nodes.Filter, nodes.Test))):
+        if not isinstance(found, (nodes.Filter, nodes.Test)):
+            if isinstance(found, nodes.Name) and found.name == "_zone":
+                return True
+            continue
+        functions = _ENVIRONMENT.filters if isinstance(found, nodes.Filter) else _ENVIRONMENT.tests
+        function = functions.get(found.name)
+        if function is None or getattr(function, "jinja_pass_arg", None) is _PassArg.context:
+            return True
+    return False
 
 
 def _plain(value: Any) -> bool:
@@ -483,12 +650,14 @@ def _truthy(kind: Any, value: _Value, context: _Context) -> Any:
         return bool(kind.value)
     if kind == NONE:
         return False
-    if kind in (NUMBER, COUNT):
+    if kind == NUMBER:
+        return value.number(f"{value.sql} <> 0")
+    if kind == COUNT:
         return f"{value.sql} <> 0"
     if kind in (TEXT, DATE_TEXT, STAMP_TEXT):
         return f"{value.text_sql} <> ''"  # a date read as one is never empty, nor a stamp
     if kind == ARRAY and value.json is not None:
-        return context.spelling.nonempty_array.format(**value.json)
+        return _guarded(value.json, context.spelling.nonempty_array.format(**value.json), _FALSE)
     return _ERROR  # an Undefined, an object
 
 
@@ -511,22 +680,27 @@ def _operand(node: nodes.Node, context: _Context, event: str | None) -> _Const |
 
 
 def _json_value(column: str, name: str, context: _Context, absent: list[tuple[str, Any]],
-                text_kind: str) -> _Value:
+                text_kind: str, number_kind: str = NUMBER) -> _Value:
     """A member of a JSON column: `absent` are the cases for a member that is not there or null."""
     spelling = context.spelling
     member = context.member(column, name)
     kind = _kind(spelling, member)
     cases: list[tuple[Any, Any]] = [
-        *absent, (_is(kind, ("number",), context), NUMBER), (_is(kind, ("text",), context), text_kind),
+        *absent, (_is(kind, ("number",), context), number_kind), (_is(kind, ("text",), context), text_kind),
         (_is(kind, ("array",), context), ARRAY), (_is(kind, ("object",), context), OBJECT),
         (_is(kind, (UNREADABLE,), context), UNREADABLE)]
-    return _Value(cases, spelling.number.format(**member), spelling.text.format(**member), member)
+    return _Value(cases, _number(spelling, member),
+                  _guarded(member, spelling.text.format(**member)), member, inexact=spelling.inexact_numbers,
+                  stamp_sql=_guarded(member, spelling.stamp.format(**member)), stamp_quote=spelling.stamp_quote)
 
 
 def _kind(spelling: Spelling, member: dict[str, str]) -> str:
     """The JSON type of a member, never NULL: `absent` when it is not there, `unreadable` when the dialect cannot
-    read the JSON as Python does (one expression: the first column of the field's index, `index_sql`)."""
-    return (f"CASE WHEN {member['readable']} THEN coalesce({spelling.kind.format(**member)}, 'absent') "
+    read the JSON as Python does (Spelling.readable), or does not find a member Python may (Spelling.absent); one
+    expression: the first column of the field's index, `index_sql`."""
+    absent = "'absent'" if "absent" not in member else \
+        f"CASE WHEN {member['absent']} THEN 'absent' ELSE '{UNREADABLE}' END"
+    return (f"CASE WHEN {member['readable']} THEN coalesce({spelling.kind.format(**member)}, {absent}) "
             f"ELSE '{UNREADABLE}' END")
 
 
@@ -567,8 +741,8 @@ def _contact_field(name: str, context: _Context) -> _Value:
         return _Value([(_TRUE, TEXT)], "c.id", "c.id")
     if name in ("email", "phone"):
         return _Value([(f"c.{name} IS NULL", NONE), (f"c.{name} IS NOT NULL", TEXT)], f"c.{name}", f"c.{name}")
-    if name in ("email_consent", "sms_consent"):
-        return _Value([(_TRUE, NUMBER)], f"c.{name}")
+    if name in ("email_consent", "sms_consent"):  # record_of reads them with bool(): 2 is True
+        return _Value([(_TRUE, NUMBER)], context.spelling.boolean_column.format(column=f"c.{name}"))
     if name == "created_at":
         return _Value([(_TRUE, STAMP_TEXT if declared == "datetime" else TEXT)], "c.created_at", "c.created_at")
     if not _NAME.fullmatch(name):
@@ -579,7 +753,9 @@ def _contact_field(name: str, context: _Context) -> _Value:
         missing = NONE if declared is not _UNDECLARED else UNDEFINED
     text_kind = {"date": DATE_TEXT, "datetime": STAMP_TEXT}.get(declared, TEXT) if isinstance(declared, str) \
         else TEXT
-    value = _json_value("c.fields", name, context, [], text_kind)
+    # a number in a date field may be a date to Python (typed_fields: 19900517 is 1990-05-17): Python decides
+    number_kind = UNREADABLE if declared in ("date", "datetime") else NUMBER
+    value = _json_value("c.fields", name, context, [], text_kind, number_kind)
     kind = _kind(context.spelling, value.json)  # type: ignore[arg-type]
     value.cases.insert(0, (_is(kind, ("absent", "null"), context), missing))  # typed_fields drops a null
     return value
@@ -657,7 +833,8 @@ def _compare(kind: Any, op: str, constant: Any, value: _Value, context: _Context
     sql_op = _SQL_OPERATORS[op]
     if type(constant) in (int, float, bool):
         if kind in (NUMBER, COUNT):
-            return f"{value.sql} {sql_op} {context.bind(int(constant) if type(constant) is bool else constant)}"
+            compared = f"{value.sql} {sql_op} {context.bind(int(constant) if type(constant) is bool else constant)}"
+            return value.number(compared) if kind == NUMBER else compared
         return (op == "ne") if equality else _ERROR
     if type(constant) is str:
         if kind == TEXT:
@@ -671,9 +848,11 @@ def _compare(kind: Any, op: str, constant: Any, value: _Value, context: _Context
                 stamped = constant.astimezone(UTC).isoformat(timespec="microseconds")
             except (OverflowError, ValueError):
                 raise _NotCompiled from None
-            canonical = context.spelling.canonical_stamp.format(value=value.text_sql)
+            text, quote = value.stamp_sql or value.text_sql, value.stamp_quote
+            spelling = context.spelling
+            canonical = (spelling.quoted_stamp if quote else spelling.canonical_stamp).format(value=text)
             # only a time as the store writes it is certainly read as this time; any other text: Python
-            return _Checked(canonical, f"{value.text_sql} {sql_op} {context.bind(stamped)}")
+            return _Checked(canonical, f"{text} {sql_op} {context.bind(quote + stamped + quote)}")
         if kind == DATE_TEXT:
             return (op == "ne") if equality else _ERROR  # a date never equals a datetime, nor is ordered with one
         return (op == "ne") if equality else _ERROR
@@ -721,9 +900,15 @@ def _contains(kind: Any, item: Any, value: _Value, context: _Context) -> Any:
         except TypeError:
             return _ERROR
     if kind == ARRAY and value.json is not None and type(item) in (str, int, float, bool):
-        template = context.spelling.has_text if type(item) is str else context.spelling.has_number
+        spelling = context.spelling
         bound = context.bind(int(item) if type(item) is bool else item)
-        return template.format(**value.json, value=bound)
+        if type(item) is str:
+            return _guarded(value.json, spelling.has_text.format(**value.json, value=bound), _FALSE)
+        found = _guarded(value.json, spelling.has_number.format(**value.json, value=bound), _FALSE)
+        if spelling.inexact_item == _FALSE:
+            return found
+        # an item `number` cannot compare as Python does (PostgreSQL: past 2**53, 1e-400): Python decides
+        return _Checked(_not(_guarded(value.json, spelling.inexact_item.format(**value.json), _FALSE)), found)
     if kind == TEXT and type(item) is str:
         return context.spelling.contains.format(value=value.text_sql, part=context.bind(item))
     return _ERROR  # a number, None, an object, a date: Python raises or looks at keys
@@ -785,9 +970,10 @@ def _events_filter(node: nodes.Call, context: _Context) -> Truth:
         if type(within) is not str:
             raise _NotCompiled
         try:
-            lower = now - parse_duration(within)
-        except Exception:  # noqa: BLE001 - a bad duration, or past the calendar (Scope clamps it): Python
+            duration = parse_duration(within)
+        except Exception:  # noqa: BLE001 - a bad duration: Python says so
             raise _NotCompiled from None
+        lower = _earlier(now, duration)
         parts.append(f"e.at >= {context.bind(_stamp(lower))}")
     if since is not None:
         if type(since) is not datetime or since.tzinfo is None:
@@ -803,7 +989,20 @@ def _events_filter(node: nodes.Call, context: _Context) -> Truth:
     except ValueError:
         raise _NotCompiled from None
     found = _truth(tree, context, "e")
-    return Truth(_and(chosen, found.true), _and(chosen, found.doubt), _and(chosen, found.keep))
+    # Python evaluates `where=` on the record of every event chosen, {**properties, ...}: properties that are no
+    # JSON object (`[]`, `null`) make it raise, whatever `where=` reads. A text test (mauto writes an object).
+    odd = "substr(e.properties, 1, 1) <> '{'"
+    return Truth(_and(chosen, found.true), _and(chosen, _or(odd, found.doubt)), _and(chosen, _or(odd, found.keep)))
+
+
+def _earlier(moment: datetime, duration: timedelta) -> datetime:
+    """`moment` less `duration` of elapsed time (plain `-` on a datetime in a ZoneInfo takes wall-clock time),
+    the first moment datetime holds past the calendar's start: as Scope._matching computes `within=`'s start
+    (mauto.engine.timing.shifted, which the store, a layer below the engine, does not import)."""
+    try:
+        return (moment.astimezone(UTC) - duration).astimezone(moment.tzinfo)
+    except OverflowError:
+        return datetime.min.replace(tzinfo=UTC)
 
 
 def _stamp(moment: datetime) -> str:
@@ -839,8 +1038,8 @@ def _in_list(node: nodes.Call, context: _Context) -> Truth:
             return _and(f"{lists.text_sql} <> ''", _contains(TEXT, name, lists, context))
         if isinstance(kind, _Const):
             return _contains(_Const(kind.value or []), name, lists, context)
-        if kind == NUMBER:  # 0 or false: `or []`; any other number: `in` raises
-            return _Checked(f"{lists.sql} = 0", _FALSE)
+        if kind == NUMBER:  # 0 or false: `or []`; any other number (or one SQL cannot read): `in` raises
+            return _Checked(f"coalesce({lists.sql} = 0, FALSE)", _FALSE)
         return _contains(kind, name, lists, context)
 
     return _over_cases(lists, outcome)
@@ -848,11 +1047,12 @@ def _in_list(node: nodes.Call, context: _Context) -> Truth:
 
 # --- for the daemon ------------------------------------------------------------------------------------------
 
-def audience_ids(db: Any, expression: Any, fields: dict[str, Any], zone: str, now: datetime,
+def audience_ids(db: Any, expression: Any, fields: dict[str, Any], zone: str | None, now: datetime,
                  dialect: str = "sqlite", *, processed_events_only: bool = False) -> list[str] | None:
     """The ids (in id order) of the contacts for which the expression may be true at `now`: those it is true
     for, and those only Python can tell (it may raise on them); None when it does not compile (every contact
-    may be). The others are those for which the Python evaluator gives false."""
+    may be). The others are those for which the Python evaluator gives false. `zone`: as compile_where's (None:
+    each contact's may differ)."""
     compiled = compile_where(expression, fields, zone, now, dialect, processed_events_only=processed_events_only,
                              indexed=indexed_fields(db, dialect))
     if compiled is None:
@@ -911,17 +1111,21 @@ _SQLITE_DATE = "[1-8][0-9][0-9][0-9]-[01][0-9]-[0-3][0-9]"
 _SQLITE_TIME = "T[0-2][0-9]:[0-5][0-9]:[0-5][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]+00:00"
 
 
-def _field_text(name: str, dialect: str, column: str = "c.fields", record: bool = False) -> tuple[str, str]:
-    """A contact field's value as text (SQLite: as json_extract gives it), and when the row can be read (TRUE,
-    or Spelling.readable): its column (created_at, the address and consent fields, id), or its member of the
-    row's JSON `column`, or (PostgreSQL, `record`) of the row's fields read once as a record."""
+def _field_text(name: str, dialect: str, column: str = "c.fields",
+                record: bool = False) -> tuple[str, str, str, str]:
+    """A contact field's value as text, when the row can be read (TRUE, or Spelling.readable), when a value not
+    found is not there for Python either (Spelling.absent), and the quote around the text: its column
+    (created_at, the address and consent fields, id), or its member of the row's JSON `column` (SQLite: as
+    json_extract gives it; PostgreSQL: its JSON spelling, Spelling.stamp's, a text within `"`, or another
+    value's, and 'null'), or (PostgreSQL, `record`) of the row's fields read once as a record."""
     if name in (*COLUMN_FIELDS, "id"):
         table = column.rpartition(".")[0]
-        return (f"{table}.{name}" if table else name), _TRUE
-    member = _member(SPELLINGS[dialect], column, name, record)
-    if dialect != "postgresql":
-        return f"json_extract({member['doc']}, {member['key']})", member["readable"]
-    return f"({member['member']} #>> '{{}}')", member["readable"]
+        return (f"{table}.{name}" if table else name), _TRUE, _TRUE, ""
+    spelling = SPELLINGS[dialect]
+    member = _member(spelling, column, name, record)
+    absent = member.get("absent", _TRUE)
+    # PostgreSQL: the text's own member (`_member`), which date_key_sql reads only past its `WHEN NOT readable`
+    return spelling.stamp.format(**member), member["readable"], absent, spelling.stamp_quote
 
 
 def date_key_sql(name: str, every: str, dialect: str = "sqlite", declared: Any = "date",
@@ -936,28 +1140,31 @@ def date_key_sql(name: str, every: str, dialect: str = "sqlite", declared: Any =
     if not _NAME.fullmatch(name):
         raise ValueError(f"field name {name!r}")
     every = _every(every)
-    value, readable = _field_text(name, dialect, column, record)
+    value, readable, absent, quote = _field_text(name, dialect, column, record)
     begin, width = _DATE_PARTS[every]
     odd = "" if dialect == "postgresql" else _ODD
     unreadable = "" if readable == _TRUE else f"WHEN NOT {readable} THEN '{odd}' "
+    unset = "NULL" if absent == _TRUE else f"(CASE WHEN {absent} THEN NULL ELSE '{odd}' END)"  # or not found
     if dialect == "postgresql":
-        shapes, digits = f"{value} LIKE '____-__-__'", "'--'"
-        checks = [f"substr({value}, 1, 4) NOT IN ('1000', '8999')", _pg_real_day(value)]
+        # a JSON member's spelling (a date needs no escape: within its quotes, as a column holds it)
+        shift, null = len(quote), f" OR {value} = 'null'" if quote else ""
+        shapes, digits = f"{value} LIKE '{quote}____-__-__{quote}'", f"'{quote}--{quote}'"
+        checks = [f"substr({value}, {1 + shift}, 4) NOT IN ('1000', '8999')", _pg_real_day(value, shift)]
         if declared == "datetime":
-            shapes = f"({shapes} OR {value} LIKE '{_PG_STAMP_SHAPE}')"
-            digits = "'--', '--T::.+:'"
-            checks.append(f"(length({value}) = 10 OR ({_pg_time_of_day(value)}))")
+            shapes = f"({shapes} OR {value} LIKE '{quote}{_PG_STAMP_SHAPE}{quote}')"
+            digits += f", '{quote}--T::.+:{quote}'"
+            checks.append(f"(length({value}) = {10 + 2 * shift} OR ({_pg_time_of_day(value, shift)}))")
         return (f"CASE {unreadable}WHEN {shapes} AND translate({value}, '0123456789', '') IN ({digits}) THEN "
-                f"(CASE WHEN {' AND '.join(checks)} THEN substr({value}, {begin}, {width}) ELSE '' END) "
-                f"WHEN {value} IS NULL THEN NULL ELSE '' END")
+                f"(CASE WHEN {' AND '.join(checks)} THEN substr({value}, {begin + shift}, {width}) ELSE '' END) "
+                f"WHEN {value} IS NULL{null} THEN {unset} ELSE '' END")
     shape = f"{value} GLOB '{_SQLITE_DATE}'"
     if declared == "datetime":
         shape = f"({shape} OR ({value} GLOB '{_SQLITE_DATE}{_SQLITE_TIME}' AND substr({value}, 12, 2) < '24'))"
     day = f"substr({value}, 1, 10)"
     return (f"CASE {unreadable}WHEN {shape} AND substr({value}, 1, 4) NOT IN ('1000', '8999') AND "
             f"substr({value}, 6, 2) BETWEEN '01' AND '12' AND (substr({value}, 9, 2) BETWEEN '01' AND '28' OR "
-            f"date({day}, '+0 days') IS {day}) THEN substr({value}, {begin}, {width}) WHEN {value} IS NULL THEN NULL "
-            f"ELSE '{odd}' END")
+            f"date({day}, '+0 days') IS {day}) THEN substr({value}, {begin}, {width}) WHEN {value} IS NULL THEN "
+            f"{unset} ELSE '{odd}' END")
 
 
 # The names of the audience indexes (`index_name`): what the queries look up (PostgreSQL) and what `mauto db index`
@@ -994,7 +1201,7 @@ def index_sql(name: str, dialect: str = "sqlite", declared: Any = None, *, every
     member = _member(spelling, "fields", name)
     kind = _kind(spelling, member)
     numeric = declared in ("integer", "number", "boolean")  # compared as numbers (PostgreSQL: another expression)
-    value = (spelling.number if numeric else spelling.text).format(**member)
+    value = _number(spelling, member) if numeric else _guarded(member, spelling.text.format(**member))
     return f"{head} (({kind}), ({value}))"
 
 
@@ -1026,9 +1233,10 @@ def date_trigger_query(spec: dict[str, Any], declared: Any, start: datetime, end
     except OverflowError:  # a window at the calendar's edge: every contact holding the field
         first, last, every = date.min, date.max, "year"
     # PostgreSQL: the JSON text read once a row (a column needs no reading)
-    record = SPELLINGS[dialect].record if not indexed and name not in (*COLUMN_FIELDS, "id") else None
+    record = SPELLINGS[dialect].record \
+        if not indexed and name not in (*COLUMN_FIELDS, "id") and _fits_record(name) else None
     key = date_key_sql(name, every, dialect, declared, record=record is not None)
-    table = "contacts AS c" + (_record_join(SPELLINGS[dialect], f'"{name}" jsonb') if record is not None else "")
+    table = "contacts AS c" + (_record_join(SPELLINGS[dialect], f'"{name}" json') if record is not None else "")
     odd = "''" if dialect == "postgresql" else f"'{_ODD}'"
     parameters: dict[str, Any] = {}
     wanted = None if every == "once" else _near_days(first, last, _DATE_PARTS[every][1])

@@ -312,8 +312,9 @@ def test_a_group_run_again_after_a_lost_connection_survives_a_request_that_timed
     try:
         writer = served.app.state.server.writer
         assert served.post_events(b"[]").status_code == 422  # the key checked and cached
-        gate = threading.Event()
-        holding = writer.submit(lambda store: gate.wait(10))  # the writer busy (a slow group)
+        gate, running = threading.Event(), threading.Event()
+        holding = writer.submit(lambda store: (running.set(), gate.wait(10)))  # the writer busy (a slow group)
+        assert running.wait(10)  # its group is made: the next request waits for the next group, not in this one
         timed_out = served.post_events({"contact": "ana", "event": "page_viewed", "at": AT, "id": "late"})
         assert (timed_out.status_code, timed_out.headers["retry-after"]) == (503, "5")
         with ThreadPoolExecutor(1) as pool:
