@@ -191,9 +191,9 @@ def test_a_worker_stopped_half_way_through_a_claim_leaves_what_it_did_not_do_to_
 # `erase` vacuums due_queue with the other tables.
 
 
-def test_contacts_erase_leaves_nothing_of_the_erased_id_in_the_due_queue(pg_daemon: Daemon,
-                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    pg_daemon.event("ana", "signed_up", T0 + timedelta(minutes=1))
+def _counting_plans(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many contacts each plan queues, in a list filled as the plans run (a tick told to stop once its plan
+    is done: `stopping=lambda: bool(queued)`)."""
     queued: list[int] = []
     queue_due = runtime.queue_due
 
@@ -202,6 +202,13 @@ def test_contacts_erase_leaves_nothing_of_the_erased_id_in_the_due_queue(pg_daem
         return queued[-1]
 
     monkeypatch.setattr(runtime, "queue_due", planned)
+    return queued
+
+
+def test_contacts_erase_leaves_nothing_of_the_erased_id_in_the_due_queue(pg_daemon: Daemon,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    pg_daemon.event("ana", "signed_up", T0 + timedelta(minutes=1))
+    queued = _counting_plans(monkeypatch)
     # a daemon asked to stop (SIGTERM) as its plan ends: it claims nothing; ana stays queued
     pg_daemon.tick(T0 + timedelta(minutes=2), stopping=lambda: bool(queued))
     assert queued == [1] and pg_daemon.rows("SELECT contact FROM due_queue") == [("ana",)]
@@ -578,19 +585,13 @@ def test_db_copy_of_a_store_with_a_queue_both_ways(pg_daemon: Daemon, pg_cluster
 
     for contact in ("ana", "ben"):
         pg_daemon.event(contact, "signed_up", T0 + timedelta(minutes=1))
-    queued: list[int] = []
-    queue_due = runtime.queue_due
-
-    def planned(db: Any, until: datetime) -> int:
-        queued.append(queue_due(db, until))
-        return queued[-1]
-
-    monkeypatch.setattr(runtime, "queue_due", planned)
+    unpatched = runtime.queue_due
+    queued = _counting_plans(monkeypatch)
     pg_daemon.tick(T0 + timedelta(minutes=2), stopping=lambda: bool(queued))  # stopped after its plan
     assert len(pg_daemon.rows("SELECT contact FROM due_queue")) == 2
     result = mauto(pg_daemon, "db", "copy", "--to", str(tmp_path / "copy.db"))
     assert result.exit_code == 0, result.output
-    monkeypatch.setattr(runtime, "queue_due", queue_due)
+    monkeypatch.setattr(runtime, "queue_due", unpatched)  # the plans counted no more
     sqlite = open_store(tmp_path / "copy.db", timeout=2.0)
     url = str(pg_cluster.url())
     try:
