@@ -776,18 +776,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--_outbox", nargs=3, dest="outbox", help=argparse.SUPPRESS)
     parser.add_argument("--_setup", nargs=2, dest="setup", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.mauto:
-        print(json.dumps(mauto_worker(*args.mauto)))
-        return 0
-    if args.bare:
-        print(json.dumps(bare_worker(*args.bare)))
-        return 0
-    if args.outbox:
-        print(json.dumps(outbox_worker(*args.outbox)))
-        return 0
-    if args.setup:
-        print(json.dumps(sqlite_setup(*args.setup)))
-        return 0
+    for given, worker in ((args.mauto, mauto_worker), (args.bare, bare_worker), (args.outbox, outbox_worker),
+                          (args.setup, sqlite_setup)):  # a child process of this script: one job, its figures out
+        if given:
+            print(json.dumps(worker(*given)))
+            return 0
     if args.contacts < 1:
         parser.error("--contacts must be at least 1")
     # A SIGTERM unwinds as an exit does, so that the cluster is stopped and the temporary folder removed.

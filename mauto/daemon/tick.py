@@ -520,10 +520,9 @@ def tick(project: Project, store: Store, now: datetime, transports: dict[str, ch
                 report.unknown += 1
                 log("unknown", {"key": key, "id": message_id,
                                 "why": "its hand-off began before a crash; not resent (see `mauto outbox --unknown`)"})
-        prepared = _prepared(project, store, now, log, renderer, report, stopping, progress, Tick.prepare)
-        if prepared is None:
+        run = _prepared(project, store, now, log, renderer, report, stopping, progress, Tick.prepare)
+        if run is None:
             return report
-        run = prepared
         project = run.project
         run.write_log()
         run.drain(progress)
@@ -677,12 +676,11 @@ def _plan(live: Project, store: PgStore, now: datetime, log: Log, given: Message
         if stopping():
             return None
         with store.transaction() as db:
-            last = runtime.get_state(db, "clock")
-            if _later(last, now):
+            if _later(runtime.get_state(db, "clock"), now):
                 runtime.set_state(db, "clock", now.isoformat())
             # up to the latest plan's moment: a worker that planned later, and claims after this plan, finds its
             # contacts in the queue (each worker claims those due by its own `now`)
-            runtime.queue_due(db, datetime.fromisoformat(last) if last is not None and not _later(last, now) else now)
+            runtime.queue_due(db, _latest_plan(db, now))
         return project, release_id, renderer, run.workflows.rows
     finally:
         store.release_advisory(PLAN)
@@ -705,6 +703,12 @@ def _later(last: str | None, now: datetime) -> bool:
     return last is None or now > datetime.fromisoformat(last)
 
 
+def _latest_plan(db: Any, now: datetime) -> datetime:
+    """The moment the queue reaches: the latest plan's (the store's clock), or `now` if later."""
+    last = runtime.get_state(db, "clock")
+    return now if last is None else max(now, datetime.fromisoformat(last))
+
+
 def _claim_all(project: Project, store: Store, now: datetime, log: Log, renderer: MessageRenderer,
                report: TickReport, stopping: Callable[[], bool], release_id: int | None, running: list[tuple],
                progress: Callable[[int], None] | None) -> None:
@@ -725,9 +729,8 @@ def _claim_all(project: Project, store: Store, now: datetime, log: Log, renderer
             run.drain(progress)
             # what the claim leaves goes back in the queue: what comes due after this worker's clock and by the
             # latest plan's (a worker with a later clock does it), or, stopped half-way, all that is left
-            latest = runtime.get_state(db, "clock")
-            if latest is not None and (stopping() or datetime.fromisoformat(latest) > now):
-                runtime.requeue(db, contacts, None if stopping() else now,
-                                max(now, datetime.fromisoformat(latest)))
+            stopped, latest = stopping(), _latest_plan(db, now)
+            if stopped or latest > now:
+                runtime.requeue(db, contacts, None if stopped else now, latest)
         for kind, data in lines:
             log(kind, data)

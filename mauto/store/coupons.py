@@ -12,7 +12,7 @@ from typing import Any
 
 from mauto.datafiles import MAX_CSV_LINE, DataError, csv_rows, open_bytes, text_lines
 from mauto.errors import UsageError, printable
-from mauto.store.sqlite import Store, stamp
+from mauto.store.sqlite import Store, row_lock, stamp
 
 MAX_CODE_LENGTH = 200  # characters in one code: a longer one is a mistake (a whole line, a missing separator)
 # Controls, line breaks and the invisible format characters (zero-width spaces and joiners, bidi marks, the
@@ -139,7 +139,7 @@ def take_coupon_in(db: Any, pool: str, contact: str, at: datetime, expires_at: d
     two takers never get the same code."""
     # On PostgreSQL several daemons take codes at once: each skips the row another is taking (SKIP LOCKED), and
     # `assigned_to IS NULL` is checked again on the row it updates.
-    skip = " FOR UPDATE SKIP LOCKED" if getattr(db, "dialect", "sqlite") == "postgresql" else ""
+    skip = row_lock(db, "FOR UPDATE SKIP LOCKED")
     row = db.execute(
         "UPDATE coupons SET assigned_to = ?, assigned_at = ?, expires_at = ? WHERE rowid = ("
         f" SELECT rowid FROM coupons WHERE pool = ? AND assigned_to IS NULL ORDER BY rowid LIMIT 1{skip})"

@@ -10,7 +10,7 @@ from typing import Any
 
 from mauto.feedback import COMPLAINT, DELIVERED, HARD_BOUNCE, SMS_STOP, SOFT_BOUNCE, Feedback
 from mauto.store.contact_rows import ADDRESS, CONSENT
-from mauto.store.sqlite import Store, address_hash, stamp
+from mauto.store.sqlite import Store, address_hash, row_lock, stamp
 
 SOFT_BOUNCE_LIMIT = 3  # soft bounces of one address before it is suppressed (`serve.soft_bounce_limit`)
 SOFT_BOUNCE_WINDOW_DAYS = 30  # an address whose last soft bounce is older starts counting again
@@ -96,7 +96,7 @@ def unsubscribe(store: Store, contact_id: str, channel: str, at: datetime, prope
 def _fields(db: Any, contact_id: str, lock: bool = False) -> dict[str, Any] | None:
     """The contact's fields; `lock`: the row locked for the transaction on PostgreSQL, to write them back (a
     tick's claim holding the contact finishes first, and its write is read, not undone)."""
-    locked = " FOR NO KEY UPDATE" if lock and getattr(db, "dialect", "sqlite") == "postgresql" else ""
+    locked = row_lock(db) if lock else ""
     row = db.execute(f"SELECT fields FROM contacts WHERE id = ? AND erased_at IS NULL{locked}", [contact_id]).fetchone()
     if row is None:
         return None

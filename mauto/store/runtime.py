@@ -20,7 +20,7 @@ from mauto.engine.state import EXITED, Enrollment, LogEntry
 from mauto.errors import MautoError, printable
 from mauto.store.contact_rows import ADDRESS, COLUMN_FIELDS, typed_fields
 from mauto.store.contact_rows import record_of as _record
-from mauto.store.sqlite import Store, address_hash, stamp
+from mauto.store.sqlite import Store, address_hash, row_lock, stamp
 
 IN_FLIGHT = ("active", "waiting", "pending")
 
@@ -176,8 +176,8 @@ def load_contact(db: Any, contact_id: str, fields: dict[str, Any], zone: str,
     for it (frequency caps), and the channels its addresses are suppressed on."""
     # PostgreSQL: the row locked for the transaction, as a claim locks it (a no-op then), so that the plan, which
     # reads contacts without a claim, writes back no row that `mauto serve` changed meanwhile (a list left)
-    lock = " FOR NO KEY UPDATE" if getattr(db, "dialect", "sqlite") == "postgresql" else ""
-    row = next(db.query(f"SELECT * FROM contacts WHERE id = ? AND erased_at IS NULL{lock}", [contact_id]), None)
+    row = next(db.query(f"SELECT * FROM contacts WHERE id = ? AND erased_at IS NULL{row_lock(db)}", [contact_id]),
+               None)
     if row is None:
         return None
     record = _record(row)
@@ -391,6 +391,13 @@ def insert_messages(db: Any, rows: list[dict[str, Any]]) -> None:
                    f"({', '.join(':' + name for name in MESSAGE_COLUMNS)})", rows)
 
 
+_DUE_ITEMS = (  # a contact's due items by `?` (three times), as (contact, due): what queue_due groups
+    "SELECT e.contact, coalesce(e.wake_at, '') AS due FROM enrollments e JOIN workflows w ON w.id = e.workflow "
+    "WHERE e.state IN ('active', 'waiting') AND (e.wake_at IS NULL OR e.wake_at <= ?) AND w.state != 'paused' "
+    "UNION ALL SELECT contact, at FROM events WHERE processed_at IS NULL AND at <= ? "
+    "UNION ALL SELECT contact, due_at FROM timers WHERE due_at IS NOT NULL AND due_at <= ?")
+
+
 def queue_due(db: Any, until: datetime) -> int:
     """PostgreSQL, several workers, in the plan (one worker at a time): the contacts with something due by `until`
     (a wake-up, an event not processed, an inactivity timer) written to `due_queue` with their first due moment,
@@ -400,13 +407,6 @@ def queue_due(db: Any, until: datetime) -> int:
     db.execute("DELETE FROM due_queue")
     return int(db.execute(f"INSERT INTO due_queue (contact, due) SELECT contact, min(due) FROM ({_DUE_ITEMS}) AS items "
                           "GROUP BY contact", [moment, moment, moment]).rowcount)
-
-
-_DUE_ITEMS = (  # a contact's due items by `?` (three times), as (contact, due): what queue_due groups
-    "SELECT e.contact, coalesce(e.wake_at, '') AS due FROM enrollments e JOIN workflows w ON w.id = e.workflow "
-    "WHERE e.state IN ('active', 'waiting') AND (e.wake_at IS NULL OR e.wake_at <= ?) AND w.state != 'paused' "
-    "UNION ALL SELECT contact, at FROM events WHERE processed_at IS NULL AND at <= ? "
-    "UNION ALL SELECT contact, due_at FROM timers WHERE due_at IS NOT NULL AND due_at <= ?")
 
 
 def requeue(db: Any, contacts: list[str], after: datetime | None, until: datetime) -> int:

@@ -73,6 +73,12 @@ def stamp(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
+def row_lock(db: Any, clause: str = "FOR NO KEY UPDATE") -> str:
+    """What a SELECT appends to lock the rows it reads for its transaction: `clause` on PostgreSQL, where other
+    transactions write beside it; nothing on SQLite, whose writer holds the whole file (nor can it parse one)."""
+    return f" {clause}" if getattr(db, "dialect", "sqlite") == "postgresql" else ""
+
+
 def normalise_address(address: str, channel: str, region: str | None = None) -> str:
     """The one form an address is compared in (mauto.addresses.comparison_form): an email checked and
     lower-cased, its domain in Unicode; a phone number in E.164 (`+33612345678`), national numbers read in
